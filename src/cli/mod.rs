@@ -1,0 +1,248 @@
+//! Command-line types. Flag names follow tumf/agent-exec where it has them,
+//! so its users switch without relearning. Durations and sizes are taken as
+//! strings and validated by the command, so a bad value is a JSON error
+//! (`invalid_argument`, exit 1) rather than a usage error.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agent-exec",
+    version,
+    about = "Run every command as a durable background job in a real sandbox; one JSON object per response.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Job store root (default: $AGENT_EXEC_ROOT, else $XDG_STATE_HOME/agent-exec, else ~/.local/state/agent-exec).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and start a job, then observe it (10 s by default).
+    Run(RunArgs),
+    /// Persist a job definition without starting it.
+    Create(CreateArgs),
+    /// Start a created job.
+    Start(StartArgs),
+    /// Current state of a job; the full result once it has ended.
+    Status(JobArg),
+    /// Bounded excerpt of a job's stdout/stderr.
+    Tail(TailArgs),
+    /// Observe a job until it ends or --until passes (the job is never stopped by this).
+    Wait(WaitArgs),
+    /// Signal every process of a job's cgroup, then kill the cgroup after --grace.
+    Kill(KillArgs),
+    /// List jobs, newest first.
+    #[command(visible_alias = "ps")]
+    List(ListArgs),
+    /// Remove a terminal job and its logs.
+    Delete(DeleteArgs),
+    /// Remove terminal jobs older than a retention window.
+    Gc(GcArgs),
+    /// Print the JSON Schema of every response.
+    Schema,
+    /// Internal: run as the supervisor of a claimed job (used by multi-threaded callers).
+    #[command(name = "__supervise", hide = true)]
+    Supervise { job_id: String },
+}
+
+/// Everything that defines a job (shared by run and create).
+#[derive(Debug, Args, Clone)]
+pub struct JobDefinition {
+    /// Hard wall-clock limit: SIGTERM to the whole cgroup when it passes (seconds or 500ms/5m/2h; 0 = none).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// After SIGTERM (timeout or kill), wait this long, then kill the whole cgroup.
+    #[arg(long, value_name = "DURATION")]
+    pub kill_after: Option<String>,
+    /// Working directory of the job (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Read KEY=VALUE lines from a file (repeatable; # comments and blank lines ignored).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Start from the caller's environment (the default).
+    #[arg(long, overrides_with = "no_inherit_env")]
+    pub inherit_env: bool,
+    /// Start from an empty environment (PATH set to a standard value).
+    #[arg(long, overrides_with = "inherit_env")]
+    pub no_inherit_env: bool,
+    /// Hide a secret in JSON and in the stored logs: an --env/--env-file key (its value), or a literal text.
+    #[arg(long = "mask", value_name = "KEY_OR_VALUE")]
+    pub mask: Vec<String>,
+    /// Job stdin: this text, or `-` to read the caller's stdin (default: /dev/null).
+    #[arg(long, value_name = "TEXT|-", conflicts_with = "stdin_file")]
+    pub stdin: Option<String>,
+    /// Job stdin from a file (copied into the job directory).
+    #[arg(long, value_name = "FILE")]
+    pub stdin_file: Option<PathBuf>,
+    /// Tag the job (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// Memory limit of the job's cgroup (e.g. 512M, 2G).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Maximum number of processes in the job's cgroup.
+    #[arg(long, value_name = "N")]
+    pub pids: Option<String>,
+    /// CPU bandwidth limit in CPUs (e.g. 1.5).
+    #[arg(long, value_name = "CPUS")]
+    pub cpus: Option<String>,
+    /// Per-log size cap: output beyond it is counted but not stored (default 64M).
+    #[arg(long, value_name = "SIZE")]
+    pub log_cap: Option<String>,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// How a response observes a job and how much output it inlines.
+#[derive(Debug, Args, Clone)]
+pub struct Observe {
+    /// Observe at most this long before answering with a snapshot (default 10s for run/start, 30s for wait).
+    #[arg(long, value_name = "DURATION")]
+    pub until: Option<String>,
+    /// Observe until the job ends, however long.
+    #[arg(long, conflicts_with_all = ["until", "no_wait"])]
+    pub forever: bool,
+    /// Answer as soon as the job has started.
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub excerpt: ExcerptArgs,
+    /// Exit like timeout(1) once the job has ended: its code, 124 timeout, 128+N signal, 125 runner failure, 126/127 exec.
+    #[arg(long)]
+    pub exit_status: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExcerptArgs {
+    /// Budget for each inline excerpt (stdout and stderr): head and tail are kept (default 8K).
+    #[arg(long, value_name = "SIZE")]
+    pub max_bytes: Option<String>,
+    /// Only the last N lines in each excerpt.
+    #[arg(long, value_name = "N")]
+    pub tail_lines: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub observe: Observe,
+    #[command(flatten)]
+    pub def: JobDefinition,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub def: JobDefinition,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    pub job_id: String,
+    #[command(flatten)]
+    pub observe: Observe,
+}
+
+#[derive(Debug, Args)]
+pub struct JobArg {
+    pub job_id: String,
+    #[command(flatten)]
+    pub excerpt: ExcerptArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    pub job_id: String,
+    /// Observe at most this long (default 30s). The job keeps running when it passes.
+    #[arg(long, value_name = "DURATION")]
+    pub until: Option<String>,
+    /// Observe until the job ends, however long.
+    #[arg(long, conflicts_with = "until")]
+    pub forever: bool,
+    #[command(flatten)]
+    pub excerpt: ExcerptArgs,
+    /// Exit like timeout(1) once the job has ended.
+    #[arg(long)]
+    pub exit_status: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    pub job_id: String,
+    /// Only the last N lines of each log (default 50 unless --offset is given).
+    #[arg(long, visible_alias = "tail-lines", value_name = "N")]
+    pub lines: Option<usize>,
+    /// Byte budget for each log's excerpt (default 64K).
+    #[arg(long, value_name = "SIZE")]
+    pub max_bytes: Option<String>,
+    /// Read from this byte offset forward (returns the next offset to continue from).
+    #[arg(long, value_name = "BYTES")]
+    pub offset: Option<u64>,
+    /// Which log: stdout, stderr or both (default both).
+    #[arg(long, value_name = "STREAM", default_value = "both")]
+    pub stream: String,
+    /// Stream new output as NDJSON until the job ends (or --until passes).
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: stop after this long.
+    #[arg(long, value_name = "DURATION")]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    pub job_id: String,
+    /// Signal sent to every process of the job (name or number; default TERM).
+    #[arg(long, default_value = "TERM")]
+    pub signal: String,
+    /// Then kill the whole cgroup after this long (default 5s).
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<String>,
+    /// Do not wait for the job to end before answering.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only jobs in this state (created, running, exited, killed, timed_out, failed, lost).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only jobs whose working directory is this one.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Only jobs carrying every one of these tags (`ns.*` matches a namespace).
+    #[arg(long = "tag")]
+    pub tag: Vec<String>,
+    /// At most this many jobs.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    pub job_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Retention window (default 30d).
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+    /// Report what would be removed without removing it.
+    #[arg(long)]
+    pub dry_run: bool,
+}

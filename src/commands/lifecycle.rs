@@ -1,0 +1,251 @@
+//! run, create, start, status, wait, kill: the life of one job.
+
+use std::time::{Duration, Instant};
+
+use super::define;
+use super::view::{exit_status_of, job_response, ExcerptBudget, Observation};
+use super::Reply;
+use crate::cli::{CreateArgs, JobArg, KillArgs, Observe, RunArgs, StartArgs, WaitArgs};
+use crate::job::liveness::{pidfd_of, reconcile, supervisor_of};
+use crate::job::model::{JobSpec, ResultKind, Secrets, State};
+use crate::job::observe::Watch;
+use crate::job::store::{write_json, Store};
+use crate::response::{AppError, ErrorCode, JobResponseType};
+use crate::supervisor::{spawn_detached, KillRequest, KILL_REQUEST};
+
+const DEFAULT_RUN_UNTIL: Duration = Duration::from_secs(10);
+const DEFAULT_WAIT_UNTIL: Duration = Duration::from_secs(30);
+const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+pub fn run(store: &Store, args: &RunArgs) -> Result<Reply, AppError> {
+    let budget = ExcerptBudget::from_args(&args.observe.excerpt)?;
+    let until = observe_deadline(&args.observe, DEFAULT_RUN_UNTIL)?;
+    let defined = define::build(&args.def, store)?;
+    // The clear-text secrets stay in memory: the forked supervisor has them.
+    store.create(&defined.spec, None, defined.stdin.as_deref())?;
+    let lock = store.claim_start(&defined.spec.job_id)?;
+    start_and_observe(store, &defined.spec, &defined.secrets, lock, &args.observe, until, budget, JobResponseType::Run)
+}
+
+pub fn create(store: &Store, args: &CreateArgs) -> Result<Reply, AppError> {
+    let defined = define::build(&args.def, store)?;
+    let secrets = defined.spec.has_secrets.then_some(&defined.secrets);
+    // Masks without other secrets still need their values at start time.
+    let mask_only = Secrets {
+        mask_values: defined.secrets.mask_values.clone(),
+        ..Default::default()
+    };
+    let secrets = secrets.or((!mask_only.mask_values.is_empty()).then_some(&mask_only));
+    let spec = JobSpec {
+        has_secrets: secrets.is_some(),
+        ..defined.spec
+    };
+    store.create(&spec, secrets, defined.stdin.as_deref())?;
+    let status = store.read_status(&spec.job_id)?;
+    let budget = ExcerptBudget {
+        max_bytes: 0,
+        tail_lines: None,
+    };
+    let obs = Observation {
+        waited_ms: 0,
+        deadline_reached: false,
+    };
+    Ok(Reply::json(&job_response(JobResponseType::Create, store, &spec, &status, &budget, obs)))
+}
+
+pub fn start(store: &Store, args: &StartArgs) -> Result<Reply, AppError> {
+    let budget = ExcerptBudget::from_args(&args.observe.excerpt)?;
+    let until = observe_deadline(&args.observe, DEFAULT_RUN_UNTIL)?;
+    let id = store.resolve(&args.job_id)?;
+    let spec = store.read_spec(&id)?;
+    let status = store.read_status(&id)?;
+    if status.state != State::Created {
+        return Err(invalid_state(&id, status.state, "start", "only created jobs can be started"));
+    }
+    let lock = store.claim_start(&id)?;
+    let secrets = if spec.has_secrets {
+        store.read_secrets(&id)?
+    } else {
+        Secrets::default()
+    };
+    start_and_observe(store, &spec, &secrets, lock, &args.observe, until, budget, JobResponseType::Start)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_and_observe(
+    store: &Store,
+    spec: &JobSpec,
+    secrets: &Secrets,
+    lock: std::fs::File,
+    observe: &Observe,
+    until: Option<Duration>,
+    budget: ExcerptBudget,
+    kind: JobResponseType,
+) -> Result<Reply, AppError> {
+    let id = &spec.job_id;
+    // Watch before launching, so no state change can slip by unseen.
+    let watch = Watch::new(store, id)?;
+    let began = Instant::now();
+    spawn_detached(store, spec, secrets, lock)?;
+    let deadline = until.map(|d| began + d);
+    let no_wait = observe.no_wait;
+    let status = watch.until(store, id, deadline, |s| no_wait && s.state != State::Created)?;
+    if let Some(o) = status.outcome.as_ref().filter(|o| o.result == ResultKind::LaunchFailed) {
+        let mut e = AppError::new(
+            ErrorCode::LaunchFailed,
+            o.message.clone().unwrap_or_else(|| "the job could not be launched".into()),
+        )
+        .with_job(id);
+        e.exit_code = o.exit_code;
+        let code = if observe.exit_status { o.exit_code.unwrap_or(125) } else { 1 };
+        return Ok(Reply::error(e, code));
+    }
+    let obs = Observation {
+        waited_ms: began.elapsed().as_millis() as u64,
+        deadline_reached: !status.state.is_terminal() && !no_wait,
+    };
+    let response = job_response(kind, store, spec, &status, &budget, obs);
+    let mut reply = Reply::json(&response);
+    if observe.exit_status {
+        if let Some(code) = exit_status_of(&status) {
+            reply.exit_code = code;
+        }
+    }
+    Ok(reply)
+}
+
+pub fn status(store: &Store, args: &JobArg) -> Result<Reply, AppError> {
+    let budget = ExcerptBudget::from_args(&args.excerpt)?;
+    let id = store.resolve(&args.job_id)?;
+    let spec = store.read_spec(&id)?;
+    let status = reconcile(store, &id, store.read_status(&id)?)?;
+    let obs = Observation {
+        waited_ms: 0,
+        deadline_reached: false,
+    };
+    Ok(Reply::json(&job_response(JobResponseType::Status, store, &spec, &status, &budget, obs)))
+}
+
+pub fn wait(store: &Store, args: &WaitArgs) -> Result<Reply, AppError> {
+    let budget = ExcerptBudget::from_args(&args.excerpt)?;
+    let until = if args.forever {
+        None
+    } else {
+        Some(match &args.until {
+            Some(u) => Duration::from_millis(define::duration_ms("--until", u)?),
+            None => DEFAULT_WAIT_UNTIL,
+        })
+    };
+    let id = store.resolve(&args.job_id)?;
+    let spec = store.read_spec(&id)?;
+    let watch = Watch::new(store, &id)?;
+    let began = Instant::now();
+    let status = watch.until(store, &id, until.map(|u| began + u), |s| s.state.is_terminal())?;
+    let obs = Observation {
+        waited_ms: began.elapsed().as_millis() as u64,
+        deadline_reached: !status.state.is_terminal(),
+    };
+    let mut reply = Reply::json(&job_response(JobResponseType::Wait, store, &spec, &status, &budget, obs));
+    if args.exit_status {
+        if let Some(code) = exit_status_of(&status) {
+            reply.exit_code = code;
+        }
+    }
+    Ok(reply)
+}
+
+pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
+    let signal = parse_signal(&args.signal)?;
+    let grace = match &args.grace {
+        Some(g) => Duration::from_millis(define::duration_ms("--grace", g)?),
+        None => DEFAULT_GRACE,
+    };
+    let id = store.resolve(&args.job_id)?;
+    let spec = store.read_spec(&id)?;
+    let status = reconcile(store, &id, store.read_status(&id)?)?;
+    let budget = ExcerptBudget {
+        max_bytes: super::view::DEFAULT_MAX_BYTES,
+        tail_lines: None,
+    };
+    if status.state == State::Created && !store.has_start_lock(&id) {
+        return Err(invalid_state(&id, status.state, "kill", "the job has not been started; delete it instead"));
+    }
+    let began = Instant::now();
+    let mut sent = None;
+    let mut status = status;
+    if !status.state.is_terminal() {
+        let watch = Watch::new(store, &id)?;
+        write_json(
+            &store.job_dir(&id).join(KILL_REQUEST),
+            &KillRequest {
+                signal: signal as i32,
+                grace_ms: grace.as_millis() as u64,
+            },
+            0o600,
+        )?;
+        let supervisor = supervisor_of(store, &id, &status).and_then(|s| pidfd_of(&s));
+        match supervisor {
+            Some(pidfd) => {
+                // SAFETY: pidfd refers to the verified supervisor; SIGUSR1 asks it to read kill.json.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+                        libc::SIGUSR1,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    )
+                };
+                if r == 0 {
+                    sent = Some(signal.as_str().to_string());
+                }
+            }
+            None => {}
+        }
+        let deadline = if args.no_wait {
+            Some(Instant::now())
+        } else {
+            Some(Instant::now() + grace + Duration::from_secs(5))
+        };
+        status = watch.until(store, &id, deadline, |s| s.state.is_terminal())?;
+    }
+    let obs = Observation {
+        waited_ms: began.elapsed().as_millis() as u64,
+        deadline_reached: !status.state.is_terminal() && !args.no_wait,
+    };
+    let mut response = job_response(JobResponseType::Kill, store, &spec, &status, &budget, obs);
+    if sent.is_none() && response.message.is_none() {
+        response.message = Some("the job had already ended; nothing was signalled".into());
+    }
+    response.signal_sent = sent;
+    Ok(Reply::json(&response))
+}
+
+fn observe_deadline(observe: &Observe, default: Duration) -> Result<Option<Duration>, AppError> {
+    if observe.forever {
+        return Ok(None);
+    }
+    Ok(Some(match &observe.until {
+        Some(u) => Duration::from_millis(define::duration_ms("--until", u)?),
+        None => default,
+    }))
+}
+
+fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal, AppError> {
+    use nix::sys::signal::Signal;
+    let upper = s.trim().to_ascii_uppercase();
+    if let Ok(n) = upper.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| AppError::invalid(format!("--signal {s:?}: no such signal")));
+    }
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<Signal>()
+        .map_err(|_| AppError::invalid(format!("--signal {s:?}: no such signal (try TERM, INT, KILL, HUP)")))
+}
+
+pub fn invalid_state(id: &str, state: State, action: &str, hint: &str) -> AppError {
+    AppError::new(
+        ErrorCode::InvalidState,
+        format!("cannot {action} job {id}: it is {}; {hint}", state.as_str()),
+    )
+    .with_job(id)
+}

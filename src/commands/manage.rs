@@ -1,0 +1,186 @@
+//! list, delete, gc: the job store as a whole.
+
+use std::path::Path;
+
+use super::define::duration_ms;
+use super::lifecycle::invalid_state;
+use super::Reply;
+use crate::cli::{DeleteArgs, GcArgs, ListArgs};
+use crate::job::liveness::reconcile;
+use crate::job::model::{JobSpec, JobStatus, State};
+use crate::job::store::Store;
+use crate::response::{
+    AppError, CleanupEntry, CleanupResponse, CleanupType, Const, JobSummary, ListResponse, ListType, SchemaVersion,
+};
+use crate::timefmt::{now_ms, rfc3339};
+
+/// Every readable job, with non-terminal ones checked for a dead supervisor.
+fn load_all(store: &Store) -> Result<Vec<(JobSpec, JobStatus)>, AppError> {
+    let mut jobs = Vec::new();
+    for id in store.ids()? {
+        // A job being created or deleted right now may be half there: skip it.
+        let (Ok(spec), Ok(status)) = (store.read_spec(&id), store.read_status(&id)) else {
+            continue;
+        };
+        let status = reconcile(store, &id, status).unwrap_or_else(|_| JobStatus::created(spec.created_at_ms));
+        jobs.push((spec, status));
+    }
+    jobs.sort_by(|a, b| b.0.created_at_ms.cmp(&a.0.created_at_ms).then(b.0.job_id.cmp(&a.0.job_id)));
+    Ok(jobs)
+}
+
+pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
+    let state = match &args.state {
+        Some(s) => Some(State::parse(s).ok_or_else(|| {
+            AppError::invalid(format!(
+                "--state {s:?}: expected created, running, exited, killed, timed_out, failed or lost"
+            ))
+        })?),
+        None => None,
+    };
+    let cwd = match &args.cwd {
+        Some(c) => Some(
+            c.canonicalize()
+                .map_err(|e| AppError::invalid(format!("--cwd {}: {e}", c.display())))?
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        None => None,
+    };
+    let mut jobs: Vec<JobSummary> = load_all(store)?
+        .into_iter()
+        .filter(|(spec, status)| {
+            state.is_none_or(|s| status.state == s)
+                && cwd.as_ref().is_none_or(|c| &spec.cwd == c)
+                && args.tag.iter().all(|pattern| spec.tags.iter().any(|t| tag_matches(pattern, t)))
+        })
+        .map(|(spec, status)| JobSummary {
+            job_id: spec.job_id,
+            state: status.state,
+            result: status.outcome.as_ref().map(|o| o.result),
+            exit_code: status.outcome.as_ref().and_then(|o| o.exit_code),
+            argv: spec.argv,
+            cwd: spec.cwd,
+            tags: spec.tags,
+            policy: spec.policy,
+            created_at: spec.created_at,
+            finished_at: status.finished_at_ms.map(rfc3339),
+            duration_ms: status.outcome.as_ref().map(|o| o.duration_ms),
+        })
+        .collect();
+    if let Some(limit) = args.limit {
+        jobs.truncate(limit);
+    }
+    Ok(Reply::json(&ListResponse {
+        schema_version: SchemaVersion,
+        ok: Const,
+        kind: ListType::List,
+        root: store.root().to_string_lossy().into_owned(),
+        count: jobs.len(),
+        jobs,
+    }))
+}
+
+/// `ci` matches the tag `ci`; `proj.*` matches `proj.build` and `proj.build.x`.
+fn tag_matches(pattern: &str, tag: &str) -> bool {
+    match pattern.strip_suffix(".*") {
+        Some(ns) => tag.strip_prefix(ns).is_some_and(|rest| rest.starts_with('.')),
+        None => pattern == tag,
+    }
+}
+
+pub fn delete(store: &Store, args: &DeleteArgs) -> Result<Reply, AppError> {
+    let id = store.resolve(&args.job_id)?;
+    let status = reconcile(store, &id, store.read_status(&id)?)?;
+    let started_not_done = !status.state.is_terminal() && (status.state == State::Running || store.has_start_lock(&id));
+    if started_not_done {
+        return Err(invalid_state(&id, status.state, "delete", "kill it first, or wait for it to end"));
+    }
+    let bytes = dir_size(&store.job_dir(&id));
+    store.delete(&id)?;
+    Ok(Reply::json(&CleanupResponse {
+        schema_version: SchemaVersion,
+        ok: Const,
+        kind: CleanupType::Delete,
+        root: store.root().to_string_lossy().into_owned(),
+        dry_run: false,
+        older_than: None,
+        deleted: 1,
+        skipped: 0,
+        freed_bytes: bytes,
+        jobs: vec![CleanupEntry {
+            job_id: id,
+            state: status.state,
+            action: "deleted".into(),
+            reason: None,
+            bytes,
+        }],
+    }))
+}
+
+pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {
+    let older_than = args.older_than.clone().unwrap_or_else(|| "30d".into());
+    let window = duration_ms("--older-than", &older_than)?;
+    let cutoff = now_ms().saturating_sub(window);
+    let mut entries = Vec::new();
+    let (mut deleted, mut skipped, mut freed) = (0, 0, 0);
+    for (spec, status) in load_all(store)? {
+        let id = spec.job_id;
+        if !status.state.is_terminal() {
+            skipped += 1;
+            entries.push(CleanupEntry {
+                job_id: id,
+                state: status.state,
+                action: "skipped".into(),
+                reason: Some(format!("{} jobs are never collected", status.state.as_str())),
+                bytes: 0,
+            });
+            continue;
+        }
+        let finished = status.finished_at_ms.unwrap_or(status.updated_at_ms);
+        if finished > cutoff {
+            continue; // within the retention window: not a candidate, not reported
+        }
+        let bytes = dir_size(&store.job_dir(&id));
+        let action = if args.dry_run {
+            "would_delete"
+        } else {
+            store.delete(&id)?;
+            "deleted"
+        };
+        deleted += 1;
+        freed += bytes;
+        entries.push(CleanupEntry {
+            job_id: id,
+            state: status.state,
+            action: action.into(),
+            reason: None,
+            bytes,
+        });
+    }
+    Ok(Reply::json(&CleanupResponse {
+        schema_version: SchemaVersion,
+        ok: Const,
+        kind: CleanupType::Gc,
+        root: store.root().to_string_lossy().into_owned(),
+        dry_run: args.dry_run,
+        older_than: Some(older_than),
+        deleted: if args.dry_run { 0 } else { deleted },
+        skipped,
+        freed_bytes: freed,
+        jobs: entries,
+    }))
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,69 @@
+//! One function per CLI command: validate, act on the store, build the response.
+
+mod define;
+mod lifecycle;
+mod logs;
+mod manage;
+mod view;
+
+use serde::Serialize;
+
+use crate::cli::{Cli, Command};
+use crate::job::store::Store;
+use crate::response::{error_response, schema_document, AppError, Const, SchemaResponse, SchemaType, SchemaVersion};
+
+/// What a command prints on stdout and the process exit status.
+pub struct Reply {
+    pub json: serde_json::Value,
+    pub exit_code: i32,
+}
+
+impl Reply {
+    pub fn json<T: Serialize>(value: &T) -> Reply {
+        Reply {
+            json: serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+            exit_code: 0,
+        }
+    }
+
+    pub fn error(error: AppError, exit_code: i32) -> Reply {
+        Reply {
+            json: serde_json::to_value(error_response(error)).unwrap_or(serde_json::Value::Null),
+            exit_code,
+        }
+    }
+}
+
+/// Runs the parsed command line; every failure becomes an `ok: false` reply.
+pub fn dispatch(cli: Cli) -> Reply {
+    match execute(cli) {
+        Ok(reply) => reply,
+        Err(e) => Reply::error(e, 1),
+    }
+}
+
+fn execute(cli: Cli) -> Result<Reply, AppError> {
+    if let Command::Schema = cli.command {
+        return Ok(Reply::json(&SchemaResponse {
+            schema_version: SchemaVersion,
+            ok: Const,
+            kind: SchemaType::Schema,
+            schema: schema_document(),
+        }));
+    }
+    let store = Store::open(Store::default_root(cli.root.as_deref()))?;
+    match &cli.command {
+        Command::Run(a) => lifecycle::run(&store, a),
+        Command::Create(a) => lifecycle::create(&store, a),
+        Command::Start(a) => lifecycle::start(&store, a),
+        Command::Status(a) => lifecycle::status(&store, a),
+        Command::Wait(a) => lifecycle::wait(&store, a),
+        Command::Kill(a) => lifecycle::kill(&store, a),
+        Command::Tail(a) => logs::tail(&store, a),
+        Command::List(a) => manage::list(&store, a),
+        Command::Delete(a) => manage::delete(&store, a),
+        Command::Gc(a) => manage::gc(&store, a),
+        Command::Supervise { job_id } => std::process::exit(crate::supervisor::supervise_exec(&store, job_id)),
+        Command::Schema => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,136 @@
+//! Turning a stored job into the JSON a caller sees.
+
+use std::path::Path;
+
+use crate::cli::ExcerptArgs;
+use crate::job::model::{JobSpec, JobStatus, ResultKind, State};
+use crate::job::store::{Store, STDERR_LOG, STDOUT_LOG};
+use crate::output::excerpt::head_and_tail;
+use crate::response::{AppError, Const, JobResponse, JobResponseType, SchemaVersion};
+use crate::timefmt::{now_ms, rfc3339};
+use crate::units::parse_size;
+
+pub const DEFAULT_MAX_BYTES: u64 = 8 * 1024;
+
+/// Inline excerpt budget from the flags.
+pub struct ExcerptBudget {
+    pub max_bytes: u64,
+    pub tail_lines: Option<usize>,
+}
+
+impl ExcerptBudget {
+    pub fn from_args(args: &ExcerptArgs) -> Result<ExcerptBudget, AppError> {
+        let max_bytes = match &args.max_bytes {
+            None => DEFAULT_MAX_BYTES,
+            Some(s) => parse_size(s).map_err(|e| AppError::invalid(format!("--max-bytes: {e}")))?,
+        };
+        Ok(ExcerptBudget {
+            max_bytes,
+            tail_lines: args.tail_lines,
+        })
+    }
+}
+
+pub struct Observation {
+    pub waited_ms: u64,
+    pub deadline_reached: bool,
+}
+
+pub fn job_response(
+    kind: JobResponseType,
+    store: &Store,
+    spec: &JobSpec,
+    status: &JobStatus,
+    budget: &ExcerptBudget,
+    obs: Observation,
+) -> JobResponse {
+    let dir = store.job_dir(&spec.job_id);
+    let stdout_path = dir.join(STDOUT_LOG);
+    let stderr_path = dir.join(STDERR_LOG);
+    let excerpt = |p: &Path| head_and_tail(p, budget.max_bytes, budget.tail_lines).unwrap_or_default();
+    let (out, err) = if status.state == State::Created {
+        (Default::default(), Default::default())
+    } else {
+        (excerpt(&stdout_path), excerpt(&stderr_path))
+    };
+    let outcome = status.outcome.as_ref();
+    let now = now_ms();
+    JobResponse {
+        schema_version: SchemaVersion,
+        ok: Const,
+        kind,
+        job_id: spec.job_id.clone(),
+        state: status.state,
+        result: outcome.map(|o| o.result),
+        exit_code: outcome.and_then(|o| o.exit_code),
+        signal: outcome.and_then(|o| o.signal.clone()),
+        timed_out: outcome.is_some_and(|o| o.timed_out),
+        oom_killed: outcome.is_some_and(|o| o.oom_killed),
+        argv: spec.argv.clone(),
+        cwd: spec.cwd.clone(),
+        policy: spec.policy.clone(),
+        tags: spec.tags.clone(),
+        created_at: spec.created_at.clone(),
+        started_at: status.started_at_ms.map(rfc3339),
+        finished_at: status.finished_at_ms.map(rfc3339),
+        duration_ms: match outcome {
+            Some(o) => Some(o.duration_ms),
+            None => status.started_at_ms.map(|s| now.saturating_sub(s)),
+        },
+        waited_ms: obs.waited_ms,
+        stdout_total_bytes: outcome.map(|o| o.stdout.total_bytes).unwrap_or(out.log_bytes),
+        stderr_total_bytes: outcome.map(|o| o.stderr.total_bytes).unwrap_or(err.log_bytes),
+        stdout: out.text,
+        stderr: err.text,
+        stdout_truncated: out.truncated,
+        stderr_truncated: err.truncated,
+        stdout_log_truncated: outcome.is_some_and(|o| o.stdout.log_truncated),
+        stderr_log_truncated: outcome.is_some_and(|o| o.stderr.log_truncated),
+        stdout_log_path: stdout_path.to_string_lossy().into_owned(),
+        stderr_log_path: stderr_path.to_string_lossy().into_owned(),
+        resources: outcome.map(|o| o.resources.clone()),
+        sandbox: status.sandbox.clone(),
+        env_keys: spec.env.keys().cloned().collect(),
+        masked: spec.masked.clone(),
+        pid: status.pid,
+        supervisor_pid: status.supervisor.map(|s| s.pid),
+        message: outcome.and_then(|o| {
+            let mut m = o.message.clone();
+            for (name, s) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+                if let Some(e) = &s.log_error {
+                    let note = format!("{name}: {e}");
+                    m = Some(match m {
+                        Some(prev) => format!("{prev}; {note}"),
+                        None => note,
+                    });
+                }
+            }
+            m
+        }),
+        signal_sent: None,
+        deadline_reached: obs.deadline_reached,
+    }
+}
+
+/// The process exit status for `--exit-status`, like timeout(1).
+pub fn exit_status_of(status: &JobStatus) -> Option<i32> {
+    let o = status.outcome.as_ref()?;
+    Some(match o.result {
+        ResultKind::Success => 0,
+        ResultKind::ExitCode => o.exit_code.unwrap_or(1),
+        ResultKind::Timeout => 124,
+        ResultKind::LaunchFailed => o.exit_code.unwrap_or(125),
+        ResultKind::Lost => 125,
+        ResultKind::Signal | ResultKind::Oom | ResultKind::Killed => match (&o.signal, o.exit_code) {
+            (Some(sig), _) => 128 + signal_number(sig),
+            (None, Some(code)) => code,
+            (None, None) => 125,
+        },
+    })
+}
+
+fn signal_number(name: &str) -> i32 {
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .unwrap_or(0)
+}

@@ -1,0 +1,135 @@
+//! Is the job's supervisor still alive, and what to do when it is not.
+//!
+//! A pid alone can be reused; a pid plus its start time (field 22 of
+//! `/proc/PID/stat`) cannot. A supervisor that died without recording a
+//! result leaves a job that must not run on unsupervised: whoever notices
+//! first kills what is left in its cgroup and records `lost`.
+
+use std::fs;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use super::model::{JobStatus, Outcome, ProcRef, ResultKind, State};
+use super::store::Store;
+use crate::response::AppError;
+use crate::sandbox::cgroup::{JobCgroup, Layout};
+use crate::timefmt::now_ms;
+
+/// Grace for a `start` that claimed the lock but has not recorded its supervisor yet.
+const UNRECORDED_START_GRACE_MS: u64 = 30_000;
+
+/// The identity of a live process, if it is alive and not a zombie.
+pub fn proc_ref(pid: i32) -> Option<ProcRef> {
+    let (start_time, state) = stat_fields(pid)?;
+    (state != 'Z' && state != 'X').then_some(ProcRef { pid, start_time })
+}
+
+/// (start time, state letter) from /proc/PID/stat.
+fn stat_fields(pid: i32) -> Option<(u64, char)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let state = fields.first()?.chars().next()?;
+    let start_time = fields.get(19)?.parse().ok()?; // field 22 overall
+    Some((start_time, state))
+}
+
+/// Whether the process recorded as `r` is still the same, living process.
+pub fn is_alive(r: &ProcRef) -> bool {
+    matches!(stat_fields(r.pid), Some((start, state)) if start == r.start_time && state != 'Z' && state != 'X')
+}
+
+/// A pidfd for `r` that is guaranteed to refer to that process (not a reused pid).
+pub fn pidfd_of(r: &ProcRef) -> Option<OwnedFd> {
+    // SAFETY: plain syscall; the returned fd is owned by us.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, r.pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // Checked after opening: if the identity still matches now, the pidfd pins that process.
+    is_alive(r).then_some(fd)
+}
+
+/// The supervisor responsible for a non-terminal job, if one was recorded.
+pub fn supervisor_of(store: &Store, id: &str, status: &JobStatus) -> Option<ProcRef> {
+    status
+        .supervisor
+        .or_else(|| store.start_lock_owner(id).map(|(r, _)| r))
+}
+
+/// Checks a non-terminal job's supervisor; if it is gone, cleans up and records `lost`.
+/// Returns the (possibly updated) status.
+pub fn reconcile(store: &Store, id: &str, status: JobStatus) -> Result<JobStatus, AppError> {
+    if status.state.is_terminal() {
+        return Ok(status);
+    }
+    if status.state == State::Created && !store.has_start_lock(id) {
+        return Ok(status); // never started: nothing supervises it, by design
+    }
+    match supervisor_of(store, id, &status) {
+        Some(sup) if is_alive(&sup) => return Ok(status),
+        Some(_) => {}
+        None => {
+            // Claimed but no supervisor recorded yet: normal for a few ms.
+            let claimed_at = fs::metadata(store.job_dir(id).join(super::store::START_LOCK))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            if now_ms().saturating_sub(claimed_at) < UNRECORDED_START_GRACE_MS {
+                return Ok(status);
+            }
+        }
+    }
+    // The supervisor may have written its final state just before dying.
+    let latest = store.read_status(id)?;
+    if latest.state.is_terminal() {
+        return Ok(latest);
+    }
+    Ok(mark_lost(store, id, latest))
+}
+
+/// Kills whatever the job left in its cgroup, removes the cgroup, records `lost`.
+fn mark_lost(store: &Store, id: &str, mut status: JobStatus) -> JobStatus {
+    let mut killed = 0;
+    if let Ok(layout) = Layout::detect() {
+        let cgroup = JobCgroup::reattach(&layout, id);
+        if cgroup.v2_dir().is_dir() {
+            killed = cgroup.pids().len() as u64;
+            cgroup.kill_all();
+            cgroup.wait_empty(std::time::Duration::from_secs(5));
+            cgroup.remove();
+        }
+    }
+    let now = now_ms();
+    let sup = status
+        .supervisor
+        .map(|s| format!(" (pid {})", s.pid))
+        .unwrap_or_default();
+    status.state = State::Lost;
+    status.updated_at_ms = now;
+    status.finished_at_ms = Some(now);
+    status.outcome = Some(Outcome {
+        result: ResultKind::Lost,
+        exit_code: None,
+        signal: None,
+        timed_out: false,
+        oom_killed: false,
+        duration_ms: status.started_at_ms.map(|s| now.saturating_sub(s)).unwrap_or(0),
+        resources: super::model::Resources {
+            leftover_processes_killed: killed,
+            ..Default::default()
+        },
+        stdout: Default::default(),
+        stderr: Default::default(),
+        message: Some(format!(
+            "the supervisor{sup} died without recording a result; {killed} process(es) left in the job's cgroup were killed"
+        )),
+    });
+    // If the store cannot take the write (full disk), the answer is still honest.
+    let _ = store.write_status(id, &status);
+    status
+}

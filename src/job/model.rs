@@ -1,0 +1,239 @@
+//! What a job is: its definition (`job.json`) and its state (`state.json`).
+//!
+//! The definition never changes after `create`; the state is rewritten
+//! atomically (write + rename) by whoever owns the job at that moment: the
+//! supervisor while it lives, a CLI process that finds the supervisor dead.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle states. `created → running → exited | killed | timed_out | failed`, plus `lost`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Created,
+    Running,
+    Exited,
+    Killed,
+    TimedOut,
+    Failed,
+    Lost,
+}
+
+impl State {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, State::Created | State::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Exited => "exited",
+            State::Killed => "killed",
+            State::TimedOut => "timed_out",
+            State::Failed => "failed",
+            State::Lost => "lost",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        [
+            State::Created,
+            State::Running,
+            State::Exited,
+            State::Killed,
+            State::TimedOut,
+            State::Failed,
+            State::Lost,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// How a terminal job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultKind {
+    Success,
+    ExitCode,
+    Signal,
+    Timeout,
+    Oom,
+    Killed,
+    LaunchFailed,
+    Lost,
+}
+
+/// Limits as the job was defined (after CLI parsing; policies later merge here).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct JobLimits {
+    pub timeout_ms: Option<u64>,
+    pub kill_after_ms: u64,
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    pub cpus: Option<f64>,
+    /// Per-log cap: output beyond it is counted but not stored.
+    pub log_cap_bytes: u64,
+}
+
+/// Where the job's stdin comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum StdinSpec {
+    /// /dev/null: a job never waits on a terminal.
+    Null,
+    /// A file inside the job directory holding the bytes given at create time.
+    File { path: String, bytes: u64 },
+}
+
+/// The definition of a job, as stored in `job.json`. Masked values appear as `***`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub job_id: String,
+    pub argv: Vec<String>,
+    pub cwd: String,
+    /// Variables set with --env / --env-file (masked values replaced).
+    pub env: BTreeMap<String, String>,
+    pub inherit_env: bool,
+    /// Names of the masks: env keys, or `literal#N` for literal values.
+    pub masked: Vec<String>,
+    pub stdin: StdinSpec,
+    pub tags: Vec<String>,
+    pub policy: String,
+    pub limits: JobLimits,
+    pub created_at: String,
+    pub created_at_ms: u64,
+    /// True when `secrets.json` holds the unmasked argv/env until launch.
+    pub has_secrets: bool,
+}
+
+/// The clear-text values behind masks, needed until the job is launched.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Secrets {
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Every value to be replaced in logs and JSON.
+    pub mask_values: Vec<String>,
+}
+
+/// A process identity that survives pid reuse: pid plus its start time in clock ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcRef {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+/// Per-stream counters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StreamStats {
+    /// Bytes the job wrote to the stream.
+    pub total_bytes: u64,
+    /// Bytes kept in the log (after masking, up to the cap).
+    pub log_bytes: u64,
+    /// The per-log cap was hit: the log holds only the first `log_bytes`.
+    pub log_truncated: bool,
+    /// Why the log could not be written, if it could not (disk full, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_error: Option<String>,
+}
+
+/// Resource accounting of a finished job.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct Resources {
+    /// CPU time in user mode of every process the job ran (from the cgroup).
+    pub cpu_user_ms: Option<u64>,
+    /// CPU time in kernel mode of every process the job ran (from the cgroup).
+    pub cpu_system_ms: Option<u64>,
+    /// Peak memory charged to the job's cgroup.
+    pub memory_peak_bytes: Option<u64>,
+    /// Peak number of processes in the job's cgroup; null where the kernel does not count it.
+    pub pids_peak: Option<u64>,
+    /// Largest resident set of the main process or a descendant it waited for (wait4).
+    pub max_rss_bytes: Option<u64>,
+    /// Processes still in the cgroup when the main process ended, killed by agent-exec.
+    pub leftover_processes_killed: u64,
+}
+
+/// The end of a job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outcome {
+    pub result: ResultKind,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub timed_out: bool,
+    pub oom_killed: bool,
+    pub duration_ms: u64,
+    pub resources: Resources,
+    pub stdout: StreamStats,
+    pub stderr: StreamStats,
+    /// A human-readable explanation for launch failures, lost jobs and kills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The mutable part of a job, as stored in `state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub state: State,
+    pub updated_at_ms: u64,
+    #[serde(default)]
+    pub supervisor: Option<ProcRef>,
+    #[serde(default)]
+    pub pid: Option<i32>,
+    #[serde(default)]
+    pub started_at_ms: Option<u64>,
+    #[serde(default)]
+    pub finished_at_ms: Option<u64>,
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    /// What the sandbox applied (written once the job is running).
+    #[serde(default)]
+    pub sandbox: Option<serde_json::Value>,
+    /// Set when `kill` asked the job to stop: the result then reads `killed`.
+    #[serde(default)]
+    pub kill_requested: bool,
+}
+
+impl JobStatus {
+    pub fn created(now_ms: u64) -> JobStatus {
+        JobStatus {
+            state: State::Created,
+            updated_at_ms: now_ms,
+            supervisor: None,
+            pid: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            outcome: None,
+            sandbox: None,
+            kill_requested: false,
+        }
+    }
+}
+
+/// Job ids: 32 lowercase hex characters from the kernel's CSPRNG.
+pub fn new_job_id() -> String {
+    let mut bytes = [0u8; 16];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        // SAFETY: getrandom writes at most len bytes into the buffer we own.
+        let n = unsafe {
+            libc::getrandom(
+                bytes[filled..].as_mut_ptr().cast(),
+                bytes.len() - filled,
+                0,
+            )
+        };
+        if n > 0 {
+            filled += n as usize;
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn is_valid_prefix(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}

@@ -1,0 +1,90 @@
+//! Watching a job from another process until a condition holds or a deadline passes.
+//!
+//! The supervisor replaces `state.json` by rename, which inotify reports as
+//! IN_MOVED_TO on the job directory; the supervisor's pidfd becomes readable
+//! when it dies. Polling both means no sleep loop and no missed death.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::Instant;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+
+use super::liveness::{pidfd_of, reconcile, supervisor_of};
+use super::model::JobStatus;
+use super::store::Store;
+use crate::response::{AppError, ErrorCode};
+
+/// A watch on one job directory, set up before the event it waits for can happen.
+pub struct Watch {
+    inotify: Inotify,
+}
+
+impl Watch {
+    pub fn new(store: &Store, id: &str) -> Result<Watch, AppError> {
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+            .map_err(|e| AppError::new(ErrorCode::IoError, format!("inotify: {e}")))?;
+        inotify
+            .add_watch(
+                &store.job_dir(id),
+                AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_CLOSE_WRITE
+                    | AddWatchFlags::IN_MODIFY
+                    | AddWatchFlags::IN_DELETE_SELF,
+            )
+            .map_err(|e| AppError::new(ErrorCode::IoError, format!("inotify watch: {e}")))?;
+        Ok(Watch { inotify })
+    }
+
+    /// Waits until `done(status)` holds, the deadline passes (returns the
+    /// latest status), or the supervisor dies (the job is reconciled as lost).
+    pub fn until(
+        &self,
+        store: &Store,
+        id: &str,
+        deadline: Option<Instant>,
+        mut done: impl FnMut(&JobStatus) -> bool,
+    ) -> Result<JobStatus, AppError> {
+        loop {
+            let status = reconcile(store, id, store.read_status(id)?)?;
+            if done(&status) || status.state.is_terminal() {
+                return Ok(status);
+            }
+            let left = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(status);
+                    }
+                    Some(d - now)
+                }
+                None => None,
+            };
+            let pidfd = supervisor_of(store, id, &status).and_then(|s| pidfd_of(&s));
+            self.wait(pidfd.as_ref().map(|f| f.as_fd()), left);
+        }
+    }
+
+    /// Blocks until the directory changes, the pidfd fires, or `left` elapses.
+    pub fn wait(&self, pidfd: Option<BorrowedFd<'_>>, left: Option<std::time::Duration>) {
+        let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+        if let Some(p) = pidfd {
+            fds.push(PollFd::new(p, PollFlags::POLLIN));
+        }
+        // Claimed-but-unrecorded starts have no pidfd yet: re-check at least every second.
+        let cap_ms: u128 = if pidfd.is_some() { u128::MAX } else { 1000 };
+        let timeout = match left {
+            Some(d) => PollTimeout::try_from(d.as_millis().min(cap_ms).min(i32::MAX as u128) as i32 + 1)
+                .unwrap_or(PollTimeout::MAX),
+            None if cap_ms != u128::MAX => PollTimeout::from(1000u16),
+            None => PollTimeout::NONE,
+        };
+        let _ = poll(&mut fds, timeout);
+        // Drain queued events; their content does not matter, only that something changed.
+        while self.inotify.read_events().is_ok_and(|e| !e.is_empty()) {}
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.inotify.as_fd().as_raw_fd()
+    }
+}

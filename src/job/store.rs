@@ -1,0 +1,285 @@
+//! The job store: one directory per job under the root.
+//!
+//! ```text
+//! <root>/<job_id>/job.json       definition (never rewritten)
+//!                /state.json     state, replaced atomically by rename
+//!                /secrets.json   clear-text masked values, 0600, removed at launch
+//!                /start.lock     created O_EXCL by the one `start` that wins
+//!                /stdin.bin      stdin given at create time
+//!                /stdout.log /stderr.log
+//! ```
+//! Every write goes to a temporary file first and is renamed into place, so a
+//! full disk or a crash leaves the previous version readable.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::model::{is_valid_prefix, JobSpec, JobStatus, Secrets};
+use crate::response::{AppError, ErrorCode};
+
+pub const JOB_FILE: &str = "job.json";
+pub const STATE_FILE: &str = "state.json";
+pub const SECRETS_FILE: &str = "secrets.json";
+pub const START_LOCK: &str = "start.lock";
+pub const STDOUT_LOG: &str = "stdout.log";
+pub const STDERR_LOG: &str = "stderr.log";
+pub const STDIN_FILE: &str = "stdin.bin";
+
+/// The root directory holding every job.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// `--root`, else `AGENT_EXEC_ROOT`, else `$XDG_STATE_HOME/agent-exec`, else `~/.local/state/agent-exec`.
+    pub fn default_root(flag: Option<&Path>) -> PathBuf {
+        if let Some(p) = flag {
+            return p.to_path_buf();
+        }
+        let env_path = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        if let Some(p) = env_path("AGENT_EXEC_ROOT") {
+            return p;
+        }
+        if let Some(p) = env_path("XDG_STATE_HOME") {
+            return p.join("agent-exec");
+        }
+        env_path("HOME")
+            .unwrap_or_else(|| PathBuf::from("/tmp"))
+            .join(".local/state/agent-exec")
+    }
+
+    /// Opens the store, creating the root (mode 0700) when it does not exist yet.
+    pub fn open(root: PathBuf) -> Result<Store, AppError> {
+        let root = if root.is_absolute() {
+            root
+        } else {
+            std::env::current_dir()
+                .map_err(|e| io_error("the current directory", &e))?
+                .join(root)
+        };
+        if !root.is_dir() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&root)
+                .map_err(|e| io_error(&format!("the job store {}", root.display()), &e))?;
+        }
+        Ok(Store { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn job_dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Creates the job's directory and writes its definition and `created` state.
+    pub fn create(&self, spec: &JobSpec, secrets: Option<&Secrets>, stdin: Option<&[u8]>) -> Result<PathBuf, AppError> {
+        let dir = self.job_dir(&spec.job_id);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| io_error(&format!("the job directory {}", dir.display()), &e))?;
+        let result = (|| {
+            if let Some(bytes) = stdin {
+                write_atomic(&dir.join(STDIN_FILE), bytes, 0o600)?;
+            }
+            if let Some(secrets) = secrets {
+                write_json(&dir.join(SECRETS_FILE), secrets, 0o600)?;
+            }
+            write_json(&dir.join(JOB_FILE), spec, 0o600)?;
+            write_json(&dir.join(STATE_FILE), &JobStatus::created(spec.created_at_ms), 0o600)
+        })();
+        if let Err(e) = result {
+            // Leave no half-made job behind: list and status must never trip on it.
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        Ok(dir)
+    }
+
+    /// Resolves a full id or an unambiguous prefix.
+    pub fn resolve(&self, prefix: &str) -> Result<String, AppError> {
+        let prefix = prefix.trim();
+        if !is_valid_prefix(prefix) {
+            return Err(AppError::new(
+                ErrorCode::JobNotFound,
+                format!("no job {prefix:?}: job ids are 1 to 32 lowercase hex characters"),
+            ));
+        }
+        if prefix.len() == 32 {
+            if self.job_dir(prefix).join(JOB_FILE).is_file() {
+                return Ok(prefix.to_string());
+            }
+            return Err(not_found(prefix, &self.root));
+        }
+        let mut matches: Vec<String> = self
+            .ids()?
+            .into_iter()
+            .filter(|id| id.starts_with(prefix))
+            .collect();
+        match matches.len() {
+            0 => Err(not_found(prefix, &self.root)),
+            1 => Ok(matches.remove(0)),
+            _ => {
+                matches.sort();
+                let mut e = AppError::new(
+                    ErrorCode::AmbiguousJobId,
+                    format!(
+                        "job id prefix {prefix:?} matches {} jobs; give more characters",
+                        matches.len()
+                    ),
+                );
+                e.candidates = Some(matches);
+                Err(e)
+            }
+        }
+    }
+
+    /// Every job id in the store (directories holding a job.json).
+    pub fn ids(&self) -> Result<Vec<String>, AppError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error(&format!("the job store {}", self.root.display()), &e)),
+        };
+        Ok(entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.len() == 32 && is_valid_prefix(n))
+            .collect())
+    }
+
+    pub fn read_spec(&self, id: &str) -> Result<JobSpec, AppError> {
+        read_json(&self.job_dir(id).join(JOB_FILE))
+    }
+
+    pub fn read_status(&self, id: &str) -> Result<JobStatus, AppError> {
+        read_json(&self.job_dir(id).join(STATE_FILE))
+    }
+
+    pub fn write_status(&self, id: &str, status: &JobStatus) -> Result<(), AppError> {
+        write_json(&self.job_dir(id).join(STATE_FILE), status, 0o600)
+    }
+
+    pub fn read_secrets(&self, id: &str) -> Result<Secrets, AppError> {
+        read_json(&self.job_dir(id).join(SECRETS_FILE))
+    }
+
+    /// Claims the right to start a created job; exactly one caller ever wins.
+    pub fn claim_start(&self, id: &str) -> Result<File, AppError> {
+        let path = self.job_dir(id).join(START_LOCK);
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    AppError::new(
+                        ErrorCode::InvalidState,
+                        format!("job {id} has already been started"),
+                    )
+                    .with_job(id)
+                } else {
+                    io_error(&path.display().to_string(), &e)
+                }
+            })
+    }
+
+    /// The supervisor recorded in the start lock (between claim and the first state write).
+    pub fn start_lock_owner(&self, id: &str) -> Option<(super::model::ProcRef, u64)> {
+        let path = self.job_dir(id).join(START_LOCK);
+        let meta = fs::metadata(&path).ok()?;
+        let text = fs::read_to_string(&path).ok()?;
+        let mut parts = text.split_whitespace();
+        let pid = parts.next()?.parse().ok()?;
+        let start_time = parts.next()?.parse().ok()?;
+        let mtime = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_millis() as u64;
+        Some((super::model::ProcRef { pid, start_time }, mtime))
+    }
+
+    pub fn has_start_lock(&self, id: &str) -> bool {
+        self.job_dir(id).join(START_LOCK).exists()
+    }
+
+    pub fn delete(&self, id: &str) -> Result<(), AppError> {
+        let dir = self.job_dir(id);
+        fs::remove_dir_all(&dir).map_err(|e| io_error(&dir.display().to_string(), &e))
+    }
+}
+
+fn not_found(prefix: &str, root: &Path) -> AppError {
+    AppError::new(
+        ErrorCode::JobNotFound,
+        format!("no job matches {prefix:?} in {}", root.display()),
+    )
+}
+
+/// Maps an I/O failure on the store to an error code a caller can act on.
+pub fn io_error(what: &str, e: &io::Error) -> AppError {
+    let code = match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorCode::StoreFull,
+        Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => ErrorCode::StoreUnavailable,
+        _ => ErrorCode::IoError,
+    };
+    let hint = match code {
+        ErrorCode::StoreFull => " (the disk holding the job store is full; free space or run `agent-exec gc`)",
+        ErrorCode::StoreUnavailable => " (the job store is not writable; pick another with --root or AGENT_EXEC_ROOT)",
+        _ => "",
+    };
+    AppError::new(code, format!("cannot write {what}: {e}{hint}"))
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, AppError> {
+    let bytes = fs::read(path).map_err(|e| {
+        let mut err = io_error(&path.display().to_string(), &e);
+        err.message = format!("cannot read {}: {e}", path.display());
+        err
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        AppError::new(
+            ErrorCode::IoError,
+            format!("{} is not valid: {e}", path.display()),
+        )
+    })
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(), AppError> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| AppError::new(ErrorCode::Internal, format!("cannot encode {}: {e}", path.display())))?;
+    write_atomic(path, &bytes, mode)
+}
+
+/// Writes to `<path>.tmp.<pid>` then renames over `path`: readers see the old or the new file, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AppError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_error(&path.display().to_string(), &e)
+    })
+}

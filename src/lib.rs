@@ -1,0 +1,15 @@
+//! agent-exec: every command a durable background job in a real sandbox,
+//! every answer one JSON object.
+//!
+//! Data flows one way: [`cli`] → [`job`] store → [`supervisor`] →
+//! [`sandbox`] → kernel; results flow back through the store.
+
+pub mod cli;
+pub mod commands;
+pub mod job;
+pub mod output;
+pub mod response;
+pub mod sandbox;
+pub mod supervisor;
+pub mod timefmt;
+pub mod units;

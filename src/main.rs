@@ -1,0 +1,32 @@
+//! Thin entry point: parse, dispatch, print one JSON object, exit.
+
+use std::io::Write;
+
+use clap::Parser;
+
+use agent_exec::cli::Cli;
+use agent_exec::commands::{dispatch, Reply};
+use agent_exec::response::{AppError, ErrorCode};
+
+fn main() {
+    let reply = match Cli::try_parse() {
+        Ok(cli) => dispatch(cli),
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp
+            | clap::error::ErrorKind::DisplayVersion
+            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            _ => {
+                let text = e.render().to_string();
+                eprintln!("{text}");
+                let first = text.lines().next().unwrap_or("invalid command line");
+                let message = first.trim_start_matches("error: ").to_string();
+                Reply::error(AppError::new(ErrorCode::UsageError, message), 2)
+            }
+        },
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, &reply.json);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+    std::process::exit(reply.exit_code);
+}

@@ -1,0 +1,5 @@
+//! Everything about the job's output: the pump into logs, masking, excerpts.
+
+pub mod excerpt;
+pub mod mask;
+pub mod pump;

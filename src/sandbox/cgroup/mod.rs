@@ -1,0 +1,345 @@
+//! One cgroup per job: creation, limits, tree kill, accounting, removal.
+//!
+//! The v2 directory (the whole hierarchy on a pure v2 host, the
+//! controller-less `unified` mount on a hybrid host) is what the job is cloned
+//! into and what `cgroup.kill`, `cgroup.freeze` and `cpu.stat` come from. The
+//! resource controllers (memory, pids, cpu) sit behind the small
+//! [`Controllers`] trait: in the same v2 directory, or in per-controller v1
+//! directories that the child joins before it runs any code of its own.
+
+mod layout;
+mod v1;
+mod v2;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use layout::{Layout, LayoutError, LayoutKind};
+
+/// The directory name under our own cgroup that holds every job's cgroup.
+const BASE: &str = "agent-exec";
+
+/// Limits asked of the resource controllers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    pub cpus: Option<f64>,
+}
+
+/// What the cgroup measured over the job's life; `None` where the kernel has no such counter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    pub cpu_user_usec: Option<u64>,
+    pub cpu_system_usec: Option<u64>,
+    pub memory_peak_bytes: Option<u64>,
+    pub pids_peak: Option<u64>,
+    pub oom_kills: u64,
+}
+
+/// Why a job cgroup could not be set up.
+#[derive(Debug)]
+pub enum CgroupError {
+    Layout(LayoutError),
+    Create(PathBuf, io::Error),
+    Limit {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    Unsupported(&'static str),
+}
+
+impl std::fmt::Display for CgroupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CgroupError::Layout(e) => write!(f, "{e}"),
+            CgroupError::Create(p, e) => write!(f, "cannot create cgroup {}: {e}", p.display()),
+            CgroupError::Limit { what, path, source } => {
+                write!(f, "cannot apply the {what} limit at {}: {source}", path.display())
+            }
+            CgroupError::Unsupported(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+impl std::error::Error for CgroupError {}
+
+/// The resource controllers of one job cgroup, wherever the hierarchy keeps them.
+pub(crate) trait Controllers {
+    /// Applies the limits; a limit that cannot be applied is an error (fail closed).
+    fn apply(&self, limits: &Limits) -> Result<(), CgroupError>;
+    /// Moves `pid` into the controllers that clone-into-cgroup cannot reach (v1).
+    fn join(&self, pid: i32) -> io::Result<()>;
+    /// Fills the memory and pids part of `usage`.
+    fn usage(&self, usage: &mut Usage);
+    /// Removes the directories this backend created (they must be empty).
+    fn remove(&self);
+    /// Whether `join` has work to do (the child must then wait for the parent).
+    fn needs_join(&self) -> bool;
+}
+
+/// The cgroup(s) of one job.
+pub struct JobCgroup {
+    layout_kind: LayoutKind,
+    v2_dir: PathBuf,
+    controllers: Box<dyn Controllers>,
+}
+
+impl JobCgroup {
+    /// Creates `<own>/agent-exec/<name>` in every hierarchy the layout uses and applies `limits`.
+    pub fn create(layout: &Layout, name: &str, limits: &Limits) -> Result<JobCgroup, CgroupError> {
+        let v2_dir = create_under(&layout.v2_own, name)?;
+        let controllers: Box<dyn Controllers> = match layout.kind {
+            LayoutKind::V2 => match v2::V2Controllers::new(&layout.v2_own, &v2_dir, limits) {
+                Ok(c) => Box::new(c),
+                Err(e) => {
+                    let _ = fs::remove_dir(&v2_dir);
+                    return Err(e);
+                }
+            },
+            LayoutKind::Hybrid => match v1::V1Controllers::create(&layout.v1_own, name, limits) {
+                Ok(c) => Box::new(c),
+                Err(e) => {
+                    let _ = fs::remove_dir(&v2_dir);
+                    return Err(e);
+                }
+            },
+        };
+        let cgroup = JobCgroup {
+            layout_kind: layout.kind,
+            v2_dir,
+            controllers,
+        };
+        if let Err(e) = cgroup.controllers.apply(limits) {
+            cgroup.remove();
+            return Err(e);
+        }
+        Ok(cgroup)
+    }
+
+    /// Re-attaches to the cgroup of a job whose supervisor is gone, to kill and remove it.
+    pub fn reattach(layout: &Layout, name: &str) -> JobCgroup {
+        JobCgroup {
+            layout_kind: layout.kind,
+            v2_dir: layout.v2_own.join(BASE).join(name),
+            controllers: match layout.kind {
+                LayoutKind::V2 => Box::new(v2::V2Controllers::existing(
+                    &layout.v2_own.join(BASE).join(name),
+                )),
+                LayoutKind::Hybrid => Box::new(v1::V1Controllers::existing(&layout.v1_own, name)),
+            },
+        }
+    }
+
+    pub fn layout_kind(&self) -> LayoutKind {
+        self.layout_kind
+    }
+
+    /// The v2 directory: target of CLONE_INTO_CGROUP.
+    pub fn v2_dir(&self) -> &Path {
+        &self.v2_dir
+    }
+
+    pub fn needs_join(&self) -> bool {
+        self.controllers.needs_join()
+    }
+
+    /// Puts `pid` into the v1 controllers (hybrid hosts); a no-op on pure v2.
+    pub fn join_controllers(&self, pid: i32) -> io::Result<()> {
+        self.controllers.join(pid)
+    }
+
+    /// Moves `pid` into the v2 cgroup (only used when CLONE_INTO_CGROUP is unavailable).
+    pub fn join_v2(&self, pid: i32) -> io::Result<()> {
+        fs::write(self.v2_dir.join("cgroup.procs"), pid.to_string())
+    }
+
+    /// The processes currently in the job's cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        fs::read_to_string(self.v2_dir.join("cgroup.procs"))
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether any process is left in the cgroup.
+    pub fn populated(&self) -> bool {
+        match fs::read_to_string(self.v2_dir.join("cgroup.events")) {
+            Ok(events) => events
+                .lines()
+                .any(|l| l.trim() == "populated 1"),
+            Err(_) => !self.pids().is_empty(),
+        }
+    }
+
+    /// Sends `signal` to every process in the cgroup, freezing it first so
+    /// that a process forking in a loop cannot slip a new child past us.
+    pub fn signal_all(&self, signal: nix::sys::signal::Signal) -> usize {
+        let frozen = self.freeze(true);
+        let mut sent = 0;
+        // Unfrozen (freezer missing) the set can grow while we walk it: walk
+        // until a pass finds nobody new, bounded so a fork bomb cannot pin us.
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..if frozen { 1 } else { 16 } {
+            let mut new = 0;
+            for pid in self.pids() {
+                if seen.insert(pid) {
+                    new += 1;
+                    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).is_ok() {
+                        sent += 1;
+                    }
+                }
+            }
+            if new == 0 {
+                break;
+            }
+        }
+        if frozen {
+            self.freeze(false);
+        }
+        sent
+    }
+
+    /// Kills every process in the cgroup at once (`cgroup.kill`), falling
+    /// back to freeze + SIGKILL + thaw where the file does not exist.
+    pub fn kill_all(&self) {
+        if fs::write(self.v2_dir.join("cgroup.kill"), "1").is_err() {
+            self.signal_all(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// Freezes or thaws the cgroup; returns whether the request took effect.
+    fn freeze(&self, frozen: bool) -> bool {
+        let path = self.v2_dir.join("cgroup.freeze");
+        if fs::write(&path, if frozen { "1" } else { "0" }).is_err() {
+            return false;
+        }
+        if !frozen {
+            return true;
+        }
+        // Freezing is asynchronous: wait (bounded) until cgroup.events says so.
+        let deadline = Instant::now() + Duration::from_millis(200);
+        loop {
+            let done = fs::read_to_string(self.v2_dir.join("cgroup.events"))
+                .map(|e| e.lines().any(|l| l.trim() == "frozen 1"))
+                .unwrap_or(false);
+            if done || !self.populated() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return true; // frozen enough: signals are queued for every member anyway
+            }
+            wait_for_events(&self.v2_dir, deadline);
+        }
+    }
+
+    /// Waits (bounded) until the cgroup has no process left.
+    pub fn wait_empty(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.populated() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            wait_for_events(&self.v2_dir, deadline);
+        }
+    }
+
+    /// Reads the job's accounting; call after the last process is gone.
+    pub fn usage(&self) -> Usage {
+        let mut usage = Usage::default();
+        if let Ok(stat) = fs::read_to_string(self.v2_dir.join("cpu.stat")) {
+            for line in stat.lines() {
+                let mut kv = line.split_whitespace();
+                match (kv.next(), kv.next().and_then(|v| v.parse::<u64>().ok())) {
+                    (Some("user_usec"), Some(v)) => usage.cpu_user_usec = Some(v),
+                    (Some("system_usec"), Some(v)) => usage.cpu_system_usec = Some(v),
+                    _ => {}
+                }
+            }
+        }
+        self.controllers.usage(&mut usage);
+        usage
+    }
+
+    /// Removes every directory created for the job, and the shared base if it became empty.
+    pub fn remove(&self) {
+        self.controllers.remove();
+        remove_dir_retrying(&self.v2_dir);
+        if let Some(base) = self.v2_dir.parent() {
+            let _ = fs::remove_dir(base); // EBUSY/ENOTEMPTY while other jobs run: fine
+        }
+    }
+}
+
+/// `mkdir -p <own>/agent-exec/<name>`, tolerating a concurrent job removing the shared base.
+pub(crate) fn create_under(own: &Path, name: &str) -> Result<PathBuf, CgroupError> {
+    let base = own.join(BASE);
+    let dir = base.join(name);
+    for _ in 0..5 {
+        match fs::create_dir(&base) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(CgroupError::Create(base, e)),
+        }
+        match fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            // Another job's cleanup removed the empty base between our two mkdirs.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(CgroupError::Create(dir, e)),
+        }
+    }
+    Err(CgroupError::Create(
+        dir,
+        io::Error::other("the shared base kept disappearing"),
+    ))
+}
+
+/// rmdir of a cgroup fails with EBUSY for a moment after its last task exits.
+pub(crate) fn remove_dir_retrying(dir: &Path) {
+    for attempt in 0..50 {
+        match fs::remove_dir(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(_) if attempt < 49 => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) => eprintln!("agent-exec: cannot remove cgroup {}: {e}", dir.display()),
+        }
+    }
+}
+
+/// Blocks until `cgroup.events` changes (the kernel signals POLLPRI) or `deadline`.
+fn wait_for_events(dir: &Path, deadline: Instant) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let Ok(file) = fs::File::open(dir.join("cgroup.events")) else {
+        return;
+    };
+    // Reading arms the notification; a change after the read wakes the poll.
+    let _ = io::Read::read_to_string(&mut &file, &mut String::new());
+    let left = deadline.saturating_duration_since(Instant::now());
+    let ms = left.as_millis().min(50) as u16; // re-check now and then: events can race the read
+    let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
+    let _ = poll(&mut fds, PollTimeout::from(ms));
+}
+
+/// Reads a file holding one unsigned integer (`max` reads as None).
+pub(crate) fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Reads `key value` lines (memory.events, memory.oom_control) and returns `key`'s value.
+pub(crate) fn read_keyed(path: &Path, key: &str) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let mut kv = l.split_whitespace();
+        (kv.next() == Some(key)).then(|| kv.next()?.parse().ok())?
+    })
+}
+
+pub(crate) fn write_limit(path: PathBuf, value: &str, what: &'static str) -> Result<(), CgroupError> {
+    fs::write(&path, value).map_err(|source| CgroupError::Limit { what, path, source })
+}

@@ -1,0 +1,127 @@
+//! Resource controllers on a hybrid host: one v1 directory per controller.
+//!
+//! The child is cloned into the controller-less v2 cgroup and then, before
+//! the parent lets it run, written into each v1 `cgroup.procs` here.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use super::{create_under, read_keyed, read_u64, remove_dir_retrying, write_limit, BASE};
+use super::{CgroupError, Controllers, Limits, Usage};
+
+/// memory and pids always (their peaks are part of every result); cpu only when limited.
+pub(crate) struct V1Controllers {
+    dirs: BTreeMap<&'static str, PathBuf>,
+}
+
+impl V1Controllers {
+    pub(crate) fn create(
+        own: &BTreeMap<String, PathBuf>,
+        name: &str,
+        limits: &Limits,
+    ) -> Result<V1Controllers, CgroupError> {
+        let mut wanted: Vec<&'static str> = vec!["memory", "pids"];
+        if limits.cpus.is_some() {
+            wanted.push("cpu");
+        }
+        let mut created = V1Controllers {
+            dirs: BTreeMap::new(),
+        };
+        for controller in wanted {
+            let Some(own_dir) = own.get(controller) else {
+                let limited = match controller {
+                    "memory" => limits.memory_bytes.is_some(),
+                    "pids" => limits.pids.is_some(),
+                    _ => true,
+                };
+                if limited {
+                    created.remove();
+                    return Err(CgroupError::Unsupported(match controller {
+                        "memory" => "the v1 memory controller is not mounted: cannot limit memory",
+                        "pids" => "the v1 pids controller is not mounted: cannot limit pids",
+                        _ => "the v1 cpu controller is not mounted: cannot limit cpus",
+                    }));
+                }
+                continue;
+            };
+            match create_under(own_dir, name) {
+                Ok(dir) => {
+                    created.dirs.insert(controller, dir);
+                }
+                Err(e) => {
+                    created.remove();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    pub(crate) fn existing(own: &BTreeMap<String, PathBuf>, name: &str) -> V1Controllers {
+        let mut dirs = BTreeMap::new();
+        for controller in ["memory", "pids", "cpu"] {
+            if let Some(own_dir) = own.get(controller) {
+                let dir = own_dir.join(BASE).join(name);
+                if dir.is_dir() {
+                    dirs.insert(controller, dir);
+                }
+            }
+        }
+        V1Controllers { dirs }
+    }
+}
+
+impl Controllers for V1Controllers {
+    fn apply(&self, limits: &Limits) -> Result<(), CgroupError> {
+        if let (Some(bytes), Some(dir)) = (limits.memory_bytes, self.dirs.get("memory")) {
+            write_limit(dir.join("memory.limit_in_bytes"), &bytes.to_string(), "memory")?;
+            // Without this the job could spill past its limit into swap.
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                write_limit(memsw, &bytes.to_string(), "memory+swap")?;
+            }
+        }
+        if let (Some(pids), Some(dir)) = (limits.pids, self.dirs.get("pids")) {
+            write_limit(dir.join("pids.max"), &pids.to_string(), "pids")?;
+        }
+        if let (Some(cpus), Some(dir)) = (limits.cpus, self.dirs.get("cpu")) {
+            let period: u64 = 100_000;
+            let quota = ((cpus * period as f64).round() as u64).max(1000);
+            write_limit(dir.join("cpu.cfs_period_us"), &period.to_string(), "cpu")?;
+            write_limit(dir.join("cpu.cfs_quota_us"), &quota.to_string(), "cpu")?;
+        }
+        Ok(())
+    }
+
+    fn join(&self, pid: i32) -> io::Result<()> {
+        for dir in self.dirs.values() {
+            fs::write(dir.join("cgroup.procs"), pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn usage(&self, usage: &mut Usage) {
+        if let Some(dir) = self.dirs.get("memory") {
+            usage.memory_peak_bytes = read_u64(&dir.join("memory.max_usage_in_bytes"));
+            usage.oom_kills = read_keyed(&dir.join("memory.oom_control"), "oom_kill").unwrap_or(0);
+        }
+        if let Some(dir) = self.dirs.get("pids") {
+            usage.pids_peak = read_u64(&dir.join("pids.peak"));
+        }
+    }
+
+    fn remove(&self) {
+        for dir in self.dirs.values() {
+            remove_dir_retrying(dir);
+            if let Some(base) = dir.parent() {
+                let _ = fs::remove_dir(base);
+            }
+        }
+    }
+
+    fn needs_join(&self) -> bool {
+        !self.dirs.is_empty()
+    }
+}

@@ -1,0 +1,110 @@
+//! Resource controllers on a pure cgroup v2 host: files in the job's own directory.
+//!
+//! Controllers must be enabled in `cgroup.subtree_control` of every ancestor
+//! between our own cgroup and the job's. The kernel refuses that for a
+//! non-root cgroup that still holds processes ("no internal processes"), in
+//! which case limits cannot be applied and we say so instead of pretending.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::{read_keyed, read_u64, write_limit, BASE};
+use super::{CgroupError, Controllers, Limits, Usage};
+
+pub(crate) struct V2Controllers {
+    dir: PathBuf,
+}
+
+impl V2Controllers {
+    pub(crate) fn new(own: &Path, job_dir: &Path, limits: &Limits) -> Result<V2Controllers, CgroupError> {
+        let wanted: Vec<&str> = [
+            ("memory", true),
+            ("pids", true),
+            ("cpu", limits.cpus.is_some()),
+        ]
+        .iter()
+        .filter(|(_, w)| *w)
+        .map(|(c, _)| *c)
+        .collect();
+        let needs = |c: &str| match c {
+            "memory" => limits.memory_bytes.is_some(),
+            "pids" => limits.pids.is_some(),
+            _ => limits.cpus.is_some(),
+        };
+        for controller in wanted {
+            for parent in [own.to_path_buf(), own.join(BASE)] {
+                if let Err(source) = enable(&parent, controller) {
+                    if needs(controller) {
+                        return Err(CgroupError::Limit {
+                            what: match controller {
+                                "memory" => "memory",
+                                "pids" => "pids",
+                                _ => "cpu",
+                            },
+                            path: parent.join("cgroup.subtree_control"),
+                            source,
+                        });
+                    }
+                    break; // accounting only: the peak will read as unknown
+                }
+            }
+        }
+        Ok(V2Controllers {
+            dir: job_dir.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn existing(dir: &Path) -> V2Controllers {
+        V2Controllers {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+fn enable(parent: &Path, controller: &str) -> io::Result<()> {
+    let enabled = fs::read_to_string(parent.join("cgroup.subtree_control"))?;
+    if enabled.split_whitespace().any(|c| c == controller) {
+        return Ok(());
+    }
+    fs::write(parent.join("cgroup.subtree_control"), format!("+{controller}"))
+}
+
+impl Controllers for V2Controllers {
+    fn apply(&self, limits: &Limits) -> Result<(), CgroupError> {
+        if let Some(bytes) = limits.memory_bytes {
+            write_limit(self.dir.join("memory.max"), &bytes.to_string(), "memory")?;
+            let swap = self.dir.join("memory.swap.max");
+            if swap.exists() {
+                write_limit(swap, "0", "memory swap")?;
+            }
+        }
+        if let Some(pids) = limits.pids {
+            write_limit(self.dir.join("pids.max"), &pids.to_string(), "pids")?;
+        }
+        if let Some(cpus) = limits.cpus {
+            let period: u64 = 100_000;
+            let quota = ((cpus * period as f64).round() as u64).max(1000);
+            write_limit(self.dir.join("cpu.max"), &format!("{quota} {period}"), "cpu")?;
+        }
+        Ok(())
+    }
+
+    fn join(&self, _pid: i32) -> io::Result<()> {
+        Ok(()) // CLONE_INTO_CGROUP already placed the child in every controller
+    }
+
+    fn usage(&self, usage: &mut Usage) {
+        usage.memory_peak_bytes = read_u64(&self.dir.join("memory.peak"));
+        usage.oom_kills = read_keyed(&self.dir.join("memory.events"), "oom_kill").unwrap_or(0);
+        usage.pids_peak = read_u64(&self.dir.join("pids.peak"));
+    }
+
+    fn remove(&self) {
+        // The v2 directory is the job directory itself: JobCgroup removes it.
+    }
+
+    fn needs_join(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,299 @@
+//! Everything between clone and exec.
+//!
+//! [`spawn`] is the whole launch sequence, top to bottom. The parent prepares
+//! every allocation, path and filter first (the child of a clone only makes
+//! raw syscalls), clones the child straight into the job's cgroup, finishes
+//! the parent's part (v1 cgroups) and only then lets the child go on. The
+//! child's steps are in [`child::run`], in the order the kernel needs them.
+
+pub mod cgroup;
+mod child;
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use crate::sandbox::cgroup::JobCgroup;
+
+/// `CLONE_INTO_CGROUP` (libc's constant is an int that overflows to 0).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Where the child's stdio comes from and goes to.
+pub struct Stdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Everything the child needs, prepared before the clone.
+pub struct LaunchPlan {
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+}
+
+/// Why a job could not be launched, with the exit status a shell would give.
+#[derive(Debug)]
+pub struct LaunchError {
+    pub message: String,
+    /// 127 not found, 126 found but not executable, 125 the runner failed.
+    pub exit_code: i32,
+}
+
+impl LaunchError {
+    fn runner(message: String) -> LaunchError {
+        LaunchError {
+            message,
+            exit_code: 125,
+        }
+    }
+}
+
+/// The running child.
+pub struct Launched {
+    pub pid: i32,
+}
+
+impl LaunchPlan {
+    /// Resolves the program like execvp would (against the job's PATH) and
+    /// prepares every C string the child will need.
+    pub fn new(argv: &[String], env: &[(String, String)], cwd: &Path) -> Result<LaunchPlan, LaunchError> {
+        let Some(name) = argv.first() else {
+            return Err(LaunchError::runner("no command given".into()));
+        };
+        let path_var = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+        let program = resolve_program(name, path_var, cwd)?;
+        let cstr = |s: &str, what: &str| {
+            CString::new(s).map_err(|_| LaunchError::runner(format!("{what} contains a NUL byte: {s:?}")))
+        };
+        Ok(LaunchPlan {
+            program: cstr(&program.to_string_lossy(), "the program path")?,
+            argv: argv.iter().map(|a| cstr(a, "an argument")).collect::<Result<_, _>>()?,
+            envp: env
+                .iter()
+                .map(|(k, v)| cstr(&format!("{k}={v}"), "an environment variable"))
+                .collect::<Result<_, _>>()?,
+            cwd: cstr(&cwd.to_string_lossy(), "the working directory")?,
+        })
+    }
+}
+
+/// Searches PATH in the parent, so that "not found" (127) and "not
+/// executable" (126) are known before anything is cloned.
+fn resolve_program(name: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, LaunchError> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if name.contains('/') {
+        let p = cwd.join(name);
+        return match std::fs::metadata(&p) {
+            Err(e) => Err(LaunchError {
+                message: format!("cannot execute {name:?}: {e}"),
+                exit_code: 127,
+            }),
+            Ok(m) if m.is_dir() => Err(LaunchError {
+                message: format!("cannot execute {name:?}: it is a directory"),
+                exit_code: 126,
+            }),
+            Ok(_) if !executable(&p) => Err(LaunchError {
+                message: format!("cannot execute {name:?}: permission denied (no execute bit)"),
+                exit_code: 126,
+            }),
+            Ok(_) => Ok(p),
+        };
+    }
+    let mut not_executable = None;
+    for dir in path_var.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = cwd.join(dir).join(name);
+        if executable(&candidate) {
+            return Ok(candidate);
+        }
+        if candidate.is_file() && not_executable.is_none() {
+            not_executable = Some(candidate);
+        }
+    }
+    match not_executable {
+        Some(p) => Err(LaunchError {
+            message: format!("cannot execute {name:?}: {} is not executable", p.display()),
+            exit_code: 126,
+        }),
+        None => Err(LaunchError {
+            message: format!("command not found: {name:?} (searched PATH={path_var})"),
+            exit_code: 127,
+        }),
+    }
+}
+
+/// Launches the job: the one place that shows the order of the layers.
+pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Launched, LaunchError> {
+    // 1. Channels to the child, made before the clone. `go` holds the child
+    //    until the parent's half of the setup is done; `report` carries an
+    //    errno back if exec fails (CLOEXEC: a successful exec closes it).
+    let (go_read, go_write) = pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
+    let (report_read, report_write) = pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
+    let cgroup_dir = std::fs::File::open(cgroup.v2_dir())
+        .map_err(|e| LaunchError::runner(format!("cannot open cgroup {}: {e}", cgroup.v2_dir().display())))?;
+
+    // 2. Clone straight into the job's v2 cgroup: the child never runs a
+    //    single instruction outside it, so it cannot fork its way out first.
+    let parent_pid = std::process::id() as i32;
+    let child = ChildArgs {
+        plan,
+        stdio: &stdio,
+        go: go_read.as_raw_fd(),
+        report: report_write.as_raw_fd(),
+        parent_pid,
+    };
+    let mut into_cgroup = true;
+    let mut pid = clone3(CLONE_INTO_CGROUP, Some(cgroup_dir.as_raw_fd()));
+    if pid == Err(libc::ENOSYS) || pid == Err(libc::EINVAL) || pid == Err(libc::EOPNOTSUPP) {
+        // Kernels before 5.7: clone plainly, then move the child before it may go on.
+        into_cgroup = false;
+        pid = clone3(0, None);
+    }
+    let pid = match pid {
+        Ok(0) => child::run(&child),
+        Ok(pid) => pid,
+        Err(errno) => {
+            return Err(LaunchError::runner(format!(
+                "clone3 failed: {}",
+                std::io::Error::from_raw_os_error(errno)
+            )))
+        }
+    };
+    drop(go_read);
+    drop(report_write);
+    drop(stdio); // the child holds its ends; ours would keep the pipes from reaching EOF
+
+    // 3. Parent's half: the cgroups clone-into cannot reach.
+    let joined = (|| {
+        if !into_cgroup {
+            cgroup.join_v2(pid)?;
+        }
+        cgroup.join_controllers(pid)
+    })();
+    if let Err(e) = joined {
+        kill_and_reap(pid);
+        return Err(LaunchError::runner(format!("cannot move the job into its cgroup: {e}")));
+    }
+
+    // 4. Go. Then wait for exec: EOF on `report` means the exec succeeded.
+    if write_all(go_write.as_raw_fd(), &[1]).is_err() {
+        kill_and_reap(pid);
+        return Err(LaunchError::runner("the job died before it was released".into()));
+    }
+    drop(go_write);
+    let mut report = [0u8; 8];
+    let n = read_full(report_read.as_raw_fd(), &mut report);
+    if n == 8 {
+        let stage = u32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+        let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+        reap(pid);
+        return Err(child::describe_failure(stage, errno, plan));
+    }
+    Ok(Launched { pid })
+}
+
+/// Arguments of the child, borrowed from the parent's memory (the clone copies it).
+pub(crate) struct ChildArgs<'a> {
+    plan: &'a LaunchPlan,
+    stdio: &'a Stdio,
+    go: RawFd,
+    report: RawFd,
+    parent_pid: i32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// clone3 without CLONE_VM: the child gets a copy of our memory, like fork.
+fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<i32, i32> {
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_fd.map(|fd| fd as u64).unwrap_or(0),
+        ..Default::default()
+    };
+    // SAFETY: args is a valid clone_args of the size we pass; without CLONE_VM
+    // the child runs on a copy of our address space, like fork().
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
+    } else {
+        Ok(ret as i32)
+    }
+}
+
+pub(crate) fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 returns.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn write_all(fd: RawFd, bytes: &[u8]) -> std::io::Result<()> {
+    // SAFETY: writing from a buffer we own.
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    if n == bytes.len() as isize {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: reading into the unfilled part of a buffer we own.
+        let n = unsafe { libc::read(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done) };
+        if n > 0 {
+            done += n as usize;
+        } else if n == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    done
+}
+
+fn kill_and_reap(pid: i32) {
+    // SAFETY: pid is our own child, not yet reaped.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    reap(pid);
+}
+
+fn reap(pid: i32) {
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}

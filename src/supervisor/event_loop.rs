@@ -1,0 +1,279 @@
+//! The supervisor's single `poll` loop: output pipes, signals, deadlines.
+//!
+//! Deadlines (timeout, kill-after, drain) become the poll timeout; signals
+//! (SIGCHLD, kill requests, SIGTERM to the supervisor) arrive on a signalfd.
+//! The loop ends when the main process has been reaped and both pipes are
+//! closed: leftovers are killed the moment the main process ends, so nothing
+//! can hold a pipe open and keep the job "running".
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::KillRequest;
+use crate::job::model::{JobSpec, Outcome, Resources, ResultKind, StreamStats};
+use crate::job::store::Store;
+use crate::output::pump::{Flow, Pump};
+use crate::sandbox::cgroup::{JobCgroup, Usage};
+
+/// How long to keep reading output after the main process ended and its leftovers were killed.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Signals the supervisor handles through its signalfd (blocked since it started).
+pub(crate) fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1] {
+        set.add(s);
+    }
+    set
+}
+
+/// What the loop saw; turned into an [`Outcome`] once the cgroup is measured.
+pub(super) struct End {
+    wait_status: Option<i32>,
+    max_rss_bytes: Option<u64>,
+    timed_out: bool,
+    kill_requested: bool,
+    leftover_killed: u64,
+    stdout: StreamStats,
+    stderr: StreamStats,
+    message: Option<String>,
+}
+
+pub(super) fn run(store: &Store, spec: &JobSpec, cgroup: &JobCgroup, main_pid: i32, mut pumps: [Pump; 2]) -> End {
+    let started = Instant::now();
+    let mut end = End {
+        wait_status: None,
+        max_rss_bytes: None,
+        timed_out: false,
+        kill_requested: false,
+        leftover_killed: 0,
+        stdout: StreamStats::default(),
+        stderr: StreamStats::default(),
+        message: None,
+    };
+    let kill_after = Duration::from_millis(spec.limits.kill_after_ms);
+    let mut timeout_at = spec.limits.timeout_ms.map(|ms| started + Duration::from_millis(ms));
+    let mut kill_at: Option<Instant> = None;
+    let mut drain_until: Option<Instant> = None;
+    let signals = SignalFd::with_flags(&handled_signals(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok();
+
+    loop {
+        let main_done = end.wait_status.is_some();
+        if main_done && pumps.iter().all(|p| !p.is_open()) {
+            break;
+        }
+
+        // Poll until the nearest deadline.
+        let now = Instant::now();
+        let nearest = [timeout_at, kill_at, drain_until].into_iter().flatten().min();
+        let timeout_ms: i32 = match nearest {
+            Some(at) => at.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as i32,
+            None if signals.is_none() => 50, // no signalfd: fall back to checking the child
+            None => -1,
+        };
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(3);
+        if let Some(sfd) = signals.as_ref() {
+            fds.push(pollfd(std::os::fd::AsRawFd::as_raw_fd(sfd)));
+        }
+        let pump_slots: Vec<(usize, usize)> = pumps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.fd().map(|fd| {
+                fds.push(pollfd(fd));
+                (i, fds.len() - 1)
+            }))
+            .collect();
+        // SAFETY: fds is a valid array of pollfd of the given length.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+
+        for (pump, slot) in pump_slots {
+            if fds[slot].revents != 0 && pumps[pump].pump() == Flow::Eof {
+                // closed by the job (or all its processes): nothing more to read
+            }
+        }
+
+        let now = Instant::now();
+        if timeout_at.is_some_and(|t| now >= t) {
+            timeout_at = None;
+            if end.wait_status.is_none() {
+                end.timed_out = true;
+                kill_at = Some(terminate(cgroup, Signal::SIGTERM, kill_after));
+            }
+        }
+        if kill_at.is_some_and(|t| now >= t) {
+            kill_at = None;
+            cgroup.kill_all();
+        }
+        if drain_until.is_some_and(|t| now >= t) {
+            // Something outside the cgroup holds a pipe: stop waiting for it.
+            for p in pumps.iter_mut() {
+                p.close();
+            }
+            drain_until = None;
+        }
+
+        let mut got_sigchld = signals.is_none();
+        if let Some(sfd) = signals.as_ref() {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGCHLD) => got_sigchld = true,
+                    Ok(Signal::SIGUSR1) => {
+                        if let Some(req) = read_kill_request(store, &spec.job_id) {
+                            end.kill_requested = true;
+                            let sig = Signal::try_from(req.signal).unwrap_or(Signal::SIGTERM);
+                            kill_at = Some(terminate(cgroup, sig, Duration::from_millis(req.grace_ms)));
+                        }
+                    }
+                    Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => {
+                        // Someone asked the supervisor itself to stop: stop the job first.
+                        end.kill_requested = true;
+                        end.message = Some("the supervisor was asked to stop; the job was killed".into());
+                        kill_at = Some(terminate(cgroup, Signal::SIGTERM, kill_after));
+                    }
+                    _ => {} // SIGHUP: we have no terminal; ignore
+                }
+            }
+        }
+        if got_sigchld && reap(main_pid, &mut end) {
+            // The main process is gone: whatever it left behind dies now.
+            let left = cgroup.pids();
+            if !left.is_empty() {
+                end.leftover_killed = left.len() as u64;
+                cgroup.kill_all();
+            }
+            timeout_at = None;
+            kill_at = None;
+            drain_until = Some(Instant::now() + DRAIN_GRACE);
+        }
+    }
+    end.stdout = pumps[0].stats().clone();
+    end.stderr = pumps[1].stats().clone();
+    end
+}
+
+fn pollfd(fd: i32) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// Sends `signal` to every process of the job; returns when to escalate to a kill.
+fn terminate(cgroup: &JobCgroup, signal: Signal, grace: Duration) -> Instant {
+    if signal == Signal::SIGKILL || grace.is_zero() {
+        cgroup.kill_all();
+    } else {
+        cgroup.signal_all(signal);
+    }
+    Instant::now() + grace
+}
+
+fn read_kill_request(store: &Store, id: &str) -> Option<KillRequest> {
+    let bytes = std::fs::read(store.job_dir(id).join(super::KILL_REQUEST)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Reaps every child that exited. We are a subreaper, so orphans of the job
+/// come to us; the main process is reaped with wait4 for its rusage.
+/// Returns true when the main process was reaped by this call.
+fn reap(main_pid: i32, end: &mut End) -> bool {
+    let mut main_reaped = false;
+    loop {
+        // SAFETY: siginfo is plain data filled by the kernel.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // Peek first (WNOWAIT) so the main process is reaped only by wait4 below.
+        // SAFETY: valid pointer to siginfo.
+        let r = unsafe {
+            libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+        };
+        // SAFETY: si_pid is valid for SIGCHLD-style siginfo returned by waitid.
+        let pid = unsafe { info.si_pid() };
+        if r != 0 || pid == 0 {
+            break;
+        }
+        if pid == main_pid {
+            let mut status = 0;
+            // SAFETY: rusage is plain data filled by the kernel.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: our own child, known to be waitable.
+            let got = unsafe { libc::wait4(main_pid, &mut status, 0, &mut usage) };
+            if got == main_pid {
+                end.wait_status = Some(status);
+                end.max_rss_bytes = Some(usage.ru_maxrss as u64 * 1024);
+                main_reaped = true;
+            }
+        } else {
+            // SAFETY: reaping an exited orphan that was reparented to us.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        }
+    }
+    main_reaped
+}
+
+impl End {
+    pub(super) fn into_outcome(self, usage: Usage, duration_ms: u64) -> Outcome {
+        let status = self.wait_status.unwrap_or(0);
+        let oom = usage.oom_kills > 0;
+        let (result, exit_code, signal) = if libc::WIFEXITED(status) {
+            let code = libc::WEXITSTATUS(status);
+            let result = if self.timed_out {
+                ResultKind::Timeout
+            } else if self.kill_requested {
+                ResultKind::Killed
+            } else if oom && code != 0 {
+                ResultKind::Oom
+            } else if code == 0 {
+                ResultKind::Success
+            } else {
+                ResultKind::ExitCode
+            };
+            (result, Some(code), None)
+        } else {
+            let sig = libc::WTERMSIG(status);
+            let result = if self.timed_out {
+                ResultKind::Timeout
+            } else if self.kill_requested {
+                ResultKind::Killed
+            } else if oom && sig == libc::SIGKILL {
+                ResultKind::Oom
+            } else {
+                ResultKind::Signal
+            };
+            (result, None, Some(signal_name(sig)))
+        };
+        let message = self.message.or_else(|| match result {
+            ResultKind::Oom => Some("the job ran out of memory and the kernel killed it".into()),
+            ResultKind::Timeout => Some("the job exceeded its timeout".into()),
+            _ => None,
+        });
+        Outcome {
+            result,
+            exit_code,
+            signal,
+            timed_out: self.timed_out,
+            oom_killed: oom,
+            duration_ms,
+            resources: Resources {
+                cpu_user_ms: usage.cpu_user_usec.map(|u| u / 1000),
+                cpu_system_ms: usage.cpu_system_usec.map(|u| u / 1000),
+                memory_peak_bytes: usage.memory_peak_bytes,
+                pids_peak: usage.pids_peak,
+                max_rss_bytes: self.max_rss_bytes,
+                leftover_processes_killed: self.leftover_killed,
+            },
+            stdout: self.stdout,
+            stderr: self.stderr,
+            message,
+        }
+    }
+}
+
+/// `"SIGTERM"` for 15; `"SIG42"` for signals without a name.
+pub fn signal_name(sig: i32) -> String {
+    Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("SIG{sig}"))
+}

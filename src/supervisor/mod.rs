@@ -1,0 +1,260 @@
+//! The per-job supervisor: one detached, single-threaded process per job.
+//!
+//! It owns the job from launch to result: creates the cgroup, launches the
+//! child into it, pumps the output into the logs, enforces the timeout and
+//! kill requests on the whole cgroup, reaps, measures, writes the result
+//! atomically and removes the cgroup. Everything it waits on (pipes,
+//! signals, deadlines) goes through one `poll`.
+
+mod event_loop;
+mod spawn;
+
+pub use spawn::{spawn_detached, supervise_exec};
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::job::model::{JobSpec, JobStatus, Outcome, ResultKind, Secrets, State, StdinSpec};
+use crate::job::store::{Store, STDERR_LOG, STDOUT_LOG};
+use crate::output::mask::Masker;
+use crate::output::pump::Pump;
+use crate::sandbox::cgroup::{JobCgroup, Layout, Limits};
+use crate::sandbox::{self, LaunchPlan, Stdio};
+use crate::timefmt::now_ms;
+
+/// A kill request left by `agent-exec kill` before it signals the supervisor.
+pub const KILL_REQUEST: &str = "kill.json";
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KillRequest {
+    pub signal: i32,
+    pub grace_ms: u64,
+}
+
+/// Runs the job to its end and records the result. Returns the supervisor's exit code.
+pub(crate) fn supervise(store: &Store, spec: &JobSpec, secrets: &Secrets, me: crate::job::model::ProcRef) -> i32 {
+    let id = spec.job_id.as_str();
+    let started = now_ms();
+    let fail = |message: String, exit_code: i32| {
+        record_launch_failure(store, spec, me, started, message, exit_code);
+        1
+    };
+
+    // The real argv/env: from the secrets when masking hid them in job.json.
+    let argv = if secrets.argv.is_empty() { &spec.argv } else { &secrets.argv };
+    let explicit_env = if spec.has_secrets { &secrets.env } else { &spec.env };
+    let env = job_environment(spec.inherit_env, explicit_env);
+    let cwd = Path::new(&spec.cwd);
+
+    // Everything the child needs is prepared before the cgroup exists, so a
+    // bad command costs no cgroup at all.
+    let plan = match LaunchPlan::new(argv, &env, cwd) {
+        Ok(p) => p,
+        Err(e) => return fail(e.message, e.exit_code),
+    };
+
+    let layout = match Layout::detect() {
+        Ok(l) => l,
+        Err(e) => return fail(format!("cgroups unavailable: {e}"), 125),
+    };
+    let limits = Limits {
+        memory_bytes: spec.limits.memory_bytes,
+        pids: spec.limits.pids,
+        cpus: spec.limits.cpus,
+    };
+    let cgroup = match JobCgroup::create(&layout, id, &limits) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot set up the job's cgroup: {e}"), 125),
+    };
+
+    let io = match open_io(store, spec) {
+        Ok(io) => io,
+        Err(e) => {
+            cgroup.remove();
+            return fail(e, 125);
+        }
+    };
+    let masks = &secrets.mask_values;
+    let cap = spec.limits.log_cap_bytes;
+    let pumps = [
+        Pump::new(io.stdout_read, io.stdout_log, Masker::new(masks), cap),
+        Pump::new(io.stderr_read, io.stderr_log, Masker::new(masks), cap),
+    ];
+
+    let launched = sandbox::spawn(&plan, io.child, &cgroup);
+    let child = match launched {
+        Ok(c) => c,
+        Err(e) => {
+            drop(pumps);
+            cgroup.remove();
+            return fail(e.message, e.exit_code);
+        }
+    };
+
+    // Clear-text secrets are no longer needed on disk once the job runs.
+    let _ = std::fs::remove_file(store.job_dir(id).join(crate::job::store::SECRETS_FILE));
+
+    let sandbox_report = sandbox_report(&layout, spec);
+    let mut status = JobStatus::created(spec.created_at_ms);
+    status.state = State::Running;
+    status.supervisor = Some(me);
+    status.pid = Some(child.pid);
+    status.started_at_ms = Some(started);
+    status.updated_at_ms = now_ms();
+    status.sandbox = Some(sandbox_report);
+    let _ = store.write_status(id, &status);
+
+    let end = event_loop::run(store, spec, &cgroup, child.pid, pumps);
+
+    // The last process is gone: read the counters, then remove the cgroup.
+    cgroup.wait_empty(std::time::Duration::from_secs(5));
+    let usage = cgroup.usage();
+    cgroup.remove();
+
+    let finished = now_ms();
+    let outcome = end.into_outcome(usage, finished.saturating_sub(started));
+    status.state = match outcome.result {
+        ResultKind::Success | ResultKind::ExitCode => State::Exited,
+        ResultKind::Timeout => State::TimedOut,
+        ResultKind::LaunchFailed => State::Failed,
+        ResultKind::Lost => State::Lost,
+        ResultKind::Signal | ResultKind::Oom | ResultKind::Killed => State::Killed,
+    };
+    status.pid = None;
+    status.finished_at_ms = Some(finished);
+    status.updated_at_ms = finished;
+    status.outcome = Some(outcome);
+    match store.write_status(id, &status) {
+        Ok(()) => 0,
+        Err(_) => 1, // the next status call finds us gone and records `lost`
+    }
+}
+
+/// The job's environment: inherited (or not) plus the explicit variables.
+fn job_environment(inherit: bool, explicit: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut env: BTreeMap<String, String> = if inherit {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    if !inherit {
+        env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    for (k, v) in explicit {
+        env.insert(k.clone(), v.clone());
+    }
+    env.into_iter().collect()
+}
+
+/// The files and pipes of one launch.
+struct JobIo {
+    child: Stdio,
+    stdout_read: OwnedFd,
+    stderr_read: OwnedFd,
+    stdout_log: File,
+    stderr_log: File,
+}
+
+fn open_io(store: &Store, spec: &JobSpec) -> Result<JobIo, String> {
+    let dir = store.job_dir(&spec.job_id);
+    let stdin = match &spec.stdin {
+        StdinSpec::Null => File::open("/dev/null"),
+        StdinSpec::File { path, .. } => File::open(path),
+    }
+    .map_err(|e| format!("cannot open the job's stdin: {e}"))?;
+    let log = |name: &str| {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(dir.join(name))
+            .map_err(|e| format!("cannot create {}: {e}", dir.join(name).display()))
+    };
+    let (stdout_read, stdout_write) = output_pipe()?;
+    let (stderr_read, stderr_write) = output_pipe()?;
+    Ok(JobIo {
+        child: Stdio {
+            stdin: stdin.into(),
+            stdout: stdout_write,
+            stderr: stderr_write,
+        },
+        stdout_read,
+        stderr_read,
+        stdout_log: log(STDOUT_LOG)?,
+        stderr_log: log(STDERR_LOG)?,
+    })
+}
+
+/// A pipe whose read end is non-blocking (for poll) and whose write end,
+/// handed to the job, stays blocking as programs expect.
+fn output_pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fresh descriptors, owned here.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on a descriptor we own. A bigger pipe means fewer wakeups.
+    unsafe {
+        libc::fcntl(fds[0], libc::F_SETFL, libc::O_NONBLOCK);
+        libc::fcntl(fds[0], libc::F_SETPIPE_SZ, 1 << 20);
+    }
+    Ok((r, w))
+}
+
+fn sandbox_report(layout: &Layout, spec: &JobSpec) -> serde_json::Value {
+    serde_json::json!({
+        "cgroup": layout.kind,
+        "namespaces": [],
+        "landlock": {"abi": null, "status": "not_applied"},
+        "seccomp": "none",
+        "no_new_privs": false,
+        "capabilities": "inherited",
+        "network": "host",
+        "limits": {
+            "memory_bytes": spec.limits.memory_bytes,
+            "pids": spec.limits.pids,
+            "cpu": spec.limits.cpus,
+            "timeout_s": spec.limits.timeout_ms.map(|ms| ms as f64 / 1000.0),
+        }
+    })
+}
+
+fn record_launch_failure(
+    store: &Store,
+    spec: &JobSpec,
+    me: crate::job::model::ProcRef,
+    started: u64,
+    message: String,
+    exit_code: i32,
+) {
+    let now = now_ms();
+    let mut status = JobStatus::created(spec.created_at_ms);
+    status.state = State::Failed;
+    status.supervisor = Some(me);
+    status.started_at_ms = Some(started);
+    status.finished_at_ms = Some(now);
+    status.updated_at_ms = now;
+    status.outcome = Some(Outcome {
+        result: ResultKind::LaunchFailed,
+        exit_code: Some(exit_code),
+        signal: None,
+        timed_out: false,
+        oom_killed: false,
+        duration_ms: now.saturating_sub(started),
+        resources: Default::default(),
+        stdout: Default::default(),
+        stderr: Default::default(),
+        message: Some(message),
+    });
+    let _ = std::fs::remove_file(store.job_dir(&spec.job_id).join(crate::job::store::SECRETS_FILE));
+    let _ = store.write_status(&spec.job_id, &status);
+}
