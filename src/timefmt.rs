@@ -85,7 +85,10 @@ mod tests {
         let t = 1_795_289_121_123; // 2026-11-21T19:25:21.123Z
         assert_eq!(rfc3339(t), "2026-11-21T19:25:21.123Z");
         assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
-        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000)
+        );
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

@@ -39,7 +39,9 @@ pub fn build(def: &JobDefinition, store: &Store) -> Result<Defined, AppError> {
     }
     for entry in &def.env {
         let (k, v) = parse_env_entry(entry).ok_or_else(|| {
-            AppError::invalid(format!("--env {entry:?}: expected KEY=VALUE with a non-empty KEY"))
+            AppError::invalid(format!(
+                "--env {entry:?}: expected KEY=VALUE with a non-empty KEY"
+            ))
         })?;
         env.insert(k, v);
     }
@@ -60,7 +62,11 @@ pub fn build(def: &JobDefinition, store: &Store) -> Result<Defined, AppError> {
             mask_values.push(m.clone());
         }
     }
-    let shown_argv: Vec<String> = def.command.iter().map(|a| mask_str(a, &mask_values)).collect();
+    let shown_argv: Vec<String> = def
+        .command
+        .iter()
+        .map(|a| mask_str(a, &mask_values))
+        .collect();
     let shown_env: BTreeMap<String, String> = env
         .iter()
         .map(|(k, v)| {
@@ -77,7 +83,11 @@ pub fn build(def: &JobDefinition, store: &Store) -> Result<Defined, AppError> {
     let stdin = read_stdin(def)?;
     let stdin_spec = match &stdin {
         Some(bytes) => StdinSpec::File {
-            path: store.job_dir(&id).join(STDIN_FILE).to_string_lossy().into_owned(),
+            path: store
+                .job_dir(&id)
+                .join(STDIN_FILE)
+                .to_string_lossy()
+                .into_owned(),
             bytes: bytes.len() as u64,
         },
         None => StdinSpec::Null,
@@ -92,13 +102,19 @@ pub fn build(def: &JobDefinition, store: &Store) -> Result<Defined, AppError> {
             None => DEFAULT_KILL_AFTER_MS,
             Some(t) => duration_ms("--kill-after", t)?,
         },
-        memory_bytes: def.memory.as_deref().map(|s| size("--memory", s)).transpose()?,
+        memory_bytes: def
+            .memory
+            .as_deref()
+            .map(|s| size("--memory", s))
+            .transpose()?,
         pids: def
             .pids
             .as_deref()
             .map(|s| match s.trim().parse::<u64>() {
                 Ok(n) if n > 0 => Ok(n),
-                _ => Err(AppError::invalid(format!("--pids {s:?}: expected a positive whole number"))),
+                _ => Err(AppError::invalid(format!(
+                    "--pids {s:?}: expected a positive whole number"
+                ))),
             })
             .transpose()?,
         cpus: def
@@ -106,7 +122,9 @@ pub fn build(def: &JobDefinition, store: &Store) -> Result<Defined, AppError> {
             .as_deref()
             .map(|s| match s.trim().parse::<f64>() {
                 Ok(n) if n.is_finite() && n >= 0.01 => Ok(n),
-                _ => Err(AppError::invalid(format!("--cpus {s:?}: expected a number of CPUs such as 0.5 or 2"))),
+                _ => Err(AppError::invalid(format!(
+                    "--cpus {s:?}: expected a number of CPUs such as 0.5 or 2"
+                ))),
             })
             .transpose()?,
         log_cap_bytes: match &def.log_cap {
@@ -120,7 +138,11 @@ pub fn build(def: &JobDefinition, store: &Store) -> Result<Defined, AppError> {
 
     let mut tags = Vec::new();
     for t in &def.tag {
-        if t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        if t.is_empty()
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
             return Err(AppError::invalid(format!(
                 "--tag {t:?}: tags are letters, digits, '.', '_' and '-'"
             )));
@@ -146,11 +168,19 @@ pub fn build(def: &JobDefinition, store: &Store) -> Result<Defined, AppError> {
         has_secrets,
     };
     let secrets = Secrets {
-        argv: if has_secrets { def.command.clone() } else { Vec::new() },
+        argv: if has_secrets {
+            def.command.clone()
+        } else {
+            Vec::new()
+        },
         env: if has_secrets { env } else { BTreeMap::new() },
         mask_values,
     };
-    Ok(Defined { spec, secrets, stdin })
+    Ok(Defined {
+        spec,
+        secrets,
+        stdin,
+    })
 }
 
 fn resolve_cwd(flag: Option<&Path>) -> Result<PathBuf, AppError> {
@@ -163,7 +193,10 @@ fn resolve_cwd(flag: Option<&Path>) -> Result<PathBuf, AppError> {
         .canonicalize()
         .map_err(|e| AppError::invalid(format!("--cwd {}: {e}", dir.display())))?;
     if !canonical.is_dir() {
-        return Err(AppError::invalid(format!("--cwd {}: not a directory", dir.display())));
+        return Err(AppError::invalid(format!(
+            "--cwd {}: not a directory",
+            dir.display()
+        )));
     }
     Ok(canonical)
 }
@@ -210,7 +243,10 @@ fn read_stdin(def: &JobDefinition) -> Result<Option<Vec<u8>>, AppError> {
     let too_large = |what: &str| {
         AppError::new(
             ErrorCode::StdinTooLarge,
-            format!("{what} is larger than {} bytes; give the job a file to read instead", STDIN_MAX_BYTES),
+            format!(
+                "{what} is larger than {} bytes; give the job a file to read instead",
+                STDIN_MAX_BYTES
+            ),
         )
     };
     if let Some(text) = &def.stdin {

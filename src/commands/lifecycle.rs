@@ -24,7 +24,16 @@ pub fn run(store: &Store, args: &RunArgs) -> Result<Reply, AppError> {
     // The clear-text secrets stay in memory: the forked supervisor has them.
     store.create(&defined.spec, None, defined.stdin.as_deref())?;
     let lock = store.claim_start(&defined.spec.job_id)?;
-    start_and_observe(store, &defined.spec, &defined.secrets, lock, &args.observe, until, budget, JobResponseType::Run)
+    start_and_observe(
+        store,
+        &defined.spec,
+        &defined.secrets,
+        lock,
+        &args.observe,
+        until,
+        budget,
+        JobResponseType::Run,
+    )
 }
 
 pub fn create(store: &Store, args: &CreateArgs) -> Result<Reply, AppError> {
@@ -50,7 +59,14 @@ pub fn create(store: &Store, args: &CreateArgs) -> Result<Reply, AppError> {
         waited_ms: 0,
         deadline_reached: false,
     };
-    Ok(Reply::json(&job_response(JobResponseType::Create, store, &spec, &status, &budget, obs)))
+    Ok(Reply::json(&job_response(
+        JobResponseType::Create,
+        store,
+        &spec,
+        &status,
+        &budget,
+        obs,
+    )))
 }
 
 pub fn start(store: &Store, args: &StartArgs) -> Result<Reply, AppError> {
@@ -60,7 +76,12 @@ pub fn start(store: &Store, args: &StartArgs) -> Result<Reply, AppError> {
     let spec = store.read_spec(&id)?;
     let status = store.read_status(&id)?;
     if status.state != State::Created {
-        return Err(invalid_state(&id, status.state, "start", "only created jobs can be started"));
+        return Err(invalid_state(
+            &id,
+            status.state,
+            "start",
+            "only created jobs can be started",
+        ));
     }
     let lock = store.claim_start(&id)?;
     let secrets = if spec.has_secrets {
@@ -68,7 +89,16 @@ pub fn start(store: &Store, args: &StartArgs) -> Result<Reply, AppError> {
     } else {
         Secrets::default()
     };
-    start_and_observe(store, &spec, &secrets, lock, &args.observe, until, budget, JobResponseType::Start)
+    start_and_observe(
+        store,
+        &spec,
+        &secrets,
+        lock,
+        &args.observe,
+        until,
+        budget,
+        JobResponseType::Start,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -89,15 +119,27 @@ fn start_and_observe(
     spawn_detached(store, spec, secrets, lock)?;
     let deadline = until.map(|d| began + d);
     let no_wait = observe.no_wait;
-    let status = watch.until(store, id, deadline, |s| no_wait && s.state != State::Created)?;
-    if let Some(o) = status.outcome.as_ref().filter(|o| o.result == ResultKind::LaunchFailed) {
+    let status = watch.until(store, id, deadline, |s| {
+        no_wait && s.state != State::Created
+    })?;
+    if let Some(o) = status
+        .outcome
+        .as_ref()
+        .filter(|o| o.result == ResultKind::LaunchFailed)
+    {
         let mut e = AppError::new(
             ErrorCode::LaunchFailed,
-            o.message.clone().unwrap_or_else(|| "the job could not be launched".into()),
+            o.message
+                .clone()
+                .unwrap_or_else(|| "the job could not be launched".into()),
         )
         .with_job(id);
         e.exit_code = o.exit_code;
-        let code = if observe.exit_status { o.exit_code.unwrap_or(125) } else { 1 };
+        let code = if observe.exit_status {
+            o.exit_code.unwrap_or(125)
+        } else {
+            1
+        };
         return Ok(Reply::error(e, code));
     }
     let obs = Observation {
@@ -123,7 +165,14 @@ pub fn status(store: &Store, args: &JobArg) -> Result<Reply, AppError> {
         waited_ms: 0,
         deadline_reached: false,
     };
-    Ok(Reply::json(&job_response(JobResponseType::Status, store, &spec, &status, &budget, obs)))
+    Ok(Reply::json(&job_response(
+        JobResponseType::Status,
+        store,
+        &spec,
+        &status,
+        &budget,
+        obs,
+    )))
 }
 
 pub fn wait(store: &Store, args: &WaitArgs) -> Result<Reply, AppError> {
@@ -140,12 +189,21 @@ pub fn wait(store: &Store, args: &WaitArgs) -> Result<Reply, AppError> {
     let spec = store.read_spec(&id)?;
     let watch = Watch::new(store, &id)?;
     let began = Instant::now();
-    let status = watch.until(store, &id, until.map(|u| began + u), |s| s.state.is_terminal())?;
+    let status = watch.until(store, &id, until.map(|u| began + u), |s| {
+        s.state.is_terminal()
+    })?;
     let obs = Observation {
         waited_ms: began.elapsed().as_millis() as u64,
         deadline_reached: !status.state.is_terminal(),
     };
-    let mut reply = Reply::json(&job_response(JobResponseType::Wait, store, &spec, &status, &budget, obs));
+    let mut reply = Reply::json(&job_response(
+        JobResponseType::Wait,
+        store,
+        &spec,
+        &status,
+        &budget,
+        obs,
+    ));
     if args.exit_status {
         if let Some(code) = exit_status_of(&status) {
             reply.exit_code = code;
@@ -168,7 +226,12 @@ pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
         tail_lines: None,
     };
     if status.state == State::Created && !store.has_start_lock(&id) {
-        return Err(invalid_state(&id, status.state, "kill", "the job has not been started; delete it instead"));
+        return Err(invalid_state(
+            &id,
+            status.state,
+            "kill",
+            "the job has not been started; delete it instead",
+        ));
     }
     let began = Instant::now();
     let mut sent = None;
@@ -184,23 +247,20 @@ pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
             0o600,
         )?;
         let supervisor = supervisor_of(store, &id, &status).and_then(|s| pidfd_of(&s));
-        match supervisor {
-            Some(pidfd) => {
-                // SAFETY: pidfd refers to the verified supervisor; SIGUSR1 asks it to read kill.json.
-                let r = unsafe {
-                    libc::syscall(
-                        libc::SYS_pidfd_send_signal,
-                        std::os::fd::AsRawFd::as_raw_fd(&pidfd),
-                        libc::SIGUSR1,
-                        std::ptr::null::<libc::siginfo_t>(),
-                        0,
-                    )
-                };
-                if r == 0 {
-                    sent = Some(signal.as_str().to_string());
-                }
+        if let Some(pidfd) = supervisor {
+            // SAFETY: pidfd refers to the verified supervisor; SIGUSR1 asks it to read kill.json.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+                    libc::SIGUSR1,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            if r == 0 {
+                sent = Some(signal.as_str().to_string());
             }
-            None => {}
         }
         let deadline = if args.no_wait {
             Some(Instant::now())
@@ -235,11 +295,19 @@ fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal, AppError> {
     use nix::sys::signal::Signal;
     let upper = s.trim().to_ascii_uppercase();
     if let Ok(n) = upper.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| AppError::invalid(format!("--signal {s:?}: no such signal")));
+        return Signal::try_from(n)
+            .map_err(|_| AppError::invalid(format!("--signal {s:?}: no such signal")));
     }
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    name.parse::<Signal>()
-        .map_err(|_| AppError::invalid(format!("--signal {s:?}: no such signal (try TERM, INT, KILL, HUP)")))
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>().map_err(|_| {
+        AppError::invalid(format!(
+            "--signal {s:?}: no such signal (try TERM, INT, KILL, HUP)"
+        ))
+    })
 }
 
 pub fn invalid_state(id: &str, state: State, action: &str, hint: &str) -> AppError {

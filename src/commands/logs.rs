@@ -11,8 +11,8 @@ use crate::job::observe::Watch;
 use crate::job::store::{Store, STDERR_LOG, STDOUT_LOG};
 use crate::output::excerpt::{from_offset, head_and_tail};
 use crate::response::{
-    AppError, Const, SchemaVersion, StreamName, TailChunk, TailChunkType, TailEnd, TailEndType, TailResponse,
-    TailType,
+    AppError, Const, SchemaVersion, StreamName, TailChunk, TailChunkType, TailEnd, TailEndType,
+    TailResponse, TailType,
 };
 use crate::units::parse_size;
 
@@ -58,7 +58,12 @@ pub fn tail(store: &Store, args: &TailArgs) -> Result<Reply, AppError> {
         stdout_log_path: out_path.to_string_lossy().into_owned(),
         stderr_log_path: err_path.to_string_lossy().into_owned(),
     };
-    let io = |e: std::io::Error| AppError::new(crate::response::ErrorCode::IoError, format!("cannot read log: {e}"));
+    let io = |e: std::io::Error| {
+        AppError::new(
+            crate::response::ErrorCode::IoError,
+            format!("cannot read log: {e}"),
+        )
+    };
     for (want, path, is_out) in [(want_out, &out_path, true), (want_err, &err_path, false)] {
         if !want {
             continue;
@@ -69,16 +74,29 @@ pub fn tail(store: &Store, args: &TailArgs) -> Result<Reply, AppError> {
                 (e.text, e.truncated, e.log_bytes, Some(next))
             }
             None => {
-                let e = head_and_tail(path, max_bytes, Some(args.lines.unwrap_or(DEFAULT_TAIL_LINES))).map_err(io)?;
+                let e = head_and_tail(
+                    path,
+                    max_bytes,
+                    Some(args.lines.unwrap_or(DEFAULT_TAIL_LINES)),
+                )
+                .map_err(io)?;
                 (e.text, e.truncated, e.log_bytes, None)
             }
         };
         if is_out {
-            (response.stdout, response.stdout_truncated, response.stdout_total_bytes, response.stdout_next_offset) =
-                (text, truncated, total, next);
+            (
+                response.stdout,
+                response.stdout_truncated,
+                response.stdout_total_bytes,
+                response.stdout_next_offset,
+            ) = (text, truncated, total, next);
         } else {
-            (response.stderr, response.stderr_truncated, response.stderr_total_bytes, response.stderr_next_offset) =
-                (text, truncated, total, next);
+            (
+                response.stderr,
+                response.stderr_truncated,
+                response.stderr_total_bytes,
+                response.stderr_next_offset,
+            ) = (text, truncated, total, next);
         }
     }
     // Once the job has ended, totals are what the job wrote (the log may be capped).
@@ -95,7 +113,14 @@ pub fn tail(store: &Store, args: &TailArgs) -> Result<Reply, AppError> {
 
 /// Streams new bytes of the logs as NDJSON `tail_chunk` lines until the job
 /// ends; the final `tail_end` line is the command's response.
-fn follow(store: &Store, id: &str, args: &TailArgs, want_out: bool, want_err: bool, max_bytes: u64) -> Result<Reply, AppError> {
+fn follow(
+    store: &Store,
+    id: &str,
+    args: &TailArgs,
+    want_out: bool,
+    want_err: bool,
+    max_bytes: u64,
+) -> Result<Reply, AppError> {
     let deadline = match &args.until {
         Some(u) => Some(Instant::now() + Duration::from_millis(duration_ms("--until", u)?)),
         None => None,
@@ -116,8 +141,13 @@ fn follow(store: &Store, id: &str, args: &TailArgs, want_out: bool, want_err: bo
                 continue;
             }
             loop {
-                let (e, next) = from_offset(path, offsets[i], max_bytes.max(4096))
-                    .map_err(|e| AppError::new(crate::response::ErrorCode::IoError, format!("cannot read log: {e}")))?;
+                let (e, next) =
+                    from_offset(path, offsets[i], max_bytes.max(4096)).map_err(|e| {
+                        AppError::new(
+                            crate::response::ErrorCode::IoError,
+                            format!("cannot read log: {e}"),
+                        )
+                    })?;
                 if next == offsets[i] {
                     break;
                 }

@@ -10,7 +10,8 @@ use crate::job::liveness::reconcile;
 use crate::job::model::{JobSpec, JobStatus, State};
 use crate::job::store::Store;
 use crate::response::{
-    AppError, CleanupEntry, CleanupResponse, CleanupType, Const, JobSummary, ListResponse, ListType, SchemaVersion,
+    AppError, CleanupEntry, CleanupResponse, CleanupType, Const, JobSummary, ListResponse,
+    ListType, SchemaVersion,
 };
 use crate::timefmt::{now_ms, rfc3339};
 
@@ -22,10 +23,15 @@ fn load_all(store: &Store) -> Result<Vec<(JobSpec, JobStatus)>, AppError> {
         let (Ok(spec), Ok(status)) = (store.read_spec(&id), store.read_status(&id)) else {
             continue;
         };
-        let status = reconcile(store, &id, status).unwrap_or_else(|_| JobStatus::created(spec.created_at_ms));
+        let status = reconcile(store, &id, status)
+            .unwrap_or_else(|_| JobStatus::created(spec.created_at_ms));
         jobs.push((spec, status));
     }
-    jobs.sort_by(|a, b| b.0.created_at_ms.cmp(&a.0.created_at_ms).then(b.0.job_id.cmp(&a.0.job_id)));
+    jobs.sort_by(|a, b| {
+        b.0.created_at_ms
+            .cmp(&a.0.created_at_ms)
+            .then(b.0.job_id.cmp(&a.0.job_id))
+    });
     Ok(jobs)
 }
 
@@ -52,7 +58,10 @@ pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
         .filter(|(spec, status)| {
             state.is_none_or(|s| status.state == s)
                 && cwd.as_ref().is_none_or(|c| &spec.cwd == c)
-                && args.tag.iter().all(|pattern| spec.tags.iter().any(|t| tag_matches(pattern, t)))
+                && args
+                    .tag
+                    .iter()
+                    .all(|pattern| spec.tags.iter().any(|t| tag_matches(pattern, t)))
         })
         .map(|(spec, status)| JobSummary {
             job_id: spec.job_id,
@@ -84,7 +93,9 @@ pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
 /// `ci` matches the tag `ci`; `proj.*` matches `proj.build` and `proj.build.x`.
 fn tag_matches(pattern: &str, tag: &str) -> bool {
     match pattern.strip_suffix(".*") {
-        Some(ns) => tag.strip_prefix(ns).is_some_and(|rest| rest.starts_with('.')),
+        Some(ns) => tag
+            .strip_prefix(ns)
+            .is_some_and(|rest| rest.starts_with('.')),
         None => pattern == tag,
     }
 }
@@ -92,9 +103,15 @@ fn tag_matches(pattern: &str, tag: &str) -> bool {
 pub fn delete(store: &Store, args: &DeleteArgs) -> Result<Reply, AppError> {
     let id = store.resolve(&args.job_id)?;
     let status = reconcile(store, &id, store.read_status(&id)?)?;
-    let started_not_done = !status.state.is_terminal() && (status.state == State::Running || store.has_start_lock(&id));
+    let started_not_done = !status.state.is_terminal()
+        && (status.state == State::Running || store.has_start_lock(&id));
     if started_not_done {
-        return Err(invalid_state(&id, status.state, "delete", "kill it first, or wait for it to end"));
+        return Err(invalid_state(
+            &id,
+            status.state,
+            "delete",
+            "kill it first, or wait for it to end",
+        ));
     }
     let bytes = dir_size(&store.job_dir(&id));
     store.delete(&id)?;
@@ -132,7 +149,10 @@ pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {
                 job_id: id,
                 state: status.state,
                 action: "skipped".into(),
-                reason: Some(format!("{} jobs are never collected", status.state.as_str())),
+                reason: Some(format!(
+                    "{} jobs are never collected",
+                    status.state.as_str()
+                )),
                 bytes: 0,
             });
             continue;

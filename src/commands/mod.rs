@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use crate::cli::{Cli, Command};
 use crate::job::store::Store;
-use crate::response::{error_response, schema_document, AppError, Const, SchemaResponse, SchemaType, SchemaVersion};
+use crate::response::{
+    error_response, schema_document, AppError, Const, SchemaResponse, SchemaType, SchemaVersion,
+};
 
 /// What a command prints on stdout and the process exit status.
 pub struct Reply {
@@ -63,7 +65,9 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
         Command::List(a) => manage::list(&store, a),
         Command::Delete(a) => manage::delete(&store, a),
         Command::Gc(a) => manage::gc(&store, a),
-        Command::Supervise { job_id } => std::process::exit(crate::supervisor::supervise_exec(&store, job_id)),
+        Command::Supervise { job_id } => {
+            std::process::exit(crate::supervisor::supervise_exec(&store, job_id))
+        }
         Command::Schema => unreachable!("handled above"),
     }
 }

@@ -47,7 +47,8 @@ pub fn job_response(
     let dir = store.job_dir(&spec.job_id);
     let stdout_path = dir.join(STDOUT_LOG);
     let stderr_path = dir.join(STDERR_LOG);
-    let excerpt = |p: &Path| head_and_tail(p, budget.max_bytes, budget.tail_lines).unwrap_or_default();
+    let excerpt =
+        |p: &Path| head_and_tail(p, budget.max_bytes, budget.tail_lines).unwrap_or_default();
     let (out, err) = if status.state == State::Created {
         (Default::default(), Default::default())
     } else {
@@ -78,8 +79,12 @@ pub fn job_response(
             None => status.started_at_ms.map(|s| now.saturating_sub(s)),
         },
         waited_ms: obs.waited_ms,
-        stdout_total_bytes: outcome.map(|o| o.stdout.total_bytes).unwrap_or(out.log_bytes),
-        stderr_total_bytes: outcome.map(|o| o.stderr.total_bytes).unwrap_or(err.log_bytes),
+        stdout_total_bytes: outcome
+            .map(|o| o.stdout.total_bytes)
+            .unwrap_or(out.log_bytes),
+        stderr_total_bytes: outcome
+            .map(|o| o.stderr.total_bytes)
+            .unwrap_or(err.log_bytes),
         stdout: out.text,
         stderr: err.text,
         stdout_truncated: out.truncated,
@@ -121,7 +126,8 @@ pub fn exit_status_of(status: &JobStatus) -> Option<i32> {
         ResultKind::Timeout => 124,
         ResultKind::LaunchFailed => o.exit_code.unwrap_or(125),
         ResultKind::Lost => 125,
-        ResultKind::Signal | ResultKind::Oom | ResultKind::Killed => match (&o.signal, o.exit_code) {
+        ResultKind::Signal | ResultKind::Oom | ResultKind::Killed => match (&o.signal, o.exit_code)
+        {
             (Some(sig), _) => 128 + signal_number(sig),
             (None, Some(code)) => code,
             (None, None) => 125,

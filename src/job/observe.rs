@@ -74,8 +74,10 @@ impl Watch {
         // Claimed-but-unrecorded starts have no pidfd yet: re-check at least every second.
         let cap_ms: u128 = if pidfd.is_some() { u128::MAX } else { 1000 };
         let timeout = match left {
-            Some(d) => PollTimeout::try_from(d.as_millis().min(cap_ms).min(i32::MAX as u128) as i32 + 1)
-                .unwrap_or(PollTimeout::MAX),
+            Some(d) => {
+                PollTimeout::try_from(d.as_millis().min(cap_ms).min(i32::MAX as u128) as i32 + 1)
+                    .unwrap_or(PollTimeout::MAX)
+            }
             None if cap_ms != u128::MAX => PollTimeout::from(1000u16),
             None => PollTimeout::NONE,
         };

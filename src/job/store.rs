@@ -41,7 +41,11 @@ impl Store {
         if let Some(p) = flag {
             return p.to_path_buf();
         }
-        let env_path = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let env_path = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         if let Some(p) = env_path("AGENT_EXEC_ROOT") {
             return p;
         }
@@ -81,7 +85,12 @@ impl Store {
     }
 
     /// Creates the job's directory and writes its definition and `created` state.
-    pub fn create(&self, spec: &JobSpec, secrets: Option<&Secrets>, stdin: Option<&[u8]>) -> Result<PathBuf, AppError> {
+    pub fn create(
+        &self,
+        spec: &JobSpec,
+        secrets: Option<&Secrets>,
+        stdin: Option<&[u8]>,
+    ) -> Result<PathBuf, AppError> {
         let dir = self.job_dir(&spec.job_id);
         fs::DirBuilder::new()
             .mode(0o700)
@@ -95,7 +104,11 @@ impl Store {
                 write_json(&dir.join(SECRETS_FILE), secrets, 0o600)?;
             }
             write_json(&dir.join(JOB_FILE), spec, 0o600)?;
-            write_json(&dir.join(STATE_FILE), &JobStatus::created(spec.created_at_ms), 0o600)
+            write_json(
+                &dir.join(STATE_FILE),
+                &JobStatus::created(spec.created_at_ms),
+                0o600,
+            )
         })();
         if let Err(e) = result {
             // Leave no half-made job behind: list and status must never trip on it.
@@ -148,7 +161,12 @@ impl Store {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_error(&format!("the job store {}", self.root.display()), &e)),
+            Err(e) => {
+                return Err(io_error(
+                    &format!("the job store {}", self.root.display()),
+                    &e,
+                ))
+            }
         };
         Ok(entries
             .filter_map(|e| e.ok())
@@ -165,8 +183,27 @@ impl Store {
         read_json(&self.job_dir(id).join(STATE_FILE))
     }
 
+    /// Replaces `state.json` atomically. On a full disk the temporary copy
+    /// cannot be made; the state is then rewritten in place, reusing the
+    /// blocks of the previous version, so a finished job still records its
+    /// result instead of being reported lost.
     pub fn write_status(&self, id: &str, status: &JobStatus) -> Result<(), AppError> {
-        write_json(&self.job_dir(id).join(STATE_FILE), status, 0o600)
+        let path = self.job_dir(id).join(STATE_FILE);
+        match write_json(&path, status, 0o600) {
+            Err(e) if e.code == ErrorCode::StoreFull => {
+                let bytes = serde_json::to_vec(status).map_err(|e| {
+                    AppError::new(ErrorCode::Internal, format!("cannot encode state: {e}"))
+                })?;
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| io_error(&path.display().to_string(), &e))?;
+                file.write_all(&bytes)
+                    .and_then(|()| file.set_len(bytes.len() as u64))
+                    .map_err(|e| io_error(&path.display().to_string(), &e))
+            }
+            other => other,
+        }
     }
 
     pub fn read_secrets(&self, id: &str) -> Result<Secrets, AppError> {
@@ -236,8 +273,12 @@ pub fn io_error(what: &str, e: &io::Error) -> AppError {
         _ => ErrorCode::IoError,
     };
     let hint = match code {
-        ErrorCode::StoreFull => " (the disk holding the job store is full; free space or run `agent-exec gc`)",
-        ErrorCode::StoreUnavailable => " (the job store is not writable; pick another with --root or AGENT_EXEC_ROOT)",
+        ErrorCode::StoreFull => {
+            " (the disk holding the job store is full; free space or run `agent-exec gc`)"
+        }
+        ErrorCode::StoreUnavailable => {
+            " (the job store is not writable; pick another with --root or AGENT_EXEC_ROOT)"
+        }
         _ => "",
     };
     AppError::new(code, format!("cannot write {what}: {e}{hint}"))
@@ -258,8 +299,12 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, AppError> {
 }
 
 pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(), AppError> {
-    let bytes = serde_json::to_vec(value)
-        .map_err(|e| AppError::new(ErrorCode::Internal, format!("cannot encode {}: {e}", path.display())))?;
+    let bytes = serde_json::to_vec(value).map_err(|e| {
+        AppError::new(
+            ErrorCode::Internal,
+            format!("cannot encode {}: {e}", path.display()),
+        )
+    })?;
     write_atomic(path, &bytes, mode)
 }
 

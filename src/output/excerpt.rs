@@ -21,7 +21,11 @@ pub struct Excerpt {
 
 /// Head and tail of the log within `max_bytes` (marker excluded).
 /// With `tail_lines`, only the last N lines (still within `max_bytes`).
-pub fn head_and_tail(path: &Path, max_bytes: u64, tail_lines: Option<usize>) -> io::Result<Excerpt> {
+pub fn head_and_tail(
+    path: &Path,
+    max_bytes: u64,
+    tail_lines: Option<usize>,
+) -> io::Result<Excerpt> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Excerpt::default()),
@@ -85,10 +89,19 @@ pub fn from_offset(path: &Path, offset: u64, max_bytes: u64) -> io::Result<(Exce
 }
 
 pub fn marker(omitted: u64, path: &Path) -> String {
-    format!("\n… [{omitted} bytes omitted; full log: {}] …\n", path.display())
+    format!(
+        "\n… [{omitted} bytes omitted; full log: {}] …\n",
+        path.display()
+    )
 }
 
-fn last_lines(file: &File, len: u64, lines: usize, max_bytes: u64, path: &Path) -> io::Result<Excerpt> {
+fn last_lines(
+    file: &File,
+    len: u64,
+    lines: usize,
+    max_bytes: u64,
+    path: &Path,
+) -> io::Result<Excerpt> {
     let window = len.min(max_bytes);
     let bytes = read_range(file, len - window, window)?;
     // Ignore one trailing newline so "a\nb\n" has two lines, not three.
@@ -149,7 +162,11 @@ fn trim_to_char_boundary_end(bytes: &[u8]) -> &[u8] {
 
 /// Drops continuation bytes at the start.
 fn trim_to_char_boundary_start(bytes: &[u8]) -> &[u8] {
-    let skip = bytes.iter().take(3).take_while(|b| (**b & 0xC0) == 0x80).count();
+    let skip = bytes
+        .iter()
+        .take(3)
+        .take_while(|b| (**b & 0xC0) == 0x80)
+        .count();
     &bytes[skip..]
 }
 
@@ -178,7 +195,9 @@ mod tests {
         let f = log(&body);
         let e = head_and_tail(f.path(), 100, None).unwrap();
         assert!(e.truncated);
-        assert!(e.text.starts_with(std::str::from_utf8(&body[..50]).unwrap()));
+        assert!(e
+            .text
+            .starts_with(std::str::from_utf8(&body[..50]).unwrap()));
         assert!(e.text.ends_with(std::str::from_utf8(&body[950..]).unwrap()));
         assert!(e.text.contains("[900 bytes omitted; full log: "));
     }

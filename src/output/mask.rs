@@ -21,7 +21,11 @@ pub struct Masker {
 impl Masker {
     /// Returns `None` when there is nothing to mask (no allocation on the hot path then).
     pub fn new(secrets: &[String]) -> Option<Masker> {
-        let secrets: Vec<&str> = secrets.iter().map(String::as_str).filter(|s| !s.is_empty()).collect();
+        let secrets: Vec<&str> = secrets
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
         if secrets.is_empty() {
             return None;
         }
@@ -128,6 +132,9 @@ mod tests {
 
     #[test]
     fn strings() {
-        assert_eq!(mask_str("curl -H 'k: s3cr3t'", &["s3cr3t".into()]), "curl -H 'k: ***'");
+        assert_eq!(
+            mask_str("curl -H 'k: s3cr3t'", &["s3cr3t".into()]),
+            "curl -H 'k: ***'"
+        );
     }
 }

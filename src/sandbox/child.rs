@@ -38,7 +38,13 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
         }
 
         // Die with the supervisor: an unsupervised job must not run on.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if libc::getppid() != args.parent_pid {
             libc::_exit(125); // the supervisor died before we could ask
         }
@@ -71,7 +77,13 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
 
         // Nothing of the supervisor's leaks into the job: every fd above 2
         // closes at exec (the report pipe too, which is how success is seen).
-        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) != 0
+        {
             fail(args, Stage::Fds, errno());
         }
 
@@ -106,11 +118,13 @@ fn fail(args: &ChildArgs<'_>, stage: Stage, errno: i32) -> ! {
     // SAFETY: raw write of a stack buffer, then exit without running destructors.
     unsafe {
         libc::write(args.report, msg.as_ptr().cast(), msg.len());
-        libc::_exit(if stage as u32 == Stage::Exec as u32 && errno == libc::ENOENT {
-            127
-        } else {
-            126
-        });
+        libc::_exit(
+            if stage as u32 == Stage::Exec as u32 && errno == libc::ENOENT {
+                127
+            } else {
+                126
+            },
+        );
     }
 }
 
@@ -119,10 +133,16 @@ pub(super) fn describe_failure(stage: u32, errno: i32, plan: &LaunchPlan) -> Lau
     let err = std::io::Error::from_raw_os_error(errno);
     let program = plan.program.to_string_lossy();
     let (what, exit_code) = match stage {
-        1 => ("the job was not released by its supervisor".to_string(), 125),
+        1 => (
+            "the job was not released by its supervisor".to_string(),
+            125,
+        ),
         2 => (format!("cannot set up stdio: {err}"), 125),
         3 => (format!("cannot start a new session: {err}"), 125),
-        4 => (format!("cannot enter the working directory {:?}: {err}", plan.cwd), 125),
+        4 => (
+            format!("cannot enter the working directory {:?}: {err}", plan.cwd),
+            125,
+        ),
         5 => (format!("cannot close inherited descriptors: {err}"), 125),
         _ => (
             format!("cannot execute {program}: {err}"),

@@ -58,7 +58,11 @@ pub struct Launched {
 impl LaunchPlan {
     /// Resolves the program like execvp would (against the job's PATH) and
     /// prepares every C string the child will need.
-    pub fn new(argv: &[String], env: &[(String, String)], cwd: &Path) -> Result<LaunchPlan, LaunchError> {
+    pub fn new(
+        argv: &[String],
+        env: &[(String, String)],
+        cwd: &Path,
+    ) -> Result<LaunchPlan, LaunchError> {
         let Some(name) = argv.first() else {
             return Err(LaunchError::runner("no command given".into()));
         };
@@ -69,11 +73,15 @@ impl LaunchPlan {
             .unwrap_or("/usr/local/bin:/usr/bin:/bin");
         let program = resolve_program(name, path_var, cwd)?;
         let cstr = |s: &str, what: &str| {
-            CString::new(s).map_err(|_| LaunchError::runner(format!("{what} contains a NUL byte: {s:?}")))
+            CString::new(s)
+                .map_err(|_| LaunchError::runner(format!("{what} contains a NUL byte: {s:?}")))
         };
         Ok(LaunchPlan {
             program: cstr(&program.to_string_lossy(), "the program path")?,
-            argv: argv.iter().map(|a| cstr(a, "an argument")).collect::<Result<_, _>>()?,
+            argv: argv
+                .iter()
+                .map(|a| cstr(a, "an argument"))
+                .collect::<Result<_, _>>()?,
             envp: env
                 .iter()
                 .map(|(k, v)| cstr(&format!("{k}={v}"), "an environment variable"))
@@ -139,9 +147,14 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     //    until the parent's half of the setup is done; `report` carries an
     //    errno back if exec fails (CLOEXEC: a successful exec closes it).
     let (go_read, go_write) = pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
-    let (report_read, report_write) = pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
-    let cgroup_dir = std::fs::File::open(cgroup.v2_dir())
-        .map_err(|e| LaunchError::runner(format!("cannot open cgroup {}: {e}", cgroup.v2_dir().display())))?;
+    let (report_read, report_write) =
+        pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
+    let cgroup_dir = std::fs::File::open(cgroup.v2_dir()).map_err(|e| {
+        LaunchError::runner(format!(
+            "cannot open cgroup {}: {e}",
+            cgroup.v2_dir().display()
+        ))
+    })?;
 
     // 2. Clone straight into the job's v2 cgroup: the child never runs a
     //    single instruction outside it, so it cannot fork its way out first.
@@ -183,13 +196,17 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     })();
     if let Err(e) = joined {
         kill_and_reap(pid);
-        return Err(LaunchError::runner(format!("cannot move the job into its cgroup: {e}")));
+        return Err(LaunchError::runner(format!(
+            "cannot move the job into its cgroup: {e}"
+        )));
     }
 
     // 4. Go. Then wait for exec: EOF on `report` means the exec succeeded.
     if write_all(go_write.as_raw_fd(), &[1]).is_err() {
         kill_and_reap(pid);
-        return Err(LaunchError::runner("the job died before it was released".into()));
+        return Err(LaunchError::runner(
+            "the job died before it was released".into(),
+        ));
     }
     drop(go_write);
     let mut report = [0u8; 8];
@@ -246,7 +263,9 @@ fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<i32, i32> {
         )
     };
     if ret < 0 {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL))
     } else {
         Ok(ret as i32)
     }

@@ -23,7 +23,13 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// Signals the supervisor handles through its signalfd (blocked since it started).
 pub(crate) fn handled_signals() -> SigSet {
     let mut set = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1] {
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
         set.add(s);
     }
     set
@@ -41,7 +47,13 @@ pub(super) struct End {
     message: Option<String>,
 }
 
-pub(super) fn run(store: &Store, spec: &JobSpec, cgroup: &JobCgroup, main_pid: i32, mut pumps: [Pump; 2]) -> End {
+pub(super) fn run(
+    store: &Store,
+    spec: &JobSpec,
+    cgroup: &JobCgroup,
+    main_pid: i32,
+    mut pumps: [Pump; 2],
+) -> End {
     let started = Instant::now();
     let mut end = End {
         wait_status: None,
@@ -54,10 +66,17 @@ pub(super) fn run(store: &Store, spec: &JobSpec, cgroup: &JobCgroup, main_pid: i
         message: None,
     };
     let kill_after = Duration::from_millis(spec.limits.kill_after_ms);
-    let mut timeout_at = spec.limits.timeout_ms.map(|ms| started + Duration::from_millis(ms));
+    let mut timeout_at = spec
+        .limits
+        .timeout_ms
+        .map(|ms| started + Duration::from_millis(ms));
     let mut kill_at: Option<Instant> = None;
     let mut drain_until: Option<Instant> = None;
-    let signals = SignalFd::with_flags(&handled_signals(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok();
+    let signals = SignalFd::with_flags(
+        &handled_signals(),
+        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+    )
+    .ok();
 
     loop {
         let main_done = end.wait_status.is_some();
@@ -67,9 +86,15 @@ pub(super) fn run(store: &Store, spec: &JobSpec, cgroup: &JobCgroup, main_pid: i
 
         // Poll until the nearest deadline.
         let now = Instant::now();
-        let nearest = [timeout_at, kill_at, drain_until].into_iter().flatten().min();
+        let nearest = [timeout_at, kill_at, drain_until]
+            .into_iter()
+            .flatten()
+            .min();
         let timeout_ms: i32 = match nearest {
-            Some(at) => at.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as i32,
+            Some(at) => at
+                .saturating_duration_since(now)
+                .as_millis()
+                .min(i32::MAX as u128) as i32,
             None if signals.is_none() => 50, // no signalfd: fall back to checking the child
             None => -1,
         };
@@ -80,10 +105,12 @@ pub(super) fn run(store: &Store, spec: &JobSpec, cgroup: &JobCgroup, main_pid: i
         let pump_slots: Vec<(usize, usize)> = pumps
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.fd().map(|fd| {
-                fds.push(pollfd(fd));
-                (i, fds.len() - 1)
-            }))
+            .filter_map(|(i, p)| {
+                p.fd().map(|fd| {
+                    fds.push(pollfd(fd));
+                    (i, fds.len() - 1)
+                })
+            })
             .collect();
         // SAFETY: fds is a valid array of pollfd of the given length.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
@@ -123,13 +150,15 @@ pub(super) fn run(store: &Store, spec: &JobSpec, cgroup: &JobCgroup, main_pid: i
                         if let Some(req) = read_kill_request(store, &spec.job_id) {
                             end.kill_requested = true;
                             let sig = Signal::try_from(req.signal).unwrap_or(Signal::SIGTERM);
-                            kill_at = Some(terminate(cgroup, sig, Duration::from_millis(req.grace_ms)));
+                            kill_at =
+                                Some(terminate(cgroup, sig, Duration::from_millis(req.grace_ms)));
                         }
                     }
                     Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => {
                         // Someone asked the supervisor itself to stop: stop the job first.
                         end.kill_requested = true;
-                        end.message = Some("the supervisor was asked to stop; the job was killed".into());
+                        end.message =
+                            Some("the supervisor was asked to stop; the job was killed".into());
                         kill_at = Some(terminate(cgroup, Signal::SIGTERM, kill_after));
                     }
                     _ => {} // SIGHUP: we have no terminal; ignore
@@ -187,7 +216,12 @@ fn reap(main_pid: i32, end: &mut End) -> bool {
         // Peek first (WNOWAIT) so the main process is reaped only by wait4 below.
         // SAFETY: valid pointer to siginfo.
         let r = unsafe {
-            libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+            libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
         };
         // SAFETY: si_pid is valid for SIGCHLD-style siginfo returned by waitid.
         let pid = unsafe { info.si_pid() };

@@ -35,7 +35,12 @@ pub struct KillRequest {
 }
 
 /// Runs the job to its end and records the result. Returns the supervisor's exit code.
-pub(crate) fn supervise(store: &Store, spec: &JobSpec, secrets: &Secrets, me: crate::job::model::ProcRef) -> i32 {
+pub(crate) fn supervise(
+    store: &Store,
+    spec: &JobSpec,
+    secrets: &Secrets,
+    me: crate::job::model::ProcRef,
+) -> i32 {
     let id = spec.job_id.as_str();
     let started = now_ms();
     let fail = |message: String, exit_code: i32| {
@@ -44,8 +49,16 @@ pub(crate) fn supervise(store: &Store, spec: &JobSpec, secrets: &Secrets, me: cr
     };
 
     // The real argv/env: from the secrets when masking hid them in job.json.
-    let argv = if secrets.argv.is_empty() { &spec.argv } else { &secrets.argv };
-    let explicit_env = if spec.has_secrets { &secrets.env } else { &spec.env };
+    let argv = if secrets.argv.is_empty() {
+        &spec.argv
+    } else {
+        &secrets.argv
+    };
+    let explicit_env = if spec.has_secrets {
+        &secrets.env
+    } else {
+        &spec.env
+    };
     let env = job_environment(spec.inherit_env, explicit_env);
     let cwd = Path::new(&spec.cwd);
 
@@ -143,7 +156,10 @@ fn job_environment(inherit: bool, explicit: &BTreeMap<String, String>) -> Vec<(S
         BTreeMap::new()
     };
     if !inherit {
-        env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        env.insert(
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
     }
     for (k, v) in explicit {
         env.insert(k.clone(), v.clone());
@@ -255,6 +271,10 @@ fn record_launch_failure(
         stderr: Default::default(),
         message: Some(message),
     });
-    let _ = std::fs::remove_file(store.job_dir(&spec.job_id).join(crate::job::store::SECRETS_FILE));
+    let _ = std::fs::remove_file(
+        store
+            .job_dir(&spec.job_id)
+            .join(crate::job::store::SECRETS_FILE),
+    );
     let _ = store.write_status(&spec.job_id, &status);
 }

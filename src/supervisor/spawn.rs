@@ -20,7 +20,12 @@ use crate::response::{AppError, ErrorCode};
 
 /// Forks the supervisor of a job whose start was claimed with `lock`.
 /// Returns the supervisor's pid; the job runs on after the caller exits.
-pub fn spawn_detached(store: &Store, spec: &JobSpec, secrets: &Secrets, lock: File) -> Result<i32, AppError> {
+pub fn spawn_detached(
+    store: &Store,
+    spec: &JobSpec,
+    secrets: &Secrets,
+    lock: File,
+) -> Result<i32, AppError> {
     // The CLI never waits for the supervisor: let the kernel reap it, so a
     // caller that observes for a while does not keep a zombie.
     // SAFETY: setting a signal disposition in a single-threaded process.
@@ -29,7 +34,10 @@ pub fn spawn_detached(store: &Store, spec: &JobSpec, secrets: &Secrets, lock: Fi
     match unsafe { libc::fork() } {
         -1 => Err(AppError::new(
             ErrorCode::LaunchFailed,
-            format!("cannot fork the supervisor: {}", std::io::Error::last_os_error()),
+            format!(
+                "cannot fork the supervisor: {}",
+                std::io::Error::last_os_error()
+            ),
         )
         .with_job(&spec.job_id)),
         0 => {
@@ -52,7 +60,10 @@ pub fn supervise_exec(store: &Store, id: &str) -> i32 {
     } else {
         Secrets::default()
     };
-    let lock = match std::fs::OpenOptions::new().write(true).open(store.job_dir(id).join(START_LOCK)) {
+    let lock = match std::fs::OpenOptions::new()
+        .write(true)
+        .open(store.job_dir(id).join(START_LOCK))
+    {
         Ok(f) => f,
         Err(_) => return 1,
     };

@@ -94,10 +94,9 @@ impl Layout {
                     if controller.starts_with("name=") {
                         continue;
                     }
-                    if let Some(mount) = mounts
-                        .iter()
-                        .find(|m| m.fstype == "cgroup" && m.options.split(',').any(|o| o == controller))
-                    {
+                    if let Some(mount) = mounts.iter().find(|m| {
+                        m.fstype == "cgroup" && m.options.split(',').any(|o| o == controller)
+                    }) {
                         v1_own.insert(controller.to_string(), mount.resolve(path));
                     }
                 }
@@ -113,7 +112,7 @@ impl Layout {
 
 fn is_cgroup2(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+        .map(|s| s.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
 }
 
@@ -185,7 +184,8 @@ fn unescape(s: &str) -> String {
 mod tests {
     use super::*;
 
-    const HYBRID_CGROUP: &str = "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/abc\n2:cpuacct:/\n1:cpu:/\n0::/\n";
+    const HYBRID_CGROUP: &str =
+        "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/abc\n2:cpuacct:/\n1:cpu:/\n0::/\n";
     const HYBRID_MOUNTS: &str = "\
 30 25 0:26 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
 31 25 0:27 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
@@ -208,7 +208,8 @@ mod tests {
     #[test]
     fn v2_namespaced_mount_root_is_stripped() {
         let mounts = "40 1 0:30 /user.slice /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        let l = Layout::from_proc(LayoutKind::V2, "0::/user.slice/session.scope\n", mounts).unwrap();
+        let l =
+            Layout::from_proc(LayoutKind::V2, "0::/user.slice/session.scope\n", mounts).unwrap();
         assert_eq!(l.v2_own, PathBuf::from("/sys/fs/cgroup/session.scope"));
         assert!(l.v1_own.is_empty());
     }

@@ -58,7 +58,11 @@ impl std::fmt::Display for CgroupError {
             CgroupError::Layout(e) => write!(f, "{e}"),
             CgroupError::Create(p, e) => write!(f, "cannot create cgroup {}: {e}", p.display()),
             CgroupError::Limit { what, path, source } => {
-                write!(f, "cannot apply the {what} limit at {}: {source}", path.display())
+                write!(
+                    f,
+                    "cannot apply the {what} limit at {}: {source}",
+                    path.display()
+                )
             }
             CgroupError::Unsupported(what) => write!(f, "{what}"),
         }
@@ -167,9 +171,7 @@ impl JobCgroup {
     /// Whether any process is left in the cgroup.
     pub fn populated(&self) -> bool {
         match fs::read_to_string(self.v2_dir.join("cgroup.events")) {
-            Ok(events) => events
-                .lines()
-                .any(|l| l.trim() == "populated 1"),
+            Ok(events) => events.lines().any(|l| l.trim() == "populated 1"),
             Err(_) => !self.pids().is_empty(),
         }
     }
@@ -340,6 +342,10 @@ pub(crate) fn read_keyed(path: &Path, key: &str) -> Option<u64> {
     })
 }
 
-pub(crate) fn write_limit(path: PathBuf, value: &str, what: &'static str) -> Result<(), CgroupError> {
+pub(crate) fn write_limit(
+    path: PathBuf,
+    value: &str,
+    what: &'static str,
+) -> Result<(), CgroupError> {
     fs::write(&path, value).map_err(|source| CgroupError::Limit { what, path, source })
 }

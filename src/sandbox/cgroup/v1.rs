@@ -76,7 +76,11 @@ impl V1Controllers {
 impl Controllers for V1Controllers {
     fn apply(&self, limits: &Limits) -> Result<(), CgroupError> {
         if let (Some(bytes), Some(dir)) = (limits.memory_bytes, self.dirs.get("memory")) {
-            write_limit(dir.join("memory.limit_in_bytes"), &bytes.to_string(), "memory")?;
+            write_limit(
+                dir.join("memory.limit_in_bytes"),
+                &bytes.to_string(),
+                "memory",
+            )?;
             // Without this the job could spill past its limit into swap.
             let memsw = dir.join("memory.memsw.limit_in_bytes");
             if memsw.exists() {

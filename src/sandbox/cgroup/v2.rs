@@ -17,7 +17,11 @@ pub(crate) struct V2Controllers {
 }
 
 impl V2Controllers {
-    pub(crate) fn new(own: &Path, job_dir: &Path, limits: &Limits) -> Result<V2Controllers, CgroupError> {
+    pub(crate) fn new(
+        own: &Path,
+        job_dir: &Path,
+        limits: &Limits,
+    ) -> Result<V2Controllers, CgroupError> {
         let wanted: Vec<&str> = [
             ("memory", true),
             ("pids", true),
@@ -67,7 +71,10 @@ fn enable(parent: &Path, controller: &str) -> io::Result<()> {
     if enabled.split_whitespace().any(|c| c == controller) {
         return Ok(());
     }
-    fs::write(parent.join("cgroup.subtree_control"), format!("+{controller}"))
+    fs::write(
+        parent.join("cgroup.subtree_control"),
+        format!("+{controller}"),
+    )
 }
 
 impl Controllers for V2Controllers {
@@ -85,7 +92,11 @@ impl Controllers for V2Controllers {
         if let Some(cpus) = limits.cpus {
             let period: u64 = 100_000;
             let quota = ((cpus * period as f64).round() as u64).max(1000);
-            write_limit(self.dir.join("cpu.max"), &format!("{quota} {period}"), "cpu")?;
+            write_limit(
+                self.dir.join("cpu.max"),
+                &format!("{quota} {period}"),
+                "cpu",
+            )?;
         }
         Ok(())
     }

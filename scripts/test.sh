@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The project's one test command: formatting, lints, then every unit and
+# integration test against the release binary on the real kernel.
+#
+# The integration tests need root (cgroups, namespaces, landlock, seccomp).
+# As root they all run and a missing kernel feature fails them loudly; a
+# developer without root may set AGENT_EXEC_SKIP_PRIVILEGED=1 to skip them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo fmt --check
+cargo clippy --release --all-targets -- -D warnings
+cargo test --release --no-fail-fast "$@"

@@ -1,0 +1,183 @@
+//! Bad input gets a clear JSON error, exit 1, and leaves the store readable.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn a_missing_command_is_launch_failed_127_and_an_unexecutable_file_126() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let e = env.err(&["run", "--", "no-such-command-anywhere"], "launch_failed");
+    assert_eq!(e["error"]["exit_code"], 127);
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not found"));
+    let id = e["error"]["job_id"].as_str().unwrap().to_string();
+    let s = env.ok(&["status", &id]);
+    assert_eq!(s["state"], "failed");
+    assert_eq!(s["result"], "launch_failed");
+    assert_eq!(s["exit_code"], 127);
+    assert_cgroups_removed(&id);
+    let (code, _) = env.run(&["run", "--exit-status", "--", "no-such-command-anywhere"]);
+    assert_eq!(code, 127);
+
+    let script = write_file(&env.scratch(), "script.sh", "#!/bin/sh\necho hi\n");
+    let e = env.err(
+        &[
+            "run",
+            "--cwd",
+            env.scratch().to_str().unwrap(),
+            "--",
+            "./script.sh",
+        ],
+        "launch_failed",
+    );
+    assert_eq!(e["error"]["exit_code"], 126);
+    let (code, _) = env.run(&["run", "--exit-status", "--", script.to_str().unwrap()]);
+    assert_eq!(code, 126);
+    let e = env.err(
+        &["run", "--", env.scratch().to_str().unwrap()],
+        "launch_failed",
+    );
+    assert_eq!(
+        e["error"]["exit_code"], 126,
+        "a directory is not executable"
+    );
+}
+
+#[test]
+fn bad_durations_sizes_and_values_are_invalid_argument_errors() {
+    let env = Env::new();
+    for args in [
+        vec!["run", "--timeout", "soon", "--", "true"],
+        vec!["run", "--kill-after", "-1", "--", "true"],
+        vec!["run", "--memory", "lots", "--", "true"],
+        vec!["run", "--memory", "12Q", "--", "true"],
+        vec!["run", "--pids", "0", "--", "true"],
+        vec!["run", "--cpus", "many", "--", "true"],
+        vec!["run", "--max-bytes", "1 parsec", "--", "true"],
+        vec!["run", "--until", "forever-ish", "--", "true"],
+        vec!["run", "--cwd", "/definitely/not/here", "--", "true"],
+        vec!["run", "--tag", "bad tag", "--", "true"],
+        vec!["gc", "--older-than", "a while"],
+        vec!["kill", "--signal", "SIGFOO", "0123"],
+    ] {
+        let e = env.err(&args, "invalid_argument");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.len() > 10, "{args:?}: {msg}");
+    }
+    let e = env.err(
+        &["run", "--timeout", "soon", "--", "true"],
+        "invalid_argument",
+    );
+    assert!(e["error"]["message"].as_str().unwrap().contains("\"soon\""));
+    // Nothing was created by the rejected requests.
+    assert_eq!(env.ok(&["list"])["count"], 0);
+    env.err(&["status", "abcdef"], "job_not_found");
+    env.err(&["wait", "abcdef"], "job_not_found");
+    env.err(&["tail", "abcdef"], "job_not_found");
+    env.err(&["kill", "abcdef"], "job_not_found");
+    env.err(&["delete", "abcdef"], "job_not_found");
+}
+
+/// Runs a shell script in a private mount namespace, so the small tmpfs it
+/// mounts is invisible to (and cannot harm) the rest of the host.
+fn in_private_mount_ns(script: &str) -> std::process::Output {
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-ec", script])
+        .env("AE", bin())
+        .output()
+        .expect("unshare")
+}
+
+#[test]
+fn a_read_only_store_gives_store_unavailable_and_stays_readable() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let store = env.scratch().join("ro");
+    std::fs::create_dir_all(&store).unwrap();
+    let out = in_private_mount_ns(&format!(
+        "mount -t tmpfs -o size=1M none {s}; \"$AE\" --root {s}/jobs run -- true > {s}/first.json; \
+         mount -o remount,ro {s}; \"$AE\" --root {s}/jobs run -- echo hi || echo \"exit=$?\" >&2; \
+         \"$AE\" --root {s}/jobs list; cat {s}/first.json >&2",
+        s = store.display()
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(
+        lines[0]["error"]["code"], "store_unavailable",
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Read-only"));
+    assert!(stderr.contains("exit=1"), "{stderr}");
+    assert_eq!(lines[1]["type"], "list");
+    assert_eq!(
+        lines[1]["count"], 1,
+        "the job made before the remount is still listed"
+    );
+    for l in &lines {
+        assert_valid(l);
+    }
+}
+
+#[test]
+fn a_full_disk_gives_store_full_and_a_job_filling_it_still_records_its_result() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let store = env.scratch().join("full");
+    std::fs::create_dir_all(&store).unwrap();
+    let out = in_private_mount_ns(&format!(
+        "mount -t tmpfs -o size=512k none {s}; \
+         \"$AE\" --root {s}/jobs run -- sh -c 'head -c 2000000 /dev/zero' ; \
+         dd if=/dev/zero of={s}/filler bs=4k 2>/dev/null || true; \
+         \"$AE\" --root {s}/jobs run -- echo hi || echo \"exit=$?\" >&2; \
+         \"$AE\" --root {s}/jobs list",
+        s = store.display()
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "stdout: {stdout}\nstderr: {stderr}");
+    // The job whose output filled the disk still has an honest result.
+    let filled = &lines[0];
+    assert_eq!(filled["result"], "success", "{filled:#}");
+    assert_eq!(filled["stdout_total_bytes"], 2_000_000);
+    assert!(
+        filled["message"]
+            .as_str()
+            .unwrap()
+            .contains("No space left"),
+        "{filled:#}"
+    );
+    // A new job cannot even be created: a clear error, nothing half-made.
+    assert_eq!(lines[1]["error"]["code"], "store_full", "{}", lines[1]);
+    assert_eq!(lines[1]["error"]["retryable"], true);
+    assert!(stderr.contains("exit=1"));
+    assert_eq!(lines[2]["count"], 1, "{}", lines[2]);
+    assert_eq!(lines[2]["jobs"][0]["state"], "exited");
+    for l in &lines {
+        assert_valid(l);
+    }
+}

@@ -1,0 +1,218 @@
+//! Shared harness: run the real binary against a throwaway job store, check
+//! that stdout is exactly one JSON object, and validate it against the
+//! schema that `agent-exec schema` prints.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_agent-exec")
+}
+
+/// These tests need root, cgroups and the kernel's isolation features. CI
+/// runs them as root and they fail loudly there; a developer without root
+/// may opt out with AGENT_EXEC_SKIP_PRIVILEGED=1.
+pub fn privileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        return true;
+    }
+    if std::env::var_os("AGENT_EXEC_SKIP_PRIVILEGED").is_some() {
+        eprintln!("skipping: not root and AGENT_EXEC_SKIP_PRIVILEGED is set");
+        return false;
+    }
+    panic!("this test needs root (cgroups, namespaces); run as root or set AGENT_EXEC_SKIP_PRIVILEGED=1 to skip");
+}
+
+/// A job store in a temporary directory, removed (with its jobs) at the end.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::Builder::new()
+                .prefix("ae-test-")
+                .tempdir()
+                .expect("tempdir"),
+        }
+    }
+
+    /// Kills whatever a job of this store might still run (a failed assertion
+    /// must not leak processes or cgroups into the next test).
+    fn kill_leftovers(&self) {
+        let Ok(entries) = std::fs::read_dir(self.root()) else {
+            return;
+        };
+        let Ok(layout) = agent_exec::sandbox::cgroup::Layout::detect() else {
+            return;
+        };
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let cgroup = agent_exec::sandbox::cgroup::JobCgroup::reattach(&layout, &id);
+            if cgroup.v2_dir().is_dir() {
+                cgroup.kill_all();
+                cgroup.wait_empty(Duration::from_secs(5));
+                cgroup.remove();
+            }
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// A scratch directory for the test's own files.
+    pub fn scratch(&self) -> PathBuf {
+        let p = self.dir.path().join("scratch");
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--root").arg(self.root()).args(args);
+        c.current_dir(self.dir.path());
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs agent-exec and returns (exit status, the one JSON object it printed).
+    pub fn run(&self, args: &[&str]) -> (i32, Value) {
+        let out = self.cmd(args).output().expect("spawn agent-exec");
+        parse_one(&out)
+    }
+
+    /// Like `run`, asserting `ok: true` and exit 0.
+    pub fn ok(&self, args: &[&str]) -> Value {
+        let (code, v) = self.run(args);
+        assert_eq!(v["ok"], true, "expected ok for {args:?}: {v:#}");
+        assert_eq!(code, 0, "exit status for {args:?}: {v:#}");
+        v
+    }
+
+    /// Like `run`, asserting `ok: false` with the given code and exit 1.
+    pub fn err(&self, args: &[&str], code: &str) -> Value {
+        let (status, v) = self.run(args);
+        assert_eq!(v["ok"], false, "expected an error for {args:?}: {v:#}");
+        assert_eq!(v["error"]["code"], code, "{v:#}");
+        assert!(!v["error"]["message"].as_str().unwrap_or("").is_empty());
+        assert_eq!(status, 1, "exit status for {args:?}: {v:#}");
+        v
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.kill_leftovers();
+    }
+}
+
+/// Asserts stdout is exactly one JSON object on one line, valid against the schema.
+pub fn parse_one(out: &Output) -> (i32, Value) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stdout must be exactly one line of JSON, got:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let v: Value =
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    assert_valid(&v);
+    (out.status.code().unwrap_or(-1), v)
+}
+
+/// Validates one response against the published schema.
+pub fn assert_valid(v: &Value) {
+    assert_eq!(v["schema_version"], "1", "{v}");
+    assert!(v["ok"].is_boolean(), "{v}");
+    assert!(v["type"].is_string(), "{v}");
+    let validator = validator();
+    let errors: Vec<String> = validator
+        .iter_errors(v)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "response does not match the schema: {errors:?}\n{v:#}"
+    );
+}
+
+fn validator() -> &'static jsonschema::Validator {
+    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
+    V.get_or_init(|| {
+        let out = Command::new(bin())
+            .arg("schema")
+            .output()
+            .expect("agent-exec schema");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("schema is JSON");
+        assert_eq!(v["type"], "schema");
+        jsonschema::validator_for(&v["schema"]).expect("the schema compiles")
+    })
+}
+
+/// Processes whose command line contains `needle` (to prove a tree is gone).
+pub fn processes_matching(needle: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        // Zombies have an empty cmdline; only living matches count.
+        if cmd.contains(needle) && !cmd.contains("agent-exec") {
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
+
+/// Waits (bounded) for a condition that another process makes true.
+pub fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// Every cgroup directory agent-exec could have made for `job_id`.
+pub fn cgroup_dirs(job_id: &str) -> Vec<PathBuf> {
+    let layout = agent_exec::sandbox::cgroup::Layout::detect().expect("cgroup layout");
+    let mut dirs = vec![layout.v2_own.join("agent-exec").join(job_id)];
+    for own in layout.v1_own.values() {
+        dirs.push(own.join("agent-exec").join(job_id));
+    }
+    dirs
+}
+
+pub fn assert_cgroups_removed(job_id: &str) {
+    for d in cgroup_dirs(job_id) {
+        assert!(!d.exists(), "cgroup left behind: {}", d.display());
+    }
+}
+
+pub fn job_id(v: &Value) -> String {
+    v["job_id"].as_str().expect("job_id").to_string()
+}
+
+pub fn write_file(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}

@@ -1,0 +1,376 @@
+//! The job lifecycle as a user drives it: run, create/start, status, wait,
+//! tail, list, delete, gc, and the JSON contract every answer follows.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn run_echo_answers_one_json_object_with_the_full_result() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let v = env.ok(&["run", "--", "echo", "hello"]);
+    assert_eq!(v["type"], "run");
+    assert_eq!(v["state"], "exited");
+    assert_eq!(v["result"], "success");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["signal"], serde_json::Value::Null);
+    assert_eq!(v["stdout"], "hello\n");
+    assert_eq!(v["stdout_total_bytes"], 6);
+    assert_eq!(v["argv"], serde_json::json!(["echo", "hello"]));
+    let id = job_id(&v);
+    assert_eq!(id.len(), 32);
+    assert!(id
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    let log = std::fs::read_to_string(v["stdout_log_path"].as_str().unwrap()).unwrap();
+    assert_eq!(log, "hello\n");
+    assert!(v["resources"]["max_rss_bytes"].as_u64().unwrap() > 0);
+    assert_cgroups_removed(&id);
+}
+
+#[test]
+fn the_job_outcome_does_not_change_the_request_exit_status_unless_asked() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let v = env.ok(&["run", "--", "sh", "-c", "echo oops >&2; exit 3"]);
+    assert_eq!(v["result"], "exit_code");
+    assert_eq!(v["exit_code"], 3);
+    assert_eq!(v["stderr"], "oops\n");
+    let (code, _) = env.run(&["run", "--exit-status", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(code, 3);
+    let (code, v) = env.run(&["run", "--exit-status", "--", "sh", "-c", "kill -INT $$"]);
+    assert_eq!(v["result"], "signal");
+    assert_eq!(v["signal"], "SIGINT");
+    assert_eq!(code, 130);
+    let (code, _) = env.run(&[
+        "run",
+        "--exit-status",
+        "--timeout",
+        "0.2",
+        "--",
+        "sleep",
+        "5",
+    ]);
+    assert_eq!(code, 124);
+}
+
+#[test]
+fn run_returns_a_running_snapshot_when_the_observation_window_ends_and_the_job_goes_on() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let v = env.ok(&[
+        "run",
+        "--until",
+        "0.3",
+        "--",
+        "sh",
+        "-c",
+        "echo started; sleep 1.5; echo finished",
+    ]);
+    assert_eq!(v["state"], "running");
+    assert_eq!(v["deadline_reached"], true);
+    assert_eq!(v["result"], serde_json::Value::Null);
+    assert!(v["pid"].as_i64().unwrap() > 0);
+    assert!(v["supervisor_pid"].as_i64().unwrap() > 0);
+    let id = job_id(&v);
+    // The CLI has exited; the job carries on and is found by prefix.
+    let w = env.ok(&["wait", &id[..10]]);
+    assert_eq!(w["state"], "exited");
+    assert_eq!(w["stdout"], "started\nfinished\n");
+    assert_eq!(w["deadline_reached"], false);
+}
+
+#[test]
+fn no_wait_answers_as_soon_as_the_job_is_started() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let v = env.ok(&["run", "--no-wait", "--", "sleep", "2"]);
+    assert_eq!(v["state"], "running");
+    assert!(v["waited_ms"].as_u64().unwrap() < 2000);
+    let id = job_id(&v);
+    let s = env.ok(&["status", &id]);
+    assert_eq!(s["type"], "status");
+    assert_eq!(s["state"], "running");
+    let w = env.ok(&["wait", "--until", "0.1", &id]);
+    assert_eq!(w["state"], "running", "wait's deadline never stops the job");
+    assert_eq!(w["deadline_reached"], true);
+    let w = env.ok(&["wait", &id]);
+    assert_eq!(w["result"], "success");
+}
+
+#[test]
+fn create_then_start_runs_the_stored_definition_once() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let c = env.ok(&[
+        "create",
+        "--env",
+        "GREETING=hi",
+        "--tag",
+        "ci",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING",
+    ]);
+    assert_eq!(c["type"], "create");
+    assert_eq!(c["state"], "created");
+    assert_eq!(c["env_keys"], serde_json::json!(["GREETING"]));
+    let id = job_id(&c);
+    assert_eq!(env.ok(&["status", &id])["state"], "created");
+    let s = env.ok(&["start", &id]);
+    assert_eq!(s["type"], "start");
+    assert_eq!(s["stdout"], "hi\n");
+    assert_eq!(s["tags"], serde_json::json!(["ci"]));
+    let e = env.err(&["start", &id], "invalid_state");
+    assert_eq!(e["error"]["job_id"], id.as_str());
+}
+
+#[test]
+fn two_concurrent_starts_of_one_created_job_have_exactly_one_winner() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    for _ in 0..5 {
+        let id = job_id(&env.ok(&["create", "--", "true"]));
+        let a = env
+            .cmd(&["start", "--no-wait", &id])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let b = env
+            .cmd(&["start", "--no-wait", &id])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (ca, va) = parse_one(&a.wait_with_output().unwrap());
+        let (cb, vb) = parse_one(&b.wait_with_output().unwrap());
+        let oks = [&va, &vb].iter().filter(|v| v["ok"] == true).count();
+        assert_eq!(oks, 1, "exactly one start wins: {va} {vb}");
+        let loser = if va["ok"] == true {
+            (&vb, cb)
+        } else {
+            (&va, ca)
+        };
+        assert_eq!(loser.0["error"]["code"], "invalid_state");
+        assert_eq!(loser.1, 1);
+        env.ok(&["wait", &id]);
+    }
+}
+
+#[test]
+fn job_ids_resolve_by_unambiguous_prefix_only() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let mut ids: Vec<String> = (0..40)
+        .map(|_| job_id(&env.ok(&["create", "--", "true"])))
+        .collect();
+    ids.sort();
+    // Among 40 random ids, find two sharing a first character: that prefix is ambiguous.
+    let pair = ids
+        .windows(2)
+        .find(|w| w[0][..1] == w[1][..1])
+        .expect("pigeonhole: 40 ids over 16 first characters");
+    let e = env.err(&["status", &pair[0][..1]], "ambiguous_job_id");
+    let candidates = e["error"]["candidates"].as_array().unwrap();
+    assert!(
+        candidates.iter().any(|c| c == pair[0].as_str())
+            && candidates.iter().any(|c| c == pair[1].as_str())
+    );
+    let unique = ids
+        .iter()
+        .find(|id| ids.iter().filter(|o| o[..6] == id[..6]).count() == 1)
+        .unwrap();
+    assert_eq!(env.ok(&["status", &unique[..6]])["job_id"], unique.as_str());
+    env.err(
+        &["status", "0123456789abcdef0123456789abcdef"],
+        "job_not_found",
+    );
+    env.err(&["status", "not-hex"], "job_not_found");
+}
+
+#[test]
+fn list_filters_and_orders_newest_first_then_delete_and_gc_clean_up() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let first = job_id(&env.ok(&["run", "--tag", "proj.build", "--", "true"]));
+    let second = job_id(&env.ok(&["run", "--tag", "other", "--", "false"]));
+    let created = job_id(&env.ok(&["create", "--", "true"]));
+    let l = env.ok(&["list"]);
+    assert_eq!(l["type"], "list");
+    let ids: Vec<&str> = l["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![created.as_str(), second.as_str(), first.as_str()]);
+    let ps = env.ok(&["ps", "--state", "created"]);
+    assert_eq!(ps["count"], 1);
+    let tagged = env.ok(&["list", "--tag", "proj.*"]);
+    assert_eq!(tagged["jobs"][0]["job_id"], first.as_str());
+    assert_eq!(tagged["count"], 1);
+    env.err(&["list", "--state", "sleeping"], "invalid_argument");
+
+    let d = env.ok(&["delete", &first]);
+    assert_eq!(d["type"], "delete");
+    assert_eq!(d["deleted"], 1);
+    env.err(&["status", &first], "job_not_found");
+
+    let running = job_id(&env.ok(&["run", "--no-wait", "--", "sleep", "3"]));
+    env.err(&["delete", &running], "invalid_state");
+    let dry = env.ok(&["gc", "--older-than", "0s", "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    let would: Vec<&str> = dry["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["action"] == "would_delete")
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        would,
+        vec![second.as_str()],
+        "created and running jobs are never collected"
+    );
+    assert!(env.root().join(&second).exists(), "dry run removes nothing");
+    let gc = env.ok(&["gc", "--older-than", "0s"]);
+    assert_eq!(gc["deleted"], 1);
+    assert!(!env.root().join(&second).exists());
+    let kept = env.ok(&["gc", "--older-than", "7d"]);
+    assert_eq!(kept["deleted"], 0);
+    env.ok(&["kill", &running]);
+}
+
+#[test]
+fn tail_gives_bounded_excerpts_offsets_and_a_follow_stream() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let id = job_id(&env.ok(&["run", "--", "seq", "1", "1000"]));
+    let t = env.ok(&["tail", "--lines", "2", &id]);
+    assert_eq!(t["type"], "tail");
+    assert!(t["stdout"].as_str().unwrap().ends_with("999\n1000\n"));
+    assert_eq!(t["stdout_truncated"], true);
+    assert_eq!(t["stdout_total_bytes"], 3893);
+    let o = env.ok(&["tail", "--offset", "3880", "--stream", "stdout", &id]);
+    assert_eq!(o["stdout"], "998\n999\n1000\n");
+    assert_eq!(o["stdout_next_offset"], 3893);
+
+    // --follow: NDJSON chunks as the job writes, then a final tail_end line.
+    let job = job_id(&env.ok(&[
+        "run",
+        "--no-wait",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.2; done",
+    ]));
+    let out = env.cmd(&["tail", "--follow", &job]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 2, "{text}");
+    for l in &lines {
+        assert_valid(l);
+    }
+    let data: String = lines
+        .iter()
+        .filter(|l| l["type"] == "tail_chunk")
+        .map(|l| l["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(data, "line1\nline2\nline3\n");
+    let last = lines.last().unwrap();
+    assert_eq!(last["type"], "tail_end");
+    assert_eq!(last["state"], "exited");
+}
+
+#[test]
+fn stdout_carries_nothing_but_json_even_for_usage_errors() {
+    let env = Env::new();
+    let (code, v) = env.run(&["run"]);
+    assert_eq!(code, 2);
+    assert_eq!(v["error"]["code"], "usage_error");
+    let (code, v) = env.run(&["frobnicate"]);
+    assert_eq!(code, 2);
+    assert_eq!(v["ok"], false);
+}
+
+#[test]
+fn the_schema_is_generated_and_describes_every_response_type() {
+    let env = Env::new();
+    let v = env.ok(&["schema"]);
+    let text = v["schema"].to_string();
+    for t in [
+        "\"run\"",
+        "\"status\"",
+        "\"tail_chunk\"",
+        "\"list\"",
+        "\"gc\"",
+        "\"error\"",
+        "job_not_found",
+        "ambiguous_job_id",
+        "stdin_too_large",
+    ] {
+        assert!(text.contains(t), "schema lacks {t}");
+    }
+}
+
+#[test]
+fn fifty_jobs_started_at_once_all_finish_with_their_own_results() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let children: Vec<_> = (0..50)
+        .map(|i| {
+            env.cmd(&[
+                "run",
+                "--forever",
+                "--",
+                "sh",
+                "-c",
+                &format!("echo job{i}; exit {}", i % 7),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let (_, v) = parse_one(&child.wait_with_output().unwrap());
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["stdout"], format!("job{i}\n"));
+        assert_eq!(v["exit_code"], (i % 7) as i64);
+        assert_cgroups_removed(&job_id(&v));
+    }
+    let l = env.ok(&["list"]);
+    assert_eq!(l["count"], 50);
+    assert!(l["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["state"] == "exited"));
+    std::thread::sleep(Duration::from_millis(10));
+}

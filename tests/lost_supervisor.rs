@@ -1,0 +1,83 @@
+//! A supervisor that dies must not leave its job running unsupervised.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn a_sigkilled_supervisor_takes_the_main_process_along_and_the_rest_is_reaped_as_lost() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let marker = "1000.5151";
+    let v = env.ok(&[
+        "run",
+        "--no-wait",
+        "--",
+        "sh",
+        "-c",
+        &format!("sleep {marker} & sleep {marker} & wait"),
+    ]);
+    let id = job_id(&v);
+    let main = v["pid"].as_i64().unwrap() as i32;
+    let sup = v["supervisor_pid"].as_i64().unwrap() as i32;
+    eventually("the job's children are up", Duration::from_secs(5), || {
+        processes_matching(marker).len() >= 3
+    });
+    // SAFETY: killing the supervisor this test started.
+    unsafe { libc::kill(sup, libc::SIGKILL) };
+    // The parent-death signal ends the main process without anyone's help.
+    eventually(
+        "the main process died with its supervisor",
+        Duration::from_secs(5),
+        || {
+            !std::path::Path::new(&format!("/proc/{main}/cmdline")).exists()
+                || std::fs::read_to_string(format!("/proc/{main}/stat"))
+                    .map(|s| s.contains(") Z"))
+                    .unwrap_or(true)
+        },
+    );
+    let s = env.ok(&["status", &id]);
+    assert_eq!(s["state"], "lost", "{s:#}");
+    assert_eq!(s["result"], "lost");
+    assert!(s["message"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("pid {sup}")));
+    assert_eq!(s["resources"]["leftover_processes_killed"], 2);
+    assert!(
+        processes_matching(marker).is_empty(),
+        "{:?}",
+        processes_matching(marker)
+    );
+    assert_cgroups_removed(&id);
+    // The verdict is recorded: later readers agree.
+    assert_eq!(env.ok(&["list"])["jobs"][0]["state"], "lost");
+    let (code, _) = env.run(&["wait", "--exit-status", &id]);
+    assert_eq!(code, 125);
+}
+
+#[test]
+fn wait_notices_a_dying_supervisor_without_polling() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let v = env.ok(&["run", "--no-wait", "--", "sleep", "1000.5252"]);
+    let id = job_id(&v);
+    let sup = v["supervisor_pid"].as_i64().unwrap() as i32;
+    let waiter = env
+        .cmd(&["wait", "--forever", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: killing the supervisor this test started.
+    unsafe { libc::kill(sup, libc::SIGKILL) };
+    let (_, w) = parse_one(&waiter.wait_with_output().unwrap());
+    assert_eq!(w["state"], "lost");
+    assert!(processes_matching("1000.5252").is_empty());
+}
