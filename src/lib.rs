@@ -10,8 +10,11 @@
 
 pub mod cli;
 pub mod commands;
+pub mod doctor;
 pub mod job;
 pub mod output;
+pub mod pipeline;
+pub mod policy;
 pub mod response;
 pub mod sandbox;
 pub mod supervisor;

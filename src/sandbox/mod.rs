@@ -6,8 +6,15 @@
 //! the parent's part (v1 cgroups) and only then lets the child go on. The
 //! child's steps are in [`child::run`], in the order the kernel needs them.
 
+pub mod caps;
 pub mod cgroup;
 mod child;
+pub mod landlock;
+pub mod namespaces;
+pub mod rlimits;
+pub mod seccomp;
+#[cfg(test)]
+mod test_fork;
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

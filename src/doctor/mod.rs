@@ -1,0 +1,6 @@
+//! `agent-exec doctor`: what this host can enforce.
+//!
+//! `probe` looks at the kernel's sandboxing features without side effects beyond
+//! short-lived forked children.
+
+pub mod probe;

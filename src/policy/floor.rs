@@ -1,0 +1,336 @@
+//! The host floor (`/etc/agent-exec/floor.toml`): what the administrator
+//! allows any job on this host, whatever the policy or command line asks.
+//!
+//! A request beyond the floor is an error naming the field; it is never
+//! silently narrowed to fit, so a job never runs with settings other than
+//! the ones it reports. Absent keys impose nothing; a missing file is no
+//! floor at all.
+//!
+//! ```toml
+//! allow_permissive = false           # refuse policies with filesystem.landlock = false
+//! allowed_policies = ["default", "untrusted", "/srv/ci/policy.toml"]
+//!                                    # names match built-in/host policies only;
+//!                                    # entries with '/' match policy files by path
+//! network = "loopback"               # widest network.mode allowed
+//! max_timeout = "2h"                 # also refuses timeout = "none"
+//! max_memory = "4G"                  # also refuses memory = "none"
+//! max_pids = 1024
+//! max_cpu = 2.0
+//! writable = ["/home", "/tmp", "/var/tmp"]  # every write path must lie within one
+//! require_seccomp = true             # refuse seccomp.profile = "none"
+//! require_enforcement = "strict"     # refuse best_effort
+//! require_namespaces = ["user", "pid", "mount"]
+//! ```
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::error::{PolicyError, PolicyErrorKind};
+use super::model::{
+    duration_ms, format_duration, format_opt_duration, format_opt_size, Enforcement, NetMode,
+    Policy, PolicySource, SeccompProfile,
+};
+use super::parse::NS_FLAGS;
+use super::paths::{check_template, ExpandedFilesystem};
+use super::reader::{Doc, Item, Section};
+use super::resolve::{read_capped, PolicySources};
+
+/// The host's limits on every job. `Default` is "no floor".
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Floor {
+    /// The file it came from; `None` when there is no floor file.
+    pub path: Option<PathBuf>,
+    pub allow_permissive: bool,
+    pub allowed_policies: Option<Vec<String>>,
+    pub network: Option<NetMode>,
+    #[serde(rename = "max_timeout_ms", serialize_with = "duration_ms")]
+    #[schemars(with = "Option<u64>")]
+    pub max_timeout: Option<Duration>,
+    #[serde(rename = "max_memory_bytes")]
+    pub max_memory: Option<u64>,
+    pub max_pids: Option<u64>,
+    pub max_cpu: Option<f64>,
+    pub writable: Option<Vec<PathBuf>>,
+    pub require_seccomp: bool,
+    pub require_enforcement: Option<Enforcement>,
+    pub require_namespaces: Vec<String>,
+}
+
+impl Default for Floor {
+    fn default() -> Self {
+        Floor {
+            path: None,
+            allow_permissive: true,
+            allowed_policies: None,
+            network: None,
+            max_timeout: None,
+            max_memory: None,
+            max_pids: None,
+            max_cpu: None,
+            writable: None,
+            require_seccomp: false,
+            require_enforcement: None,
+            require_namespaces: Vec::new(),
+        }
+    }
+}
+
+/// A policy (after overrides) asks for more than the floor allows.
+/// Display: `host floor forbids limits.memory = 8G (the floor allows at most 4G)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloorError {
+    /// Dotted policy field (`limits.memory`, `filesystem.write`, `policy`).
+    pub field: String,
+    /// What was asked for, in policy-file syntax.
+    pub requested: String,
+    /// What the floor allows, as a phrase ("at most 4G").
+    pub allowed: String,
+}
+
+impl fmt::Display for FloorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "host floor forbids {} = {} (the floor allows {})",
+            self.field, self.requested, self.allowed
+        )
+    }
+}
+
+impl std::error::Error for FloorError {}
+
+const FLOOR_KEYS: &[&str] = &[
+    "allow_permissive",
+    "allowed_policies",
+    "network",
+    "max_timeout",
+    "max_memory",
+    "max_pids",
+    "max_cpu",
+    "writable",
+    "require_seccomp",
+    "require_enforcement",
+    "require_namespaces",
+];
+
+impl Floor {
+    /// Reads the floor named by `sources.floor_path`.
+    pub fn load_from(sources: &PolicySources) -> Result<Floor, PolicyError> {
+        Floor::load(&sources.floor_path)
+    }
+
+    /// Reads a floor file; a missing file is no floor.
+    pub fn load(path: &Path) -> Result<Floor, PolicyError> {
+        let text = match read_capped(path, "host floor") {
+            Ok(text) => text,
+            Err(e) if e.kind == PolicyErrorKind::NotFound => return Ok(Floor::default()),
+            Err(e) => return Err(e),
+        };
+        let mut floor = Floor::parse(&path.display().to_string(), &text)?;
+        floor.path = Some(path.to_path_buf());
+        Ok(floor)
+    }
+
+    /// Parses floor TOML; errors are reported under `file`.
+    pub fn parse(file: &str, text: &str) -> Result<Floor, PolicyError> {
+        let doc = Doc { name: file, text };
+        let root = doc.parse()?;
+        let top = Section::root(&doc, root.get_ref());
+        top.deny_unknown(FLOOR_KEYS)?;
+        let mut f = Floor::default();
+        let get = |key: &str| top.get(key);
+        if let Some(i) = get("allow_permissive") {
+            f.allow_permissive = i.bool()?;
+        }
+        if let Some(i) = get("allowed_policies") {
+            let names = i.strings()?;
+            f.allowed_policies = Some(names.into_iter().map(|(s, _, _)| s).collect());
+        }
+        if let Some(i) = get("network") {
+            f.network = Some(
+                i.choice(&["none", "loopback", "host"])?
+                    .parse()
+                    .map_err(|e: super::model::NetModeError| i.bad_value(e.to_string()))?,
+            );
+        }
+        if let Some(i) = get("max_timeout") {
+            f.max_timeout = i.duration(false, false)?;
+        }
+        if let Some(i) = get("max_memory") {
+            f.max_memory = i.size(false)?;
+        }
+        if let Some(i) = get("max_pids") {
+            f.max_pids = i.count(false)?;
+        }
+        if let Some(i) = get("max_cpu") {
+            f.max_cpu = i.positive_float(false)?;
+        }
+        if let Some(i) = get("writable") {
+            f.writable = Some(writable(&i)?);
+        }
+        if let Some(i) = get("require_seccomp") {
+            f.require_seccomp = i.bool()?;
+        }
+        if let Some(i) = get("require_enforcement") {
+            f.require_enforcement = Some(match i.choice(&["strict", "best_effort"])?.as_str() {
+                "strict" => Enforcement::Strict,
+                _ => Enforcement::BestEffort,
+            });
+        }
+        if let Some(i) = get("require_namespaces") {
+            for element in i.array()? {
+                let name = element.choice(&NS_FLAGS)?;
+                if !f.require_namespaces.contains(&name) {
+                    f.require_namespaces.push(name);
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// Checks a policy (after command-line overrides) and its expanded
+    /// paths against the floor; the first excess is the error.
+    pub fn check(&self, p: &Policy, fs: &ExpandedFilesystem) -> Result<(), FloorError> {
+        let deny = |field: &str, requested: String, allowed: String| {
+            Err(FloorError {
+                field: field.to_string(),
+                requested,
+                allowed,
+            })
+        };
+
+        if let Some(allowed) = &self.allowed_policies {
+            let ok = allowed.iter().any(|entry| match &p.source {
+                PolicySource::File { path } => entry.contains('/') && Path::new(entry) == path,
+                _ => !entry.contains('/') && *entry == p.name,
+            });
+            if !ok {
+                let requested = match &p.source {
+                    PolicySource::File { path } => path.display().to_string(),
+                    _ => p.name.clone(),
+                };
+                return deny("policy", requested, format!("only {}", allowed.join(", ")));
+            }
+        }
+        if !self.allow_permissive && !p.filesystem.landlock {
+            return deny(
+                "filesystem.landlock",
+                "false".into(),
+                "only policies that confine the filesystem (allow_permissive = false)".into(),
+            );
+        }
+        if let Some(required) = self.require_enforcement {
+            if p.enforcement < required {
+                return deny(
+                    "enforcement",
+                    p.enforcement.as_str().into(),
+                    format!("only {}", required.as_str()),
+                );
+            }
+        }
+        if self.require_seccomp && p.seccomp.profile == SeccompProfile::None {
+            return deny(
+                "seccomp.profile",
+                "none".into(),
+                "only a seccomp filter (default or strict)".into(),
+            );
+        }
+        let ns = &p.namespaces;
+        let on = [ns.user, ns.pid, ns.mount, ns.ipc, ns.uts, ns.cgroup];
+        for (name, enabled) in NS_FLAGS.iter().zip(on) {
+            if !enabled && self.require_namespaces.iter().any(|r| r == name) {
+                return deny(
+                    &format!("namespaces.{name}"),
+                    "false".into(),
+                    "only true (the floor requires this namespace)".into(),
+                );
+            }
+        }
+        if let Some(widest) = self.network {
+            if p.network.mode > widest {
+                return deny(
+                    "network.mode",
+                    p.network.mode.to_string(),
+                    format!("at most {widest}"),
+                );
+            }
+        }
+        if let Some(max) = self.max_timeout {
+            if p.limits.timeout.is_none_or(|t| t > max) {
+                return deny(
+                    "limits.timeout",
+                    format_opt_duration(p.limits.timeout),
+                    format!("at most {}", format_duration(max)),
+                );
+            }
+        }
+        if let Some(max) = self.max_memory {
+            if p.limits.memory.is_none_or(|m| m > max) {
+                return deny(
+                    "limits.memory",
+                    format_opt_size(p.limits.memory),
+                    format!("at most {}", crate::units::format_size(max)),
+                );
+            }
+        }
+        if let Some(max) = self.max_pids {
+            if p.limits.pids.is_none_or(|n| n > max) {
+                let requested = p.limits.pids.map_or("none".into(), |n| n.to_string());
+                return deny("limits.pids", requested, format!("at most {max}"));
+            }
+        }
+        if let Some(max) = self.max_cpu {
+            if p.limits.cpu.is_none_or(|c| c > max) {
+                let requested = p.limits.cpu.map_or("none".into(), |c| c.to_string());
+                return deny("limits.cpu", requested, format!("at most {max}"));
+            }
+        }
+        if let Some(roots) = &self.writable {
+            let roots: Vec<PathBuf> = roots.iter().map(|r| canonical(r)).collect();
+            let listed = || {
+                let names: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+                format!("only paths within {}", names.join(", "))
+            };
+            if !fs.landlock {
+                return deny(
+                    "filesystem.write",
+                    "/ (filesystem.landlock = false)".into(),
+                    listed(),
+                );
+            }
+            for path in &fs.write {
+                let real = canonical(path);
+                if !roots.iter().any(|r| real.starts_with(r)) {
+                    return deny("filesystem.write", real.display().to_string(), listed());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The path with symlinks resolved when it exists, so that a link under
+/// an allowed directory cannot point outside it; as written otherwise.
+fn canonical(path: &Path) -> PathBuf {
+    fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn writable(item: &Item<'_, '_>) -> Result<Vec<PathBuf>, PolicyError> {
+    let mut out = Vec::new();
+    for element in item.array()? {
+        let text = element.str()?;
+        if text.starts_with('$') {
+            return Err(element.bad_value(format!(
+                "{}: the floor takes absolute paths only, found {text:?}",
+                element.field
+            )));
+        }
+        out.push(check_template(&element.field, text).map_err(|m| element.bad_value(m))?);
+    }
+    Ok(out)
+}

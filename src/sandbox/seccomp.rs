@@ -1,0 +1,376 @@
+//! Seccomp deny-list filters for the job's process tree.
+//!
+//! The filter is compiled in the supervisor **before** the clone ([`build`]); the child then only
+//! calls [`SeccompProgram::install`], which is one raw `seccomp(2)` call on prebuilt memory (no
+//! allocation, no locks), right before `execve` and after `no_new_privs` is set.
+//!
+//! Layout of the program:
+//! 1. a hand-written prefix: kill the process on any architecture other than the build target's
+//!    (a 64-bit process can still enter the i386 syscall table with `int 0x80`, where the numbers
+//!    mean different syscalls); on x86_64 kill it on x32 syscall numbers (bit 30 set, the same
+//!    syscalls under numbers a deny list keyed on x86_64 numbers would not match); and answer
+//!    `clone3` with `ENOSYS`, because its flags live in memory a filter cannot read, so glibc
+//!    falls back to `clone`, whose flags the filter can inspect;
+//! 2. seccompiler's program (default allow, matching rules return `EPERM`).
+//!
+//! Classic BPF jumps are relative and only go forward, and every jump in the prefix lands inside
+//! the prefix or on the instruction right after it, so the prefix can be put in front of
+//! seccompiler's program without touching any of its offsets. seccompiler's program starts by
+//! loading the architecture itself, so it does not depend on the accumulator the prefix leaves.
+//!
+//! This is a deny list: syscalls added to future kernels are allowed until listed here.
+
+mod rules;
+mod table;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use nix::errno::Errno;
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+use rules::{ArgCondition, DenyRule};
+
+/// Which built-in deny list a job runs under (policy key `seccomp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompProfile {
+    /// Denies what no ordinary build, test or agent tool needs (see [`denied_syscalls`]).
+    Default,
+    /// `Default` plus more, for untrusted code; some tools (`ip`, `getifaddrs`) lose netlink.
+    Strict,
+    /// No built-in deny list (a policy's extra denies still apply).
+    None,
+}
+
+impl SeccompProfile {
+    /// The policy spelling: `"default"`, `"strict"` or `"none"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeccompProfile::Default => "default",
+            SeccompProfile::Strict => "strict",
+            SeccompProfile::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for SeccompProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SeccompProfile {
+    type Err = SeccompError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "default" => Ok(SeccompProfile::Default),
+            "strict" => Ok(SeccompProfile::Strict),
+            "none" => Ok(SeccompProfile::None),
+            other => Err(SeccompError::UnknownProfile(other.to_string())),
+        }
+    }
+}
+
+/// Why a filter could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeccompError {
+    /// A profile name other than `default`, `strict`, `none`.
+    UnknownProfile(String),
+    /// A name in the extra denies is not a syscall of this architecture.
+    UnknownSyscall {
+        /// The name as given.
+        name: String,
+        /// The architecture it was looked up for.
+        arch: &'static str,
+    },
+    /// seccompiler refused the rule set (its message is kept).
+    Compile(String),
+    /// The program is longer than the kernel accepts (4096 instructions).
+    TooLarge {
+        /// Instructions in the program.
+        instructions: usize,
+    },
+}
+
+impl fmt::Display for SeccompError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SeccompError::UnknownProfile(name) => write!(
+                f,
+                "unknown seccomp profile {name:?}: use \"default\", \"strict\" or \"none\""
+            ),
+            SeccompError::UnknownSyscall { name, arch } => write!(
+                f,
+                "unknown syscall {name:?} in the seccomp extra denies: {arch} has no syscall of \
+                 that name (use the name from `man 2`, e.g. \"ptrace\", without a prefix)"
+            ),
+            SeccompError::Compile(message) => {
+                write!(f, "cannot compile the seccomp filter: {message}")
+            }
+            SeccompError::TooLarge { instructions } => write!(
+                f,
+                "the seccomp filter has {instructions} BPF instructions, more than the kernel's \
+                 limit of {MAX_INSTRUCTIONS}: shorten the extra denies"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SeccompError {}
+
+/// A compiled filter, ready for [`SeccompProgram::install`] in the child.
+#[derive(Clone)]
+pub struct SeccompProgram {
+    filter: Vec<libc::sock_filter>,
+}
+
+impl fmt::Debug for SeccompProgram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SeccompProgram")
+            .field("instructions", &self.filter.len())
+            .finish()
+    }
+}
+
+impl SeccompProgram {
+    /// Number of BPF instructions.
+    pub fn len(&self) -> usize {
+        self.filter.len()
+    }
+
+    /// Always false for a built program (kept for the `len` convention).
+    pub fn is_empty(&self) -> bool {
+        self.filter.is_empty()
+    }
+
+    /// The raw instructions (for inspection and tests).
+    pub fn instructions(&self) -> &[libc::sock_filter] {
+        &self.filter
+    }
+
+    /// Installs the filter on the calling thread with `seccomp(SECCOMP_SET_MODE_FILTER, 0, …)`.
+    ///
+    /// Child-side: no allocation, no locks. `no_new_privs` must already be set (without it the
+    /// kernel answers `EACCES` unless the caller has `CAP_SYS_ADMIN`). The filter is inherited by
+    /// every later child and survives `execve`.
+    pub fn install(&self) -> Result<(), Errno> {
+        let Ok(len) = u16::try_from(self.filter.len()) else {
+            return Err(Errno::EINVAL);
+        };
+        let program = libc::sock_fprog {
+            len,
+            // The kernel only reads through this pointer.
+            filter: self.filter.as_ptr().cast_mut(),
+        };
+        // SAFETY: `program` points at `len` initialised instructions that outlive the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0 as libc::c_uint,
+                &program as *const libc::sock_fprog,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(Errno::last())
+        }
+    }
+}
+
+/// Compiles the filter for `profile` plus `extra_deny` (syscall names, denied outright with
+/// `EPERM`; an extra deny of a syscall the profile denies conditionally makes it unconditional).
+///
+/// Returns `Ok(None)` for [`SeccompProfile::None`] without extra denies. With extra denies,
+/// `None` still yields a filter: the policy asked for those syscalls to be refused, and dropping
+/// that request silently would widen the sandbox.
+pub fn build(
+    profile: SeccompProfile,
+    extra_deny: &[String],
+) -> Result<Option<SeccompProgram>, SeccompError> {
+    let mut denies: BTreeMap<i64, Option<Vec<ArgCondition>>> = BTreeMap::new();
+    for rule in profile_rules(profile) {
+        let nr = resolve(rule.syscall)?;
+        add_deny(&mut denies, nr, rule.when);
+    }
+    for name in extra_deny {
+        let nr = resolve(name)?;
+        add_deny(&mut denies, nr, &[]);
+    }
+    if profile == SeccompProfile::None && denies.is_empty() {
+        return Ok(None);
+    }
+
+    let mut rules = BTreeMap::new();
+    for (nr, conditions) in denies {
+        rules.insert(nr, to_seccompiler_rules(conditions.unwrap_or_default())?);
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        TARGET_ARCH,
+    )
+    .map_err(|e| SeccompError::Compile(e.to_string()))?;
+    let body: BpfProgram = filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| SeccompError::Compile(e.to_string()))?;
+
+    let mut program = prefix();
+    program.extend(body.iter().map(|insn| libc::sock_filter {
+        code: insn.code,
+        jt: insn.jt,
+        jf: insn.jf,
+        k: insn.k,
+    }));
+    if program.len() > MAX_INSTRUCTIONS {
+        return Err(SeccompError::TooLarge {
+            instructions: program.len(),
+        });
+    }
+    Ok(Some(SeccompProgram { filter: program }))
+}
+
+/// What `profile` denies, for reports: syscall names, conditional entries with their condition
+/// (`"clone(CLONE_NEW*)"`), and `"clone3(ENOSYS)"` for the clone3 redirect every filter has.
+/// Excludes the architecture checks, which refuse foreign and x32 syscall entry points outright.
+pub fn denied_syscalls(profile: SeccompProfile) -> Vec<&'static str> {
+    if profile == SeccompProfile::None {
+        return Vec::new();
+    }
+    let mut names = vec!["clone3(ENOSYS)"];
+    names.extend(profile_rules(profile).map(|rule| rule.label));
+    names
+}
+
+/// The kernel's `BPF_MAXINSNS`.
+const MAX_INSTRUCTIONS: usize = 4096;
+
+#[cfg(target_arch = "x86_64")]
+const TARGET_ARCH: TargetArch = TargetArch::x86_64;
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E; // EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+#[cfg(target_arch = "x86_64")]
+const ARCH_NAME: &str = "x86_64";
+
+#[cfg(target_arch = "aarch64")]
+const TARGET_ARCH: TargetArch = TargetArch::aarch64;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7; // EM_AARCH64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+#[cfg(target_arch = "aarch64")]
+const ARCH_NAME: &str = "aarch64";
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("agent-exec's seccomp filter supports x86_64 and aarch64 only");
+
+/// Bit 30 of the syscall number marks the x32 ABI on x86_64.
+#[cfg(target_arch = "x86_64")]
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+// Classic BPF opcodes (linux/bpf_common.h), as the u16 `code` field wants them:
+// class | size | mode, or class | op | source.
+const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD (0x00) | BPF_W (0x00) | BPF_ABS (0x20)
+const BPF_JEQ_K: u16 = 0x05 | 0x10;
+#[cfg(target_arch = "x86_64")]
+const BPF_JSET_K: u16 = 0x05 | 0x40;
+const BPF_RET_K: u16 = 0x06;
+
+// Offsets in `struct seccomp_data`.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+
+const RET_KILL_PROCESS: u32 = libc::SECCOMP_RET_KILL_PROCESS;
+const RET_ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+
+const fn stmt(code: u16, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// The hand-written head of every program (see the module documentation). Each jump either
+/// skips exactly the one `RET` that follows it or falls through to it.
+fn prefix() -> Vec<libc::sock_filter> {
+    let mut program = vec![
+        stmt(BPF_LD_W_ABS, DATA_ARCH),
+        jump(BPF_JEQ_K, AUDIT_ARCH, 1, 0),
+        stmt(BPF_RET_K, RET_KILL_PROCESS),
+        stmt(BPF_LD_W_ABS, DATA_NR),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    program.extend([
+        jump(BPF_JSET_K, X32_SYSCALL_BIT, 0, 1),
+        stmt(BPF_RET_K, RET_KILL_PROCESS),
+    ]);
+    // SYS_clone3 is a small positive number.
+    program.extend([
+        jump(BPF_JEQ_K, libc::SYS_clone3 as u32, 0, 1),
+        stmt(BPF_RET_K, RET_ENOSYS),
+    ]);
+    program
+}
+
+fn profile_rules(profile: SeccompProfile) -> impl Iterator<Item = &'static DenyRule> {
+    let (base, extra): (&[DenyRule], &[DenyRule]) = match profile {
+        SeccompProfile::Default => (rules::DEFAULT, &[]),
+        SeccompProfile::Strict => (rules::DEFAULT, rules::STRICT_EXTRA),
+        SeccompProfile::None => (&[], &[]),
+    };
+    base.iter().chain(extra)
+}
+
+fn resolve(name: &str) -> Result<i64, SeccompError> {
+    table::number(name).ok_or_else(|| SeccompError::UnknownSyscall {
+        name: name.to_string(),
+        arch: ARCH_NAME,
+    })
+}
+
+/// Records a deny of `nr` under `conditions` (empty: always). "Always" absorbs conditions;
+/// conditional entries for one syscall add up as alternatives.
+fn add_deny(
+    denies: &mut BTreeMap<i64, Option<Vec<ArgCondition>>>,
+    nr: i64,
+    conditions: &[ArgCondition],
+) {
+    let entry = denies.entry(nr).or_insert_with(|| Some(Vec::new()));
+    match (entry.as_mut(), conditions.is_empty()) {
+        (None, _) => {}
+        (Some(_), true) => *entry = None,
+        (Some(existing), false) => existing.extend_from_slice(conditions),
+    }
+}
+
+/// One seccompiler rule per alternative; an empty list means "match always".
+fn to_seccompiler_rules(conditions: Vec<ArgCondition>) -> Result<Vec<SeccompRule>, SeccompError> {
+    conditions
+        .into_iter()
+        .map(|c| {
+            let op = if c.mask == u32::MAX {
+                SeccompCmpOp::Eq
+            } else {
+                SeccompCmpOp::MaskedEq(u64::from(c.mask))
+            };
+            let condition =
+                SeccompCondition::new(c.index, SeccompCmpArgLen::Dword, op, u64::from(c.value))
+                    .map_err(|e| SeccompError::Compile(e.to_string()))?;
+            SeccompRule::new(vec![condition]).map_err(|e| SeccompError::Compile(e.to_string()))
+        })
+        .collect()
+}
