@@ -82,6 +82,8 @@ pub enum ErrorCode {
     PolicyError,
     /// The request asks for more than the host floor allows.
     FloorViolation,
+    /// A command-line override would loosen a policy that does not allow it.
+    OverrideForbidden,
     /// A pipeline file is invalid.
     PipelineInvalid,
     /// A bug in agent-exec.

@@ -48,6 +48,11 @@ pub enum Command {
     Gc(GcArgs),
     /// Print the JSON Schema of every response.
     Schema,
+    /// Built-in and host sandbox policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// What this host can enforce, per layer and per policy (exit 1 if the default policy cannot be enforced).
+    Doctor,
     /// Internal: run as the supervisor of a claimed job (used by multi-threaded callers).
     #[command(name = "__supervise", hide = true)]
     Supervise { job_id: String },
@@ -89,6 +94,18 @@ pub struct JobDefinition {
     /// Tag the job (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
     pub tag: Vec<String>,
+    /// Sandbox policy: a built-in (default, untrusted, ci, permissive), a host policy name, or a path to a TOML file.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub policy: Option<String>,
+    /// Also allow reading this path (if the policy lets the command line loosen it; repeatable).
+    #[arg(long = "allow-read", value_name = "PATH")]
+    pub allow_read: Vec<PathBuf>,
+    /// Also allow writing this path (if the policy lets the command line loosen it; repeatable).
+    #[arg(long = "allow-write", value_name = "PATH")]
+    pub allow_write: Vec<PathBuf>,
+    /// Network: none (empty namespace), loopback (lo only) or host.
+    #[arg(long, value_name = "none|loopback|host")]
+    pub net: Option<String>,
     /// Memory limit of the job's cgroup (e.g. 512M, 2G).
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,
@@ -250,4 +267,14 @@ pub struct GcArgs {
     /// Report what would be removed without removing it.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Every built-in and host policy.
+    List,
+    /// The effective policy (after `extends` and merging) as JSON.
+    Show { name: String },
+    /// Validate a policy file; errors name file, line and column.
+    Check { file: PathBuf },
 }

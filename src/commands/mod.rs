@@ -1,6 +1,6 @@
 //! One function per CLI command: validate, act on the store, build the response.
 
-mod define;
+pub(crate) mod define;
 mod lifecycle;
 mod logs;
 mod manage;
@@ -69,5 +69,9 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
             std::process::exit(crate::supervisor::supervise_exec(&store, job_id))
         }
         Command::Schema => unreachable!("handled above"),
+        Command::Policy(_) | Command::Doctor => Err(AppError::new(
+            crate::response::ErrorCode::Internal,
+            "not wired yet",
+        )),
     }
 }
