@@ -408,6 +408,46 @@ pub struct CleanupEntry {
     pub bytes: u64,
 }
 
+/// `pipeline run`: the report of the whole run (phases in topological order, each
+/// with the seed's handoff).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PipelineResponse {
+    pub schema_version: SchemaVersion,
+    pub ok: Const<true>,
+    #[serde(rename = "type")]
+    pub kind: PipelineType,
+    #[serde(flatten)]
+    pub report: crate::pipeline::PipelineReport,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineType {
+    Pipeline,
+}
+
+/// `pipeline validate` on a valid file (an invalid one is a `pipeline_invalid` error).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PipelineValidationResponse {
+    pub schema_version: SchemaVersion,
+    pub ok: Const<true>,
+    #[serde(rename = "type")]
+    pub kind: PipelineValidationType,
+    pub file: String,
+    /// Number of phases.
+    pub phases: usize,
+    /// Number of commands over all phases.
+    pub commands: usize,
+    /// Phase names in the order they may run (dependencies first).
+    pub order: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineValidationType {
+    PipelineValidation,
+}
+
 /// `schema`: the JSON Schema of every response.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SchemaResponse {
@@ -435,6 +475,8 @@ pub enum AnyResponse {
     TailEnd(TailEnd),
     List(ListResponse),
     Cleanup(CleanupResponse),
+    Pipeline(PipelineResponse),
+    PipelineValidation(PipelineValidationResponse),
     Schema(SchemaResponse),
     Error(ErrorResponse),
 }

@@ -53,13 +53,16 @@ pub enum Command {
     Policy(PolicyCommand),
     /// What this host can enforce, per layer and per policy (exit 1 if the default policy cannot be enforced).
     Doctor,
+    /// Run or check a pipeline file: `exec` phases as a DAG of sandboxed jobs.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
     /// Internal: run as the supervisor of a claimed job (used by multi-threaded callers).
     #[command(name = "__supervise", hide = true)]
     Supervise { job_id: String },
 }
 
-/// Everything that defines a job (shared by run and create).
-#[derive(Debug, Args, Clone)]
+/// Everything that defines a job (shared by run and create; built in code by pipelines).
+#[derive(Debug, Args, Clone, Default)]
 pub struct JobDefinition {
     /// Hard wall-clock limit: SIGTERM to the whole cgroup when it passes (seconds or 500ms/5m/2h; 0 = none).
     #[arg(long, value_name = "DURATION")]
@@ -277,4 +280,27 @@ pub enum PolicyCommand {
     Show { name: String },
     /// Validate a policy file; errors name file, line and column.
     Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Run every phase (a DAG; commands of a phase in order, each a sandboxed job) and print one report; exit 1 unless every phase passed.
+    Run(PipelineRunArgs),
+    /// Check a pipeline file without running it; every error names file, line and column.
+    Validate {
+        /// The pipeline YAML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineRunArgs {
+    /// The pipeline YAML file.
+    pub file: PathBuf,
+    /// At most this many phases at once (overrides the file's `max_parallel`; default: number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub max_parallel: Option<String>,
+    /// Default sandbox policy of every command (replaces the file's top-level `policy`; phase and command `policy` still win).
+    #[arg(long, value_name = "NAME|PATH")]
+    pub policy: Option<String>,
 }

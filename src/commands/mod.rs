@@ -4,11 +4,12 @@ pub(crate) mod define;
 mod lifecycle;
 mod logs;
 mod manage;
+mod pipeline;
 mod view;
 
 use serde::Serialize;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, PipelineCommand};
 use crate::job::store::Store;
 use crate::response::{
     error_response, schema_document, AppError, Const, SchemaResponse, SchemaType, SchemaVersion,
@@ -45,6 +46,10 @@ pub fn dispatch(cli: Cli) -> Reply {
 }
 
 fn execute(cli: Cli) -> Result<Reply, AppError> {
+    if let Command::Pipeline(PipelineCommand::Validate { file }) = &cli.command {
+        // Checking a file needs no job store.
+        return pipeline::validate(file);
+    }
     if let Command::Schema = cli.command {
         return Ok(Reply::json(&SchemaResponse {
             schema_version: SchemaVersion,
@@ -68,7 +73,10 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
         Command::Supervise { job_id } => {
             std::process::exit(crate::supervisor::supervise_exec(&store, job_id))
         }
-        Command::Schema => unreachable!("handled above"),
+        Command::Pipeline(PipelineCommand::Run(a)) => pipeline::run(&store, a),
+        Command::Schema | Command::Pipeline(PipelineCommand::Validate { .. }) => {
+            unreachable!("handled above")
+        }
         Command::Policy(_) | Command::Doctor => Err(AppError::new(
             crate::response::ErrorCode::Internal,
             "not wired yet",

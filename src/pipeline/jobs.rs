@@ -1,0 +1,339 @@
+//! The real [`JobRunner`]: every command becomes an ordinary agent-exec job in the
+//! caller's job store, so it has a job id, logs, a sandbox, limits and accounting, and
+//! `agent-exec status/tail/list --tag pipeline.<run_id>` work on it like on any job.
+//!
+//! The scheduler calls `run_command` from several threads at once, so the supervisor is
+//! started by executing `agent-exec __supervise ID` (not by forking this threaded
+//! process). The supervisor is our child: the thread that started it reaps it.
+//!
+//! Interrupts: `cancel_all` raises a flag and drops a `kill.json` in every running job's
+//! directory; that write wakes each waiting thread through its inotify watch, and the
+//! thread asks its supervisor (SIGUSR1, as `agent-exec kill` does) to terminate the whole
+//! cgroup, then waits for the job's final state as usual.
+
+use std::collections::BTreeSet;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::runner::{CommandOutcome, CommandRequest, JobRunner};
+use crate::cli::JobDefinition;
+use crate::commands::define;
+use crate::job::liveness::reconcile;
+use crate::job::model::{JobSpec, JobStatus, ResultKind, State};
+use crate::job::observe::Watch;
+use crate::job::store::{write_json, Store, STDERR_LOG, STDOUT_LOG};
+use crate::supervisor::{KillRequest, KILL_REQUEST};
+
+/// How long the job's processes get between SIGTERM and the cgroup kill on interrupt.
+pub const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs pipeline commands as jobs of `store`.
+pub struct StoreRunner<'a> {
+    store: &'a Store,
+    /// The program that supervises (this binary).
+    exe: PathBuf,
+    cancelled: AtomicBool,
+    /// Jobs whose supervisor has been (or is being) started and that are not terminal yet.
+    running: Mutex<BTreeSet<String>>,
+}
+
+impl<'a> StoreRunner<'a> {
+    pub fn new(store: &'a Store) -> StoreRunner<'a> {
+        StoreRunner {
+            store,
+            // Survives the binary being replaced on disk while the run goes on.
+            exe: PathBuf::from("/proc/self/exe"),
+            cancelled: AtomicBool::new(false),
+            running: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// The job definition of one command, as if given on the command line.
+    fn definition(&self, req: &CommandRequest) -> JobDefinition {
+        let mut tags = vec![format!("pipeline.{}", req.run_id)];
+        // Phase names are `[A-Za-z0-9_-]+`, inside the tag alphabet.
+        tags.push(format!("pipeline.{}.{}", req.run_id, req.phase));
+        JobDefinition {
+            // Sub-millisecond timeouts round up: "0ms" would mean "no timeout".
+            timeout: req.timeout.map(|d| format!("{}ms", d.as_millis().max(1))),
+            // Like `run --cwd`: relative to the caller's directory, which is also the
+            // default, so a pipeline behaves the same as its commands typed by hand.
+            cwd: req.cwd.clone(),
+            env: req.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            tag: tags,
+            policy: req.policy.clone(),
+            command: vec!["sh".into(), "-c".into(), req.run.clone()],
+            ..JobDefinition::default()
+        }
+    }
+
+    fn register(&self, id: &str) {
+        lock(&self.running).insert(id.to_string());
+    }
+
+    fn unregister(&self, id: &str) {
+        lock(&self.running).remove(id);
+    }
+
+    /// Starts `agent-exec __supervise ID` for a claimed job.
+    fn launch(&self, id: &str) -> std::io::Result<Child> {
+        std::process::Command::new(&self.exe)
+            .arg0("agent-exec")
+            .arg("--root")
+            .arg(self.store.root())
+            .arg("__supervise")
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group from the start: a Ctrl-C meant for the pipeline must
+            // not kill it before it has blocked its signals and made its own session.
+            .process_group(0)
+            .spawn()
+    }
+
+    /// Waits (inotify + pidfd, no polling loop) until the job is terminal, stopping it
+    /// once the run is cancelled. Returns the final status and whether we stopped it.
+    fn wait_terminal(
+        &self,
+        watch: &Watch,
+        id: &str,
+        child: &mut Child,
+    ) -> Result<(JobStatus, bool), String> {
+        let pidfd = pidfd_open(child.id());
+        let mut stopped = false;
+        loop {
+            let status = self
+                .store
+                .read_status(id)
+                .and_then(|s| reconcile(self.store, id, s))
+                .map_err(|e| e.message)?;
+            if status.state.is_terminal() {
+                return Ok((status, stopped));
+            }
+            // Only once the supervisor runs the job has it blocked SIGUSR1 (it would
+            // otherwise die of it); its state change wakes us, so nothing is missed.
+            if !stopped && status.state == State::Running && self.cancelled.load(Ordering::SeqCst) {
+                stopped = request_kill(self.store, id, pidfd.as_ref())?;
+            }
+            if let Ok(Some(exit)) = child.try_wait() {
+                let last = self.store.read_status(id).map_err(|e| e.message)?;
+                if last.state.is_terminal() {
+                    return Ok((last, stopped));
+                }
+                return Err(format!(
+                    "the supervisor of job {id} ended ({exit}) without recording a result"
+                ));
+            }
+            watch.wait(pidfd.as_ref().map(|f| f.as_fd()), None);
+        }
+    }
+}
+
+impl JobRunner for StoreRunner<'_> {
+    fn run_command(&self, req: &CommandRequest) -> Result<CommandOutcome, String> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return Ok(CommandOutcome {
+                interrupted: true,
+                ..CommandOutcome::default()
+            });
+        }
+        let defined = define::build(&self.definition(req), self.store).map_err(|e| e.message)?;
+        let id = defined.spec.job_id.clone();
+        // The supervisor reads everything from the store, secrets included (as `create`).
+        let secrets = (!defined.secrets.mask_values.is_empty() || defined.spec.has_secrets)
+            .then_some(&defined.secrets);
+        let spec = JobSpec {
+            has_secrets: secrets.is_some(),
+            ..defined.spec
+        };
+        self.store
+            .create(&spec, secrets, defined.stdin.as_deref())
+            .map_err(|e| e.message)?;
+        let claimed = self.store.claim_start(&id).map_err(|e| e.message);
+        // Watch before launching, so no state change can slip by unseen.
+        let watch = claimed.and_then(|_lock| Watch::new(self.store, &id).map_err(|e| e.message));
+        let watch = match watch {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = self.store.delete(&id);
+                return Err(e);
+            }
+        };
+        self.register(&id);
+        let mut child = match self.launch(&id) {
+            Ok(c) => c,
+            Err(e) => {
+                self.unregister(&id);
+                // Never started: leave no job that would later be reported lost.
+                let _ = self.store.delete(&id);
+                return Err(format!("cannot start the job's supervisor: {e}"));
+            }
+        };
+        let waited = self.wait_terminal(&watch, &id, &mut child);
+        // The supervisor writes its final state just before exiting: this is quick.
+        let _ = child.wait();
+        self.unregister(&id);
+        let (status, stopped) = waited?;
+        outcome(self.store, &id, &status, stopped)
+    }
+
+    fn cancel_all(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        let ids: Vec<String> = lock(&self.running).iter().cloned().collect();
+        for id in ids {
+            // Wakes the thread waiting on this job (inotify); it sends the signal.
+            let _ = write_kill_request(self.store, &id);
+        }
+    }
+}
+
+/// The job's final state as a [`CommandOutcome`]; jobs that never ran their command
+/// (launch failure, lost supervisor) are errors carrying the job's own explanation.
+fn outcome(
+    store: &Store,
+    id: &str,
+    status: &JobStatus,
+    stopped: bool,
+) -> Result<CommandOutcome, String> {
+    let Some(o) = &status.outcome else {
+        return Err(format!("job {id} ended without a recorded outcome"));
+    };
+    let why = |what: &str| {
+        let detail = o.message.as_deref().unwrap_or("no details recorded");
+        format!("job {id} {what}: {detail}")
+    };
+    match o.result {
+        ResultKind::LaunchFailed => return Err(why("could not be launched")),
+        ResultKind::Lost => return Err(why("was lost")),
+        _ => {}
+    }
+    let dir = store.job_dir(id);
+    Ok(CommandOutcome {
+        job_id: id.to_string(),
+        exit_code: o.exit_code,
+        signal: o.signal.clone(),
+        timed_out: o.timed_out,
+        interrupted: stopped && o.result != ResultKind::Success,
+        duration_ms: o.duration_ms,
+        stdout_log_path: dir.join(STDOUT_LOG).display().to_string(),
+        stderr_log_path: dir.join(STDERR_LOG).display().to_string(),
+        resources: serde_json::to_value(&o.resources).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+fn write_kill_request(store: &Store, id: &str) -> Result<(), String> {
+    write_json(
+        &store.job_dir(id).join(KILL_REQUEST),
+        &KillRequest {
+            signal: libc::SIGTERM,
+            grace_ms: INTERRUPT_GRACE.as_millis() as u64,
+        },
+        0o600,
+    )
+    .map_err(|e| e.message)
+}
+
+/// What `agent-exec kill` does: leave `kill.json`, then SIGUSR1 to the supervisor, which
+/// sends SIGTERM to the job's cgroup and kills the cgroup after the grace. Returns
+/// whether the supervisor was signalled.
+fn request_kill(store: &Store, id: &str, supervisor: Option<&OwnedFd>) -> Result<bool, String> {
+    write_kill_request(store, id)?;
+    let Some(pidfd) = supervisor else {
+        return Ok(false);
+    };
+    // SAFETY: the pidfd pins our own unreaped child, the job's supervisor.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGUSR1,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Ok(r == 0)
+}
+
+/// A pidfd for our own child (it cannot be reused before we reap it).
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: plain syscall; the returned descriptor is ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a fresh descriptor we own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Locks a mutex, recovering the data if a thread panicked while holding it (the set of
+/// ids stays meaningful either way).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn req(cwd: Option<&str>) -> CommandRequest {
+        CommandRequest {
+            run_id: "0123456789abcdef0123456789abcdef".into(),
+            phase: "build-1".into(),
+            name: "unit tests".into(),
+            index: 0,
+            run: "echo \"$X\" | tr a b".into(),
+            policy: Some("ci".into()),
+            timeout: Some(Duration::from_micros(10)),
+            env: BTreeMap::from([("X".into(), "a=b".into())]),
+            cwd: cwd.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn definition_mirrors_the_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let runner = StoreRunner::new(&store);
+        let def = runner.definition(&req(Some("sub")));
+        assert_eq!(def.command, ["sh", "-c", "echo \"$X\" | tr a b"]);
+        assert_eq!(def.env, ["X=a=b"]);
+        assert_eq!(def.cwd, Some(PathBuf::from("sub")));
+        assert_eq!(def.timeout.as_deref(), Some("1ms"));
+        assert_eq!(def.policy.as_deref(), Some("ci"));
+        assert!(!def.no_inherit_env, "commands see the caller's environment");
+        assert_eq!(
+            def.tag,
+            [
+                "pipeline.0123456789abcdef0123456789abcdef",
+                "pipeline.0123456789abcdef0123456789abcdef.build-1"
+            ]
+        );
+        assert_eq!(runner.definition(&req(None)).cwd, None);
+        // The definition passes the same checks as a command line would.
+        let dir_def = JobDefinition {
+            cwd: Some(dir.path().to_path_buf()),
+            ..def
+        };
+        let built = define::build(&dir_def, &store).unwrap();
+        assert_eq!(built.spec.tags.len(), 2);
+        assert_eq!(built.spec.argv, ["sh", "-c", "echo \"$X\" | tr a b"]);
+        assert_eq!(built.spec.env["X"], "a=b");
+        assert_eq!(built.spec.limits.timeout_ms, Some(1));
+    }
+
+    #[test]
+    fn a_cancelled_runner_starts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let runner = StoreRunner::new(&store);
+        runner.cancel_all();
+        let out = runner.run_command(&req(None)).unwrap();
+        assert!(out.interrupted);
+        assert!(out.job_id.is_empty());
+        assert!(store.ids().unwrap().is_empty());
+    }
+}
