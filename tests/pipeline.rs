@@ -668,7 +668,7 @@ fn every_validation_error_kind_is_reported_with_its_place() {
         own(vec![
             (9, 20, "reference_not_upstream"),
             (9, 44, "unknown_phase_reference"),
-            (11, 14, "bad_reference"),
+            (11, 19, "bad_reference"),
         ])
     );
 
