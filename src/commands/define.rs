@@ -139,11 +139,7 @@ pub fn build(def: &JobDefinition, store: &Store) -> Result<Defined, AppError> {
         argv: shown_argv,
         cwd: cwd.to_string_lossy().into_owned(),
         env: shown_env,
-        inherit_env: if def.no_inherit_env {
-            false
-        } else {
-            def.inherit_env || sandbox.env_inherit
-        },
+        inherit_env: !def.no_inherit_env && sandbox.env_inherit,
         masked,
         stdin: stdin_spec,
         tags,
@@ -255,11 +251,15 @@ fn resolve_policy(
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/"));
     let home = home.canonicalize().unwrap_or(home);
+    // The job may write $JOB_DIR and $TMPDIR: both are subdirectories, never
+    // the job's record directory itself, where a planted symlink could turn
+    // the supervisor's own writes against the host.
     let tmpdir = job_dir.join("tmp");
+    let files = job_dir.join("files");
     let vars = PathVars {
         cwd: cwd.to_path_buf(),
         home,
-        job_dir: job_dir.to_path_buf(),
+        job_dir: files.clone(),
         tmpdir: tmpdir.clone(),
     };
     let fs = policy
@@ -295,7 +295,18 @@ fn resolve_policy(
         env_allow: policy.env.allow.clone(),
         env_set: policy.env.set.clone(),
         tmpdir,
+        files,
     };
+    if def.inherit_env && !policy.env.inherit {
+        return Err(AppError::new(
+            ErrorCode::OverrideForbidden,
+            format!(
+                "policy {:?} does not pass the caller's environment to jobs (env.inherit = false); \
+                 give the variables the job needs with --env/--env-file, or use a policy that inherits",
+                policy.name
+            ),
+        ));
+    }
     Ok((policy, sandbox))
 }
 

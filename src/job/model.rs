@@ -127,6 +127,9 @@ pub struct SandboxSpec {
     pub env_set: BTreeMap<String, String>,
     /// The job's private temporary directory ($TMPDIR).
     pub tmpdir: PathBuf,
+    /// The job's own writable directory ($JOB_DIR), kept with its record.
+    #[serde(default)]
+    pub files: PathBuf,
 }
 
 /// The definition of a job, as stored in `job.json`. Masked values appear as `***`.

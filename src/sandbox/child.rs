@@ -34,6 +34,7 @@ enum Stage {
     NoNewPrivs = 14,
     Landlock = 15,
     Seccomp = 16,
+    Init = 17,
 }
 
 const LANDLOCK_RECORD: u32 = 100;
@@ -198,9 +199,79 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
             }
         }
 
+        if layers.namespaces.pid {
+            // We are pid 1 of the job's pid namespace. The kernel drops every
+            // signal that init has no handler for, so a command running as
+            // init would ignore the timeout's SIGTERM, and orphans would pile
+            // up unreaped. Stay as a minimal init and run the command as pid 2,
+            // inside every layer applied above.
+            let job = libc::fork();
+            if job < 0 {
+                fail(args, Stage::Init, errno());
+            }
+            if job > 0 {
+                libc::close(args.report); // the parent waits for EOF on it
+                init_loop(job, args.init_status);
+            }
+        }
         exec(args.plan);
         fail(args, Stage::Exec, errno());
     }
+}
+
+/// pid 1 of the job: reap everything; when the command ends, tell the
+/// supervisor its wait status and how many processes it left behind, then
+/// exit (the kernel kills whatever is left in the namespace).
+unsafe fn init_loop(job: i32, status_fd: i32) -> ! {
+    loop {
+        let mut status = 0;
+        let pid = libc::waitpid(-1, &mut status, 0);
+        if pid == job {
+            let leftovers = count_other_processes();
+            let mut msg = [0u8; 8];
+            msg[..4].copy_from_slice(&status.to_ne_bytes());
+            msg[4..].copy_from_slice(&leftovers.to_ne_bytes());
+            libc::write(status_fd, msg.as_ptr().cast(), msg.len());
+            libc::_exit(0);
+        }
+        if pid < 0 && errno() != libc::EINTR {
+            libc::_exit(0);
+        }
+    }
+}
+
+/// Processes in our pid namespace other than us, read from our fresh /proc
+/// with getdents64 into a stack buffer (no allocation).
+unsafe fn count_other_processes() -> u32 {
+    let fd = libc::open(
+        c"/proc".as_ptr(),
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+    );
+    if fd < 0 {
+        return 0;
+    }
+    let mut count = 0;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len());
+        if n <= 0 {
+            break;
+        }
+        let mut off = 0usize;
+        while off < n as usize {
+            // struct linux_dirent64 { u64 ino; i64 off; u16 reclen; u8 type; char name[]; }
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            let name = &buf[off + 19..off + reclen];
+            let len = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+            let name = &name[..len];
+            if !name.is_empty() && name.iter().all(u8::is_ascii_digit) && name != b"1" {
+                count += 1;
+            }
+            off += reclen;
+        }
+    }
+    libc::close(fd);
+    count
 }
 
 /// A setup step: fatal under strict enforcement, a note under best effort.
@@ -269,6 +340,7 @@ fn stage_name(stage: u32) -> &'static str {
         14 => "no_new_privs",
         15 => "landlock",
         16 => "seccomp",
+        17 => "pid namespace init",
         _ => "exec",
     }
 }

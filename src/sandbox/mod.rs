@@ -73,6 +73,9 @@ impl LaunchError {
 /// The running child.
 pub struct Launched {
     pub pid: i32,
+    /// With a pid namespace the child is our minimal init; it reports the
+    /// command's wait status and leftover count here when the command ends.
+    pub init_status: Option<OwnedFd>,
     /// What the child reported of the layers it applied (Landlock verdict, best-effort skips).
     pub landlock: Option<landlock::LandlockStatus>,
     pub not_applied: Vec<String>,
@@ -180,6 +183,8 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     let (go_read, go_write) = pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
     let (report_read, report_write) =
         pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
+    let (status_read, status_write) =
+        pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
     let cgroup_dir = std::fs::File::open(cgroup.v2_dir()).map_err(|e| {
         LaunchError::runner(format!(
             "cannot open cgroup {}: {e}",
@@ -195,6 +200,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         stdio: &stdio,
         go: go_read.as_raw_fd(),
         report: report_write.as_raw_fd(),
+        init_status: status_write.as_raw_fd(),
         parent_pid,
     };
     //    The namespaces the policy asks for are created by the same call.
@@ -231,6 +237,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     };
     drop(go_read);
     drop(report_write);
+    drop(status_write);
     drop(stdio); // the child holds its ends; ours would keep the pipes from reaching EOF
 
     // 3. Parent's half: the cgroups clone-into cannot reach, and the uid/gid
@@ -268,6 +275,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     drop(go_write);
     let mut launched = Launched {
         pid,
+        init_status: plan.layers.namespaces.pid.then_some(status_read),
         landlock: None,
         not_applied: Vec::new(),
     };
@@ -299,6 +307,7 @@ pub(crate) struct ChildArgs<'a> {
     stdio: &'a Stdio,
     go: RawFd,
     report: RawFd,
+    init_status: RawFd,
     parent_pid: i32,
 }
 

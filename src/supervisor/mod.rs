@@ -68,13 +68,15 @@ pub(crate) fn supervise(
         Ok(l) => l,
         Err(e) => return fail(format!("cgroups unavailable: {e}"), 125, true),
     };
-    // The job's private $TMPDIR exists before the Landlock rules that name it.
-    if let Err(e) = std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&spec.sandbox.tmpdir)
-    {
-        if e.kind() != std::io::ErrorKind::AlreadyExists {
-            return fail(format!("cannot create the job's TMPDIR: {e}"), 125, false);
+    // $TMPDIR and $JOB_DIR exist before the Landlock rules that name them.
+    for dir in [&spec.sandbox.tmpdir, &spec.sandbox.files] {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return fail(format!("cannot create {}: {e}", dir.display()), 125, false);
+            }
         }
     }
 
@@ -163,7 +165,7 @@ pub(crate) fn supervise(
     status.sandbox = Some(sandbox_report);
     let _ = store.write_status(id, &status);
 
-    let end = event_loop::run(store, spec, &cgroup, child.pid, pumps);
+    let end = event_loop::run_with_init(store, spec, &cgroup, child.pid, pumps, child.init_status);
 
     // The last process is gone: read the counters, then remove the cgroup.
     cgroup.wait_empty(std::time::Duration::from_secs(5));
