@@ -301,6 +301,7 @@ impl End {
             stdout: self.stdout,
             stderr: self.stderr,
             message,
+            sandbox_unavailable: false,
         }
     }
 }
