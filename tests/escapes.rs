@@ -31,8 +31,9 @@ fn read(p: &Path) -> String {
 
 /// Appends to a file; then creates a new file (both paths from argv).
 const WRITE_SCRIPT: &str = r#"
-RES("append", open(my $f, ">>", $ARGV[0]) && (print $f "pwned\n") && close($f));
-RES("create", open(my $g, ">", $ARGV[1]) && close($g));
+my ($f, $g); # declared apart: a `my` is not visible within its own statement
+RES("append", open($f, ">>", $ARGV[0]) && (print $f "pwned\n") && close($f));
+RES("create", open($g, ">", $ARGV[1]) && close($g));
 "#;
 
 #[test]
@@ -109,7 +110,8 @@ fn a_hardlink_made_by_the_job_does_not_reach_a_file_outside() {
         r#"
         my $ok = link($ARGV[0], "hl");
         RES("link", $ok);
-        RES("append", open(my $f, ">>", "hl") && (print $f "pwned\n") && close($f)) if $ok;
+        my $f;
+        RES("append", open($f, ">>", "hl") && (print $f "pwned\n") && close($f)) if $ok;
         "#,
     );
     let argv = perl(&script, &[s(&victim)]);
@@ -130,9 +132,10 @@ fn a_hardlink_made_by_the_job_does_not_reach_a_file_outside() {
 }
 
 const TRUNCATE_SCRIPT: &str = r#"
-RES("read", open(my $r, "<", $ARGV[0]) && defined(my $l = <$r>));
+my ($r, $w);
+RES("read", open($r, "<", $ARGV[0]) && defined(scalar <$r>));
 RES("truncate", truncate($ARGV[0], 0));
-RES("open_trunc", open(my $w, ">", $ARGV[0]));
+RES("open_trunc", open($w, ">", $ARGV[0]));
 "#;
 
 #[test]
@@ -392,10 +395,14 @@ fn mounting_is_denied() {
     let target = fx.sub("cwd/mnt");
     write_file(&target, "marker", "x");
     let _guard = Unmount(&target);
-    // mount(2) is 165, umount2(2) 166. A successful mount hides the marker
-    // and is undone at once.
+    // Every job runs without capabilities, so the attempt first asks for a
+    // user and mount namespace of its own (unshare(2) is 272), where a
+    // mount is allowed; without a sandbox that works and the mount stays
+    // private to the job. mount(2) is 165, umount2(2) 166. A successful
+    // mount hides the marker and is undone at once.
     let script = perl_script(
         r#"
+        RES("unshare", syscall(272, 0x10000000 | 0x20000) == 0);
         my ($src, $fs, $dir) = ("none", "tmpfs", $ARGV[0]);
         my $ok = syscall(165, $src, $dir, $fs, 0, 0) == 0;
         RES("mount", $ok);
@@ -405,10 +412,10 @@ fn mounting_is_denied() {
     let argv = perl(&script, &[s(&target)]);
     for policy in CONFINED {
         let got = env.attempt(policy, &fx.cwd(), &[], &[], &argv);
-        assert_eq!(got, format!("mount={EPERM}"), "{policy}");
+        assert_eq!(got, format!("unshare={EPERM} mount={EPERM}"), "{policy}");
     }
     let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
-    assert_eq!(got, "mount=ok hidden=1");
+    assert_eq!(got, "unshare=ok mount=ok hidden=1");
     assert!(target.join("marker").exists());
 }
 
@@ -477,15 +484,24 @@ fn a_setuid_binary_made_by_the_test_grants_nothing() {
         let v = env.job(s(&policy), &fx.cwd(), &[], &[], &["sh", "-c", sh]);
         assert_eq!(result_line(&v), "1000 1000 1000", "{base}: {v:#}");
     }
-    // Control: without no_new_privs and the user namespace the bit works
-    // (the caller is root, so the root copy proves nothing; the other one does).
+    // Even `permissive` sets no_new_privs (the job runs as the calling
+    // root, so only the other owner's copy could show a change).
     let got = env.attempt("permissive", &fx.cwd(), &[], &[], &["sh", "-c", sh]);
-    assert_eq!(got, "0 12345 0");
+    assert_eq!(got, "0 0 0");
+    // Control, outside agent-exec: the bit does work on this filesystem.
+    let out = Command::new(fx.cwd().join("id-suid-other"))
+        .arg("-u")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "12345\n");
 }
 
 /// TIOCSTI (0x5412) on stdin (/dev/null) and on a pty the job opens
 /// (TIOCSPTLCK 0x40045431 unlocks it, TIOCGPTN 0x80045430 names it).
 const TIOCSTI_SCRIPT: &str = r#"
+# Opening the pty makes it the job's controlling terminal (the job is a
+# session leader); closing its master at exit would hang the job up.
+$SIG{HUP} = "IGNORE";
 my $c = "x"; # perl's syscall needs writable buffers, not literals
 RES("stdin", syscall(16, 0, 0x5412, $c) == 0);
 if (open(my $m, "+<", "/dev/ptmx")) {
