@@ -353,3 +353,26 @@ sub DONE { print "RESULT ", join(" ", @res), "\n"; }
 pub fn perl_script(body: &str) -> String {
     format!("{PERL_PRELUDE}\n{body}\nDONE();\n")
 }
+
+impl Env {
+    /// Like [`Env::run`] with extra variables in agent-exec's environment
+    /// (`AGENT_EXEC_FLOOR`, `AGENT_EXEC_POLICY_DIR`...).
+    pub fn run_with(&self, vars: &[(&str, &Path)], args: &[&str]) -> (i32, Value) {
+        let mut c = self.cmd(args);
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        parse_one(&c.output().expect("spawn agent-exec"))
+    }
+
+    /// The ids of every job in this store (to prove a refused run made none).
+    pub fn job_ids(&self) -> Vec<String> {
+        let v = self.ok(&["list"]);
+        v["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| j["job_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
