@@ -29,6 +29,17 @@ fn assert_located(v: &Value, file: &Path, line: u64, column: u64, field: Option<
     );
 }
 
+/// A bad policy file: name, text, line, column, field, a word the message
+/// must contain.
+type Case = (
+    &'static str,
+    &'static str,
+    u64,
+    u64,
+    Option<&'static str>,
+    &'static str,
+);
+
 #[test]
 fn bad_policy_files_are_errors_with_file_line_and_column() {
     if !privileged() {
@@ -37,8 +48,7 @@ fn bad_policy_files_are_errors_with_file_line_and_column() {
     let env = Env::new();
     let fx = Fixture::new();
     let dir = fx.sub("policies");
-    // (file name, text, line, column, field, words the message must contain)
-    let cases: [(&str, &str, u64, u64, Option<&str>, &str); 6] = [
+    let cases: [Case; 6] = [
         (
             "unknown-key.toml",
             "extends = \"default\"\n\n[limits]\nmemroy = \"1G\"\n",
