@@ -575,3 +575,72 @@ fn the_callers_environment_does_not_reach_the_job() {
     );
     assert_eq!(got, "hunter2 yes");
 }
+
+/// The job waits for `plan` (written by the test once it knows the job's
+/// directory and its supervisor's pid), then appends to its own stdout.log
+/// and plants a symlink where the supervisor writes its next state file.
+const RECORD_SCRIPT: &str = r#"
+my $plan;
+for (1 .. 400) { last if open($plan, "<", "plan") && -s "plan"; select(undef, undef, undef, 0.025); }
+my ($pid, $dir, $victim) = split(" ", scalar <$plan>);
+my $log;
+RES("log", open($log, ">>", "$dir/stdout.log") && (print $log "forged\n") && close($log));
+RES("plant", symlink($victim, "$dir/state.json.tmp.$pid"));
+"#;
+
+#[test]
+fn a_job_cannot_tamper_with_its_own_job_record() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let script = perl_script(RECORD_SCRIPT);
+    for policy in ["default", "untrusted", "permissive"] {
+        let cwd = fx.sub(&format!("cwd-{policy}"));
+        let victim = write_file(&fx.outside(), &format!("victim-{policy}"), "precious\n");
+        let v = env.ok(&[
+            "run",
+            "--no-wait",
+            "--policy",
+            policy,
+            "--cwd",
+            s(&cwd),
+            "--",
+            "perl",
+            "-e",
+            &script,
+        ]);
+        let id = job_id(&v);
+        let job_dir = Path::new(v["stdout_log_path"].as_str().unwrap())
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let plan = format!("{} {} {}\n", v["supervisor_pid"], s(&job_dir), s(&victim));
+        std::fs::write(cwd.join("plan.tmp"), plan).unwrap();
+        std::fs::rename(cwd.join("plan.tmp"), cwd.join("plan")).unwrap();
+        let w = env.ok(&["wait", &id, "--until", "30"]);
+        assert_eq!(w["state"], "exited", "{w:#}");
+        let got = result_line(&w);
+        if policy == "permissive" {
+            // Control: without landlock the job reaches its record, and the
+            // supervisor, root and unconfined, writes through the planted link.
+            assert_eq!(got, "log=ok plant=ok");
+            assert_ne!(read(&victim), "precious\n");
+            continue;
+        }
+        assert_eq!(got, format!("log={EACCES} plant={EACCES}"), "{policy}");
+        assert_eq!(
+            read(&victim),
+            "precious\n",
+            "{policy}: a host file was overwritten"
+        );
+        let log = std::fs::read_to_string(job_dir.join("stdout.log")).unwrap();
+        assert!(!log.contains("forged"), "{policy}: {log:?}");
+        assert!(
+            !job_dir.join("state.json").is_symlink(),
+            "{policy}: the record is a planted link"
+        );
+        env.ok(&["status", &id]);
+    }
+}
