@@ -1,6 +1,7 @@
 //! One function per CLI command: validate, act on the store, build the response.
 
 pub(crate) mod define;
+mod host;
 mod lifecycle;
 mod logs;
 mod manage;
@@ -58,6 +59,12 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
             schema: schema_document(),
         }));
     }
+    // Host-level commands need no job store.
+    match &cli.command {
+        Command::Policy(p) => return host::policy(p),
+        Command::Doctor => return Ok(host::doctor()),
+        _ => {}
+    }
     let store = Store::open(Store::default_root(cli.root.as_deref()))?;
     match &cli.command {
         Command::Run(a) => lifecycle::run(&store, a),
@@ -74,12 +81,9 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
             std::process::exit(crate::supervisor::supervise_exec(&store, job_id))
         }
         Command::Pipeline(PipelineCommand::Run(a)) => pipeline::run(&store, a),
-        Command::Schema | Command::Pipeline(PipelineCommand::Validate { .. }) => {
-            unreachable!("handled above")
-        }
-        Command::Policy(_) | Command::Doctor => Err(AppError::new(
-            crate::response::ErrorCode::Internal,
-            "not wired yet",
-        )),
+        Command::Schema
+        | Command::Policy(_)
+        | Command::Doctor
+        | Command::Pipeline(PipelineCommand::Validate { .. }) => unreachable!("handled above"),
     }
 }
