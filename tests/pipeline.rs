@@ -792,3 +792,54 @@ fn ctrl_c_kills_every_running_job_and_still_prints_the_report() {
             .unwrap();
     assert_eq!(on_disk["interrupted"], true);
 }
+
+#[test]
+fn policies_come_from_the_command_the_phase_the_file_or_the_command_line() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let file = pipeline_file(
+        &env,
+        "policies.yaml",
+        "policy: ci\nphases:\n  - name: a\n    agent: exec\n    policy: untrusted\n    commands:\n      - {name: phase-level, run: 'true'}\n      - {name: command-level, run: 'true', policy: permissive}\n  - name: b\n    agent: exec\n    commands:\n      - {name: top-level, run: 'true'}\n      - {name: unknown, run: 'true', policy: no-such-policy}\n",
+    );
+    let policy_of = |env: &Env, r: &Value| -> String {
+        let s = env.ok(&["status", r["job_id"].as_str().unwrap()]);
+        s["policy"].as_str().unwrap().to_string()
+    };
+    let (code, v, _) = run_pipeline(&env, &file, &[]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(policy_of(&env, result(&v, "a", "phase-level")), "untrusted");
+    assert_eq!(
+        policy_of(&env, result(&v, "a", "command-level")),
+        "permissive"
+    );
+    assert_eq!(policy_of(&env, result(&v, "b", "top-level")), "ci");
+    // A policy that does not resolve fails that command before any job exists.
+    let unknown = result(&v, "b", "unknown");
+    assert_eq!(unknown["pass"], false);
+    assert_eq!(unknown["job_id"], Value::Null);
+    assert!(
+        unknown["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-policy"),
+        "{unknown}"
+    );
+
+    // --policy replaces the file's top-level default only.
+    let (_, v, _) = run_pipeline(&env, &file, &["--policy", "permissive"]);
+    assert_eq!(policy_of(&env, result(&v, "b", "top-level")), "permissive");
+    assert_eq!(policy_of(&env, result(&v, "a", "phase-level")), "untrusted");
+
+    // Without any policy, commands get the default sandbox.
+    let plain = pipeline_file(
+        &env,
+        "plain.yaml",
+        "phases:\n  - {name: p, agent: exec, commands: [{name: x, run: 'true'}]}\n",
+    );
+    let (code, v, _) = run_pipeline(&env, &plain, &[]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(policy_of(&env, result(&v, "p", "x")), "default");
+}
