@@ -424,6 +424,63 @@ pub enum SchemaType {
     Schema,
 }
 
+/// `policy list`: every built-in and host policy.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PolicyListResponse {
+    pub schema_version: SchemaVersion,
+    pub ok: Const<true>,
+    #[serde(rename = "type")]
+    pub kind: PolicyListType,
+    pub host_dir: String,
+    pub policies: Vec<crate::policy::PolicyListEntry>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyListType {
+    PolicyList,
+}
+
+/// `policy show` and `policy check`: the effective policy after `extends` and merging.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PolicyResponse {
+    pub schema_version: SchemaVersion,
+    pub ok: Const<true>,
+    #[serde(rename = "type")]
+    pub kind: PolicyType,
+    /// For `policy check`: the file checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// For `policy check`: always true (an invalid file is an error response).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid: Option<bool>,
+    pub policy: crate::policy::Policy,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyType {
+    Policy,
+    PolicyCheck,
+}
+
+/// `doctor`: what this host can enforce, per layer and per policy.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DoctorResponse {
+    pub schema_version: SchemaVersion,
+    pub ok: Const<true>,
+    #[serde(rename = "type")]
+    pub kind: DoctorType,
+    #[serde(flatten)]
+    pub report: crate::doctor::report::DoctorReport,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DoctorType {
+    Doctor,
+}
+
 /// Any response agent-exec prints; the schema of this type is what `schema` prints.
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(untagged)]
@@ -436,6 +493,9 @@ pub enum AnyResponse {
     List(ListResponse),
     Cleanup(CleanupResponse),
     Schema(SchemaResponse),
+    PolicyList(PolicyListResponse),
+    Policy(PolicyResponse),
+    Doctor(DoctorResponse),
     Error(ErrorResponse),
 }
 

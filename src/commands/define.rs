@@ -5,18 +5,22 @@ use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use crate::cli::JobDefinition;
-use crate::job::model::{new_job_id, JobLimits, JobSpec, Secrets, StdinSpec};
+use std::time::Duration;
+
+use crate::job::model::{new_job_id, JobLimits, JobSpec, SandboxSpec, Secrets, StdinSpec};
 use crate::job::store::{Store, STDIN_FILE};
 use crate::output::mask::mask_str;
-use crate::response::{AppError, ErrorCode};
+use crate::policy::{
+    self, Enforcement, Floor, NetMode, OverrideError, Overrides, PathVars, Policy, PolicyError,
+    PolicySources,
+};
+use crate::response::{AppError, ErrorCode, Location};
 use crate::timefmt::{now_ms, rfc3339};
 use crate::units::{parse_duration, parse_size};
 
 /// Largest stdin accepted with --stdin / --stdin-file (it is stored in the job directory).
 pub const STDIN_MAX_BYTES: u64 = 16 << 20;
-pub const DEFAULT_TIMEOUT_MS: u64 = 600_000;
 pub const DEFAULT_KILL_AFTER_MS: u64 = 5_000;
-pub const DEFAULT_LOG_CAP: u64 = 64 << 20;
 
 /// A job ready to be stored: definition, clear-text secrets, stdin bytes.
 pub struct Defined {
@@ -93,16 +97,106 @@ pub fn build(def: &JobDefinition, store: &Store) -> Result<Defined, AppError> {
         None => StdinSpec::Null,
     };
 
+    let job_dir = store.job_dir(&id);
+    let (policy, sandbox) = resolve_policy(def, &cwd, &job_dir)?;
     let limits = JobLimits {
-        timeout_ms: match &def.timeout {
-            None => Some(DEFAULT_TIMEOUT_MS),
-            Some(t) => Some(duration_ms("--timeout", t)?).filter(|ms| *ms > 0),
-        },
+        timeout_ms: policy.limits.timeout.map(|d| d.as_millis() as u64),
         kill_after_ms: match &def.kill_after {
-            None => DEFAULT_KILL_AFTER_MS,
+            None => policy
+                .limits
+                .kill_after
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(DEFAULT_KILL_AFTER_MS),
             Some(t) => duration_ms("--kill-after", t)?,
         },
-        memory_bytes: def
+        memory_bytes: policy.limits.memory,
+        pids: policy.limits.pids,
+        cpus: policy.limits.cpu,
+        log_cap_bytes: match &def.log_cap {
+            None => policy.limits.output_bytes,
+            Some(s) => size("--log-cap", s)?,
+        },
+    };
+
+    let mut tags = Vec::new();
+    for t in &def.tag {
+        if t.is_empty()
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(AppError::invalid(format!(
+                "--tag {t:?}: tags are letters, digits, '.', '_' and '-'"
+            )));
+        }
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+
+    let spec = JobSpec {
+        job_id: id,
+        argv: shown_argv,
+        cwd: cwd.to_string_lossy().into_owned(),
+        env: shown_env,
+        inherit_env: !def.no_inherit_env && sandbox.env_inherit,
+        masked,
+        stdin: stdin_spec,
+        tags,
+        policy: policy.name.clone(),
+        limits,
+        sandbox,
+        created_at: rfc3339(created),
+        created_at_ms: created,
+        has_secrets,
+    };
+    let secrets = Secrets {
+        argv: if has_secrets {
+            def.command.clone()
+        } else {
+            Vec::new()
+        },
+        env: if has_secrets { env } else { BTreeMap::new() },
+        mask_values,
+    };
+    Ok(Defined {
+        spec,
+        secrets,
+        stdin,
+    })
+}
+
+/// The effective policy: resolved by name or path, command-line overrides
+/// merged on top (loosening only where the policy allows it), checked
+/// against the host floor, and flattened into what the supervisor applies.
+fn resolve_policy(
+    def: &JobDefinition,
+    cwd: &Path,
+    job_dir: &Path,
+) -> Result<(Policy, SandboxSpec), AppError> {
+    let sources = PolicySources::from_env();
+    let name = def.policy.as_deref().unwrap_or("default");
+    let policy = policy::resolve(name, &sources).map_err(policy_error)?;
+
+    let absolute = |p: &PathBuf| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            cwd.join(p)
+        }
+    };
+    let overrides = Overrides {
+        allow_read: def.allow_read.iter().map(absolute).collect(),
+        allow_write: def.allow_write.iter().map(absolute).collect(),
+        net: def
+            .net
+            .as_deref()
+            .map(|n| {
+                n.parse::<NetMode>()
+                    .map_err(|e| AppError::invalid(format!("--net: {e}")))
+            })
+            .transpose()?,
+        memory: def
             .memory
             .as_deref()
             .map(|s| size("--memory", s))
@@ -127,60 +221,107 @@ pub fn build(def: &JobDefinition, store: &Store) -> Result<Defined, AppError> {
                 ))),
             })
             .transpose()?,
-        log_cap_bytes: match &def.log_cap {
-            None => DEFAULT_LOG_CAP,
-            Some(s) => size("--log-cap", s)?,
+        timeout: match &def.timeout {
+            None => None,
+            Some(t) => {
+                let ms = duration_ms("--timeout", t)?;
+                // `--timeout 0` asks for no limit: as loose as it gets.
+                Some(if ms == 0 {
+                    Duration::MAX
+                } else {
+                    Duration::from_millis(ms)
+                })
+            }
         },
     };
-    if limits.memory_bytes.is_some_and(|m| m < (1 << 20)) {
+    if overrides.memory.is_some_and(|m| m < (1 << 20)) {
         return Err(AppError::invalid("--memory must be at least 1M"));
     }
-
-    let mut tags = Vec::new();
-    for t in &def.tag {
-        if t.is_empty()
-            || !t
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return Err(AppError::invalid(format!(
-                "--tag {t:?}: tags are letters, digits, '.', '_' and '-'"
-            )));
+    let mut policy = policy.apply_overrides(&overrides).map_err(|e| match e {
+        OverrideError::Forbidden { .. } => {
+            AppError::new(ErrorCode::OverrideForbidden, e.to_string())
         }
-        if !tags.contains(t) {
-            tags.push(t.clone());
-        }
+        OverrideError::Invalid { .. } => AppError::invalid(e.to_string()),
+    })?;
+    if policy.limits.timeout == Some(Duration::MAX) {
+        policy.limits.timeout = None;
     }
 
-    let spec = JobSpec {
-        job_id: id,
-        argv: shown_argv,
-        cwd: cwd.to_string_lossy().into_owned(),
-        env: shown_env,
-        inherit_env: !def.no_inherit_env,
-        masked,
-        stdin: stdin_spec,
-        tags,
-        policy: "unconfined".into(),
-        limits,
-        created_at: rfc3339(created),
-        created_at_ms: created,
-        has_secrets,
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let home = home.canonicalize().unwrap_or(home);
+    // The job may write $JOB_DIR and $TMPDIR: both are subdirectories, never
+    // the job's record directory itself, where a planted symlink could turn
+    // the supervisor's own writes against the host.
+    let tmpdir = job_dir.join("tmp");
+    let files = job_dir.join("files");
+    let vars = PathVars {
+        cwd: cwd.to_path_buf(),
+        home,
+        job_dir: files.clone(),
+        tmpdir: tmpdir.clone(),
     };
-    let secrets = Secrets {
-        argv: if has_secrets {
-            def.command.clone()
-        } else {
-            Vec::new()
-        },
-        env: if has_secrets { env } else { BTreeMap::new() },
-        mask_values,
+    let fs = policy
+        .expand_paths(&vars)
+        .map_err(|e| AppError::new(ErrorCode::PolicyError, e.to_string()))?;
+    let floor = Floor::load_from(&sources).map_err(policy_error)?;
+    floor
+        .check(&policy, &fs)
+        .map_err(|e| AppError::new(ErrorCode::FloorViolation, e.to_string()))?;
+
+    let sandbox = SandboxSpec {
+        strict: policy.enforcement == Enforcement::Strict,
+        user_ns: policy.namespaces.user,
+        pid_ns: policy.namespaces.pid,
+        mount_ns: policy.namespaces.mount,
+        ipc_ns: policy.namespaces.ipc,
+        uts_ns: policy.namespaces.uts,
+        cgroup_ns: policy.namespaces.cgroup,
+        hostname: policy.namespaces.hostname.clone(),
+        landlock: fs.landlock,
+        read: fs.read,
+        write: fs.write,
+        exec: fs.exec,
+        tmpfs: fs.tmpfs,
+        network: policy.network.mode.as_str().to_string(),
+        connect_ports: policy.network.connect_ports.clone(),
+        bind_ports: policy.network.bind_ports.clone(),
+        seccomp: policy.seccomp.profile.as_str().to_string(),
+        seccomp_deny: policy.seccomp.deny.clone(),
+        file_size: policy.limits.file_size,
+        open_files: policy.limits.open_files,
+        env_inherit: policy.env.inherit,
+        env_allow: policy.env.allow.clone(),
+        env_set: policy.env.set.clone(),
+        tmpdir,
+        files,
     };
-    Ok(Defined {
-        spec,
-        secrets,
-        stdin,
-    })
+    if def.inherit_env && !policy.env.inherit {
+        return Err(AppError::new(
+            ErrorCode::OverrideForbidden,
+            format!(
+                "policy {:?} does not pass the caller's environment to jobs (env.inherit = false); \
+                 give the variables the job needs with --env/--env-file, or use a policy that inherits",
+                policy.name
+            ),
+        ));
+    }
+    Ok((policy, sandbox))
+}
+
+/// A policy or floor file problem, with its position when it has one.
+pub fn policy_error(e: PolicyError) -> AppError {
+    let mut err = AppError::new(ErrorCode::PolicyError, e.to_string());
+    if e.line > 0 {
+        err.location = Some(Location {
+            file: e.file.clone(),
+            line: e.line as usize,
+            column: e.column as usize,
+            field: (!e.field.is_empty()).then(|| e.field.clone()),
+        });
+    }
+    err
 }
 
 fn resolve_cwd(flag: Option<&Path>) -> Result<PathBuf, AppError> {

@@ -127,8 +127,13 @@ fn start_and_observe(
         .as_ref()
         .filter(|o| o.result == ResultKind::LaunchFailed)
     {
+        let code = if o.sandbox_unavailable {
+            ErrorCode::SandboxUnavailable
+        } else {
+            ErrorCode::LaunchFailed
+        };
         let mut e = AppError::new(
-            ErrorCode::LaunchFailed,
+            code,
             o.message
                 .clone()
                 .unwrap_or_else(|| "the job could not be launched".into()),

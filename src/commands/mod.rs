@@ -1,6 +1,7 @@
 //! One function per CLI command: validate, act on the store, build the response.
 
 pub(crate) mod define;
+mod host;
 mod lifecycle;
 mod logs;
 mod manage;
@@ -53,6 +54,12 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
             schema: schema_document(),
         }));
     }
+    // Host-level commands need no job store.
+    match &cli.command {
+        Command::Policy(p) => return host::policy(p),
+        Command::Doctor => return Ok(host::doctor()),
+        _ => {}
+    }
     let store = Store::open(Store::default_root(cli.root.as_deref()))?;
     match &cli.command {
         Command::Run(a) => lifecycle::run(&store, a),
@@ -69,9 +76,6 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
             std::process::exit(crate::supervisor::supervise_exec(&store, job_id))
         }
         Command::Schema => unreachable!("handled above"),
-        Command::Policy(_) | Command::Doctor => Err(AppError::new(
-            crate::response::ErrorCode::Internal,
-            "not wired yet",
-        )),
+        Command::Policy(_) | Command::Doctor => unreachable!("handled above"),
     }
 }

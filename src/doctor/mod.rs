@@ -4,3 +4,4 @@
 //! short-lived forked children.
 
 pub mod probe;
+pub mod report;

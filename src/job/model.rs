@@ -5,6 +5,7 @@
 //! supervisor while it lives, a CLI process that finds the supervisor dead.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -90,6 +91,47 @@ pub enum StdinSpec {
     File { path: String, bytes: u64 },
 }
 
+/// The isolation a job gets, resolved from its policy when the job is
+/// defined: the job keeps the rules it was created under even if the policy
+/// file changes later.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SandboxSpec {
+    /// `strict`: refuse to start when a layer cannot be enforced; `best_effort`: start and say so.
+    pub strict: bool,
+    pub user_ns: bool,
+    pub pid_ns: bool,
+    pub mount_ns: bool,
+    pub ipc_ns: bool,
+    pub uts_ns: bool,
+    pub cgroup_ns: bool,
+    pub hostname: Option<String>,
+    /// Landlock filesystem rules apply (false: the filesystem is not restricted).
+    pub landlock: bool,
+    pub read: Vec<PathBuf>,
+    pub write: Vec<PathBuf>,
+    pub exec: Vec<PathBuf>,
+    /// Private tmpfs mounts (need a mount namespace).
+    pub tmpfs: Vec<PathBuf>,
+    /// `none`, `loopback` or `host`.
+    pub network: String,
+    /// TCP ports the job may connect to / bind (host network only; None = any).
+    pub connect_ports: Option<Vec<u16>>,
+    pub bind_ports: Option<Vec<u16>>,
+    /// `default`, `strict` or `none`, plus extra denied syscalls.
+    pub seccomp: String,
+    pub seccomp_deny: Vec<String>,
+    pub file_size: Option<u64>,
+    pub open_files: Option<u64>,
+    pub env_inherit: bool,
+    pub env_allow: Vec<String>,
+    pub env_set: BTreeMap<String, String>,
+    /// The job's private temporary directory ($TMPDIR).
+    pub tmpdir: PathBuf,
+    /// The job's own writable directory ($JOB_DIR), kept with its record.
+    #[serde(default)]
+    pub files: PathBuf,
+}
+
 /// The definition of a job, as stored in `job.json`. Masked values appear as `***`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -105,6 +147,8 @@ pub struct JobSpec {
     pub tags: Vec<String>,
     pub policy: String,
     pub limits: JobLimits,
+    /// The isolation resolved from `policy`.
+    pub sandbox: SandboxSpec,
     pub created_at: String,
     pub created_at_ms: u64,
     /// True when `secrets.json` holds the unmasked argv/env until launch.
@@ -173,6 +217,9 @@ pub struct Outcome {
     /// A human-readable explanation for launch failures, lost jobs and kills.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The launch failed because a required sandbox layer is unavailable.
+    #[serde(default)]
+    pub sandbox_unavailable: bool,
 }
 
 /// The mutable part of a job, as stored in `state.json`.

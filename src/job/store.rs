@@ -196,6 +196,7 @@ impl Store {
                 })?;
                 let mut file = OpenOptions::new()
                     .write(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                     .open(&path)
                     .map_err(|e| io_error(&path.display().to_string(), &e))?;
                 file.write_all(&bytes)
@@ -308,17 +309,22 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(),
     write_atomic(path, &bytes, mode)
 }
 
-/// Writes to `<path>.tmp.<pid>` then renames over `path`: readers see the old or the new file, never half of one.
+/// Writes to a fresh `<path>.tmp.<pid>.<n>` then renames over `path`:
+/// readers see the old or the new file, never half of one. The temporary
+/// file is created exclusively and never through a symlink, so nothing
+/// planted in the directory can redirect the write.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AppError> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp.{}", std::process::id()));
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tmp.push(format!(".tmp.{}.{n}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
         file.write_all(bytes)?;
         fs::rename(&tmp, path)

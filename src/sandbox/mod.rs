@@ -10,6 +10,7 @@ pub mod caps;
 pub mod cgroup;
 mod child;
 pub mod landlock;
+pub mod layers;
 pub mod namespaces;
 pub mod rlimits;
 pub mod seccomp;
@@ -38,6 +39,7 @@ pub struct LaunchPlan {
     argv: Vec<CString>,
     envp: Vec<CString>,
     cwd: CString,
+    pub layers: layers::Layers,
 }
 
 /// Why a job could not be launched, with the exit status a shell would give.
@@ -46,6 +48,8 @@ pub struct LaunchError {
     pub message: String,
     /// 127 not found, 126 found but not executable, 125 the runner failed.
     pub exit_code: i32,
+    /// A sandbox layer the policy requires could not be applied.
+    pub unavailable: bool,
 }
 
 impl LaunchError {
@@ -53,6 +57,15 @@ impl LaunchError {
         LaunchError {
             message,
             exit_code: 125,
+            unavailable: false,
+        }
+    }
+
+    pub fn unavailable(message: String) -> LaunchError {
+        LaunchError {
+            message,
+            exit_code: 125,
+            unavailable: true,
         }
     }
 }
@@ -60,6 +73,12 @@ impl LaunchError {
 /// The running child.
 pub struct Launched {
     pub pid: i32,
+    /// With a pid namespace the child is our minimal init; it reports the
+    /// command's wait status and leftover count here when the command ends.
+    pub init_status: Option<OwnedFd>,
+    /// What the child reported of the layers it applied (Landlock verdict, best-effort skips).
+    pub landlock: Option<landlock::LandlockStatus>,
+    pub not_applied: Vec<String>,
 }
 
 impl LaunchPlan {
@@ -69,6 +88,7 @@ impl LaunchPlan {
         argv: &[String],
         env: &[(String, String)],
         cwd: &Path,
+        layers: layers::Layers,
     ) -> Result<LaunchPlan, LaunchError> {
         let Some(name) = argv.first() else {
             return Err(LaunchError::runner("no command given".into()));
@@ -94,6 +114,7 @@ impl LaunchPlan {
                 .map(|(k, v)| cstr(&format!("{k}={v}"), "an environment variable"))
                 .collect::<Result<_, _>>()?,
             cwd: cstr(&cwd.to_string_lossy(), "the working directory")?,
+            layers,
         })
     }
 }
@@ -113,14 +134,17 @@ fn resolve_program(name: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, La
             Err(e) => Err(LaunchError {
                 message: format!("cannot execute {name:?}: {e}"),
                 exit_code: 127,
+                unavailable: false,
             }),
             Ok(m) if m.is_dir() => Err(LaunchError {
                 message: format!("cannot execute {name:?}: it is a directory"),
                 exit_code: 126,
+                unavailable: false,
             }),
             Ok(_) if !executable(&p) => Err(LaunchError {
                 message: format!("cannot execute {name:?}: permission denied (no execute bit)"),
                 exit_code: 126,
+                unavailable: false,
             }),
             Ok(_) => Ok(p),
         };
@@ -140,21 +164,26 @@ fn resolve_program(name: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, La
         Some(p) => Err(LaunchError {
             message: format!("cannot execute {name:?}: {} is not executable", p.display()),
             exit_code: 126,
+            unavailable: false,
         }),
         None => Err(LaunchError {
             message: format!("command not found: {name:?} (searched PATH={path_var})"),
             exit_code: 127,
+            unavailable: false,
         }),
     }
 }
 
 /// Launches the job: the one place that shows the order of the layers.
 pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Launched, LaunchError> {
+    let ns_flags = plan.layers.namespaces.clone_flags();
     // 1. Channels to the child, made before the clone. `go` holds the child
     //    until the parent's half of the setup is done; `report` carries an
     //    errno back if exec fails (CLOEXEC: a successful exec closes it).
     let (go_read, go_write) = pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
     let (report_read, report_write) =
+        pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
+    let (status_read, status_write) =
         pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
     let cgroup_dir = std::fs::File::open(cgroup.v2_dir()).map_err(|e| {
         LaunchError::runner(format!(
@@ -171,14 +200,30 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         stdio: &stdio,
         go: go_read.as_raw_fd(),
         report: report_write.as_raw_fd(),
+        init_status: status_write.as_raw_fd(),
         parent_pid,
     };
+    //    The namespaces the policy asks for are created by the same call.
     let mut into_cgroup = true;
-    let mut pid = clone3(CLONE_INTO_CGROUP, Some(cgroup_dir.as_raw_fd()));
-    if pid == Err(libc::ENOSYS) || pid == Err(libc::EINVAL) || pid == Err(libc::EOPNOTSUPP) {
+    let mut pid = clone3(CLONE_INTO_CGROUP | ns_flags, Some(cgroup_dir.as_raw_fd()));
+    if pid == Err(libc::ENOSYS) || pid == Err(libc::E2BIG) {
         // Kernels before 5.7: clone plainly, then move the child before it may go on.
         into_cgroup = false;
-        pid = clone3(0, None);
+        pid = clone3(ns_flags, None);
+    }
+    if let Err(errno) = pid {
+        if ns_flags != 0
+            && matches!(
+                errno,
+                libc::EPERM | libc::EINVAL | libc::ENOSPC | libc::EUSERS
+            )
+        {
+            return Err(LaunchError::unavailable(format!(
+                "the kernel refused the namespaces {:?}: {}",
+                plan.layers.namespaces.names(),
+                std::io::Error::from_raw_os_error(errno)
+            )));
+        }
     }
     let pid = match pid {
         Ok(0) => child::run(&child),
@@ -192,19 +237,31 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     };
     drop(go_read);
     drop(report_write);
+    drop(status_write);
     drop(stdio); // the child holds its ends; ours would keep the pipes from reaching EOF
 
-    // 3. Parent's half: the cgroups clone-into cannot reach.
+    // 3. Parent's half: the cgroups clone-into cannot reach, and the uid/gid
+    //    maps of the user namespace (only a process outside it may write them).
     let joined = (|| {
         if !into_cgroup {
             cgroup.join_v2(pid)?;
         }
-        cgroup.join_controllers(pid)
+        cgroup.join_controllers(pid)?;
+        if let Some((in_uid, in_gid, out_uid, out_gid)) = plan.layers.id_map {
+            namespaces::write_id_maps(
+                nix::unistd::Pid::from_raw(pid),
+                in_uid,
+                in_gid,
+                out_uid,
+                out_gid,
+            )?;
+        }
+        Ok::<(), std::io::Error>(())
     })();
     if let Err(e) = joined {
         kill_and_reap(pid);
         return Err(LaunchError::runner(format!(
-            "cannot move the job into its cgroup: {e}"
+            "cannot set up the job's cgroup or user namespace: {e}"
         )));
     }
 
@@ -216,15 +273,32 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         ));
     }
     drop(go_write);
-    let mut report = [0u8; 8];
-    let n = read_full(report_read.as_raw_fd(), &mut report);
-    if n == 8 {
-        let stage = u32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
-        let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
-        reap(pid);
-        return Err(child::describe_failure(stage, errno, plan));
+    let mut launched = Launched {
+        pid,
+        init_status: plan.layers.namespaces.pid.then_some(status_read),
+        landlock: None,
+        not_applied: Vec::new(),
+    };
+    // Records until EOF: notes about layers, or one fatal failure.
+    loop {
+        let mut record = [0u8; 8];
+        if read_full(report_read.as_raw_fd(), &mut record) != 8 {
+            break;
+        }
+        let kind = u32::from_ne_bytes([record[0], record[1], record[2], record[3]]);
+        let value = i32::from_ne_bytes([record[4], record[5], record[6], record[7]]);
+        match child::Record::decode(kind, value) {
+            child::Record::Landlock(status) => launched.landlock = Some(status),
+            child::Record::Skipped(stage, errno) => launched
+                .not_applied
+                .push(child::describe_skip(stage, errno)),
+            child::Record::Failed(stage, errno) => {
+                reap(pid);
+                return Err(child::describe_failure(stage, errno, plan));
+            }
+        }
     }
-    Ok(Launched { pid })
+    Ok(launched)
 }
 
 /// Arguments of the child, borrowed from the parent's memory (the clone copies it).
@@ -233,6 +307,7 @@ pub(crate) struct ChildArgs<'a> {
     stdio: &'a Stdio,
     go: RawFd,
     report: RawFd,
+    init_status: RawFd,
     parent_pid: i32,
 }
 

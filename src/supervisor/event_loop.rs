@@ -47,7 +47,35 @@ pub(super) struct End {
     message: Option<String>,
 }
 
-pub(super) fn run(
+pub(super) fn run_with_init(
+    store: &Store,
+    spec: &JobSpec,
+    cgroup: &JobCgroup,
+    main_pid: i32,
+    pumps: [Pump; 2],
+    init_status: Option<std::os::fd::OwnedFd>,
+) -> End {
+    let mut end = run(store, spec, cgroup, main_pid, pumps);
+    if let Some(fd) = init_status {
+        // Our init wrote the command's own wait status before it exited.
+        let mut msg = [0u8; 8];
+        // SAFETY: reading into a stack buffer from a pipe we own; the writer is gone, so this cannot block.
+        let n = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                msg.as_mut_ptr().cast(),
+                8,
+            )
+        };
+        if n == 8 {
+            end.wait_status = Some(i32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]));
+            end.leftover_killed += u64::from(u32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]));
+        }
+    }
+    end
+}
+
+fn run(
     store: &Store,
     spec: &JobSpec,
     cgroup: &JobCgroup,
@@ -301,6 +329,7 @@ impl End {
             stdout: self.stdout,
             stderr: self.stderr,
             message,
+            sandbox_unavailable: false,
         }
     }
 }

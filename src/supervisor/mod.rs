@@ -22,8 +22,10 @@ use crate::job::store::{Store, STDERR_LOG, STDOUT_LOG};
 use crate::output::mask::Masker;
 use crate::output::pump::Pump;
 use crate::sandbox::cgroup::{JobCgroup, Layout, Limits};
+use crate::sandbox::layers::{Layers, LimitsReport};
 use crate::sandbox::{self, LaunchPlan, Stdio};
 use crate::timefmt::now_ms;
+use std::os::unix::fs::DirBuilderExt;
 
 /// A kill request left by `agent-exec kill` before it signals the supervisor.
 pub const KILL_REQUEST: &str = "kill.json";
@@ -43,8 +45,8 @@ pub(crate) fn supervise(
 ) -> i32 {
     let id = spec.job_id.as_str();
     let started = now_ms();
-    let fail = |message: String, exit_code: i32| {
-        record_launch_failure(store, spec, me, started, message, exit_code);
+    let fail = |message: String, exit_code: i32, unavailable: bool| {
+        record_launch_failure(store, spec, me, started, message, exit_code, unavailable);
         1
     };
 
@@ -59,19 +61,52 @@ pub(crate) fn supervise(
     } else {
         &spec.env
     };
-    let env = job_environment(spec.inherit_env, explicit_env);
+    let env = job_environment(spec, explicit_env);
     let cwd = Path::new(&spec.cwd);
-
-    // Everything the child needs is prepared before the cgroup exists, so a
-    // bad command costs no cgroup at all.
-    let plan = match LaunchPlan::new(argv, &env, cwd) {
-        Ok(p) => p,
-        Err(e) => return fail(e.message, e.exit_code),
-    };
 
     let layout = match Layout::detect() {
         Ok(l) => l,
-        Err(e) => return fail(format!("cgroups unavailable: {e}"), 125),
+        Err(e) => return fail(format!("cgroups unavailable: {e}"), 125, true),
+    };
+    // $TMPDIR and $JOB_DIR exist before the Landlock rules that name them.
+    for dir in [&spec.sandbox.tmpdir, &spec.sandbox.files] {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return fail(format!("cannot create {}: {e}", dir.display()), 125, false);
+            }
+        }
+    }
+
+    // Everything the child needs is prepared before the cgroup exists, so a
+    // bad command or an unavailable layer costs no cgroup at all.
+    let limits_report = LimitsReport {
+        memory_bytes: spec.limits.memory_bytes,
+        pids: spec.limits.pids,
+        cpu: spec.limits.cpus,
+        timeout_s: spec.limits.timeout_ms.map(|ms| ms as f64 / 1000.0),
+        file_size_bytes: spec.sandbox.file_size,
+        open_files: spec.sandbox.open_files,
+    };
+    let kind = match layout.kind {
+        crate::sandbox::cgroup::LayoutKind::V2 => "v2",
+        crate::sandbox::cgroup::LayoutKind::Hybrid => "hybrid",
+    };
+    let layers = match Layers::prepare(&spec.sandbox, cwd, limits_report, kind) {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(
+                format!("the {} layer is unavailable: {}", e.layer, e.message),
+                125,
+                true,
+            )
+        }
+    };
+    let plan = match LaunchPlan::new(argv, &env, cwd, layers) {
+        Ok(p) => p,
+        Err(e) => return fail(e.message, e.exit_code, e.unavailable),
     };
     let limits = Limits {
         memory_bytes: spec.limits.memory_bytes,
@@ -80,14 +115,14 @@ pub(crate) fn supervise(
     };
     let cgroup = match JobCgroup::create(&layout, id, &limits) {
         Ok(c) => c,
-        Err(e) => return fail(format!("cannot set up the job's cgroup: {e}"), 125),
+        Err(e) => return fail(format!("cannot set up the job's cgroup: {e}"), 125, true),
     };
 
     let io = match open_io(store, spec) {
         Ok(io) => io,
         Err(e) => {
             cgroup.remove();
-            return fail(e, 125);
+            return fail(e, 125, false);
         }
     };
     let masks = &secrets.mask_values;
@@ -103,14 +138,24 @@ pub(crate) fn supervise(
         Err(e) => {
             drop(pumps);
             cgroup.remove();
-            return fail(e.message, e.exit_code);
+            return fail(e.message, e.exit_code, e.unavailable);
         }
     };
 
     // Clear-text secrets are no longer needed on disk once the job runs.
     let _ = std::fs::remove_file(store.job_dir(id).join(crate::job::store::SECRETS_FILE));
 
-    let sandbox_report = sandbox_report(&layout, spec);
+    let mut report = plan.layers.report.clone();
+    if let Some(status) = child.landlock {
+        report.landlock.status = match status.status {
+            crate::sandbox::landlock::Enforcement::FullyEnforced => "fully_enforced",
+            crate::sandbox::landlock::Enforcement::PartiallyEnforced => "partially_enforced",
+            crate::sandbox::landlock::Enforcement::NotEnforced => "not_enforced",
+        }
+        .into();
+    }
+    report.not_applied.extend(child.not_applied.iter().cloned());
+    let sandbox_report = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
     let mut status = JobStatus::created(spec.created_at_ms);
     status.state = State::Running;
     status.supervisor = Some(me);
@@ -120,12 +165,13 @@ pub(crate) fn supervise(
     status.sandbox = Some(sandbox_report);
     let _ = store.write_status(id, &status);
 
-    let end = event_loop::run(store, spec, &cgroup, child.pid, pumps);
+    let end = event_loop::run_with_init(store, spec, &cgroup, child.pid, pumps, child.init_status);
 
     // The last process is gone: read the counters, then remove the cgroup.
     cgroup.wait_empty(std::time::Duration::from_secs(5));
     let usage = cgroup.usage();
     cgroup.remove();
+    let _ = std::fs::remove_dir_all(&spec.sandbox.tmpdir);
 
     let finished = now_ms();
     let outcome = end.into_outcome(usage, finished.saturating_sub(started));
@@ -146,21 +192,32 @@ pub(crate) fn supervise(
     }
 }
 
-/// The job's environment: inherited (or not) plus the explicit variables.
-fn job_environment(inherit: bool, explicit: &BTreeMap<String, String>) -> Vec<(String, String)> {
-    let mut env: BTreeMap<String, String> = if inherit {
-        std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect()
-    } else {
-        BTreeMap::new()
+/// The job's environment: the caller's (all of it, or only what the policy's
+/// allow-list names), the policy's fixed values, then the explicit variables.
+fn job_environment(spec: &JobSpec, explicit: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let sandbox = &spec.sandbox;
+    let allowed = |k: &str| {
+        sandbox
+            .env_allow
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => k.starts_with(prefix),
+                None => pattern == k,
+            })
     };
-    if !inherit {
-        env.insert(
-            "PATH".into(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        );
+    let mut env: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| spec.inherit_env || allowed(k))
+        .collect();
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    for (k, v) in &sandbox.env_set {
+        env.insert(k.clone(), v.clone());
     }
+    env.insert(
+        "TMPDIR".into(),
+        sandbox.tmpdir.to_string_lossy().into_owned(),
+    );
     for (k, v) in explicit {
         env.insert(k.clone(), v.clone());
     }
@@ -226,24 +283,6 @@ fn output_pipe() -> Result<(OwnedFd, OwnedFd), String> {
     Ok((r, w))
 }
 
-fn sandbox_report(layout: &Layout, spec: &JobSpec) -> serde_json::Value {
-    serde_json::json!({
-        "cgroup": layout.kind,
-        "namespaces": [],
-        "landlock": {"abi": null, "status": "not_applied"},
-        "seccomp": "none",
-        "no_new_privs": false,
-        "capabilities": "inherited",
-        "network": "host",
-        "limits": {
-            "memory_bytes": spec.limits.memory_bytes,
-            "pids": spec.limits.pids,
-            "cpu": spec.limits.cpus,
-            "timeout_s": spec.limits.timeout_ms.map(|ms| ms as f64 / 1000.0),
-        }
-    })
-}
-
 fn record_launch_failure(
     store: &Store,
     spec: &JobSpec,
@@ -251,6 +290,7 @@ fn record_launch_failure(
     started: u64,
     message: String,
     exit_code: i32,
+    unavailable: bool,
 ) {
     let now = now_ms();
     let mut status = JobStatus::created(spec.created_at_ms);
@@ -270,6 +310,7 @@ fn record_launch_failure(
         stdout: Default::default(),
         stderr: Default::default(),
         message: Some(message),
+        sandbox_unavailable: unavailable,
     });
     let _ = std::fs::remove_file(
         store

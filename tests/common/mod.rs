@@ -216,3 +216,163 @@ pub fn write_file(dir: &Path, name: &str, content: &str) -> PathBuf {
     std::fs::write(&p, content).unwrap();
     p
 }
+
+// ---------------------------------------------------------------------------
+// Sandbox tests (escapes, policies, doctor): fixtures outside /tmp and job
+// helpers. Kept apart from the lifecycle harness above.
+// ---------------------------------------------------------------------------
+
+/// Throwaway files for escape attempts, in a temporary directory under the
+/// cargo target dir rather than /tmp: the `default` policy mounts a private
+/// tmpfs on /tmp, which would hide files there and make an attempt fail
+/// for the wrong reason (ENOENT instead of a denial).
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(base).unwrap();
+        Fixture {
+            dir: tempfile::Builder::new()
+                .prefix("ae-sandbox-")
+                .tempdir_in(base)
+                .expect("fixture tempdir"),
+        }
+    }
+
+    /// The job's working directory (`$CWD`).
+    pub fn cwd(&self) -> PathBuf {
+        self.sub("cwd")
+    }
+
+    /// A directory no built-in policy grants: the target of escapes.
+    pub fn outside(&self) -> PathBuf {
+        self.sub("outside")
+    }
+
+    pub fn sub(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+}
+
+/// `path` as a &str (fixture paths are UTF-8).
+pub fn s(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// The built-in policies whose isolation every escape test attacks.
+pub const CONFINED: [&str; 2] = ["default", "untrusted"];
+
+impl Env {
+    /// Runs `cmd` as a job under `policy` in `cwd` with `extra` run options
+    /// (and `vars` in agent-exec's own environment), observes it to the
+    /// end, and asserts the job itself ran and exited (so a launch failure
+    /// can never pass for a blocked escape).
+    pub fn job(
+        &self,
+        policy: &str,
+        cwd: &Path,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+        cmd: &[&str],
+    ) -> Value {
+        let mut args = vec!["run", "--until", "60", "--policy", policy, "--cwd", s(cwd)];
+        args.extend_from_slice(extra);
+        args.push("--");
+        args.extend_from_slice(cmd);
+        let mut c = self.cmd(&args);
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let out = c.output().expect("spawn agent-exec");
+        let (code, v) = parse_one(&out);
+        assert_eq!(v["ok"], true, "job under {policy} {extra:?} {cmd:?}: {v:#}");
+        assert_eq!(code, 0, "{v:#}");
+        assert_eq!(v["state"], "exited", "the job must run to its end: {v:#}");
+        // A policy named by path reports its file stem.
+        let name = if policy.contains('/') {
+            Path::new(policy).file_stem().unwrap().to_str().unwrap()
+        } else {
+            policy
+        };
+        assert_eq!(v["policy"], name, "{v:#}");
+        v
+    }
+
+    /// Like [`Env::job`] for a job that prints exactly one `RESULT ...` line
+    /// on stdout; returns what follows `RESULT `.
+    pub fn attempt(
+        &self,
+        policy: &str,
+        cwd: &Path,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+        cmd: &[&str],
+    ) -> String {
+        let v = self.job(policy, cwd, extra, vars, cmd);
+        result_line(&v)
+    }
+}
+
+/// The text after `RESULT ` on the job's only RESULT line.
+pub fn result_line(v: &Value) -> String {
+    let out = v["stdout"].as_str().unwrap_or("");
+    let found: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "the job must print one RESULT line; stdout {out:?}, stderr {:?}\n{v:#}",
+        v["stderr"]
+    );
+    found[0].to_string()
+}
+
+/// argv for `perl -e SCRIPT ARGS...`.
+pub fn perl<'a>(script: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["perl", "-e", script];
+    v.extend_from_slice(args);
+    v
+}
+
+/// Perl snippet: `RES(label, ok)` appends `label=ok` or `label=<errno>`.
+/// Every attempt script starts with it and ends with `DONE`.
+pub const PERL_PRELUDE: &str = r#"
+my @res;
+sub RES { my ($l, $ok) = @_; push @res, "$l=" . ($ok ? "ok" : ($! + 0)); }
+sub DONE { print "RESULT ", join(" ", @res), "\n"; }
+"#;
+
+/// `PERL_PRELUDE` + body + `DONE()`.
+pub fn perl_script(body: &str) -> String {
+    format!("{PERL_PRELUDE}\n{body}\nDONE();\n")
+}
+
+impl Env {
+    /// Like [`Env::run`] with extra variables in agent-exec's environment
+    /// (`AGENT_EXEC_FLOOR`, `AGENT_EXEC_POLICY_DIR`...).
+    pub fn run_with(&self, vars: &[(&str, &Path)], args: &[&str]) -> (i32, Value) {
+        let mut c = self.cmd(args);
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        parse_one(&c.output().expect("spawn agent-exec"))
+    }
+
+    /// The ids of every job in this store (to prove a refused run made none).
+    pub fn job_ids(&self) -> Vec<String> {
+        let v = self.ok(&["list"]);
+        v["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| j["job_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}

@@ -1,0 +1,289 @@
+//! Turning a job's [`SandboxSpec`] into everything the child will apply,
+//! built in the parent before the clone: namespace flags, mount points as C
+//! strings, the Landlock ruleset, the seccomp program, the capability plan.
+//!
+//! This is also where "what was applied" is decided honestly: a layer the
+//! kernel cannot give is an error under strict enforcement, and a line in
+//! `not_applied` under best effort. Nothing is reported that was not set up.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::caps::CapDropPlan;
+use super::landlock::{
+    self, FsRules, LandlockStatus, NetRules, PathAccess, PreparedLandlock, Requirement, Scopes,
+};
+use super::namespaces::NamespaceSet;
+use super::rlimits::RlimitPlan;
+use super::seccomp::{self, SeccompProgram};
+use crate::job::model::SandboxSpec;
+
+/// The uid/gid the job sees inside its user namespace.
+pub const INSIDE_UID: u32 = 1000;
+pub const INSIDE_GID: u32 = 1000;
+
+/// Everything the child applies, in the order [`super::child`] applies it.
+pub struct Layers {
+    pub namespaces: NamespaceSet,
+    /// (inside uid, inside gid, outside uid, outside gid) for the user namespace.
+    pub id_map: Option<(u32, u32, u32, u32)>,
+    pub fresh_proc: bool,
+    pub tmpfs: Vec<CString>,
+    pub loopback: bool,
+    pub hostname: Option<CString>,
+    pub rlimits: RlimitPlan,
+    pub caps: CapDropPlan,
+    pub landlock: Option<PreparedLandlock>,
+    /// Mounts made by the child need their own rules (rules follow inodes).
+    pub landlock_child_rules: Vec<(CString, PathAccess)>,
+    pub seccomp: Option<SeccompProgram>,
+    pub strict: bool,
+    pub report: SandboxReport,
+}
+
+/// What the job's `sandbox` field says: the layers as applied.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct SandboxReport {
+    /// `v2` or `hybrid`.
+    pub cgroup: String,
+    pub namespaces: Vec<&'static str>,
+    /// Landlock ABI and how much of the ruleset the kernel enforces.
+    pub landlock: LandlockReport,
+    /// `default`, `strict` or `none`.
+    pub seccomp: String,
+    pub no_new_privs: bool,
+    /// Always `none`: every capability set is emptied before exec.
+    pub capabilities: &'static str,
+    /// `none`, `loopback` or `host`.
+    pub network: String,
+    /// The job's uid and gid as it sees them.
+    pub uid: u32,
+    pub gid: u32,
+    pub hostname: Option<String>,
+    pub tmpfs: Vec<String>,
+    pub limits: LimitsReport,
+    /// Layers asked for but not applied (best effort), each with the reason.
+    pub not_applied: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct LandlockReport {
+    pub abi: Option<u32>,
+    /// `fully_enforced`, `partially_enforced`, `not_enforced`, or `not_applied` (the policy asks for none).
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct LimitsReport {
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    pub cpu: Option<f64>,
+    pub timeout_s: Option<f64>,
+    pub file_size_bytes: Option<u64>,
+    pub open_files: Option<u64>,
+}
+
+/// A layer the kernel cannot provide under strict enforcement.
+#[derive(Debug)]
+pub struct Unavailable {
+    pub layer: &'static str,
+    pub message: String,
+}
+
+impl Layers {
+    /// Prepares every layer of `spec` for a job running in `cwd`.
+    pub fn prepare(
+        spec: &SandboxSpec,
+        cwd: &Path,
+        limits: LimitsReport,
+        cgroup: &str,
+    ) -> Result<Layers, Unavailable> {
+        let mut not_applied = Vec::new();
+        let net_ns = spec.network != "host";
+        let namespaces = NamespaceSet {
+            user: spec.user_ns,
+            pid: spec.pid_ns,
+            mount: spec.mount_ns,
+            ipc: spec.ipc_ns,
+            uts: spec.uts_ns,
+            cgroup: spec.cgroup_ns,
+            net: net_ns,
+        };
+        // SAFETY: getuid/getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let id_map = spec.user_ns.then_some((INSIDE_UID, INSIDE_GID, uid, gid));
+
+        // A private tmpfs over a directory that holds the job's working
+        // directory or $TMPDIR would hide them from the job: skip it and say so.
+        let mut tmpfs = Vec::new();
+        let mut tmpfs_paths = Vec::new();
+        if spec.mount_ns {
+            for path in &spec.tmpfs {
+                if cwd.starts_with(path) || spec.tmpdir.starts_with(path) {
+                    not_applied.push(format!(
+                        "tmpfs {}: it would hide the working directory or $TMPDIR",
+                        path.display()
+                    ));
+                    continue;
+                }
+                if !path.is_dir() {
+                    not_applied.push(format!("tmpfs {}: no such directory", path.display()));
+                    continue;
+                }
+                tmpfs.push(cstring(path));
+                tmpfs_paths.push(path.clone());
+            }
+        } else if !spec.tmpfs.is_empty() {
+            not_applied
+                .push("tmpfs: needs a mount namespace, which the policy does not ask for".into());
+        }
+
+        let landlock_wanted = spec.landlock
+            || (spec.network == "host"
+                && (spec.connect_ports.is_some() || spec.bind_ports.is_some()));
+        let mut landlock_child_rules = Vec::new();
+        let landlock = if landlock_wanted {
+            let fs = if spec.landlock {
+                FsRules {
+                    read: spec.read.clone(),
+                    write: spec.write.clone(),
+                    exec: spec.exec.clone(),
+                }
+            } else {
+                // Only TCP rules asked for: leave the filesystem open.
+                FsRules {
+                    read: Vec::new(),
+                    write: vec![PathBuf::from("/")],
+                    exec: vec![PathBuf::from("/")],
+                }
+            };
+            let restrict_tcp = spec.network == "host"
+                && (spec.connect_ports.is_some() || spec.bind_ports.is_some());
+            let net = NetRules {
+                restrict_tcp,
+                connect: spec.connect_ports.clone().unwrap_or_default(),
+                bind: spec.bind_ports.clone().unwrap_or_default(),
+            };
+            let scopes = Scopes {
+                abstract_unix: spec.landlock,
+                signal: spec.landlock,
+            };
+            let required = if spec.strict {
+                Requirement::Strict
+            } else {
+                Requirement::BestEffort
+            };
+            let prepared =
+                landlock::prepare(&fs, &net, &scopes, required).map_err(|e| Unavailable {
+                    layer: "landlock",
+                    message: e.to_string(),
+                })?;
+            for m in prepared.missing_features() {
+                not_applied.push(format!("landlock: {m} (kernel ABI {:?})", prepared.abi()));
+            }
+            if spec.landlock {
+                if spec.pid_ns && spec.mount_ns && spec.read.iter().any(|p| p == Path::new("/proc"))
+                {
+                    landlock_child_rules.push((cstring(Path::new("/proc")), PathAccess::Read));
+                }
+                for t in &tmpfs {
+                    landlock_child_rules.push((t.clone(), PathAccess::Write));
+                }
+            }
+            Some(prepared)
+        } else {
+            None
+        };
+
+        let profile = match spec.seccomp.as_str() {
+            "strict" => seccomp::SeccompProfile::Strict,
+            "none" => seccomp::SeccompProfile::None,
+            _ => seccomp::SeccompProfile::Default,
+        };
+        let seccomp = seccomp::build(profile, &spec.seccomp_deny).map_err(|e| Unavailable {
+            layer: "seccomp",
+            message: e.to_string(),
+        })?;
+
+        let caps = CapDropPlan::detect().map_err(|e| Unavailable {
+            layer: "capabilities",
+            message: e.to_string(),
+        })?;
+
+        let landlock_report = LandlockReport {
+            abi: landlock.as_ref().and_then(|l| l.abi()),
+            status: match &landlock {
+                Some(l) => enforcement_name(l.status()).to_string(),
+                None => "not_applied".into(),
+            },
+        };
+        let report = SandboxReport {
+            cgroup: cgroup.to_string(),
+            namespaces: namespaces.names(),
+            landlock: landlock_report,
+            seccomp: spec.seccomp.clone(),
+            no_new_privs: true,
+            capabilities: "none",
+            network: spec.network.clone(),
+            uid: if spec.user_ns { INSIDE_UID } else { uid },
+            gid: if spec.user_ns { INSIDE_GID } else { gid },
+            hostname: if spec.uts_ns {
+                spec.hostname.clone()
+            } else {
+                None
+            },
+            tmpfs: tmpfs_paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            limits,
+            not_applied,
+        };
+        Ok(Layers {
+            namespaces,
+            id_map,
+            fresh_proc: spec.pid_ns && spec.mount_ns,
+            tmpfs,
+            loopback: spec.network == "loopback",
+            hostname: if spec.uts_ns {
+                spec.hostname.as_deref().map(|h| cstring(Path::new(h)))
+            } else {
+                None
+            },
+            rlimits: RlimitPlan {
+                core: 0,
+                file_size: spec.file_size,
+                open_files: spec.open_files,
+                ..RlimitPlan::default()
+            },
+            caps,
+            landlock,
+            landlock_child_rules,
+            seccomp,
+            strict: spec.strict,
+            report,
+        })
+    }
+
+    /// Records the Landlock verdict the child actually got.
+    pub fn landlock_applied(&mut self, status: LandlockStatus) {
+        self.report.landlock.status = enforcement_name(status).to_string();
+        self.report.landlock.abi = status.abi;
+    }
+}
+
+fn enforcement_name(s: LandlockStatus) -> &'static str {
+    match s.status {
+        landlock::Enforcement::FullyEnforced => "fully_enforced",
+        landlock::Enforcement::PartiallyEnforced => "partially_enforced",
+        landlock::Enforcement::NotEnforced => "not_enforced",
+    }
+}
+
+fn cstring(p: &Path) -> CString {
+    use std::os::unix::ffi::OsStrExt;
+    // Paths from policies and the kernel cannot hold NUL bytes; keep a safe fallback anyway.
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_else(|_| CString::from(c"/nonexistent"))
+}

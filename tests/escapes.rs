@@ -1,0 +1,646 @@
+//! Real escape attempts from inside a job. Each attempt runs under the
+//! `default` and `untrusted` policies and must fail (with the errno the
+//! blocking layer gives), and runs once more under `permissive`, where it
+//! must succeed: the control proves that the attempt is a real one and
+//! that the test can fail. Every target (file, listener, socket, process)
+//! is a throwaway the test made itself.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::net::{SocketAddr, UnixListener};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const EPERM: &str = "1";
+const ESRCH: &str = "3";
+const EACCES: &str = "13";
+const ENOTTY: &str = "25";
+const ENETUNREACH: &str = "101";
+const ECONNREFUSED: &str = "111";
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap()
+}
+
+/// Appends to a file; then creates a new file (both paths from argv).
+const WRITE_SCRIPT: &str = r#"
+my ($f, $g); # declared apart: a `my` is not visible within its own statement
+RES("append", open($f, ">>", $ARGV[0]) && (print $f "pwned\n") && close($f));
+RES("create", open($g, ">", $ARGV[1]) && close($g));
+"#;
+
+#[test]
+fn writing_outside_the_allowed_paths_is_denied() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let victim = write_file(&fx.outside(), "victim.txt", "original\n");
+    let created = fx.outside().join("created.txt");
+    let script = perl_script(WRITE_SCRIPT);
+    for policy in CONFINED {
+        let got = env.attempt(
+            policy,
+            &fx.cwd(),
+            &[],
+            &[],
+            &perl(&script, &[s(&victim), s(&created)]),
+        );
+        assert_eq!(got, format!("append={EACCES} create={EACCES}"), "{policy}");
+        assert_eq!(read(&victim), "original\n", "{policy}");
+        assert!(!created.exists(), "{policy}");
+    }
+    // Control: the same attempt without isolation changes the host.
+    let got = env.attempt(
+        "permissive",
+        &fx.cwd(),
+        &[],
+        &[],
+        &perl(&script, &[s(&victim), s(&created)]),
+    );
+    assert_eq!(got, "append=ok create=ok");
+    assert_eq!(read(&victim), "original\npwned\n");
+    assert!(created.exists());
+}
+
+#[test]
+fn writing_through_a_symlink_inside_the_working_directory_is_denied() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let victim = write_file(&fx.outside(), "victim.txt", "original\n");
+    // Planted in the job's own (writable under default) directory by the test.
+    symlink(&victim, fx.cwd().join("link")).unwrap();
+    symlink(fx.outside(), fx.cwd().join("dirlink")).unwrap();
+    let script = perl_script(WRITE_SCRIPT);
+    let argv = perl(&script, &["link", "dirlink/created.txt"]);
+    for policy in CONFINED {
+        let got = env.attempt(policy, &fx.cwd(), &[], &[], &argv);
+        assert_eq!(got, format!("append={EACCES} create={EACCES}"), "{policy}");
+        assert_eq!(read(&victim), "original\n", "{policy}");
+        assert!(!fx.outside().join("created.txt").exists(), "{policy}");
+    }
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
+    assert_eq!(got, "append=ok create=ok");
+    assert_eq!(read(&victim), "original\npwned\n");
+    assert!(fx.outside().join("created.txt").exists());
+}
+
+#[test]
+fn a_hardlink_made_by_the_job_does_not_reach_a_file_outside() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    // Same filesystem as the working directory, so only the sandbox can
+    // stop the link (not EXDEV between devices).
+    let victim = write_file(&fx.outside(), "victim.txt", "original\n");
+    let script = perl_script(
+        r#"
+        my $ok = link($ARGV[0], "hl");
+        RES("link", $ok);
+        my $f;
+        RES("append", open($f, ">>", "hl") && (print $f "pwned\n") && close($f)) if $ok;
+        "#,
+    );
+    let argv = perl(&script, &[s(&victim)]);
+    for policy in CONFINED {
+        let got = env.attempt(policy, &fx.cwd(), &[], &[], &argv);
+        // Landlock refuses to reparent a file into a directory where it
+        // would gain rights (EXDEV), or the directory is read-only (EACCES).
+        assert!(
+            got == "link=18" || got == format!("link={EACCES}"),
+            "{policy}: {got}"
+        );
+        assert_eq!(read(&victim), "original\n", "{policy}");
+        assert!(!fx.cwd().join("hl").exists(), "{policy}");
+    }
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
+    assert_eq!(got, "link=ok append=ok");
+    assert_eq!(read(&victim), "original\npwned\n");
+}
+
+const TRUNCATE_SCRIPT: &str = r#"
+my ($r, $w);
+RES("read", open($r, "<", $ARGV[0]) && defined(scalar <$r>));
+RES("truncate", truncate($ARGV[0], 0));
+RES("open_trunc", open($w, ">", $ARGV[0]));
+"#;
+
+#[test]
+fn a_read_only_file_cannot_be_truncated() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let script = perl_script(TRUNCATE_SCRIPT);
+
+    // default: a file outside made readable with --allow-read.
+    let ro = write_file(&fx.outside(), "ro.txt", "keep me\n");
+    let got = env.attempt(
+        "default",
+        &fx.cwd(),
+        &["--allow-read", s(&fx.outside())],
+        &[],
+        &perl(&script, &[s(&ro)]),
+    );
+    assert_eq!(
+        got,
+        format!("read=ok truncate={EACCES} open_trunc={EACCES}")
+    );
+    assert_eq!(read(&ro), "keep me\n");
+
+    // untrusted: the working directory itself is read-only.
+    let in_cwd = write_file(&fx.cwd(), "ro.txt", "keep me\n");
+    let got = env.attempt(
+        "untrusted",
+        &fx.cwd(),
+        &[],
+        &[],
+        &perl(&script, &["ro.txt"]),
+    );
+    assert_eq!(
+        got,
+        format!("read=ok truncate={EACCES} open_trunc={EACCES}")
+    );
+    assert_eq!(read(&in_cwd), "keep me\n");
+
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &perl(&script, &[s(&ro)]));
+    assert_eq!(got, "read=ok truncate=ok open_trunc=ok");
+    assert_eq!(read(&ro), "");
+}
+
+/// Whether the listener has a pending connection (it is non-blocking).
+fn accepted(l: &TcpListener) -> bool {
+    match l.accept() {
+        Ok(_) => true,
+        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+        Err(e) => panic!("accept: {e}"),
+    }
+}
+
+const TCP_SCRIPT: &str = r#"
+use Socket;
+socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+RES("connect", connect($s, pack_sockaddr_in(0 + $ARGV[0], inet_aton("127.0.0.1"))));
+"#;
+
+#[test]
+fn a_tcp_listener_of_the_host_on_loopback_is_unreachable() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let script = perl_script(TCP_SCRIPT);
+    let argv = perl(&script, &[&port]);
+    for policy in CONFINED {
+        // network "none": an empty namespace, not even lo is up.
+        let got = env.attempt(policy, &fx.cwd(), &[], &[], &argv);
+        assert_eq!(got, format!("connect={ENETUNREACH}"), "{policy}");
+        assert!(!accepted(&listener), "{policy}");
+    }
+    // "loopback" is the job's own lo, not the host's.
+    let got = env.attempt("default", &fx.cwd(), &["--net", "loopback"], &[], &argv);
+    assert_eq!(got, format!("connect={ECONNREFUSED}"));
+    assert!(!accepted(&listener));
+
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
+    assert_eq!(got, "connect=ok");
+    assert!(accepted(&listener), "the control connection must arrive");
+}
+
+const UNIX_SCRIPT: &str = r#"
+use Socket;
+socket(my $s, PF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
+RES("connect", connect($s, pack("S", AF_UNIX) . "\0" . $ARGV[0]));
+"#;
+
+#[test]
+fn an_abstract_unix_socket_opened_outside_is_unreachable() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let name = format!(
+        "agent-exec-escape-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let listener =
+        UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let accepted = || match listener.accept() {
+        Ok(_) => true,
+        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+        Err(e) => panic!("accept: {e}"),
+    };
+    let script = perl_script(UNIX_SCRIPT);
+    let argv = perl(&script, &[&name]);
+    for policy in CONFINED {
+        // Abstract names live in the network namespace: the job's own is empty.
+        let got = env.attempt(policy, &fx.cwd(), &[], &[], &argv);
+        assert_eq!(got, format!("connect={ECONNREFUSED}"), "{policy}");
+        assert!(!accepted(), "{policy}");
+    }
+    // In the host's network namespace landlock's abstract-unix scoping
+    // (ABI 6) still refuses a socket created outside the sandbox.
+    let got = env.attempt("default", &fx.cwd(), &["--net", "host"], &[], &argv);
+    assert_eq!(got, format!("connect={EPERM}"));
+    assert!(!accepted());
+
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
+    assert_eq!(got, "connect=ok");
+    assert!(accepted(), "the control connection must arrive");
+}
+
+/// A `sleep` the test owns, killed on drop whatever happens.
+struct Sleeper(Child);
+
+impl Sleeper {
+    fn start() -> Sleeper {
+        Sleeper(Command::new("sleep").arg("120").spawn().unwrap())
+    }
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+    /// Waits up to `d` for it to end; its termination signal, if any.
+    fn ended_within(&mut self, d: Duration) -> Option<Option<i32>> {
+        use std::os::unix::process::ExitStatusExt;
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                return Some(st.signal());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_process_outside_cannot_be_signalled() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let script = perl_script(r#"RES("kill", kill("TERM", 0 + $ARGV[0]) == 1);"#);
+    for policy in CONFINED {
+        let mut target = Sleeper::start();
+        let pid = target.pid();
+        let got = env.attempt(policy, &fx.cwd(), &[], &[], &perl(&script, &[&pid]));
+        // The pid namespace: that pid does not exist inside.
+        assert_eq!(got, format!("kill={ESRCH}"), "{policy}");
+        assert_eq!(target.ended_within(Duration::from_millis(300)), None);
+    }
+    // Without the pid namespace landlock's signal scoping (ABI 6) refuses.
+    let no_pidns = write_file(
+        &fx.sub("policies"),
+        "no-pidns.toml",
+        "extends = \"default\"\n[namespaces]\npid = false\n",
+    );
+    let mut target = Sleeper::start();
+    let pid = target.pid();
+    let v = env.job(s(&no_pidns), &fx.cwd(), &[], &[], &perl(&script, &[&pid]));
+    assert_eq!(result_line(&v), format!("kill={EPERM}"));
+    assert_eq!(target.ended_within(Duration::from_millis(300)), None);
+
+    let mut target = Sleeper::start();
+    let pid = target.pid();
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &perl(&script, &[&pid]));
+    assert_eq!(got, "kill=ok");
+    assert_eq!(
+        target.ended_within(Duration::from_secs(5)),
+        Some(Some(libc::SIGTERM))
+    );
+}
+
+#[test]
+fn ptrace_of_a_sibling_is_denied() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    // PTRACE_ATTACH (16) to a sleep started by the job itself, then detach (17).
+    let script = perl_script(
+        r#"
+        my $pid = 0 + $ARGV[0];
+        my $ok = syscall(101, 16, $pid, 0, 0) == 0;
+        RES("attach", $ok);
+        if ($ok) { waitpid($pid, 0); syscall(101, 17, $pid, 0, 0); }
+        "#,
+    );
+    // The script travels as $1, so no shell quoting is involved.
+    let argv = [
+        "sh",
+        "-c",
+        r#"sleep 30 & pid=$!; perl -e "$1" $pid; kill $pid"#,
+        "sh",
+        &script,
+    ];
+    for policy in CONFINED {
+        let got = env.attempt(policy, &fx.cwd(), &[], &[], &argv);
+        assert_eq!(got, format!("attach={EPERM}"), "{policy}");
+    }
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
+    assert_eq!(got, "attach=ok");
+}
+
+/// Unmounts `dir` if a control run left something mounted there.
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let c = std::ffi::CString::new(s(self.0)).unwrap();
+        // SAFETY: a valid C string; failure (nothing mounted) is fine.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn mounting_is_denied() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let target = fx.sub("cwd/mnt");
+    write_file(&target, "marker", "x");
+    let _guard = Unmount(&target);
+    // Every job runs without capabilities, so the attempt first asks for a
+    // user and mount namespace of its own (unshare(2) is 272), where a
+    // mount is allowed; without a sandbox that works and the mount stays
+    // private to the job. mount(2) is 165, umount2(2) 166. A successful
+    // mount hides the marker and is undone at once.
+    let script = perl_script(
+        r#"
+        RES("unshare", syscall(272, 0x10000000 | 0x20000) == 0);
+        my ($src, $fs, $dir) = ("none", "tmpfs", $ARGV[0]);
+        my $ok = syscall(165, $src, $dir, $fs, 0, 0) == 0;
+        RES("mount", $ok);
+        if ($ok) { push @res, "hidden=" . (-e "$dir/marker" ? 0 : 1); syscall(166, $dir, 0); }
+        "#,
+    );
+    let argv = perl(&script, &[s(&target)]);
+    for policy in CONFINED {
+        let got = env.attempt(policy, &fx.cwd(), &[], &[], &argv);
+        assert_eq!(got, format!("unshare={EPERM} mount={EPERM}"), "{policy}");
+    }
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
+    assert_eq!(got, "unshare=ok mount=ok hidden=1");
+    assert!(target.join("marker").exists());
+}
+
+#[test]
+fn new_namespaces_cannot_be_created() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    // unshare(2) is 272: CLONE_NEWUSER 0x10000000, CLONE_NEWNS 0x20000.
+    let script = perl_script(
+        r#"
+        RES("user", syscall(272, 0x10000000) == 0);
+        RES("mnt", syscall(272, 0x20000) == 0);
+        "#,
+    );
+    let argv = perl(&script, &[]);
+    for policy in CONFINED {
+        let got = env.attempt(policy, &fx.cwd(), &[], &[], &argv);
+        assert_eq!(got, format!("user={EPERM} mnt={EPERM}"), "{policy}");
+        // And the util-linux tool fails too.
+        let v = env.job(policy, &fx.cwd(), &[], &[], &["unshare", "-U", "true"]);
+        assert_ne!(v["exit_code"], 0, "{policy}: {v:#}");
+    }
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
+    assert_eq!(got, "user=ok mnt=ok");
+    let v = env.job(
+        "permissive",
+        &fx.cwd(),
+        &[],
+        &[],
+        &["unshare", "-U", "true"],
+    );
+    assert_eq!(v["exit_code"], 0, "{v:#}");
+}
+
+/// A copy of /usr/bin/id owned by `uid` with the setuid bit.
+fn setuid_id(dir: &Path, name: &str, uid: u32) {
+    let p = dir.join(name);
+    std::fs::copy("/usr/bin/id", &p).unwrap();
+    std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o4755)).unwrap();
+}
+
+#[test]
+fn a_setuid_binary_made_by_the_test_grants_nothing() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    setuid_id(&fx.cwd(), "id-suid-root", 0);
+    setuid_id(&fx.cwd(), "id-suid-other", 12345);
+    let sh = "echo RESULT $(./id-suid-root -u) $(./id-suid-other -u) $(id -u)";
+    for base in CONFINED {
+        // The built-ins execute nothing from $CWD; this copy adds that, so
+        // that it is the setuid bit (not landlock's exec rule) under test.
+        let policy = write_file(
+            &fx.sub("policies"),
+            &format!("{base}-exec-cwd.toml"),
+            &format!(
+                "extends = \"{base}\"\n[filesystem]\nexec = [\"/usr\", \"/bin\", \"/sbin\", \"/lib\", \"/lib64\", \"$CWD\"]\n"
+            ),
+        );
+        let v = env.job(s(&policy), &fx.cwd(), &[], &[], &["sh", "-c", sh]);
+        assert_eq!(result_line(&v), "1000 1000 1000", "{base}: {v:#}");
+    }
+    // Even `permissive` sets no_new_privs (the job runs as the calling
+    // root, so only the other owner's copy could show a change).
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &["sh", "-c", sh]);
+    assert_eq!(got, "0 0 0");
+    // Control, outside agent-exec: the bit does work on this filesystem.
+    let out = Command::new(fx.cwd().join("id-suid-other"))
+        .arg("-u")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "12345\n");
+}
+
+/// TIOCSTI (0x5412) on stdin (/dev/null) and on a pty the job opens
+/// (TIOCSPTLCK 0x40045431 unlocks it, TIOCGPTN 0x80045430 names it).
+const TIOCSTI_SCRIPT: &str = r#"
+# Opening the pty makes it the job's controlling terminal (the job is a
+# session leader); closing its master at exit would hang the job up.
+$SIG{HUP} = "IGNORE";
+my $c = "x"; # perl's syscall needs writable buffers, not literals
+RES("stdin", syscall(16, 0, 0x5412, $c) == 0);
+if (open(my $m, "+<", "/dev/ptmx")) {
+    my $unlock = pack("i", 0);
+    my $n = pack("i", 0);
+    if (syscall(16, fileno($m), 0x40045431, $unlock) == 0
+        && syscall(16, fileno($m), 0x80045430, $n) == 0
+        && open(my $t, "+<", "/dev/pts/" . unpack("i", $n))) {
+        RES("pty", syscall(16, fileno($t), 0x5412, $c) == 0);
+    } else {
+        RES("pty_setup", 0);
+    }
+} else {
+    RES("ptmx", 0);
+}
+"#;
+
+#[test]
+fn tiocsti_cannot_inject_terminal_input() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let script = perl_script(TIOCSTI_SCRIPT);
+    let argv = perl(&script, &[]);
+    // seccomp answers before the tty layer: EPERM, not ENOTTY.
+    let got = env.attempt(
+        "default",
+        &fx.cwd(),
+        &["--allow-write", "/dev/ptmx", "--allow-write", "/dev/pts"],
+        &[],
+        &argv,
+    );
+    assert_eq!(got, format!("stdin={EPERM} pty={EPERM}"));
+    // untrusted cannot be given the pty; the filter still answers first.
+    let got = env.attempt("untrusted", &fx.cwd(), &[], &[], &argv);
+    assert_eq!(got, format!("stdin={EPERM} ptmx={EACCES}"));
+
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
+    assert_eq!(got, format!("stdin={ENOTTY} pty=ok"));
+}
+
+#[test]
+fn the_callers_environment_does_not_reach_the_job() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let vars = [("SECRET_FROM_CALLER", "hunter2")];
+    let sh = "echo RESULT ${SECRET_FROM_CALLER-unset} ${GIVEN-unset}";
+    for policy in CONFINED {
+        let v = env.job(
+            policy,
+            &fx.cwd(),
+            &["--env", "GIVEN=yes"],
+            &vars,
+            &["sh", "-c", sh],
+        );
+        assert_eq!(result_line(&v), "unset yes", "{policy}");
+        let keys = v["env_keys"].as_array().unwrap();
+        assert!(!keys.iter().any(|k| k == "SECRET_FROM_CALLER"), "{v:#}");
+    }
+    let got = env.attempt(
+        "permissive",
+        &fx.cwd(),
+        &["--env", "GIVEN=yes"],
+        &vars,
+        &["sh", "-c", sh],
+    );
+    assert_eq!(got, "hunter2 yes");
+}
+
+/// The job waits for `plan` (written by the test once it knows the job's
+/// directory and its supervisor's pid), then appends to its own stdout.log
+/// and plants a symlink where the supervisor writes its next state file.
+const RECORD_SCRIPT: &str = r#"
+my $plan;
+for (1 .. 400) { last if open($plan, "<", "plan") && -s "plan"; select(undef, undef, undef, 0.025); }
+my ($pid, $dir, $victim) = split(" ", scalar <$plan>);
+my $log;
+RES("log", open($log, ">>", "$dir/stdout.log") && (print $log "forged\n") && close($log));
+RES("plant", symlink($victim, "$dir/state.json.tmp.$pid"));
+"#;
+
+#[test]
+fn a_job_cannot_tamper_with_its_own_job_record() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let script = perl_script(RECORD_SCRIPT);
+    for policy in ["default", "untrusted", "permissive"] {
+        let cwd = fx.sub(&format!("cwd-{policy}"));
+        let victim = write_file(&fx.outside(), &format!("victim-{policy}"), "precious\n");
+        let v = env.ok(&[
+            "run",
+            "--no-wait",
+            "--policy",
+            policy,
+            "--cwd",
+            s(&cwd),
+            "--",
+            "perl",
+            "-e",
+            &script,
+        ]);
+        let id = job_id(&v);
+        let job_dir = Path::new(v["stdout_log_path"].as_str().unwrap())
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let plan = format!("{} {} {}\n", v["supervisor_pid"], s(&job_dir), s(&victim));
+        std::fs::write(cwd.join("plan.tmp"), plan).unwrap();
+        std::fs::rename(cwd.join("plan.tmp"), cwd.join("plan")).unwrap();
+        let w = env.ok(&["wait", &id, "--until", "30"]);
+        assert_eq!(w["state"], "exited", "{w:#}");
+        let got = result_line(&w);
+        if policy == "permissive" {
+            // Control: without landlock the job reaches its record, and the
+            // supervisor, root and unconfined, writes through the planted link.
+            assert_eq!(got, "log=ok plant=ok");
+            assert_ne!(read(&victim), "precious\n");
+            continue;
+        }
+        assert_eq!(got, format!("log={EACCES} plant={EACCES}"), "{policy}");
+        assert_eq!(
+            read(&victim),
+            "precious\n",
+            "{policy}: a host file was overwritten"
+        );
+        let log = std::fs::read_to_string(job_dir.join("stdout.log")).unwrap();
+        assert!(!log.contains("forged"), "{policy}: {log:?}");
+        assert!(
+            !job_dir.join("state.json").is_symlink(),
+            "{policy}: the record is a planted link"
+        );
+        env.ok(&["status", &id]);
+    }
+}
