@@ -106,7 +106,7 @@ fn a_read_only_store_gives_store_unavailable_and_stays_readable() {
     std::fs::create_dir_all(&store).unwrap();
     let out = in_private_mount_ns(&format!(
         "mount -t tmpfs -o size=1M none {s}; \"$AE\" --root {s}/jobs run -- true > {s}/first.json; \
-         mount -o remount,ro {s}; \"$AE\" --root {s}/jobs run -- echo hi || echo \"exit=$?\" >&2; \
+         for i in 1 2 3 4 5 6 7 8 9 10; do mount -o remount,ro {s} 2>/dev/null && break; sleep 0.2; done; \"$AE\" --root {s}/jobs run -- echo hi || echo \"exit=$?\" >&2; \
          \"$AE\" --root {s}/jobs list; cat {s}/first.json >&2",
         s = store.display()
     ));

@@ -6,58 +6,70 @@ use std::time::Duration;
 
 use common::*;
 
+/// Under `default` the job's pid-namespace init dies with the supervisor and
+/// the kernel takes the whole namespace with it; under `permissive` (no pid
+/// namespace) only the main process has the parent-death signal, and the
+/// next `status` kills and counts what it left in the cgroup. Either way the
+/// job ends up `lost` with nothing left running.
 #[test]
-fn a_sigkilled_supervisor_takes_the_main_process_along_and_the_rest_is_reaped_as_lost() {
+fn a_sigkilled_supervisor_takes_the_job_along_and_the_job_is_recorded_as_lost() {
     if !privileged() {
         return;
     }
-    let env = Env::new();
-    let marker = "1000.5151";
-    let v = env.ok(&[
-        "run",
-        "--no-wait",
-        "--",
-        "sh",
-        "-c",
-        &format!("sleep {marker} & sleep {marker} & wait"),
-    ]);
-    let id = job_id(&v);
-    let main = v["pid"].as_i64().unwrap() as i32;
-    let sup = v["supervisor_pid"].as_i64().unwrap() as i32;
-    eventually("the job's children are up", Duration::from_secs(5), || {
-        processes_matching(marker).len() >= 3
-    });
-    // SAFETY: killing the supervisor this test started.
-    unsafe { libc::kill(sup, libc::SIGKILL) };
-    // The parent-death signal ends the main process without anyone's help.
-    eventually(
-        "the main process died with its supervisor",
-        Duration::from_secs(5),
-        || {
-            !std::path::Path::new(&format!("/proc/{main}/cmdline")).exists()
-                || std::fs::read_to_string(format!("/proc/{main}/stat"))
-                    .map(|s| s.contains(") Z"))
-                    .unwrap_or(true)
-        },
-    );
-    let s = env.ok(&["status", &id]);
-    assert_eq!(s["state"], "lost", "{s:#}");
-    assert_eq!(s["result"], "lost");
-    assert!(s["message"]
-        .as_str()
-        .unwrap()
-        .contains(&format!("pid {sup}")));
-    assert_eq!(s["resources"]["leftover_processes_killed"], 2);
-    assert!(
-        processes_matching(marker).is_empty(),
-        "{:?}",
-        processes_matching(marker)
-    );
-    assert_cgroups_removed(&id);
-    // The verdict is recorded: later readers agree.
-    assert_eq!(env.ok(&["list"])["jobs"][0]["state"], "lost");
-    let (code, _) = env.run(&["wait", "--exit-status", &id]);
-    assert_eq!(code, 125);
+    for (policy, marker, leftovers) in [("default", "1000.5151", 0), ("permissive", "1000.5153", 2)]
+    {
+        let env = Env::new();
+        let v = env.ok(&[
+            "run",
+            "--no-wait",
+            "--policy",
+            policy,
+            "--",
+            "sh",
+            "-c",
+            &format!("sleep {marker} & sleep {marker} & wait"),
+        ]);
+        let id = job_id(&v);
+        let main = v["pid"].as_i64().unwrap() as i32;
+        let sup = v["supervisor_pid"].as_i64().unwrap() as i32;
+        eventually("the job's children are up", Duration::from_secs(5), || {
+            processes_matching(marker).len() >= 3
+        });
+        // SAFETY: killing the supervisor this test started.
+        unsafe { libc::kill(sup, libc::SIGKILL) };
+        // The parent-death signal ends the main process without anyone's help.
+        eventually(
+            "the main process died with its supervisor",
+            Duration::from_secs(5),
+            || {
+                !std::path::Path::new(&format!("/proc/{main}/cmdline")).exists()
+                    || std::fs::read_to_string(format!("/proc/{main}/stat"))
+                        .map(|s| s.contains(") Z"))
+                        .unwrap_or(true)
+            },
+        );
+        let s = env.ok(&["status", &id]);
+        assert_eq!(s["state"], "lost", "{policy}: {s:#}");
+        assert_eq!(s["result"], "lost");
+        assert!(s["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("pid {sup}")));
+        assert_eq!(
+            s["resources"]["leftover_processes_killed"], leftovers,
+            "{policy}: {s:#}"
+        );
+        assert!(
+            processes_matching(marker).is_empty(),
+            "{policy}: {:?}",
+            processes_matching(marker)
+        );
+        assert_cgroups_removed(&id);
+        // The verdict is recorded: later readers agree.
+        assert_eq!(env.ok(&["list"])["jobs"][0]["state"], "lost");
+        let (code, _) = env.run(&["wait", "--exit-status", &id]);
+        assert_eq!(code, 125);
+    }
 }
 
 #[test]

@@ -142,8 +142,22 @@ fn environment_comes_from_flags_files_and_optionally_the_caller() {
     ]);
     assert_eq!(v["stdout"], "file value|flag|unset\n");
     assert_eq!(v["env_keys"], serde_json::json!(["FROM_FILE", "SHARED"]));
+    // The caller's environment reaches the job only under a policy that inherits it.
+    let refused = env
+        .cmd(&["run", "--inherit-env", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(parse_one(&refused).1["error"]["code"], "override_forbidden");
     let inherited = env
-        .cmd(&["run", "--", "sh", "-c", "echo ${AE_TEST_INHERITED:-unset}"])
+        .cmd(&[
+            "run",
+            "--policy",
+            "permissive",
+            "--",
+            "sh",
+            "-c",
+            "echo ${AE_TEST_INHERITED:-unset}",
+        ])
         .env("AE_TEST_INHERITED", "yes")
         .output()
         .unwrap();
@@ -151,6 +165,8 @@ fn environment_comes_from_flags_files_and_optionally_the_caller() {
     let scrubbed = env
         .cmd(&[
             "run",
+            "--policy",
+            "permissive",
             "--no-inherit-env",
             "--",
             "sh",

@@ -467,7 +467,8 @@ fn run_reports_the_sandbox_layers_the_job_really_has() {
                 "NoNewPrivs:1",
                 "Seccomp:2",
                 "uid:1000",
-                "pid:1",
+                // The command runs as pid 2 under agent-exec's minimal init.
+                "pid:2",
                 "host:agent-exec",
                 "ifaces:lo,",
                 "landlock:denied",

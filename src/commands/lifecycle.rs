@@ -114,7 +114,7 @@ fn start_and_observe(
 ) -> Result<Reply, AppError> {
     let id = &spec.job_id;
     // Watch before launching, so no state change can slip by unseen.
-    let watch = Watch::new(store, id)?;
+    let watch = Watch::state_only(store, id)?;
     let began = Instant::now();
     spawn_detached(store, spec, secrets, lock)?;
     let deadline = until.map(|d| began + d);
@@ -192,7 +192,7 @@ pub fn wait(store: &Store, args: &WaitArgs) -> Result<Reply, AppError> {
     };
     let id = store.resolve(&args.job_id)?;
     let spec = store.read_spec(&id)?;
-    let watch = Watch::new(store, &id)?;
+    let watch = Watch::state_only(store, &id)?;
     let began = Instant::now();
     let status = watch.until(store, &id, until.map(|u| began + u), |s| {
         s.state.is_terminal()
@@ -242,7 +242,7 @@ pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
     let mut sent = None;
     let mut status = status;
     if !status.state.is_terminal() {
-        let watch = Watch::new(store, &id)?;
+        let watch = Watch::state_only(store, &id)?;
         write_json(
             &store.job_dir(&id).join(KILL_REQUEST),
             &KillRequest {

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use super::{create_under, read_keyed, read_u64, remove_dir_retrying, write_limit, BASE};
@@ -127,5 +128,17 @@ impl Controllers for V1Controllers {
 
     fn needs_join(&self) -> bool {
         !self.dirs.is_empty()
+    }
+
+    fn self_join_files(&self) -> io::Result<Vec<fs::File>> {
+        self.dirs
+            .values()
+            .map(|dir| {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(dir.join("tasks"))
+            })
+            .collect()
     }
 }

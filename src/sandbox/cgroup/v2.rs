@@ -118,4 +118,8 @@ impl Controllers for V2Controllers {
     fn needs_join(&self) -> bool {
         false
     }
+
+    fn self_join_files(&self) -> io::Result<Vec<fs::File>> {
+        Ok(Vec::new()) // CLONE_INTO_CGROUP reaches every controller
+    }
 }

@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# Performance budget of agent-exec (issue 5), measured side by side with its
+# references in ONE run: these machines are noisy, so only ratios taken in the
+# same run compare. Prints a Markdown table on stdout; progress and hyperfine
+# output go to stderr; raw figures go to a JSON file whose path is printed on
+# stderr.
+#
+#   scripts/bench.sh [--quick] [--json PATH] [--bin PATH] [--no-install]
+#
+#   --quick       smoke run in a few seconds (few runs, small sizes): checks the
+#                 script and the binary work, the figures mean little
+#   --json PATH   where the raw figures go (default: $TMPDIR/agent-exec-bench-<time>.json)
+#   --bin PATH    measure this binary instead of building target/release/agent-exec
+#   --no-install  do not apt-get missing tools; fail instead
+#
+# Everything the jobs write lives in a temporary directory removed at exit;
+# every job started is killed and its cgroup removed by its supervisor.
+set -euo pipefail
+
+QUICK=0
+JSON_OUT=""
+BIN=""
+INSTALL=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --json) JSON_OUT="${2:?--json needs a path}"; shift ;;
+        --json=*) JSON_OUT="${1#--json=}" ;;
+        --bin) BIN="${2:?--bin needs a path}"; shift ;;
+        --bin=*) BIN="${1#--bin=}" ;;
+        --no-install) INSTALL=0 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "bench.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- tools ----
+need_pkgs=()
+command -v hyperfine >/dev/null 2>&1 || need_pkgs+=(hyperfine)
+command -v bwrap >/dev/null 2>&1 || need_pkgs+=(bubblewrap)
+command -v unshare >/dev/null 2>&1 || need_pkgs+=(util-linux)
+perl -MJSON::PP -MTime::HiRes -e1 >/dev/null 2>&1 || need_pkgs+=(perl)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    [ "$INSTALL" = 1 ] || die "missing: ${need_pkgs[*]} (run without --no-install, as root, to install them)"
+    command -v apt-get >/dev/null 2>&1 || die "missing: ${need_pkgs[*]}; install them with your package manager"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null 2>&1 || die "missing: ${need_pkgs[*]}; run as root to install them"
+        SUDO=sudo
+    fi
+    log "installing ${need_pkgs[*]} (apt-get)"
+    $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >&2
+fi
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -z "$BIN" ]; then
+    log "building the release binary"
+    (cd "$REPO" && cargo build --release --quiet >&2)
+    BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/agent-exec"
+fi
+[ -x "$BIN" ] || die "no binary at $BIN"
+BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
+
+# ------------------------------------------------------------ workspace ----
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/agent-exec-bench.XXXXXX")"
+EXTRA_CLEAN=""
+STORES=()
+store() { # a fresh job store under WORK
+    local s="$WORK/store-$1"
+    mkdir -p "$s"
+    STORES+=("$s")
+    printf '%s' "$s"
+}
+cleanup() {
+    local s id
+    for s in "${STORES[@]}"; do
+        [ -d "$s" ] || continue
+        for id in $("$BIN" --root "$s" list 2>/dev/null |
+            perl -MJSON::PP -0777 -ne 'my $r = eval { decode_json($_) } or exit;
+                print "$_->{job_id}\n" for grep { $_->{state} =~ /^(running|created)$/ } @{$r->{jobs}}'); do
+            "$BIN" --root "$s" kill --signal KILL --grace 0 "$id" >/dev/null 2>&1 || true
+        done
+    done
+    rm -rf "$WORK" ${EXTRA_CLEAN:+"$EXTRA_CLEAN"}
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -z "$JSON_OUT" ]; then
+    JSON_OUT="${TMPDIR:-/tmp}/agent-exec-bench-$(date -u +%Y%m%dT%H%M%SZ).json"
+fi
+RAW="$WORK/raw" # key<TAB>value lines, turned into JSON and the table at the end
+: >"$RAW"
+put() { printf '%s\t%s\n' "$1" "$2" >>"$RAW"; }
+
+if [ "$QUICK" = 1 ]; then
+    WARM=2 RUNS=10 STREAM_MIB=16 STREAM_RUNS=2 TREE=50 TREE_T=1 TREE_RUNS=1
+    HWM_SAMPLES=1 MANY=20 BURN_S=0.2 TOUCH_MIB=32
+else
+    WARM=10 RUNS=100 STREAM_MIB=1024 STREAM_RUNS=5 TREE=500 TREE_T=3 TREE_RUNS=3
+    HWM_SAMPLES=5 MANY=200 BURN_S=1.0 TOUCH_MIB=256
+fi
+put quick "$QUICK"
+put machine.cpus "$(nproc)"
+put machine.kernel "$(uname -r)"
+put machine.mem_mib "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo)"
+put date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+put binary "$BIN"
+
+# hyperfine with its report on stderr; the export is what we read.
+hf() { # hf NAME [hyperfine args...]
+    local name="$1"; shift
+    hyperfine --style basic --export-json "$WORK/$name.json" "$@" >&2
+    put "hyperfine.$name" "$WORK/$name.json"
+}
+
+# The built-in policies arrive with the policy work; until `policy list`
+# answers, --policy cannot be passed and the row says so.
+POLICY_DEFAULT=() POLICY_PERMISSIVE=()
+if "$BIN" policy list >/dev/null 2>&1; then
+    POLICY_DEFAULT=(--policy default) POLICY_PERMISSIVE=(--policy permissive)
+    put policies wired
+else
+    put policies not_wired
+    log "policies are not wired in this binary: items 1 and 2 run without --policy"
+fi
+
+# ------------------------------------------------ items 1, 2 (launch) ----
+S1="$(store launch)"
+log "items 1-2: launch of /bin/true against bare, unshare and bwrap"
+hf launch -N --warmup "$WARM" --runs "$RUNS" \
+    -n bare "/bin/true" \
+    -n unshare "unshare --user --map-root-user --pid --fork --mount --ipc --uts --net --cgroup /bin/true" \
+    -n bwrap "bwrap --ro-bind / / --dev /dev --proc /proc --unshare-all --die-with-parent /bin/true" \
+    -n default "$BIN --root $S1 run --forever ${POLICY_DEFAULT[*]} -- /bin/true" \
+    -n permissive "$BIN --root $S1 run --forever ${POLICY_PERMISSIVE[*]} -- /bin/true"
+
+# ------------------------------------------------ item 3 (--no-wait) ----
+S3="$(store nowait)"
+log "item 3: run --no-wait -- sleep 5 until the JSON is printed"
+hf nowait -N --warmup "$WARM" --runs "$RUNS" \
+    -n bare "/bin/true" \
+    -n nowait "$BIN --root $S3 run --no-wait -- sleep 5"
+# Those jobs would sleep on for seconds: end them now.
+"$BIN" --root "$S3" list --state running |
+    perl -MJSON::PP -0777 -ne 'print "$_->{job_id}\n" for @{decode_json($_)->{jobs}}' |
+    while read -r id; do "$BIN" --root "$S3" kill --signal KILL --grace 0 "$id" >/dev/null || true; done
+
+# ------------------------------------------------ items 4, 5 (log pump) ----
+log "items 4-5: ${STREAM_MIB} MiB through the log pump against cat FILE > out"
+# On a disk, writeback throttling of the 1 GiB written per run decides the
+# figure; on tmpfs (when it has room for input, output and log) the pump does.
+PUMPDIR="$WORK"
+shm_free_mib="$(df -Pm /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')"
+if [ -n "$shm_free_mib" ] && [ "$shm_free_mib" -gt $((STREAM_MIB * 3 + 512)) ]; then
+    PUMPDIR="$(mktemp -d /dev/shm/agent-exec-bench.XXXXXX)"
+    EXTRA_CLEAN="$PUMPDIR"
+fi
+put pump.dir_fs "$(stat -f -c %T "$PUMPDIR")"
+S4="$PUMPDIR/store-pump"
+STORES+=("$S4")
+DATA="$PUMPDIR/data.txt"
+# Printable text (so the masker scans real bytes) with a secret in every MiB.
+perl -e 'srand(5); my @c = ("a".."z", "A".."Z", 0..9, " ");
+    my $line = join("", map { $c[rand @c] } 1..4095) . "\n";
+    my $mib = $line x 255 . substr($line, 0, 4096 - 14) . "tok-secret-03\n";
+    print $mib for 1..$ARGV[0]' "$STREAM_MIB" >"$DATA"
+put pump.bytes "$(stat -c %s "$DATA")"
+MASKS=()
+for i in 0 1 2 3 4 5 6 7 8 9; do MASKS+=(--mask "tok-secret-0$i"); done
+hf pump -N --warmup 1 --runs "$STREAM_RUNS" \
+    --prepare "rm -rf $S4 $PUMPDIR/out" \
+    -n cat "sh -c 'cat $DATA > $PUMPDIR/out'" \
+    -n pump "$BIN --root $S4 run --forever --log-cap 2G -- cat $DATA" \
+    -n masked "$BIN --root $S4 run --forever --log-cap 2G ${MASKS[*]} -- cat $DATA"
+rm -rf "${S4:?}" "$PUMPDIR/out"
+# The last masked run must have stored every byte, secrets replaced.
+"$BIN" --root "$S4" run --forever --log-cap 2G "${MASKS[@]}" -- cat "$DATA" >"$WORK/masked.json"
+mkdir -p "$S4"
+LOG="$(perl -MJSON::PP -0777 -ne 'print decode_json($_)->{stdout_log_path}' "$WORK/masked.json")"
+put pump.masked_log_bytes "$(stat -c %s "$LOG")"
+put pump.masked_log_secrets_left "$(grep -c 'tok-secret' "$LOG" || true)"
+rm -rf "${S4:?}"/*
+
+# ------------------------------------------------ item 6 (tree kill) ----
+S6="$(store tree)"
+log "item 6: deadline to empty cgroup, $TREE-process tree, --timeout ${TREE_T}s --kill-after 0"
+for r in $(seq "$TREE_RUNS"); do
+    "$BIN" --root "$S6" run --forever --timeout "$TREE_T" --kill-after 0 -- \
+        sh -c "i=0; while [ \$i -lt $TREE ]; do sleep 1000 & i=\$((i+1)); done; wait" \
+        >"$WORK/tree-$r.json"
+    put "tree.result.$r" "$WORK/tree-$r.json"
+done
+put tree.processes "$TREE"
+put tree.timeout_ms "$((TREE_T * 1000))"
+
+# ------------------------------------------------ item 7 (supervisor RSS) ----
+S7="$(store rss)"
+log "item 7: supervisor VmHWM during a running job"
+for r in $(seq "$HWM_SAMPLES"); do
+    out="$("$BIN" --root "$S7" run --no-wait -- sleep 3)"
+    sup="$(printf '%s' "$out" | perl -MJSON::PP -0777 -ne 'print decode_json($_)->{supervisor_pid} // ""')"
+    id="$(printf '%s' "$out" | perl -MJSON::PP -0777 -ne 'print decode_json($_)->{job_id}')"
+    sleep 0.5
+    hwm="$(awk '/^VmHWM:/ {print $2}' "/proc/$sup/status" 2>/dev/null || true)"
+    put "rss.vmhwm_kib.$r" "${hwm:-null}"
+    "$BIN" --root "$S7" kill --signal KILL --grace 0 "$id" >/dev/null || true
+done
+
+# ------------------------------------------------ item 8 (many at once) ----
+S8="$(store many)"
+log "item 8: $MANY jobs started with --no-wait at once, then all waited"
+mkdir -p "$WORK/many"
+t0="$(date +%s.%N)"
+for i in $(seq "$MANY"); do
+    "$BIN" --root "$S8" run --no-wait -- /bin/echo "job-$i" >"$WORK/many/start-$i.json" &
+done
+wait
+for i in $(seq "$MANY"); do
+    id="$(perl -MJSON::PP -0777 -ne 'print eval { decode_json($_)->{job_id} } // ""' "$WORK/many/start-$i.json")"
+    if [ -n "$id" ]; then
+        "$BIN" --root "$S8" wait --until 120 "$id" >"$WORK/many/wait-$i.json" &
+    fi
+done
+wait
+t1="$(date +%s.%N)"
+put many.jobs "$MANY"
+put many.seconds "$(perl -e 'printf "%.4f", $ARGV[1] - $ARGV[0]' "$t0" "$t1")"
+put many.correct "$(for i in $(seq "$MANY"); do
+    I="$i" perl -MJSON::PP -0777 -ne 'my $r = eval { decode_json($_) } or exit;
+        print "ok\n" if $r->{state} eq "exited" && $r->{result} eq "success"
+            && $r->{stdout} eq "job-$ENV{I}\n"' "$WORK/many/wait-$i.json" 2>/dev/null
+done | grep -c ok || true)"
+put many.lost "$("$BIN" --root "$S8" list --state lost | perl -MJSON::PP -0777 -ne 'print decode_json($_)->{count}')"
+
+# ------------------------------------------------ item 9 (accounting) ----
+S9="$(store acct)"
+log "item 9: accounting of ${BURN_S} CPU-seconds and ${TOUCH_MIB} MiB"
+# The job reports its own CPU time (CLOCK_PROCESS_CPUTIME_ID, exact) at the end.
+"$BIN" --root "$S9" run --forever -- perl -MTime::HiRes=clock_gettime,CLOCK_PROCESS_CPUTIME_ID -e '
+    my $t = 0; while ($t < $ARGV[0]) { for (1..20000) {} $t = clock_gettime(CLOCK_PROCESS_CPUTIME_ID) }
+    printf "%.6f\n", $t' "$BURN_S" >"$WORK/burn.json"
+put acct.burn "$WORK/burn.json"
+# vec() grows the string to exactly N bytes and zero-fills it: N bytes touched.
+"$BIN" --root "$S9" run --forever -- perl -e '
+    my $x = ""; vec($x, $ARGV[0] * 1048576 - 1, 8) = 1;
+    open my $f, "<", "/proc/self/status"; while (<$f>) { print $1 if /^VmHWM:\s+(\d+)/ }' \
+    "$TOUCH_MIB" >"$WORK/touch.json"
+put acct.touch "$WORK/touch.json"
+put acct.touch_mib "$TOUCH_MIB"
+
+# ------------------------------------------------ report ----
+perl -MJSON::PP -e '
+use strict; use warnings;
+my ($raw, $json_out) = @ARGV;
+my %r; my @order;
+open my $fh, "<", $raw or die; while (<$fh>) { chomp; my ($k, $v) = split /\t/, $_, 2; push @order, $k unless exists $r{$k}; $r{$k} = $v }
+sub slurp { local $/; open my $f, "<", $_[0] or return undef; my $t = <$f>; eval { decode_json($t) } }
+sub hf { my $d = slurp($r{"hyperfine.$_[0]"}) or return {}; my %m;
+    for my $x (@{$d->{results}}) { $m{$x->{command}} = $x } \%m }
+sub median { my @s = sort { $a <=> $b } grep { defined } @_; return undef unless @s;
+    @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2 }
+sub ms { defined $_[0] ? sprintf("%.2f ms", $_[0] * 1000) : "n/a" }
+my $B = JSON::PP::true; my $F = JSON::PP::false;
+my %out = (date => $r{date}, quick => $r{quick} ? $B : $F, binary => $r{binary},
+    machine => { cpus => 0 + $r{"machine.cpus"}, kernel => $r{"machine.kernel"}, mem_mib => 0 + $r{"machine.mem_mib"} },
+    policies_wired => ($r{policies} eq "wired" ? $B : $F), items => {});
+my @rows;
+# mark: lower-is-better unless $higher; budget and aim in the same unit as $v
+sub mark { my ($v, $budget, $aim, $higher) = @_; return "n/a" unless defined $v;
+    my $ok = sub { $higher ? $v >= $_[0] : $v <= $_[0] };
+    return "pass (aim)" if defined $aim && $ok->($aim);
+    return "pass (budget)" if $ok->($budget);
+    return "**OVER**" }
+sub row { push @rows, [@_] }
+
+my $l = hf("launch");
+my %med = map { $_ => $l->{$_} ? $l->{$_}{median} : undef } qw(bare unshare bwrap default permissive);
+my $pol = $r{policies} eq "wired" ? "" : " (policy flag not wired yet: ran without)";
+my $r1 = defined $med{default} && $med{bwrap} ? $med{default} / $med{bwrap} : undef;
+row(1, "run --forever /bin/true, default policy$pol", ms($med{default}),
+    "bwrap " . ms($med{bwrap}) . "; unshare " . ms($med{unshare}) . "; bare " . ms($med{bare}),
+    defined $r1 ? sprintf("%.2fx bwrap", $r1) : "n/a", "<= 1.0x", "<= 0.7x", mark($r1, 1.0, 0.7));
+$out{items}{1} = { median_s => $med{default}, bwrap_median_s => $med{bwrap}, unshare_median_s => $med{unshare},
+    bare_median_s => $med{bare}, ratio_to_bwrap => $r1, policy_flag => $r{policies} };
+my $o2 = defined $med{permissive} && defined $med{bare} ? ($med{permissive} - $med{bare}) * 1000 : undef;
+row(2, "same, permissive policy$pol", ms($med{permissive}), "bare " . ms($med{bare}),
+    defined $o2 ? sprintf("+%.2f ms", $o2) : "n/a", "<= 3 ms over", "<= 1.5 ms over", mark($o2, 3, 1.5));
+$out{items}{2} = { median_s => $med{permissive}, bare_median_s => $med{bare}, over_bare_ms => $o2 };
+
+my $n = hf("nowait");
+my $m3 = $n->{nowait} ? $n->{nowait}{median} : undef;
+my $b3 = $n->{bare} ? $n->{bare}{median} : undef;
+row(3, "run --no-wait -- sleep 5, until the JSON is printed", ms($m3), "(bare /bin/true " . ms($b3) . ")",
+    defined $m3 && defined $b3 ? sprintf("+%.2f ms over bare", ($m3 - $b3) * 1000) : "n/a",
+    "<= 3 ms", "<= 1.5 ms", mark(defined $m3 ? $m3 * 1000 : undef, 3, 1.5));
+$out{items}{3} = { median_s => $m3, bare_median_s => $b3 };
+
+my $p = hf("pump");
+my $bytes = $r{"pump.bytes"};
+my ($c, $pu, $ma) = map { $p->{$_} ? $p->{$_}{median} : undef } qw(cat pump masked);
+sub mibs { defined $_[0] && $_[0] > 0 ? sprintf("%.0f MiB/s", $bytes / 1048576 / $_[0]) : "n/a" }
+my $r4 = $c && $pu ? $c / $pu : undef; my $r5 = $c && $ma ? $c / $ma : undef;
+my $size = sprintf("%d MiB", $bytes / 1048576);
+row(4, "$size job stdout through the log pump, no masking (on $r{\"pump.dir_fs\"})", mibs($pu), "cat FILE > out " . mibs($c),
+    defined $r4 ? sprintf("%.2fx throughput", $r4) : "n/a", ">= 0.8x", ">= 0.95x", mark($r4, 0.8, 0.95, 1));
+my $left = $r{"pump.masked_log_secrets_left"};
+row(5, "same with 10 --mask values" . ($left ? " ($left secrets LEFT IN LOG)" : ""), mibs($ma), "cat FILE > out " . mibs($c),
+    defined $r5 ? sprintf("%.2fx throughput", $r5) : "n/a", ">= 0.5x", ">= 0.8x", $left ? "**FAIL**" : mark($r5, 0.5, 0.8, 1));
+$out{items}{4} = { bytes => 0 + $bytes, median_s => $pu, cat_median_s => $c, throughput_ratio => $r4 };
+$out{items}{5} = { bytes => 0 + $bytes, median_s => $ma, cat_median_s => $c, throughput_ratio => $r5,
+    masked_log_bytes => 0 + $r{"pump.masked_log_bytes"}, secrets_left_in_log => 0 + $left };
+
+my (@late, @tree_raw, @peaks);
+for my $k (grep { /^tree\.result\./ } @order) {
+    my $j = slurp($r{$k}) or next;
+    my $late = defined $j->{duration_ms} ? $j->{duration_ms} - $r{"tree.timeout_ms"} : undef;
+    push @late, $late; push @peaks, $j->{resources}{pids_peak};
+    push @tree_raw, { result => $j->{result}, duration_ms => $j->{duration_ms}, late_ms => $late,
+        pids_peak => $j->{resources}{pids_peak}, leftover_processes_killed => $j->{resources}{leftover_processes_killed} };
+}
+my $m6 = median(@late);
+my $allto = !grep { $_->{result} ne "timeout" } @tree_raw;
+row(6, "deadline to empty cgroup, $r{\"tree.processes\"}-process tree, --kill-after 0",
+    defined $m6 ? "$m6 ms" : "n/a", "pids_peak " . join("/", map { $_ // "?" } @peaks),
+    "duration_ms - timeout" . ($allto ? "" : " (NOT ALL TIMED OUT)"), "<= 100 ms", "<= 20 ms", mark($m6, 100, 20));
+$out{items}{6} = { processes => 0 + $r{"tree.processes"}, timeout_ms => 0 + $r{"tree.timeout_ms"},
+    median_late_ms => $m6, runs => \@tree_raw };
+
+my @hwm = map { $r{$_} eq "null" ? () : $r{$_} } grep { /^rss\.vmhwm_kib\./ } @order;
+my ($maxh) = sort { $b <=> $a } @hwm;
+my $h_mib = defined $maxh ? $maxh / 1024 : undef;
+row(7, "supervisor peak RSS (VmHWM) during a running job", defined $h_mib ? sprintf("%.2f MiB", $h_mib) : "n/a",
+    "-", "max of " . scalar(@hwm), "<= 4 MiB", "<= 2 MiB", mark($h_mib, 4, 2));
+$out{items}{7} = { vmhwm_kib => [map { 0 + $_ } @hwm], max_mib => $h_mib };
+
+my ($jobs, $secs, $ok, $lost) = map { $r{$_} } qw(many.jobs many.seconds many.correct many.lost);
+my $rate = $secs > 0 ? $jobs / $secs : undef;
+row(8, "$jobs jobs with --no-wait at once, then all waited", "$ok/$jobs correct, $lost lost",
+    "-", defined $rate ? sprintf("%.0f jobs/s", $rate) : "n/a", "all correct", "jobs/s", $ok == $jobs && !$lost ? "pass" : "**FAIL**");
+$out{items}{8} = { jobs => 0 + $jobs, seconds => 0 + $secs, correct => 0 + $ok, lost => 0 + $lost, jobs_per_s => $rate };
+
+my $burn = slurp($r{"acct.burn"}) // {}; my $touch = slurp($r{"acct.touch"}) // {};
+my $self_cpu = ($burn->{stdout} // "") =~ /([\d.]+)/ ? $1 * 1000 : undef;
+my $cg_cpu = defined $burn->{resources}{cpu_user_ms} ? $burn->{resources}{cpu_user_ms} + ($burn->{resources}{cpu_system_ms} // 0) : undef;
+my $cpu_err = $self_cpu && defined $cg_cpu ? 100 * abs($cg_cpu - $self_cpu) / $self_cpu : undef;
+my $want = $r{"acct.touch_mib"} * 1048576;
+my $peak = $touch->{resources}{memory_peak_bytes};
+my $hwm9 = ($touch->{stdout} // "") =~ /(\d+)/ ? $1 * 1024 : undef;
+my $mem_err = defined $peak ? 100 * abs($peak - $want) / $want : undef;
+my ($worst) = sort { $b <=> $a } grep { defined } ($cpu_err, $mem_err);
+row(9, "accounting: CPU-seconds burnt; MiB touched",
+    sprintf("cpu %s ms; peak %s MiB", $cg_cpu // "n/a", defined $peak ? sprintf("%.1f", $peak / 1048576) : "n/a"),
+    sprintf("self %s ms; %d MiB touched (VmHWM %s MiB)", defined $self_cpu ? sprintf("%.0f", $self_cpu) : "n/a",
+        $r{"acct.touch_mib"}, defined $hwm9 ? sprintf("%.1f", $hwm9 / 1048576) : "n/a"),
+    sprintf("cpu %s%%, mem %s%%", map { defined $_ ? sprintf("%.1f", $_) : "n/a" } $cpu_err, $mem_err),
+    "within 5 %", "within 2 %", mark($worst, 5, 2));
+$out{items}{9} = { cpu_self_ms => $self_cpu, cpu_cgroup_ms => $cg_cpu, cpu_error_pct => $cpu_err,
+    touched_bytes => $want, memory_peak_bytes => $peak, job_vmhwm_bytes => $hwm9, memory_error_pct => $mem_err };
+
+print "agent-exec benchmark, $r{date}, $r{\"machine.cpus\"} CPUs, $r{\"machine.mem_mib\"} MiB, kernel $r{\"machine.kernel\"}",
+    ($r{quick} ? " (QUICK SMOKE RUN: figures are not meaningful)" : ""), "\n\n";
+print "| # | what | measured | reference (same run) | ratio | budget | aim | mark |\n";
+print "|---|---|---|---|---|---|---|---|\n";
+print "| ", join(" | ", @$_), " |\n" for @rows;
+open my $jo, ">", $json_out or die "cannot write $json_out: $!";
+print $jo JSON::PP->new->canonical->pretty->encode(\%out);
+' "$RAW" "$JSON_OUT"
+log "raw figures: $JSON_OUT"

@@ -1,0 +1,69 @@
+//! Job cgroups on the real kernel of this host (root, hybrid or pure v2).
+
+use super::*;
+use crate::sandbox::test_fork::in_child;
+use nix::sys::wait::WaitStatus;
+
+fn unique(what: &str) -> String {
+    format!("test-{what}-{}", std::process::id())
+}
+
+#[test]
+fn a_child_joins_its_v1_controllers_by_itself() {
+    let layout = Layout::detect().expect("cgroups on the test host");
+    let name = unique("selfjoin");
+    let cgroup = JobCgroup::create(&layout, &name, &Limits::default()).unwrap();
+    let join = cgroup.open_self_join().unwrap();
+    if layout.kind == LayoutKind::V2 {
+        assert!(
+            join.is_empty(),
+            "clone-into-cgroup covers every v2 controller"
+        );
+        cgroup.remove();
+        return;
+    }
+    assert!(
+        !join.is_empty(),
+        "memory and pids are joined on a hybrid host"
+    );
+    let fds = join.raw_fds().to_vec();
+    let suffix = format!("/{BASE}/{name}");
+    let status = in_child(|| {
+        join_self(&fds).map_err(|e| format!("join_self: errno {e}"))?;
+        let mine = fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+        for controller in ["memory", "pids"] {
+            let line = mine
+                .lines()
+                .find(|l| l.split(':').nth(1) == Some(controller))
+                .ok_or(format!("no {controller} line"))?;
+            if layout.v1_own.contains_key(controller) && !line.ends_with(&suffix) {
+                return Err(format!("{controller} not joined: {line}"));
+            }
+        }
+        Ok(())
+    });
+    drop(join);
+    cgroup.remove();
+    assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+    for dir in layout.v1_own.values() {
+        assert!(!dir.join(BASE).join(&name).exists(), "removed");
+    }
+}
+
+#[test]
+fn joining_a_removed_cgroup_reports_the_errno() {
+    let layout = Layout::detect().expect("cgroups on the test host");
+    if layout.kind == LayoutKind::V2 {
+        return; // nothing to join on pure v2
+    }
+    let name = unique("gone");
+    let cgroup = JobCgroup::create(&layout, &name, &Limits::default()).unwrap();
+    let join = cgroup.open_self_join().unwrap();
+    cgroup.remove();
+    let fds = join.raw_fds().to_vec();
+    let status = in_child(|| match join_self(&fds) {
+        Err(libc::ENODEV) | Err(libc::ENOENT) => Ok(()),
+        other => Err(format!("expected ENODEV, got {other:?}")),
+    });
+    assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+}
