@@ -182,12 +182,12 @@ rm -rf "${S4:?}" "$PUMPDIR/out"
 # Both jobs must really have moved every byte (the policy must let them read
 # the data: it lives in their working directory), and the masked log must
 # hold no secret: a job that failed at once would fake any throughput.
-"$BIN" --root "$S4" run --forever --log-cap 2G --cwd "$PUMPDIR" -- cat "$DATA" >"$WORK/pump.json"
-put pump.unmasked_total "$(perl -MJSON::PP -0777 -ne 'print decode_json($_)->{stdout_total_bytes}' "$WORK/pump.json")"
-"$BIN" --root "$S4" run --forever --log-cap 2G --cwd "$PUMPDIR" "${MASKS[@]}" -- cat "$DATA" >"$WORK/masked.json"
-put pump.masked_total "$(perl -MJSON::PP -0777 -ne 'print decode_json($_)->{stdout_total_bytes}' "$WORK/masked.json")"
+"$BIN" --root "$S4" run --forever --log-cap 2G --cwd "$PUMPDIR" -- cat "$DATA" >"$WORK/pump-check.json"
+put pump.unmasked_total "$(perl -MJSON::PP -0777 -ne 'print decode_json($_)->{stdout_total_bytes}' "$WORK/pump-check.json")"
+"$BIN" --root "$S4" run --forever --log-cap 2G --cwd "$PUMPDIR" "${MASKS[@]}" -- cat "$DATA" >"$WORK/masked-check.json"
+put pump.masked_total "$(perl -MJSON::PP -0777 -ne 'print decode_json($_)->{stdout_total_bytes}' "$WORK/masked-check.json")"
 mkdir -p "$S4"
-LOG="$(perl -MJSON::PP -0777 -ne 'print decode_json($_)->{stdout_log_path}' "$WORK/masked.json")"
+LOG="$(perl -MJSON::PP -0777 -ne 'print decode_json($_)->{stdout_log_path}' "$WORK/masked-check.json")"
 put pump.masked_log_bytes "$(stat -c %s "$LOG")"
 put pump.masked_log_secrets_left "$(grep -c 'tok-secret' "$LOG" || true)"
 rm -rf "${S4:?}"/*
