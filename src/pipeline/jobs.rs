@@ -157,7 +157,8 @@ impl JobRunner for StoreRunner<'_> {
             .map_err(|e| e.message)?;
         let claimed = self.store.claim_start(&id).map_err(|e| e.message);
         // Watch before launching, so no state change can slip by unseen.
-        let watch = claimed.and_then(|_lock| Watch::new(self.store, &id).map_err(|e| e.message));
+        let watch =
+            claimed.and_then(|_lock| Watch::state_only(self.store, &id).map_err(|e| e.message));
         let watch = match watch {
             Ok(w) => w,
             Err(e) => {
