@@ -266,11 +266,16 @@ impl Layers {
             report,
         })
     }
+}
 
-    /// Records the Landlock verdict the child actually got.
-    pub fn landlock_applied(&mut self, status: LandlockStatus) {
-        self.report.landlock.status = enforcement_name(status).to_string();
-        self.report.landlock.abi = status.abi;
+impl SandboxReport {
+    /// Records what the child reported: the Landlock verdict it actually got
+    /// and the best-effort layers the kernel refused.
+    pub fn record_child(&mut self, landlock: Option<LandlockStatus>, not_applied: &[String]) {
+        if let Some(status) = landlock {
+            self.landlock.status = enforcement_name(status).to_string();
+        }
+        self.not_applied.extend(not_applied.iter().cloned());
     }
 }
 

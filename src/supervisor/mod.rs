@@ -146,15 +146,7 @@ pub(crate) fn supervise(
     let _ = std::fs::remove_file(store.job_dir(id).join(crate::job::store::SECRETS_FILE));
 
     let mut report = plan.layers.report.clone();
-    if let Some(status) = child.landlock {
-        report.landlock.status = match status.status {
-            crate::sandbox::landlock::Enforcement::FullyEnforced => "fully_enforced",
-            crate::sandbox::landlock::Enforcement::PartiallyEnforced => "partially_enforced",
-            crate::sandbox::landlock::Enforcement::NotEnforced => "not_enforced",
-        }
-        .into();
-    }
-    report.not_applied.extend(child.not_applied.iter().cloned());
+    report.record_child(child.landlock, &child.not_applied);
     let sandbox_report = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
     let mut status = JobStatus::created(spec.created_at_ms);
     status.state = State::Running;

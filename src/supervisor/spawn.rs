@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 
 use nix::sys::signal::{sigprocmask, SigmaskHow};
 
@@ -100,7 +99,6 @@ fn become_supervisor(store: &Store, spec: &JobSpec, secrets: &Secrets, mut lock:
     // Record who supervises the job before anything else can go wrong.
     let _ = write!(lock, "{} {}", me.pid, me.start_time);
     let _ = lock.flush();
-    let _ = lock.as_raw_fd();
     drop(lock);
     supervise(store, spec, secrets, me)
 }
