@@ -35,6 +35,7 @@ enum Stage {
     Landlock = 15,
     Seccomp = 16,
     Init = 17,
+    Cgroup = 18,
 }
 
 const LANDLOCK_RECORD: u32 = 100;
@@ -99,7 +100,14 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
             libc::_exit(125);
         }
 
-        // Wait until the parent has finished our setup (v1 cgroups, uid/gid maps).
+        // Into the job's v1 cgroups (memory, pids, cpu) before anything of
+        // the job runs: a thread moving itself skips the kernel's global
+        // cgroup lock that moving another process waits on.
+        if let Err(e) = super::cgroup::join_self(args.join_fds) {
+            fail(args, Stage::Cgroup, e);
+        }
+
+        // Wait until the parent has finished our setup (uid/gid maps).
         let mut go = [0u8; 1];
         if libc::read(args.go, go.as_mut_ptr().cast(), 1) != 1 {
             fail(args, Stage::Released, 0);
@@ -341,6 +349,7 @@ fn stage_name(stage: u32) -> &'static str {
         15 => "landlock",
         16 => "seccomp",
         17 => "pid namespace init",
+        18 => "joining the job's v1 cgroups",
         _ => "exec",
     }
 }

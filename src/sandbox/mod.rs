@@ -185,6 +185,11 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
     let (status_read, status_write) =
         pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
+    //    The v1 controllers' `tasks` files, for the child to move itself
+    //    (see `SelfJoin` for why the parent does not move it).
+    let self_join = cgroup
+        .open_self_join()
+        .map_err(|e| LaunchError::runner(format!("cannot open the job's v1 cgroups: {e}")))?;
     let cgroup_dir = std::fs::File::open(cgroup.v2_dir()).map_err(|e| {
         LaunchError::runner(format!(
             "cannot open cgroup {}: {e}",
@@ -202,6 +207,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         report: report_write.as_raw_fd(),
         init_status: status_write.as_raw_fd(),
         parent_pid,
+        join_fds: self_join.raw_fds(),
     };
     //    The namespaces the policy asks for are created by the same call.
     let mut into_cgroup = true;
@@ -240,13 +246,15 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     drop(status_write);
     drop(stdio); // the child holds its ends; ours would keep the pipes from reaching EOF
 
-    // 3. Parent's half: the cgroups clone-into cannot reach, and the uid/gid
-    //    maps of the user namespace (only a process outside it may write them).
+    drop(self_join);
+
+    // 3. Parent's half: the v2 cgroup on kernels without clone-into, and the
+    //    uid/gid maps of the user namespace (only a process outside it may
+    //    write them). The child has joined its v1 cgroups itself by now.
     let joined = (|| {
         if !into_cgroup {
             cgroup.join_v2(pid)?;
         }
-        cgroup.join_controllers(pid)?;
         if let Some((in_uid, in_gid, out_uid, out_gid)) = plan.layers.id_map {
             namespaces::write_id_maps(
                 nix::unistd::Pid::from_raw(pid),
@@ -309,6 +317,8 @@ pub(crate) struct ChildArgs<'a> {
     report: RawFd,
     init_status: RawFd,
     parent_pid: i32,
+    /// v1 `tasks` files the child writes `0` into before it may go on.
+    join_fds: &'a [RawFd],
 }
 
 #[repr(C)]
