@@ -11,7 +11,7 @@ use crate::job::model::{JobSpec, ResultKind, Secrets, State};
 use crate::job::observe::Watch;
 use crate::job::store::{write_json, Store};
 use crate::response::{AppError, ErrorCode, JobResponseType};
-use crate::supervisor::{spawn_detached, KillRequest, KILL_REQUEST};
+use crate::supervisor::{spawn_detached, KillRequest, Milestone, KILL_REQUEST};
 
 const DEFAULT_RUN_UNTIL: Duration = Duration::from_secs(10);
 const DEFAULT_WAIT_UNTIL: Duration = Duration::from_secs(30);
@@ -22,8 +22,7 @@ pub fn run(store: &Store, args: &RunArgs) -> Result<Reply, AppError> {
     let until = observe_deadline(&args.observe, DEFAULT_RUN_UNTIL)?;
     let defined = define::build(&args.def, store)?;
     // The clear-text secrets stay in memory: the forked supervisor has them.
-    store.create(&defined.spec, None, defined.stdin.as_deref())?;
-    let lock = store.claim_start(&defined.spec.job_id)?;
+    let lock = store.create_started(&defined.spec, defined.stdin.as_deref())?;
     start_and_observe(
         store,
         &defined.spec,
@@ -113,13 +112,21 @@ fn start_and_observe(
     kind: JobResponseType,
 ) -> Result<Reply, AppError> {
     let id = &spec.job_id;
-    // Watch before launching, so no state change can slip by unseen.
-    let watch = Watch::state_only(store, id)?;
     let began = Instant::now();
-    spawn_detached(store, spec, secrets, lock)?;
+    let supervisor = spawn_detached(store, spec, secrets, lock)?;
     let deadline = until.map(|d| began + d);
     let no_wait = observe.no_wait;
-    let status = watch.until(store, id, deadline, |s| {
+    // Our own supervisor tells us when to look; the store says what happened
+    // (and `until` still watches it, should the supervisor die mid-way).
+    supervisor.wait_for(
+        if no_wait {
+            Milestone::Launched
+        } else {
+            Milestone::Finished
+        },
+        deadline,
+    );
+    let status = Watch::on_demand(store, id, !no_wait).until(store, id, deadline, |s| {
         no_wait && s.state != State::Created
     })?;
     if let Some(o) = status
@@ -192,7 +199,7 @@ pub fn wait(store: &Store, args: &WaitArgs) -> Result<Reply, AppError> {
     };
     let id = store.resolve(&args.job_id)?;
     let spec = store.read_spec(&id)?;
-    let watch = Watch::state_only(store, &id)?;
+    let watch = Watch::on_demand(store, &id, true);
     let began = Instant::now();
     let status = watch.until(store, &id, until.map(|u| began + u), |s| {
         s.state.is_terminal()

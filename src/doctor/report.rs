@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::probe::{probe_host, HostProbe};
 use crate::policy::{self, NetMode, Policy, PolicySources, SeccompProfile};
-use crate::sandbox::cgroup::{JobCgroup, Layout, LayoutKind, Limits};
+use crate::sandbox::cgroup::{dir_name, JobCgroup, Layout, LayoutKind, Limits};
 
 /// What the cgroup side of this host offers.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -180,8 +180,8 @@ fn probe_cgroup() -> CgroupProbe {
                 kill,
                 freeze,
                 format!(
-                    "job cgroups are created under {}",
-                    layout.v2_own.join("agent-exec").display()
+                    "job cgroups are created as {}",
+                    layout.v2_own.join(dir_name("<job id>")).display()
                 ),
             )
         }

@@ -3,8 +3,15 @@
 //! The supervisor replaces `state.json` by rename, which inotify reports as
 //! IN_MOVED_TO on the job directory; the supervisor's pidfd becomes readable
 //! when it dies. Polling both means no sleep loop and no missed death.
+//!
+//! An inotify instance is not free: closing one waits for an SRCU grace
+//! period in the kernel. [`Watch::on_demand`] therefore makes it only when
+//! it really has to wait, and not at all when the supervisor's exit alone
+//! tells what it waits for (the final state is written just before it).
 
+use std::cell::OnceCell;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -17,7 +24,11 @@ use crate::response::{AppError, ErrorCode};
 
 /// A watch on one job directory, set up before the event it waits for can happen.
 pub struct Watch {
-    inotify: Inotify,
+    inotify: OnceCell<Inotify>,
+    dir: PathBuf,
+    mask: AddWatchFlags,
+    /// Waiting for a terminal state only: a live supervisor's pidfd is enough.
+    terminal_only: bool,
 }
 
 impl Watch {
@@ -35,17 +46,45 @@ impl Watch {
         Self::with_mask(store, id, Self::state_mask())
     }
 
+    /// Like [`Watch::state_only`], but sets up inotify only if [`Watch::until`]
+    /// must wait, after which it re-reads the state (so nothing slips by).
+    /// With `terminal_only`, a job whose supervisor is alive is waited for
+    /// on the supervisor's pidfd alone.
+    pub fn on_demand(store: &Store, id: &str, terminal_only: bool) -> Watch {
+        Watch {
+            inotify: OnceCell::new(),
+            dir: store.job_dir(id),
+            mask: Self::state_mask(),
+            terminal_only,
+        }
+    }
+
     fn state_mask() -> AddWatchFlags {
         AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_DELETE_SELF
     }
 
     fn with_mask(store: &Store, id: &str, mask: AddWatchFlags) -> Result<Watch, AppError> {
+        let watch = Watch {
+            inotify: OnceCell::new(),
+            dir: store.job_dir(id),
+            mask,
+            terminal_only: false,
+        };
+        watch.inotify()?;
+        Ok(watch)
+    }
+
+    /// The inotify instance, made on first use.
+    fn inotify(&self) -> Result<&Inotify, AppError> {
+        if let Some(i) = self.inotify.get() {
+            return Ok(i);
+        }
         let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
             .map_err(|e| AppError::new(ErrorCode::IoError, format!("inotify: {e}")))?;
         inotify
-            .add_watch(&store.job_dir(id), mask)
+            .add_watch(&self.dir, self.mask)
             .map_err(|e| AppError::new(ErrorCode::IoError, format!("inotify watch: {e}")))?;
-        Ok(Watch { inotify })
+        Ok(self.inotify.get_or_init(|| inotify))
     }
 
     /// Waits until `done(status)` holds, the deadline passes (returns the
@@ -73,13 +112,28 @@ impl Watch {
                 None => None,
             };
             let pidfd = supervisor_of(store, id, &status).and_then(|s| pidfd_of(&s));
+            if self.terminal_only {
+                if let Some(p) = &pidfd {
+                    wait_readable(p.as_fd(), left);
+                    continue;
+                }
+            }
+            if self.inotify.get().is_none() {
+                // Made now, then the state is read again before waiting.
+                self.inotify()?;
+                continue;
+            }
             self.wait(pidfd.as_ref().map(|f| f.as_fd()), left);
         }
     }
 
     /// Blocks until the directory changes, the pidfd fires, or `left` elapses.
     pub fn wait(&self, pidfd: Option<BorrowedFd<'_>>, left: Option<std::time::Duration>) {
-        let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+        // Made by the constructor ([`Watch::new`]) or by `until` before it waits.
+        let Some(inotify) = self.inotify.get() else {
+            return;
+        };
+        let mut fds = vec![PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
         if let Some(p) = pidfd {
             fds.push(PollFd::new(p, PollFlags::POLLIN));
         }
@@ -95,10 +149,21 @@ impl Watch {
         };
         let _ = poll(&mut fds, timeout);
         // Drain queued events; their content does not matter, only that something changed.
-        while self.inotify.read_events().is_ok_and(|e| !e.is_empty()) {}
+        while inotify.read_events().is_ok_and(|e| !e.is_empty()) {}
     }
 
     pub fn raw_fd(&self) -> i32 {
-        self.inotify.as_fd().as_raw_fd()
+        self.inotify().map(|i| i.as_fd().as_raw_fd()).unwrap_or(-1)
     }
+}
+
+/// Blocks until `fd` is readable or `left` elapses.
+pub fn wait_readable(fd: BorrowedFd<'_>, left: Option<std::time::Duration>) -> bool {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    let timeout = match left {
+        Some(d) => PollTimeout::try_from(d.as_millis().min(i32::MAX as u128 - 1) as i32 + 1)
+            .unwrap_or(PollTimeout::MAX),
+        None => PollTimeout::NONE,
+    };
+    matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
 }

@@ -118,6 +118,31 @@ impl Store {
         Ok(dir)
     }
 
+    /// Creates a job that is started at once (`run`): its definition and the
+    /// claimed start lock, but no `created` state, which the supervisor would
+    /// replace within a millisecond (a replaced file is a freed inode, not
+    /// free on every disk).
+    pub fn create_started(&self, spec: &JobSpec, stdin: Option<&[u8]>) -> Result<File, AppError> {
+        let dir = self.job_dir(&spec.job_id);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| io_error(&format!("the job directory {}", dir.display()), &e))?;
+        let result = (|| {
+            if let Some(bytes) = stdin {
+                write_atomic(&dir.join(STDIN_FILE), bytes, 0o600)?;
+            }
+            // The lock first: job.json is what makes the job visible to list and status.
+            let lock = self.claim_start(&spec.job_id)?;
+            write_json(&dir.join(JOB_FILE), spec, 0o600)?;
+            Ok(lock)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
     /// Resolves a full id or an unambiguous prefix.
     pub fn resolve(&self, prefix: &str) -> Result<String, AppError> {
         let prefix = prefix.trim();
@@ -179,8 +204,22 @@ impl Store {
         read_json(&self.job_dir(id).join(JOB_FILE))
     }
 
+    /// The job's state. A job made by [`Store::create_started`] has no
+    /// `state.json` until its supervisor records the first one: it reads as created.
     pub fn read_status(&self, id: &str) -> Result<JobStatus, AppError> {
-        read_json(&self.job_dir(id).join(STATE_FILE))
+        let path = self.job_dir(id).join(STATE_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => parse_json(&path, &bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let spec = self.read_spec(id)?;
+                Ok(JobStatus::created(spec.created_at_ms))
+            }
+            Err(e) => {
+                let mut err = io_error(&path.display().to_string(), &e);
+                err.message = format!("cannot read {}: {e}", path.display());
+                Err(err)
+            }
+        }
     }
 
     /// Replaces `state.json` atomically. On a full disk the temporary copy
@@ -291,7 +330,11 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, AppError> {
         err.message = format!("cannot read {}: {e}", path.display());
         err
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    parse_json(path, &bytes)
+}
+
+fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, AppError> {
+    serde_json::from_slice(bytes).map_err(|e| {
         AppError::new(
             ErrorCode::IoError,
             format!("{} is not valid: {e}", path.display()),

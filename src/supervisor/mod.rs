@@ -9,7 +9,8 @@
 mod event_loop;
 mod spawn;
 
-pub use spawn::{spawn_detached, supervise_exec};
+use spawn::Notifier;
+pub use spawn::{spawn_detached, supervise_exec, Forked, Milestone};
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -42,11 +43,13 @@ pub(crate) fn supervise(
     spec: &JobSpec,
     secrets: &Secrets,
     me: crate::job::model::ProcRef,
+    notifier: &Notifier,
 ) -> i32 {
     let id = spec.job_id.as_str();
     let started = now_ms();
     let fail = |message: String, exit_code: i32, unavailable: bool| {
         record_launch_failure(store, spec, me, started, message, exit_code, unavailable);
+        notifier.send(Milestone::Finished);
         1
     };
 
@@ -156,6 +159,7 @@ pub(crate) fn supervise(
     status.updated_at_ms = now_ms();
     status.sandbox = Some(sandbox_report);
     let _ = store.write_status(id, &status);
+    notifier.send(Milestone::Launched);
 
     let end = event_loop::run_with_init(store, spec, &cgroup, child.pid, pumps, child.init_status);
 
@@ -163,7 +167,7 @@ pub(crate) fn supervise(
     cgroup.wait_empty(std::time::Duration::from_secs(5));
     let usage = cgroup.usage();
     cgroup.remove();
-    let _ = std::fs::remove_dir_all(&spec.sandbox.tmpdir);
+    empty_tmpdir(&spec.sandbox.tmpdir);
 
     let finished = now_ms();
     let outcome = end.into_outcome(usage, finished.saturating_sub(started));
@@ -178,9 +182,20 @@ pub(crate) fn supervise(
     status.finished_at_ms = Some(finished);
     status.updated_at_ms = finished;
     status.outcome = Some(outcome);
-    match store.write_status(id, &status) {
+    let code = match store.write_status(id, &status) {
         Ok(()) => 0,
         Err(_) => 1, // the next status call finds us gone and records `lost`
+    };
+    notifier.send(Milestone::Finished);
+    code
+}
+
+/// Removes what the job left in its $TMPDIR. An empty one stays (it goes
+/// with the job directory): removing it would free a block for nothing.
+fn empty_tmpdir(dir: &Path) {
+    let has_entries = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+    if has_entries {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 

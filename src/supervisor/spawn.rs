@@ -7,6 +7,8 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::time::Instant;
 
 use nix::sys::signal::{sigprocmask, SigmaskHow};
 
@@ -17,34 +19,151 @@ use crate::job::model::{JobSpec, Secrets};
 use crate::job::store::{Store, START_LOCK};
 use crate::response::{AppError, ErrorCode};
 
+/// What the supervisor writes to the CLI that forked it, on [`Forked::notify`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Milestone {
+    /// The job's first state (running, or a launch failure) is recorded.
+    Launched = b'l' as isize,
+    /// The final state is recorded.
+    Finished = b'f' as isize,
+}
+
+/// The CLI's handle on the supervisor it forked. Lets `run` and `start`
+/// learn of the job's milestones from a pipe instead of watching the store
+/// with inotify, whose set-up and teardown cost more than the whole wait
+/// for a short job.
+pub struct Forked {
+    pid: i32,
+    /// Readable once the supervisor has exited (we are its parent until we exit).
+    pidfd: Option<OwnedFd>,
+    notify: OwnedFd,
+}
+
+impl Forked {
+    /// Blocks until the supervisor reports `milestone` (or a later one),
+    /// exits, or `deadline` passes. The store stays the source of truth:
+    /// callers read the state afterwards.
+    pub fn wait_for(&self, milestone: Milestone, deadline: Option<Instant>) {
+        let mut fds = vec![libc::pollfd {
+            fd: self.notify.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if let Some(p) = &self.pidfd {
+            fds.push(libc::pollfd {
+                fd: p.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        loop {
+            let timeout = match deadline {
+                None => -1,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return;
+                    }
+                    left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
+                }
+            };
+            // SAFETY: fds is a valid array of pollfd for the length given.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return;
+            }
+            if fds.get(1).is_some_and(|p| p.revents != 0) {
+                self.reap();
+                return;
+            }
+            if fds[0].revents != 0 {
+                let mut buf = [0u8; 8];
+                // SAFETY: reading into a stack buffer from our own pipe.
+                let got = unsafe { libc::read(fds[0].fd, buf.as_mut_ptr().cast(), buf.len()) };
+                if got <= 0 {
+                    return; // EOF: the supervisor is gone
+                }
+                let seen = &buf[..got as usize];
+                if seen.contains(&(Milestone::Finished as u8)) || seen.contains(&(milestone as u8))
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Collects the exited supervisor, so a caller that goes on does not keep a zombie.
+    fn reap(&self) {
+        let mut status = 0;
+        // SAFETY: waiting without blocking for our own child.
+        unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+    }
+}
+
+/// The supervisor's end of [`Forked::notify`] (absent for the exec'd form).
+pub(crate) struct Notifier(Option<OwnedFd>);
+
+impl Notifier {
+    pub(crate) fn none() -> Notifier {
+        Notifier(None)
+    }
+
+    /// Best effort: a caller that stopped listening costs nothing (EPIPE, SIGPIPE ignored).
+    pub(crate) fn send(&self, milestone: Milestone) {
+        if let Some(fd) = &self.0 {
+            let byte = [milestone as u8];
+            // SAFETY: writing one byte from a stack buffer to our own pipe.
+            unsafe { libc::write(fd.as_fd().as_raw_fd(), byte.as_ptr().cast(), 1) };
+        }
+    }
+}
+
 /// Forks the supervisor of a job whose start was claimed with `lock`.
-/// Returns the supervisor's pid; the job runs on after the caller exits.
+/// The job runs on after the caller exits.
 pub fn spawn_detached(
     store: &Store,
     spec: &JobSpec,
     secrets: &Secrets,
     lock: File,
-) -> Result<i32, AppError> {
-    // The CLI never waits for the supervisor: let the kernel reap it, so a
-    // caller that observes for a while does not keep a zombie.
-    // SAFETY: setting a signal disposition in a single-threaded process.
-    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-    // SAFETY: the CLI is single-threaded, so the child may run ordinary code.
-    match unsafe { libc::fork() } {
-        -1 => Err(AppError::new(
+) -> Result<Forked, AppError> {
+    let fork_error = |what: &str| {
+        AppError::new(
             ErrorCode::LaunchFailed,
             format!(
-                "cannot fork the supervisor: {}",
+                "cannot {what} the supervisor: {}",
                 std::io::Error::last_os_error()
             ),
         )
-        .with_job(&spec.job_id)),
+        .with_job(&spec.job_id)
+    };
+    let (notify_read, notify_write) =
+        crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
+    // SAFETY: the CLI is single-threaded, so the child may run ordinary code.
+    match unsafe { libc::fork() } {
+        -1 => Err(fork_error("fork")),
         0 => {
-            let code = become_supervisor(store, spec, secrets, lock);
+            drop(notify_read);
+            let notifier = Notifier(Some(notify_write));
+            let code = become_supervisor(store, spec, secrets, lock, notifier);
             // SAFETY: leave without running the parent's atexit handlers or flushing its buffers.
             unsafe { libc::_exit(code) }
         }
-        pid => Ok(pid),
+        pid => {
+            drop(notify_write);
+            // Our unreaped child: its pid cannot be reused, so this pidfd is its.
+            // SAFETY: plain syscall; the descriptor returned is ours.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+            // SAFETY: a fresh descriptor, owned here.
+            let pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) });
+            Ok(Forked {
+                pid,
+                pidfd,
+                notify: notify_read,
+            })
+        }
     }
 }
 
@@ -66,15 +185,22 @@ pub fn supervise_exec(store: &Store, id: &str) -> i32 {
         Ok(f) => f,
         Err(_) => return 1,
     };
-    become_supervisor(store, &spec, &secrets, lock)
+    become_supervisor(store, &spec, &secrets, lock, Notifier::none())
 }
 
-fn become_supervisor(store: &Store, spec: &JobSpec, secrets: &Secrets, mut lock: File) -> i32 {
+fn become_supervisor(
+    store: &Store,
+    spec: &JobSpec,
+    secrets: &Secrets,
+    mut lock: File,
+    notifier: Notifier,
+) -> i32 {
     // Block the signals we handle before anything can deliver them, and take
     // SIGCHLD back from the caller's SIG_IGN (we must reap the job ourselves).
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled_signals()), None);
     // SAFETY: single-threaded process; plain syscalls.
     unsafe {
+        // The caller may have left SIGCHLD ignored: we must reap the job ourselves.
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
         // Our own session: the caller's terminal hanging up or its process
         // group being signalled does not reach us.
@@ -100,5 +226,5 @@ fn become_supervisor(store: &Store, spec: &JobSpec, secrets: &Secrets, mut lock:
     let _ = write!(lock, "{} {}", me.pid, me.start_time);
     let _ = lock.flush();
     drop(lock);
-    supervise(store, spec, secrets, me)
+    supervise(store, spec, secrets, me, &notifier)
 }

@@ -194,9 +194,10 @@ pub fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 /// Every cgroup directory agent-exec could have made for `job_id`.
 pub fn cgroup_dirs(job_id: &str) -> Vec<PathBuf> {
     let layout = agent_exec::sandbox::cgroup::Layout::detect().expect("cgroup layout");
-    let mut dirs = vec![layout.v2_own.join("agent-exec").join(job_id)];
+    let name = agent_exec::sandbox::cgroup::dir_name(job_id);
+    let mut dirs = vec![layout.v2_own.join(&name)];
     for own in layout.v1_own.values() {
-        dirs.push(own.join("agent-exec").join(job_id));
+        dirs.push(own.join(&name));
     }
     dirs
 }

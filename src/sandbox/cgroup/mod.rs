@@ -19,8 +19,12 @@ use std::time::{Duration, Instant};
 
 pub use layout::{Layout, LayoutError, LayoutKind};
 
-/// The directory name under our own cgroup that holds every job's cgroup.
-const BASE: &str = "agent-exec";
+/// A job's cgroup is `<own cgroup>/agent-exec-<job id>` in each hierarchy:
+/// directly under ours, not in a shared parent, so a job costs one mkdir
+/// and one rmdir per hierarchy and leaves nothing behind.
+pub fn dir_name(job: &str) -> String {
+    format!("agent-exec-{job}")
+}
 
 /// Limits asked of the resource controllers.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -139,7 +143,7 @@ pub struct JobCgroup {
 }
 
 impl JobCgroup {
-    /// Creates `<own>/agent-exec/<name>` in every hierarchy the layout uses and applies `limits`.
+    /// Creates `<own>/agent-exec-<name>` in every hierarchy the layout uses and applies `limits`.
     pub fn create(layout: &Layout, name: &str, limits: &Limits) -> Result<JobCgroup, CgroupError> {
         let v2_dir = create_under(&layout.v2_own, name)?;
         let controllers: Box<dyn Controllers> = match layout.kind {
@@ -174,10 +178,10 @@ impl JobCgroup {
     pub fn reattach(layout: &Layout, name: &str) -> JobCgroup {
         JobCgroup {
             layout_kind: layout.kind,
-            v2_dir: layout.v2_own.join(BASE).join(name),
+            v2_dir: layout.v2_own.join(dir_name(name)),
             controllers: match layout.kind {
                 LayoutKind::V2 => Box::new(v2::V2Controllers::existing(
-                    &layout.v2_own.join(BASE).join(name),
+                    &layout.v2_own.join(dir_name(name)),
                 )),
                 LayoutKind::Hybrid => Box::new(v1::V1Controllers::existing(&layout.v1_own, name)),
             },
@@ -326,33 +330,14 @@ impl JobCgroup {
     pub fn remove(&self) {
         self.controllers.remove();
         remove_dir_retrying(&self.v2_dir);
-        if let Some(base) = self.v2_dir.parent() {
-            let _ = fs::remove_dir(base); // EBUSY/ENOTEMPTY while other jobs run: fine
-        }
     }
 }
 
-/// `mkdir -p <own>/agent-exec/<name>`, tolerating a concurrent job removing the shared base.
+/// `mkdir <own>/agent-exec-<name>`.
 pub(crate) fn create_under(own: &Path, name: &str) -> Result<PathBuf, CgroupError> {
-    let base = own.join(BASE);
-    let dir = base.join(name);
-    for _ in 0..5 {
-        match fs::create_dir(&base) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(CgroupError::Create(base, e)),
-        }
-        match fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            // Another job's cleanup removed the empty base between our two mkdirs.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(CgroupError::Create(dir, e)),
-        }
-    }
-    Err(CgroupError::Create(
-        dir,
-        io::Error::other("the shared base kept disappearing"),
-    ))
+    let dir = own.join(dir_name(name));
+    fs::create_dir(&dir).map_err(|e| CgroupError::Create(dir.clone(), e))?;
+    Ok(dir)
 }
 
 /// rmdir of a cgroup fails with EBUSY for a moment after its last task exits.

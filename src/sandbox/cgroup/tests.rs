@@ -27,7 +27,7 @@ fn a_child_joins_its_v1_controllers_by_itself() {
         "memory and pids are joined on a hybrid host"
     );
     let fds = join.raw_fds().to_vec();
-    let suffix = format!("/{BASE}/{name}");
+    let suffix = format!("/{}", dir_name(&name));
     let status = in_child(|| {
         join_self(&fds).map_err(|e| format!("join_self: errno {e}"))?;
         let mine = fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
@@ -46,7 +46,7 @@ fn a_child_joins_its_v1_controllers_by_itself() {
     cgroup.remove();
     assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
     for dir in layout.v1_own.values() {
-        assert!(!dir.join(BASE).join(&name).exists(), "removed");
+        assert!(!dir.join(dir_name(&name)).exists(), "removed");
     }
 }
 

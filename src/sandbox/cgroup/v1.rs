@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use super::{create_under, read_keyed, read_u64, remove_dir_retrying, write_limit, BASE};
+use super::{create_under, dir_name, read_keyed, read_u64, remove_dir_retrying, write_limit};
 use super::{CgroupError, Controllers, Limits, Usage};
 
 /// memory and pids always (their peaks are part of every result); cpu only when limited.
@@ -64,7 +64,7 @@ impl V1Controllers {
         let mut dirs = BTreeMap::new();
         for controller in ["memory", "pids", "cpu"] {
             if let Some(own_dir) = own.get(controller) {
-                let dir = own_dir.join(BASE).join(name);
+                let dir = own_dir.join(dir_name(name));
                 if dir.is_dir() {
                     dirs.insert(controller, dir);
                 }

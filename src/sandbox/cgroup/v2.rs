@@ -9,7 +9,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{read_keyed, read_u64, write_limit, BASE};
+use super::{read_keyed, read_u64, write_limit};
 use super::{CgroupError, Controllers, Limits, Usage};
 
 pub(crate) struct V2Controllers {
@@ -37,21 +37,19 @@ impl V2Controllers {
             _ => limits.cpus.is_some(),
         };
         for controller in wanted {
-            for parent in [own.to_path_buf(), own.join(BASE)] {
-                if let Err(source) = enable(&parent, controller) {
-                    if needs(controller) {
-                        return Err(CgroupError::Limit {
-                            what: match controller {
-                                "memory" => "memory",
-                                "pids" => "pids",
-                                _ => "cpu",
-                            },
-                            path: parent.join("cgroup.subtree_control"),
-                            source,
-                        });
-                    }
-                    break; // accounting only: the peak will read as unknown
+            if let Err(source) = enable(own, controller) {
+                if needs(controller) {
+                    return Err(CgroupError::Limit {
+                        what: match controller {
+                            "memory" => "memory",
+                            "pids" => "pids",
+                            _ => "cpu",
+                        },
+                        path: own.join("cgroup.subtree_control"),
+                        source,
+                    });
                 }
+                // accounting only: the peak will read as unknown
             }
         }
         Ok(V2Controllers {
