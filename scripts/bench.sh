@@ -59,8 +59,8 @@ fi
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -z "$BIN" ]; then
-    log "building the release binary"
-    (cd "$REPO" && cargo build --release --quiet >&2)
+    log "building the release binary (scripts/build-release.sh)"
+    "$REPO/scripts/build-release.sh" --quiet >&2
     BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/agent-exec"
 fi
 [ -x "$BIN" ] || die "no binary at $BIN"

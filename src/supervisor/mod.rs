@@ -167,7 +167,6 @@ pub(crate) fn supervise(
     cgroup.wait_empty(std::time::Duration::from_secs(5));
     let usage = cgroup.usage();
     cgroup.remove();
-    empty_tmpdir(&spec.sandbox.tmpdir);
 
     let finished = now_ms();
     let outcome = end.into_outcome(usage, finished.saturating_sub(started));
@@ -182,11 +181,14 @@ pub(crate) fn supervise(
     status.finished_at_ms = Some(finished);
     status.updated_at_ms = finished;
     status.outcome = Some(outcome);
-    let code = match store.write_status(id, &status) {
-        Ok(()) => 0,
-        Err(_) => 1, // the next status call finds us gone and records `lost`
+    let (code, retired) = match store.write_status_deferring_free(id, &status) {
+        Ok(retired) => (0, retired),
+        Err(_) => (1, None), // the next status call finds us gone and records `lost`
     };
     notifier.send(Milestone::Finished);
+    // Housekeeping nobody waits for: after the caller has its answer.
+    drop(retired);
+    empty_tmpdir(&spec.sandbox.tmpdir);
     code
 }
 
