@@ -246,24 +246,6 @@ impl Store {
         }
     }
 
-    /// [`Store::write_status`], but the replaced version lives on (hard-linked
-    /// aside) until the returned guard is dropped. Freeing a file's blocks
-    /// can be slow (a synchronous discard on ext4 mounted `discard`, ~0.3 ms
-    /// here): the supervisor drops the guard after it has told its caller.
-    pub fn write_status_deferring_free(
-        &self,
-        id: &str,
-        status: &JobStatus,
-    ) -> Result<Option<Retired>, AppError> {
-        let dir = self.job_dir(id);
-        let aside = dir.join(format!("{STATE_FILE}.prev.{}", std::process::id()));
-        let retired = fs::hard_link(dir.join(STATE_FILE), &aside)
-            .ok()
-            .map(|()| Retired(aside));
-        self.write_status(id, status)?;
-        Ok(retired)
-    }
-
     pub fn read_secrets(&self, id: &str) -> Result<Secrets, AppError> {
         read_json(&self.job_dir(id).join(SECRETS_FILE))
     }
@@ -342,14 +324,28 @@ pub fn io_error(what: &str, e: &io::Error) -> AppError {
     AppError::new(code, format!("cannot write {what}: {e}{hint}"))
 }
 
-/// A replaced state file kept aside by [`Store::write_status_deferring_free`];
-/// removed on drop.
-pub struct Retired(PathBuf);
-
-impl Drop for Retired {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+/// Moves `tmp` to `path` atomically; see [`write_atomic`].
+fn replace(tmp: &Path, path: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let (from, to) = (c(tmp)?, c(path)?);
+    // SAFETY: two valid NUL-terminated paths; renameat2 only reads them.
+    let swapped = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    } == 0;
+    if swapped {
+        // `tmp` now names the previous version.
+        let _ = fs::remove_file(tmp);
+        return Ok(());
     }
+    // No previous version (ENOENT), or a filesystem without exchange (EINVAL).
+    fs::rename(tmp, path)
 }
 
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, AppError> {
@@ -380,10 +376,15 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(),
     write_atomic(path, &bytes, mode)
 }
 
-/// Writes to a fresh `<path>.tmp.<pid>.<n>` then renames over `path`:
+/// Writes to a fresh `<path>.tmp.<pid>.<n>` then puts it in place of `path`:
 /// readers see the old or the new file, never half of one. The temporary
 /// file is created exclusively and never through a symlink, so nothing
 /// planted in the directory can redirect the write.
+///
+/// An existing `path` is swapped out with `renameat2(RENAME_EXCHANGE)` and
+/// the old version unlinked, rather than renamed over: ext4 (auto_da_alloc)
+/// starts writeback of the new file on every rename over an existing one,
+/// which made each state update cost 0.3-0.6 ms here instead of 0.08.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AppError> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut tmp = path.as_os_str().to_owned();
@@ -398,7 +399,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AppError
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
         file.write_all(bytes)?;
-        fs::rename(&tmp, path)
+        drop(file);
+        replace(&tmp, path)
     })();
     result.map_err(|e| {
         let _ = fs::remove_file(&tmp);

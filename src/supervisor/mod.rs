@@ -181,13 +181,12 @@ pub(crate) fn supervise(
     status.finished_at_ms = Some(finished);
     status.updated_at_ms = finished;
     status.outcome = Some(outcome);
-    let (code, retired) = match store.write_status_deferring_free(id, &status) {
-        Ok(retired) => (0, retired),
-        Err(_) => (1, None), // the next status call finds us gone and records `lost`
+    let code = match store.write_status(id, &status) {
+        Ok(()) => 0,
+        Err(_) => 1, // the next status call finds us gone and records `lost`
     };
     notifier.send(Milestone::Finished);
     // Housekeeping nobody waits for: after the caller has its answer.
-    drop(retired);
     empty_tmpdir(&spec.sandbox.tmpdir);
     code
 }
