@@ -292,7 +292,15 @@ impl Store {
         self.job_dir(id).join(START_LOCK).exists()
     }
 
+    /// Removes a finished job's directory, and its cgroups should a dead
+    /// supervisor have left them behind (they are empty by then).
     pub fn delete(&self, id: &str) -> Result<(), AppError> {
+        if let Ok(layout) = crate::sandbox::cgroup::Layout::detect() {
+            let cgroup = crate::sandbox::cgroup::JobCgroup::reattach(&layout, id);
+            if cgroup.v2_dir().is_dir() && !cgroup.populated() {
+                cgroup.remove();
+            }
+        }
         let dir = self.job_dir(id);
         fs::remove_dir_all(&dir).map_err(|e| io_error(&dir.display().to_string(), &e))
     }

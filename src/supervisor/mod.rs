@@ -163,10 +163,10 @@ pub(crate) fn supervise(
 
     let end = event_loop::run_with_init(store, spec, &cgroup, child.pid, pumps, child.init_status);
 
-    // The last process is gone: read the counters, then remove the cgroup.
+    // The last process is gone: read the counters (the cgroup goes once the
+    // result is recorded).
     cgroup.wait_empty(std::time::Duration::from_secs(5));
     let usage = cgroup.usage();
-    cgroup.remove();
 
     let finished = now_ms();
     let outcome = end.into_outcome(usage, finished.saturating_sub(started));
@@ -186,7 +186,9 @@ pub(crate) fn supervise(
         Err(_) => 1, // the next status call finds us gone and records `lost`
     };
     notifier.send(Milestone::Finished);
-    // Housekeeping nobody waits for: after the caller has its answer.
+    // Housekeeping nobody waits for: after the caller has its answer. (Should
+    // we die right here, `delete` and `gc` remove what is left.)
+    cgroup.remove();
     empty_tmpdir(&spec.sandbox.tmpdir);
     code
 }
