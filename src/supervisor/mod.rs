@@ -44,6 +44,7 @@ pub(crate) fn supervise(
     secrets: &Secrets,
     me: crate::job::model::ProcRef,
     notifier: &Notifier,
+    files_ready: Option<OwnedFd>,
 ) -> i32 {
     let id = spec.job_id.as_str();
     let started = now_ms();
@@ -72,15 +73,13 @@ pub(crate) fn supervise(
         Err(e) => return fail(format!("cgroups unavailable: {e}"), 125, true),
     };
     // $TMPDIR and $JOB_DIR exist before the Landlock rules that name them.
-    for dir in [&spec.sandbox.tmpdir, &spec.sandbox.files] {
-        if dir.as_os_str().is_empty() {
-            continue;
-        }
-        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dir) {
-            if e.kind() != std::io::ErrorKind::AlreadyExists {
-                return fail(format!("cannot create {}: {e}", dir.display()), 125, false);
-            }
-        }
+    // The CLI that forked us makes them (and the logs) meanwhile; whatever
+    // it did or did not do, we check, once it is done or gone.
+    if let Some(fd) = files_ready {
+        wait_for_eof(&fd);
+    }
+    if let Err(e) = prepare_job_files(store, spec) {
+        return fail(e, 125, false);
     }
 
     // Everything the child needs is prepared before the cgroup exists, so a
@@ -193,6 +192,43 @@ pub(crate) fn supervise(
     code
 }
 
+/// Creates $TMPDIR, $JOB_DIR and the two (empty) logs of a job about to
+/// start. Idempotent and cheap once done: the CLI that forks the supervisor
+/// runs it while the supervisor detects the cgroup layout (ext4 directory
+/// and file creation is a few tenths of a ms that two cores can overlap),
+/// then the supervisor runs it again to be sure.
+pub(crate) fn prepare_job_files(store: &Store, spec: &JobSpec) -> Result<(), String> {
+    for dir in [&spec.sandbox.tmpdir, &spec.sandbox.files] {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(format!("cannot create {}: {e}", dir.display()));
+            }
+        }
+    }
+    let dir = store.job_dir(&spec.job_id);
+    for name in [STDOUT_LOG, STDERR_LOG] {
+        open_log(&dir.join(name))?;
+    }
+    Ok(())
+}
+
+/// Blocks until every writer of the pipe `fd` has closed it.
+fn wait_for_eof(fd: &OwnedFd) {
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; 16];
+    loop {
+        // SAFETY: reading into a stack buffer from a pipe we own.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 0 || (n < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
+        {
+            return;
+        }
+    }
+}
+
 /// Removes what the job left in its $TMPDIR. An empty one stays (it goes
 /// with the job directory): removing it would free a block for nothing.
 fn empty_tmpdir(dir: &Path) {
@@ -243,6 +279,17 @@ struct JobIo {
     stderr_log: File,
 }
 
+fn open_log(path: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
 fn open_io(store: &Store, spec: &JobSpec) -> Result<JobIo, String> {
     let dir = store.job_dir(&spec.job_id);
     let stdin = match &spec.stdin {
@@ -250,16 +297,7 @@ fn open_io(store: &Store, spec: &JobSpec) -> Result<JobIo, String> {
         StdinSpec::File { path, .. } => File::open(path),
     }
     .map_err(|e| format!("cannot open the job's stdin: {e}"))?;
-    let log = |name: &str| {
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(dir.join(name))
-            .map_err(|e| format!("cannot create {}: {e}", dir.join(name).display()))
-    };
+    let log = |name: &str| open_log(&dir.join(name));
     let (stdout_read, stdout_write) = output_pipe()?;
     let (stderr_read, stderr_write) = output_pipe()?;
     Ok(JobIo {

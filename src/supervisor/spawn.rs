@@ -141,18 +141,27 @@ pub fn spawn_detached(
     };
     let (notify_read, notify_write) =
         crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
+    // Closed by us once the job's directories and logs exist (see prepare_job_files).
+    let (files_ready_read, files_ready_write) =
+        crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
     // SAFETY: the CLI is single-threaded, so the child may run ordinary code.
     match unsafe { libc::fork() } {
         -1 => Err(fork_error("fork")),
         0 => {
             drop(notify_read);
+            drop(files_ready_write);
             let notifier = Notifier(Some(notify_write));
-            let code = become_supervisor(store, spec, secrets, lock, notifier);
+            let code =
+                become_supervisor(store, spec, secrets, lock, notifier, Some(files_ready_read));
             // SAFETY: leave without running the parent's atexit handlers or flushing its buffers.
             unsafe { libc::_exit(code) }
         }
         pid => {
             drop(notify_write);
+            drop(files_ready_read);
+            // Two cores: make the job's files while the supervisor sets up its cgroups.
+            let _ = super::prepare_job_files(store, spec);
+            drop(files_ready_write);
             // Our unreaped child: its pid cannot be reused, so this pidfd is its.
             // SAFETY: plain syscall; the descriptor returned is ours.
             let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -185,7 +194,7 @@ pub fn supervise_exec(store: &Store, id: &str) -> i32 {
         Ok(f) => f,
         Err(_) => return 1,
     };
-    become_supervisor(store, &spec, &secrets, lock, Notifier::none())
+    become_supervisor(store, &spec, &secrets, lock, Notifier::none(), None)
 }
 
 fn become_supervisor(
@@ -194,6 +203,7 @@ fn become_supervisor(
     secrets: &Secrets,
     mut lock: File,
     notifier: Notifier,
+    files_ready: Option<OwnedFd>,
 ) -> i32 {
     // Block the signals we handle before anything can deliver them, and take
     // SIGCHLD back from the caller's SIG_IGN (we must reap the job ourselves).
@@ -226,5 +236,5 @@ fn become_supervisor(
     let _ = write!(lock, "{} {}", me.pid, me.start_time);
     let _ = lock.flush();
     drop(lock);
-    supervise(store, spec, secrets, me, &notifier)
+    supervise(store, spec, secrets, me, &notifier, files_ready)
 }
