@@ -80,16 +80,12 @@ impl std::error::Error for CgroupError {}
 pub(crate) trait Controllers {
     /// Applies the limits; a limit that cannot be applied is an error (fail closed).
     fn apply(&self, limits: &Limits) -> Result<(), CgroupError>;
-    /// Moves `pid` into the controllers that clone-into-cgroup cannot reach (v1).
-    fn join(&self, pid: i32) -> io::Result<()>;
     /// Fills the memory and pids part of `usage`.
     fn usage(&self, usage: &mut Usage);
     /// Removes the directories this backend created (they must be empty).
     fn remove(&self);
-    /// Whether `join` has work to do (the child must then wait for the parent).
-    fn needs_join(&self) -> bool;
-    /// Opens, for the child to write `0` into, the per-thread `tasks` file of every
-    /// controller `join` would move it into (see [`SelfJoin`]).
+    /// Opens, for the child to write `0` into, the per-thread `tasks` file of
+    /// every controller clone-into-cgroup cannot reach (v1; see [`SelfJoin`]).
     fn self_join_files(&self) -> io::Result<Vec<fs::File>>;
 }
 
@@ -197,21 +193,12 @@ impl JobCgroup {
         &self.v2_dir
     }
 
-    pub fn needs_join(&self) -> bool {
-        self.controllers.needs_join()
-    }
-
     /// Opens the files the child writes `0` into to join the v1 controllers
-    /// itself, far cheaper than [`JobCgroup::join_controllers`] (see [`SelfJoin`]).
+    /// itself (see [`SelfJoin`] for why the parent does not move it).
     pub fn open_self_join(&self) -> io::Result<SelfJoin> {
         let files = self.controllers.self_join_files()?;
         let fds = files.iter().map(|f| f.as_raw_fd()).collect();
         Ok(SelfJoin { files, fds })
-    }
-
-    /// Puts `pid` into the v1 controllers (hybrid hosts); a no-op on pure v2.
-    pub fn join_controllers(&self, pid: i32) -> io::Result<()> {
-        self.controllers.join(pid)
     }
 
     /// Moves `pid` into the v2 cgroup (only used when CLONE_INTO_CGROUP is unavailable).

@@ -100,13 +100,6 @@ impl Controllers for V1Controllers {
         Ok(())
     }
 
-    fn join(&self, pid: i32) -> io::Result<()> {
-        for dir in self.dirs.values() {
-            fs::write(dir.join("cgroup.procs"), pid.to_string())?;
-        }
-        Ok(())
-    }
-
     fn usage(&self, usage: &mut Usage) {
         if let Some(dir) = self.dirs.get("memory") {
             usage.memory_peak_bytes = read_u64(&dir.join("memory.max_usage_in_bytes"));
@@ -124,10 +117,6 @@ impl Controllers for V1Controllers {
                 let _ = fs::remove_dir(base);
             }
         }
-    }
-
-    fn needs_join(&self) -> bool {
-        !self.dirs.is_empty()
     }
 
     fn self_join_files(&self) -> io::Result<Vec<fs::File>> {

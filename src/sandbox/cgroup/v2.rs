@@ -99,10 +99,6 @@ impl Controllers for V2Controllers {
         Ok(())
     }
 
-    fn join(&self, _pid: i32) -> io::Result<()> {
-        Ok(()) // CLONE_INTO_CGROUP already placed the child in every controller
-    }
-
     fn usage(&self, usage: &mut Usage) {
         usage.memory_peak_bytes = read_u64(&self.dir.join("memory.peak"));
         usage.oom_kills = read_keyed(&self.dir.join("memory.events"), "oom_kill").unwrap_or(0);
@@ -111,10 +107,6 @@ impl Controllers for V2Controllers {
 
     fn remove(&self) {
         // The v2 directory is the job directory itself: JobCgroup removes it.
-    }
-
-    fn needs_join(&self) -> bool {
-        false
     }
 
     fn self_join_files(&self) -> io::Result<Vec<fs::File>> {
