@@ -2,9 +2,10 @@
 //!
 //! [`spawn`] is the whole launch sequence, top to bottom. The parent prepares
 //! every allocation, path and filter first (the child of a clone only makes
-//! raw syscalls), clones the child straight into the job's cgroup, finishes
-//! the parent's part (v1 cgroups) and only then lets the child go on. The
-//! child's steps are in [`child::run`], in the order the kernel needs them.
+//! raw syscalls), clones the child straight into the job's v2 cgroup (the
+//! child moves itself into the v1 controllers), finishes the parent's part
+//! (uid/gid maps) and only then lets the child go on. The child's steps are
+//! in [`child::run`], in the order the kernel needs them.
 
 pub mod caps;
 pub mod cgroup;
