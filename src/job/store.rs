@@ -415,3 +415,65 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AppError
         io_error(&path.display().to_string(), &e)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::model::State;
+    use std::os::unix::fs::MetadataExt;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn write_atomic_creates_then_swaps_in_a_new_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        write_atomic(&path, b"one", 0o600).expect("first write");
+        assert_eq!(fs::read(&path).expect("read"), b"one");
+        let first = fs::metadata(&path).expect("stat").ino();
+        write_atomic(&path, b"two", 0o600).expect("second write");
+        assert_eq!(fs::read(&path).expect("read"), b"two");
+        assert_ne!(
+            fs::metadata(&path).expect("stat").ino(),
+            first,
+            "replaced by another file (readers never see a half-written one)"
+        );
+        assert_eq!(fs::metadata(&path).expect("stat").mode() & 0o777, 0o600);
+        assert_eq!(names(dir.path()), vec!["state.json".to_string()]);
+    }
+
+    #[test]
+    fn a_job_started_by_run_reads_as_created_until_its_supervisor_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().to_path_buf()).expect("store");
+        let def = crate::cli::JobDefinition {
+            command: vec!["true".into()],
+            ..Default::default()
+        };
+        let defined = crate::commands::define::build(&def, &store).expect("define");
+        let id = defined.spec.job_id.clone();
+        let _lock = store.create_started(&defined.spec, None).expect("create");
+        assert!(!store.job_dir(&id).join(STATE_FILE).exists());
+        let status = store.read_status(&id).expect("status");
+        assert_eq!(status.state, State::Created);
+        assert_eq!(status.updated_at_ms, defined.spec.created_at_ms);
+        assert!(store.has_start_lock(&id));
+        assert!(
+            store.create_started(&defined.spec, None).is_err(),
+            "the same job cannot be made twice"
+        );
+
+        // No job.json either: an error naming the file, not a made-up state.
+        let empty = "0".repeat(32);
+        fs::create_dir(store.job_dir(&empty)).expect("mkdir");
+        let err = store.read_status(&empty).expect_err("no job there");
+        assert!(err.message.contains("job.json"), "{}", err.message);
+    }
+}
