@@ -1,8 +1,9 @@
 //! Watching a job from another process until a condition holds or a deadline passes.
 //!
-//! The supervisor replaces `state.json` by rename, which inotify reports as
-//! IN_MOVED_TO on the job directory; the supervisor's pidfd becomes readable
-//! when it dies. Polling both means no sleep loop and no missed death.
+//! The supervisor replaces `state.json` by rename or exchange, which inotify
+//! reports as IN_MOVED_TO on the job directory; the supervisor's pidfd
+//! becomes readable when it dies. Polling both means no sleep loop and no
+//! missed death.
 //!
 //! An inotify instance is not free: closing one waits for an SRCU grace
 //! period in the kernel. [`Watch::on_demand`] therefore makes it only when
