@@ -74,11 +74,12 @@ pub(crate) fn supervise(
     };
     // $TMPDIR and $JOB_DIR exist before the Landlock rules that name them.
     // The CLI that forked us makes them (and the logs) meanwhile; whatever
-    // it did or did not do, we check, once it is done or gone.
+    // it did or did not do, we check, once it is done or gone (the logs are
+    // opened, or created, with the rest of the job's stdio below).
     if let Some(fd) = files_ready {
         wait_for_eof(&fd);
     }
-    if let Err(e) = prepare_job_files(store, spec) {
+    if let Err(e) = make_job_dirs(spec) {
         return fail(e, 125, false);
     }
 
@@ -193,11 +194,21 @@ pub(crate) fn supervise(
 }
 
 /// Creates $TMPDIR, $JOB_DIR and the two (empty) logs of a job about to
-/// start. Idempotent and cheap once done: the CLI that forks the supervisor
-/// runs it while the supervisor detects the cgroup layout (ext4 directory
-/// and file creation is a few tenths of a ms that two cores can overlap),
-/// then the supervisor runs it again to be sure.
+/// start. The CLI that forks the supervisor runs it while the supervisor
+/// detects the cgroup layout (ext4 directory and file creation is a few
+/// tenths of a ms that two cores can overlap); the supervisor then only
+/// checks the directories ([`make_job_dirs`]) and opens the logs.
 pub(crate) fn prepare_job_files(store: &Store, spec: &JobSpec) -> Result<(), String> {
+    make_job_dirs(spec)?;
+    let dir = store.job_dir(&spec.job_id);
+    for name in [STDOUT_LOG, STDERR_LOG] {
+        open_log(&dir.join(name))?;
+    }
+    Ok(())
+}
+
+/// $TMPDIR and $JOB_DIR, made if missing.
+fn make_job_dirs(spec: &JobSpec) -> Result<(), String> {
     for dir in [&spec.sandbox.tmpdir, &spec.sandbox.files] {
         if dir.as_os_str().is_empty() {
             continue;
@@ -207,10 +218,6 @@ pub(crate) fn prepare_job_files(store: &Store, spec: &JobSpec) -> Result<(), Str
                 return Err(format!("cannot create {}: {e}", dir.display()));
             }
         }
-    }
-    let dir = store.job_dir(&spec.job_id);
-    for name in [STDOUT_LOG, STDERR_LOG] {
-        open_log(&dir.join(name))?;
     }
     Ok(())
 }
