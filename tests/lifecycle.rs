@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -90,23 +91,81 @@ fn run_returns_a_running_snapshot_when_the_observation_window_ends_and_the_job_g
 }
 
 #[test]
-fn no_wait_answers_as_soon_as_the_job_is_started() {
+fn no_wait_answers_once_the_job_is_recorded_and_launches_it_in_the_background() {
     if !privileged() {
         return;
     }
     let env = Env::new();
     let v = env.ok(&["run", "--no-wait", "--", "sleep", "2"]);
-    assert_eq!(v["state"], "running");
+    // The answer does not wait for the sandbox: the job is recorded, its
+    // logs exist and its supervisor (named) is launching it.
+    assert!(v["state"] == "created" || v["state"] == "running", "{v:#}");
     assert!(v["waited_ms"].as_u64().unwrap() < 2000);
+    assert!(v["supervisor_pid"].as_i64().unwrap() > 0);
+    if v["state"] == "created" {
+        assert!(
+            v["message"].as_str().unwrap().contains("launching"),
+            "{v:#}"
+        );
+    }
+    assert!(Path::new(v["stdout_log_path"].as_str().unwrap()).exists());
     let id = job_id(&v);
-    let s = env.ok(&["status", &id]);
+    let s = launched(&env, &id);
     assert_eq!(s["type"], "status");
     assert_eq!(s["state"], "running");
+    assert!(s["pid"].as_i64().unwrap() > 0);
     let w = env.ok(&["wait", "--until", "0.1", &id]);
     assert_eq!(w["state"], "running", "wait's deadline never stops the job");
     assert_eq!(w["deadline_reached"], true);
     let w = env.ok(&["wait", &id]);
     assert_eq!(w["result"], "success");
+}
+
+#[test]
+fn a_no_wait_job_that_cannot_launch_says_so_in_status_and_wait() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let v = env.ok(&["run", "--no-wait", "--", "no-such-command-anywhere"]);
+    let id = job_id(&v);
+    let (code, w) = env.run(&["wait", "--exit-status", &id]);
+    assert_eq!(w["state"], "failed", "{w:#}");
+    assert_eq!(w["result"], "launch_failed");
+    assert_eq!(w["exit_code"], 127);
+    assert_eq!(code, 127);
+    assert_cgroups_removed(&id);
+}
+
+#[test]
+fn a_kill_right_after_no_wait_stops_the_job_while_it_is_still_launching() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    for policy in ["default", "permissive"] {
+        let marker = "1000.6161";
+        let v = env.ok(&[
+            "run",
+            "--no-wait",
+            "--policy",
+            policy,
+            "--",
+            "sleep",
+            marker,
+        ]);
+        let id = job_id(&v);
+        // No pause: the supervisor may not even have recorded itself yet.
+        let k = env.ok(&["kill", "--grace", "0.5", &id]);
+        assert_eq!(k["state"], "killed", "{policy}: {k:#}");
+        assert_eq!(k["result"], "killed");
+        assert!(
+            processes_matching(marker).is_empty(),
+            "{policy}: {:?}",
+            processes_matching(marker)
+        );
+        assert_cgroups_removed(&id);
+    }
 }
 
 #[test]

@@ -30,8 +30,8 @@ fn a_sigkilled_supervisor_takes_the_job_along_and_the_job_is_recorded_as_lost() 
             &format!("sleep {marker} & sleep {marker} & wait"),
         ]);
         let id = job_id(&v);
-        let main = v["pid"].as_i64().unwrap() as i32;
         let sup = v["supervisor_pid"].as_i64().unwrap() as i32;
+        let main = launched(&env, &id)["pid"].as_i64().unwrap() as i32;
         eventually("the job's children are up", Duration::from_secs(5), || {
             processes_matching(marker).len() >= 3
         });

@@ -7,11 +7,11 @@ use super::view::{exit_status_of, job_response, ExcerptBudget, Observation};
 use super::Reply;
 use crate::cli::{CreateArgs, JobArg, KillArgs, Observe, RunArgs, StartArgs, WaitArgs};
 use crate::job::liveness::{pidfd_of, reconcile, supervisor_of};
-use crate::job::model::{JobSpec, ResultKind, Secrets, State};
+use crate::job::model::{JobSpec, JobStatus, ResultKind, Secrets, State};
 use crate::job::observe::Watch;
 use crate::job::store::{write_json, Store};
 use crate::response::{AppError, ErrorCode, JobResponseType};
-use crate::supervisor::{spawn_detached, KillRequest, Milestone, KILL_REQUEST};
+use crate::supervisor::{spawn_detached, KillRequest, KILL_REQUEST};
 
 const DEFAULT_RUN_UNTIL: Duration = Duration::from_secs(10);
 const DEFAULT_WAIT_UNTIL: Duration = Duration::from_secs(30);
@@ -116,19 +116,21 @@ fn start_and_observe(
     let supervisor = spawn_detached(store, spec, secrets, lock)?;
     let deadline = until.map(|d| began + d);
     let no_wait = observe.no_wait;
-    // Our own supervisor tells us when to look; the store says what happened
-    // (and `until` still watches it, should the supervisor die mid-way).
-    supervisor.wait_for(
-        if no_wait {
-            Milestone::Launched
-        } else {
-            Milestone::Finished
-        },
-        deadline,
-    );
-    let status = Watch::on_demand(store, id, !no_wait).until(store, id, deadline, |s| {
-        no_wait && s.state != State::Created
-    })?;
+    let status = if no_wait {
+        // The job is recorded, its logs exist and its supervisor owns it:
+        // that is all --no-wait promises. Building the sandbox takes the
+        // supervisor milliseconds more (namespaces, Landlock, seccomp, exec);
+        // the job reads as created until it records running or a launch
+        // failure, which `status` and `wait` then report.
+        store
+            .read_recorded_status(id)?
+            .unwrap_or_else(|| JobStatus::created(spec.created_at_ms))
+    } else {
+        // Our own supervisor tells us when to look; the store says what
+        // happened (and `until` still watches it, should the supervisor die).
+        supervisor.wait_finished(deadline);
+        Watch::on_demand(store, id, true).until(store, id, deadline, |_| false)?
+    };
     if let Some(o) = status
         .outcome
         .as_ref()
@@ -158,7 +160,14 @@ fn start_and_observe(
         waited_ms: began.elapsed().as_millis() as u64,
         deadline_reached: !status.state.is_terminal() && !no_wait,
     };
-    let response = job_response(kind, store, spec, &status, &budget, obs);
+    let mut response = job_response(kind, store, spec, &status, &budget, obs);
+    if status.state == State::Created {
+        response.supervisor_pid = Some(supervisor.pid());
+        response.message = Some(format!(
+            "launching: the supervisor (pid {}) is setting up the sandbox; `status` or `wait` reports whether the command started",
+            supervisor.pid()
+        ));
+    }
     let mut reply = Reply::json(&response);
     if observe.exit_status {
         if let Some(code) = exit_status_of(&status) {

@@ -206,13 +206,18 @@ impl Store {
     /// The job's state. A job made by [`Store::create_started`] has no
     /// `state.json` until its supervisor records the first one: it reads as created.
     pub fn read_status(&self, id: &str) -> Result<JobStatus, AppError> {
+        match self.read_recorded_status(id)? {
+            Some(status) => Ok(status),
+            None => Ok(JobStatus::created(self.read_spec(id)?.created_at_ms)),
+        }
+    }
+
+    /// The state the supervisor recorded, if it recorded one yet.
+    pub fn read_recorded_status(&self, id: &str) -> Result<Option<JobStatus>, AppError> {
         let path = self.job_dir(id).join(STATE_FILE);
         match fs::read(&path) {
-            Ok(bytes) => parse_json(&path, &bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let spec = self.read_spec(id)?;
-                Ok(JobStatus::created(spec.created_at_ms))
-            }
+            Ok(bytes) => parse_json(&path, &bytes).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => {
                 let mut err = io_error(&path.display().to_string(), &e);
                 err.message = format!("cannot read {}: {e}", path.display());

@@ -105,6 +105,13 @@ fn run(
         SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
     )
     .ok();
+    // A `kill` that came while we were still launching may have found no
+    // supervisor recorded to signal; its request waits in the store.
+    if let Some(req) = read_kill_request(store, &spec.job_id) {
+        end.kill_requested = true;
+        let sig = Signal::try_from(req.signal).unwrap_or(Signal::SIGTERM);
+        kill_at = Some(terminate(cgroup, sig, Duration::from_millis(req.grace_ms)));
+    }
 
     loop {
         let main_done = end.wait_status.is_some();

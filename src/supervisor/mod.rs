@@ -159,7 +159,6 @@ pub(crate) fn supervise(
     status.updated_at_ms = now_ms();
     status.sandbox = Some(sandbox_report);
     let _ = store.write_status(id, &status);
-    notifier.send(Milestone::Launched);
 
     let end = event_loop::run_with_init(store, spec, &cgroup, child.pid, pumps, child.init_status);
 

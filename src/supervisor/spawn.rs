@@ -22,8 +22,6 @@ use crate::response::{AppError, ErrorCode};
 /// What the supervisor writes to the CLI that forked it, on [`Forked::notify`].
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Milestone {
-    /// The job's first state (running, or a launch failure) is recorded.
-    Launched = b'l' as isize,
     /// The final state is recorded.
     Finished = b'f' as isize,
 }
@@ -40,10 +38,15 @@ pub struct Forked {
 }
 
 impl Forked {
-    /// Blocks until the supervisor reports `milestone` (or a later one),
-    /// exits, or `deadline` passes. The store stays the source of truth:
-    /// callers read the state afterwards.
-    pub fn wait_for(&self, milestone: Milestone, deadline: Option<Instant>) {
+    /// The supervisor's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Blocks until the supervisor reports the job finished, exits, or
+    /// `deadline` passes. The store stays the source of truth: callers read
+    /// the state afterwards.
+    pub fn wait_finished(&self, deadline: Option<Instant>) {
         let mut fds = vec![libc::pollfd {
             fd: self.notify.as_raw_fd(),
             events: libc::POLLIN,
@@ -86,9 +89,7 @@ impl Forked {
                 if got <= 0 {
                     return; // EOF: the supervisor is gone
                 }
-                let seen = &buf[..got as usize];
-                if seen.contains(&(Milestone::Finished as u8)) || seen.contains(&(milestone as u8))
-                {
+                if buf[..got as usize].contains(&(Milestone::Finished as u8)) {
                     return;
                 }
             }
@@ -144,8 +145,21 @@ pub fn spawn_detached(
     // Closed by us once the job's directories and logs exist (see prepare_job_files).
     let (files_ready_read, files_ready_write) =
         crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
+    // The supervisor's signals are blocked across the fork: its pid is
+    // public as soon as we answer, and a SIGTERM arriving before it could
+    // block them itself would kill it instead of stopping the job.
+    let mut caller_mask = nix::sys::signal::SigSet::empty();
+    let _ = sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&handled_signals()),
+        Some(&mut caller_mask),
+    );
     // SAFETY: the CLI is single-threaded, so the child may run ordinary code.
-    match unsafe { libc::fork() } {
+    let forked = unsafe { libc::fork() };
+    if forked != 0 {
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&caller_mask), None);
+    }
+    match forked {
         -1 => Err(fork_error("fork")),
         0 => {
             drop(notify_read);

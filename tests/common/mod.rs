@@ -214,6 +214,17 @@ pub fn assert_cgroups_removed(job_id: &str) {
     );
 }
 
+/// A job started with `--no-wait` reads as created until its supervisor has
+/// launched it; this is its first status past that point.
+pub fn launched(env: &Env, id: &str) -> Value {
+    let mut last = Value::Null;
+    eventually("the job is launched", Duration::from_secs(10), || {
+        last = env.ok(&["status", id]);
+        last["state"] != "created"
+    });
+    last
+}
+
 pub fn job_id(v: &Value) -> String {
     v["job_id"].as_str().expect("job_id").to_string()
 }
