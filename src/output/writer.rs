@@ -174,6 +174,11 @@ impl Writer {
         }
     }
 
+    /// Whether batches are written on a thread of their own.
+    pub fn has_thread(&self) -> bool {
+        self.thread.is_some()
+    }
+
     /// Bytes written so far (of the batches back).
     pub fn written(&self) -> u64 {
         self.written
