@@ -2,7 +2,7 @@
 //! job's output streams into its log, including a secret split across reads.
 //!
 //! The masker scans the caller's buffer in place and hands back the final
-//! pieces (slices of that buffer and `***`) for one gathered write; it holds
+//! pieces (ranges of that buffer and `***`) for one gathered write; it holds
 //! back at most `longest secret - 1` bytes at the end of the buffer: those
 //! could be the start of a secret whose end has not arrived yet. The caller
 //! keeps them at the front of its buffer and reads the next bytes behind them.
@@ -15,6 +15,52 @@ use aho_corasick::{packed, AhoCorasick, MatchKind};
 
 /// The text that replaces every secret.
 pub const REPLACEMENT: &[u8] = b"***";
+
+/// A piece of masked output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece {
+    /// Bytes `start..end` of the scanned window (or of a buffer it lies in).
+    Text(usize, usize),
+    /// The first `n` bytes of [`REPLACEMENT`] (all of it but at a cap).
+    Mask(usize),
+}
+
+impl Piece {
+    pub fn len(self) -> usize {
+        match self {
+            Piece::Text(start, end) => end - start,
+            Piece::Mask(n) => n,
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first `len` bytes of the piece.
+    pub fn cut(self, len: usize) -> Piece {
+        match self {
+            Piece::Text(start, end) => Piece::Text(start, end.min(start + len)),
+            Piece::Mask(n) => Piece::Mask(n.min(len)),
+        }
+    }
+
+    /// The piece with its range moved `by` bytes further.
+    pub fn shifted(self, by: usize) -> Piece {
+        match self {
+            Piece::Text(start, end) => Piece::Text(start + by, end + by),
+            mask => mask,
+        }
+    }
+
+    /// Its bytes, `buf` being what a `Text` range points into.
+    pub fn bytes(self, buf: &[u8]) -> &[u8] {
+        match self {
+            Piece::Text(start, end) => &buf[start..end],
+            Piece::Mask(n) => &REPLACEMENT[..n],
+        }
+    }
+}
 
 /// A streaming replacer for one output stream. It owns no buffer: the pump
 /// scans its own read buffer with it.
@@ -97,11 +143,11 @@ impl Masker {
     }
 
     /// Masks `window` (what was held back last time followed by new bytes)
-    /// and passes what is final, in order, to `emit`: slices of `window` and
+    /// and passes what is final, in order, to `emit`: ranges of `window` and
     /// [`REPLACEMENT`], some possibly empty. Returns where the held-back tail
     /// starts: `window[keep..]` (at most [`Masker::hold_back`] bytes) must
     /// begin the next window. With `last` (end of stream) nothing is held.
-    pub fn scan<'a>(&self, window: &'a [u8], last: bool, mut emit: impl FnMut(&'a [u8])) -> usize {
+    pub fn scan(&self, window: &[u8], last: bool, mut emit: impl FnMut(Piece)) -> usize {
         // A secret starting at or after `hold` might still be incomplete; one
         // starting before it lies whole in the window, and so does every
         // longer secret that could start at the same byte.
@@ -115,13 +161,13 @@ impl Masker {
             if start >= hold {
                 return false;
             }
-            emit(&window[emitted..start]);
-            emit(REPLACEMENT);
+            emit(Piece::Text(emitted, start));
+            emit(Piece::Mask(REPLACEMENT.len()));
             emitted = end;
             true
         });
         let keep = emitted.max(hold);
-        emit(&window[emitted..keep]);
+        emit(Piece::Text(emitted, keep));
         keep
     }
 }
@@ -166,11 +212,11 @@ mod tests {
         let mut buf: Vec<u8> = Vec::new();
         for c in chunks {
             buf.extend_from_slice(c);
-            let keep = m.scan(&buf, false, |piece| out.extend_from_slice(piece));
+            let keep = m.scan(&buf, false, |p| out.extend_from_slice(p.bytes(&buf)));
             assert!(buf.len() - keep <= m.hold_back());
             buf.drain(..keep);
         }
-        let keep = m.scan(&buf, true, |piece| out.extend_from_slice(piece));
+        let keep = m.scan(&buf, true, |p| out.extend_from_slice(p.bytes(&buf)));
         assert_eq!(keep, buf.len());
         out
     }

@@ -3,3 +3,4 @@
 pub mod excerpt;
 pub mod mask;
 pub mod pump;
+mod writer;

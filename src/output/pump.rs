@@ -8,33 +8,35 @@
 //! Every pass first splices what the job's pipe holds (up to 1 MiB) into a
 //! relay pipe of ours: that moves page references, copies nothing, and wakes
 //! a job blocked on its full pipe once per MiB instead of once per read.
-//! Without masking the relay is then spliced into the log, so the bytes never
-//! enter our memory. Splicing the job's pipe straight into the log would hold
-//! the job's pipe locked for the whole file write, and the job's own writes
-//! would wait (spinning) that long. With masking, or where the log's
-//! filesystem cannot splice, the relay is read into one reused buffer,
-//! masked in place and written with one writev per read.
+//! Then the relay is read into a buffer, masked in place (with masking), and
+//! the pieces are written with writev by a writer thread (see `writer`)
+//! while the pump reads the next ones. Without masking on a single core (or
+//! without a writer thread), the relay is spliced into the log instead: one
+//! copy fewer, but no second core (see `Pump::memory_is_faster`). Splicing
+//! the job's pipe straight into the log would hold the job's pipe locked for
+//! the whole file write, and the job's own writes would wait (spinning) that
+//! long: hence the relay.
 //!
 //! Once nothing more can be stored (cap reached, write failed) the pipe is
 //! spliced into /dev/null, which costs no copy at all.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, IoSlice, Write};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
 
-use super::mask::Masker;
+use super::mask::{Masker, Piece};
+use super::writer::{Batch, Writer, PAGE};
 use crate::job::model::StreamStats;
 
 /// Bytes read into memory at once: few calls, and still in the cache for
 /// the masker's scan and the write that follows.
 const CHUNK: usize = 256 * 1024;
-/// Where in a page a byte sits matters to the kernel's copies (below).
-const PAGE: usize = 4096;
 /// Bytes asked of one splice: the whole pipe (its size is raised to 1 MiB).
 const SPLICE_CHUNK: usize = 1 << 20;
-/// Pieces gathered into one writev; more are written in further calls.
-const IOV_BATCH: usize = 64;
+/// Unmasked bytes spliced before the pump considers memory and a writer thread.
+const MEMORY_AFTER: u64 = 1 << 20;
 
 /// Whether the pipe has more to give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,25 +50,23 @@ pub struct Pump {
     pipe: Option<OwnedFd>,
     sink: Sink,
     masker: Option<Masker>,
-    /// Allocated on the first read: a splicing pump never needs it.
-    ///
-    /// A read lands at `origin + pos % PAGE`, so a byte sits at the same
-    /// offset within a page as in the pipe's page it comes from (when the
-    /// job writes whole pages, as cat does) and as in the log's page it goes
-    /// to (up to what masking took out). The kernel's copies ran 2 to 3
-    /// times slower on the test machine when the destination was 1 to 31
-    /// bytes past the source modulo a page; with a plain buffer that
-    /// depended on where the heap put it.
-    buf: Vec<u8>,
-    /// A page-aligned index in `buf`, at least `hold_back` bytes in.
-    origin: usize,
-    /// Bytes read into `buf` so far.
+    /// Made at the first write from memory: a splicing pump needs none.
+    writer: Option<Writer>,
+    /// The batch being filled. A read lands at `origin + pos % PAGE` (see
+    /// [`Batch::origin`]); with masking the `held` bytes just before that
+    /// are what the masker held back.
+    batch: Option<Batch>,
+    /// Bytes read into memory so far.
     pos: u64,
-    /// What the masker held back: the `held` bytes before the next read.
     held: usize,
+    /// For draining by reading, where /dev/null cannot be spliced into.
+    scratch: Vec<u8>,
     relay: RelayState,
-    /// Cleared when the kernel refuses to splice into the log (EINVAL).
-    log_splice: bool,
+    /// Whether unmasked bytes are spliced from the relay into the log
+    /// (else they go through memory and the writer thread); `None` while
+    /// the stream is short (spliced, see [`Pump::splicing`]), false once the
+    /// kernel refuses to splice into the log.
+    splice_log: Option<bool>,
     /// Where the pipe goes once nothing more is stored: `None` until needed.
     null: Option<Null>,
 }
@@ -95,9 +95,13 @@ enum Null {
 
 /// The log file and what was stored in it.
 struct Sink {
-    log: File,
+    log: Arc<File>,
     cap: u64,
     stats: StreamStats,
+    /// Bytes spliced into the log or handed to the writer: what the cap counts.
+    accepted: u64,
+    /// Bytes spliced into the log (the writer counts the rest).
+    spliced: u64,
 }
 
 impl Pump {
@@ -105,17 +109,20 @@ impl Pump {
         Pump {
             pipe: Some(pipe),
             sink: Sink {
-                log,
+                log: Arc::new(log),
                 cap,
                 stats: StreamStats::default(),
+                accepted: 0,
+                spliced: 0,
             },
             masker,
-            buf: Vec::new(),
-            origin: 0,
+            writer: None,
+            batch: None,
             pos: 0,
             held: 0,
+            scratch: Vec::new(),
             relay: RelayState::Untried,
-            log_splice: true,
+            splice_log: None,
             null: None,
         }
     }
@@ -138,12 +145,20 @@ impl Pump {
             if matches!(self.relay, RelayState::Untried) {
                 self.relay = Relay::new().map_or(RelayState::Failed, RelayState::Ready);
             }
+            if self.splice_log.is_none()
+                && self.masker.is_none()
+                && self.sink.spliced >= MEMORY_AFTER
+            {
+                self.splice_log = Some(!self.memory_is_faster());
+                // Reads keep the stream's offset within a page (see Batch::origin).
+                self.pos = self.sink.spliced;
+            }
             let step = match &self.relay {
                 RelayState::Ready(relay) => {
                     let (to, want) = (relay.write.as_raw_fd(), relay.size);
                     self.relay_some(fd, to, want)
                 }
-                _ if self.masker.is_none() && self.log_splice => self.splice_direct(fd),
+                _ if self.splicing() => self.splice_direct(fd),
                 _ => self.read_some(fd),
             };
             match step {
@@ -155,6 +170,25 @@ impl Pump {
                 Step::Again => continue,
             }
         }
+    }
+
+    /// Whether unmasked bytes reach the log faster through memory than by
+    /// splice. Splicing copies once, but all on one core: the copy out of
+    /// the pipe's pages, freeing them, and the file write. Reading the relay
+    /// into memory and leaving the write to the writer thread copies twice
+    /// but on two cores: on the test machine (2 cores, tmpfs) 1 GiB took 745
+    /// instead of 929 ms (cat FILE > out: 701), for 880 instead of 912 ms of
+    /// CPU. With one core, or no writer thread, splicing is faster.
+    fn memory_is_faster(&mut self) -> bool {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores > 1 && self.writer().start_thread()
+    }
+
+    /// Whether unmasked bytes are spliced into the log: until the stream
+    /// has shown it is long (a thread is not worth it for the kilobytes
+    /// most jobs write), then as [`Pump::memory_is_faster`] decides.
+    fn splicing(&self) -> bool {
+        self.masker.is_none() && self.splice_log != Some(false)
     }
 
     /// Job pipe -> relay -> log (or memory).
@@ -189,7 +223,7 @@ impl Pump {
             return;
         };
         let from = relay.read.as_raw_fd();
-        while n > 0 && self.masker.is_none() && self.log_splice && self.sink.storing() {
+        while n > 0 && self.splicing() && self.sink.storing() {
             let len = (n as u64).min(self.sink.room()) as usize;
             let m = splice(
                 from,
@@ -199,7 +233,7 @@ impl Pump {
             );
             if m > 0 {
                 n -= m as usize;
-                self.sink.stats.log_bytes += m as u64;
+                self.sink.spliced(m as u64);
                 continue;
             }
             if m < 0 {
@@ -208,7 +242,7 @@ impl Pump {
                     Some(libc::EINTR) => continue,
                     // This log's filesystem cannot splice: read and write instead.
                     Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
-                        self.log_splice = false;
+                        self.splice_log = Some(false);
                         continue;
                     }
                     Some(libc::EAGAIN) => {}
@@ -232,7 +266,7 @@ impl Pump {
         let n = splice(fd, self.sink.log.as_raw_fd(), want, libc::SPLICE_F_NONBLOCK);
         if n > 0 {
             self.sink.stats.total_bytes += n as u64;
-            self.sink.stats.log_bytes += n as u64;
+            self.sink.spliced(n as u64);
             return if (n as usize) < want {
                 Step::Drained
             } else {
@@ -247,7 +281,7 @@ impl Pump {
             Some(libc::EAGAIN) => return Step::Drained,
             Some(libc::EINTR) => {}
             // This log's filesystem cannot splice: read and write instead.
-            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => self.log_splice = false,
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => self.splice_log = Some(false),
             // The pipe side cannot fail but for EAGAIN: the log is at fault.
             _ => self.sink.failed(&err),
         }
@@ -272,61 +306,99 @@ impl Pump {
     }
 
     /// Reads at most `max` (and [`CHUNK`]) bytes from `fd` behind what the
-    /// masker held back, and stores them (masked); `Ok(0)` at end of file.
+    /// masker held back, and hands them on (masked); `Ok(0)` at end of file.
     fn read_into_buf(&mut self, fd: i32, max: usize) -> io::Result<usize> {
-        let hold = self.masker.as_ref().map_or(0, Masker::hold_back);
-        let need = hold + 2 * PAGE + CHUNK;
-        if self.buf.len() < need {
-            // Allocated once, before anything was held back.
-            self.buf = vec![0; need];
-            let addr = self.buf.as_ptr() as usize;
-            self.origin = hold + (PAGE - (addr + hold) % PAGE) % PAGE;
-            self.held = 0;
-        }
-        let at = self.next_read_at();
-        let room = &mut self.buf[at..at + max.min(CHUNK)];
-        loop {
+        let mut batch = match self.batch.take() {
+            Some(batch) => batch,
+            None => self.writer().batch(),
+        };
+        let at = batch.origin + self.page_offset();
+        let room = &mut batch.buf[at..at + max.min(CHUNK)];
+        let n = loop {
             // SAFETY: reading into a part of a buffer we own, of its length, from an fd we own.
             let n = unsafe { libc::read(fd, room.as_mut_ptr().cast(), room.len()) };
             if n >= 0 {
-                let n = n as usize;
-                self.pos += n as u64;
-                if n > 0 && self.masker.is_some() {
-                    self.mask_and_store(at - self.held, at + n, false);
-                } else if n > 0 {
-                    self.sink.store(&self.buf[at..at + n]);
-                }
-                return Ok(n);
+                break n as usize;
             }
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::Interrupted {
+                self.batch = Some(batch);
                 return Err(err);
             }
+        };
+        if n == 0 {
+            self.batch = Some(batch);
+            return Ok(0);
         }
+        self.pos += n as u64;
+        if self.masker.is_some() {
+            self.mask_and_store(batch, at - self.held, at + n, false);
+        } else {
+            self.sink.accept(&mut batch.pieces, Piece::Text(at, at + n));
+            self.hand_on(batch, at + n, 0);
+        }
+        Ok(n)
     }
 
-    /// Where in `buf` the next read goes (see `buf`).
-    fn next_read_at(&self) -> usize {
-        self.origin + (self.pos % PAGE as u64) as usize
+    /// Where the next read goes within a page (see [`Batch::origin`]).
+    fn page_offset(&self) -> usize {
+        (self.pos % PAGE as u64) as usize
     }
 
-    /// Masks `buf[start..end]` in place and stores what is final; the
-    /// held-back tail moves to just before the next read (nothing is held
+    fn writer(&mut self) -> &mut Writer {
+        let before = self.masker.as_ref().map_or(0, Masker::hold_back);
+        let log = &self.sink.log;
+        self.writer
+            .get_or_insert_with(|| Writer::new(Arc::clone(log), CHUNK + PAGE, before))
+    }
+
+    /// Masks `batch.buf[start..end]` in place and hands on what is final;
+    /// the held-back tail goes to just before the next read (nothing is held
     /// back when `last`).
-    fn mask_and_store(&mut self, start: usize, end: usize, last: bool) {
+    fn mask_and_store(&mut self, mut batch: Batch, start: usize, end: usize, last: bool) {
         let Some(masker) = self.masker.as_ref() else {
+            self.batch = Some(batch);
             return;
         };
         let sink = &mut self.sink;
-        let mut gather = Gather::new();
-        let keep = masker.scan(&self.buf[start..end], last, |piece| {
-            gather.push(sink, piece)
+        let pieces = &mut batch.pieces;
+        let keep = masker.scan(&batch.buf[start..end], last, |piece| {
+            sink.accept(pieces, piece.shifted(start))
         });
-        gather.flush(sink);
-        let tail = end - start - keep;
-        let to = self.next_read_at() - tail;
-        self.buf.copy_within(start + keep..end, to);
+        self.hand_on(batch, start + keep, end - start - keep);
+    }
+
+    /// Hands `batch` to the writer unless it has nothing to write; the
+    /// `tail` bytes at `tail_at` (held back) go before the next read.
+    fn hand_on(&mut self, mut batch: Batch, tail_at: usize, tail: usize) {
+        let off = self.page_offset();
+        if batch.pieces.is_empty() {
+            let to = batch.origin + off - tail;
+            batch.buf.copy_within(tail_at..tail_at + tail, to);
+            self.batch = Some(batch);
+        } else {
+            let writer = self.writer();
+            let mut next = writer.batch();
+            let to = next.origin + off - tail;
+            next.buf[to..to + tail].copy_from_slice(&batch.buf[tail_at..tail_at + tail]);
+            writer.submit(batch);
+            self.batch = Some(next);
+            self.sync();
+        }
         self.held = tail;
+    }
+
+    /// Takes in what the writer wrote, and how it failed.
+    fn sync(&mut self) {
+        let sink = &mut self.sink;
+        let (written, error) = match &self.writer {
+            Some(w) => (w.written(), w.error()),
+            None => (0, None),
+        };
+        sink.stats.log_bytes = sink.spliced + written;
+        if let (None, Some(e)) = (&sink.stats.log_error, error) {
+            sink.stats.log_error = Some(format!("log write failed: {e}"));
+        }
     }
 
     /// Nothing more is stored: empties the pipe and only counts.
@@ -349,11 +421,11 @@ impl Pump {
                     SPLICE_CHUNK,
                 ),
                 _ => {
-                    if self.buf.len() < CHUNK {
-                        self.buf.resize(CHUNK, 0);
+                    if self.scratch.len() < CHUNK {
+                        self.scratch.resize(CHUNK, 0);
                     }
                     // SAFETY: reading into a buffer we own, at most its length, from an fd we own.
-                    let n = unsafe { libc::read(fd, self.buf.as_mut_ptr().cast(), CHUNK) };
+                    let n = unsafe { libc::read(fd, self.scratch.as_mut_ptr().cast(), CHUNK) };
                     (n, CHUNK)
                 }
             };
@@ -388,16 +460,23 @@ impl Pump {
         }
     }
 
-    /// Stops reading (flushing what the masker held back).
+    /// Stops reading (flushing what the masker held back, and waiting for
+    /// the writer to write everything).
     pub fn close(&mut self) {
-        if self.pipe.take().is_some() && self.held > 0 {
-            if self.sink.storing() {
-                let at = self.next_read_at();
-                self.mask_and_store(at - self.held, at, true);
-            } else {
-                self.drop_held();
+        if self.pipe.take().is_none() {
+            return;
+        }
+        if self.held > 0 && self.sink.storing() {
+            if let Some(batch) = self.batch.take() {
+                let at = batch.origin + self.page_offset();
+                self.mask_and_store(batch, at - self.held, at, true);
             }
         }
+        self.drop_held();
+        if let Some(w) = self.writer.as_mut() {
+            w.finish();
+        }
+        self.sync();
     }
 
     pub fn is_open(&self) -> bool {
@@ -460,11 +539,11 @@ impl Relay {
 impl Sink {
     /// Whether bytes still reach the log.
     fn storing(&self) -> bool {
-        self.stats.log_error.is_none() && self.stats.log_bytes < self.cap
+        self.stats.log_error.is_none() && self.accepted < self.cap
     }
 
     fn room(&self) -> u64 {
-        self.cap.saturating_sub(self.stats.log_bytes)
+        self.cap.saturating_sub(self.accepted)
     }
 
     /// Output that was not stored: past the cap (a failed log is not truncated, it failed).
@@ -478,81 +557,33 @@ impl Sink {
         self.stats.log_error = Some(format!("log write failed: {err}"));
     }
 
-    fn store(&mut self, bytes: &[u8]) {
-        let mut gather = Gather::new();
-        gather.push(self, bytes);
-        gather.flush(self);
-    }
-}
-
-/// Pieces of output for one writev, cut at the log cap.
-struct Gather<'a> {
-    iov: [IoSlice<'a>; IOV_BATCH],
-    len: usize,
-    bytes: u64,
-}
-
-impl<'a> Gather<'a> {
-    fn new() -> Gather<'a> {
-        Gather {
-            iov: [IoSlice::new(&[]); IOV_BATCH],
-            len: 0,
-            bytes: 0,
-        }
+    fn spliced(&mut self, n: u64) {
+        self.spliced += n;
+        self.accepted += n;
+        self.stats.log_bytes += n;
     }
 
-    fn push(&mut self, sink: &mut Sink, piece: &'a [u8]) {
-        if piece.is_empty() || sink.stats.log_error.is_some() {
+    /// Adds `piece` to what goes to the log, cut at the cap.
+    fn accept(&mut self, pieces: &mut Vec<Piece>, piece: Piece) {
+        if piece.is_empty() || self.stats.log_error.is_some() {
             return;
         }
-        if self.len == IOV_BATCH {
-            self.flush(sink);
-            if sink.stats.log_error.is_some() {
-                return;
-            }
-        }
-        let room = sink.room().saturating_sub(self.bytes);
+        let room = self.cap.saturating_sub(self.accepted);
         let take = (piece.len() as u64).min(room) as usize;
         if take < piece.len() {
-            sink.stats.log_truncated = true;
+            self.stats.log_truncated = true;
         }
-        if take == 0 {
-            return;
+        if take > 0 {
+            pieces.push(piece.cut(take));
+            self.accepted += take as u64;
         }
-        self.iov[self.len] = IoSlice::new(&piece[..take]);
-        self.len += 1;
-        self.bytes += take as u64;
-    }
-
-    /// Writes what was gathered; stops storing on the first error.
-    fn flush(&mut self, sink: &mut Sink) {
-        let mut iov = &mut self.iov[..self.len];
-        while !iov.is_empty() {
-            match sink.log.write_vectored(iov) {
-                Ok(0) => {
-                    sink.failed(&io::Error::from(io::ErrorKind::WriteZero));
-                    break;
-                }
-                Ok(n) => {
-                    sink.stats.log_bytes += n as u64;
-                    IoSlice::advance_slices(&mut iov, n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    sink.failed(&e);
-                    break;
-                }
-            }
-        }
-        self.len = 0;
-        self.bytes = 0;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::io::{Read, Write};
 
     /// A pipe as the job gets it: non-blocking read end, blocking write end.
     fn job_pipe() -> (OwnedFd, File) {
@@ -581,12 +612,25 @@ mod tests {
 
     /// Pumps `data`, written by another thread, into `log` until EOF.
     fn pump_all(data: Vec<u8>, log: File, masker: Option<Masker>, cap: u64) -> StreamStats {
+        pump_all_via(data, log, masker, cap, None)
+    }
+
+    /// As [`pump_all`], splicing into the log or not as `splice_log` says
+    /// (`None`: as the pump decides).
+    fn pump_all_via(
+        data: Vec<u8>,
+        log: File,
+        masker: Option<Masker>,
+        cap: u64,
+        splice_log: Option<bool>,
+    ) -> StreamStats {
         let (r, w) = job_pipe();
         let writer = std::thread::spawn(move || {
             let mut w = w;
             w.write_all(&data).unwrap();
         });
         let mut pump = Pump::new(r, log, masker, cap);
+        pump.splice_log = splice_log;
         while pump.pump() == Flow::More {
             wait_readable(&pump);
         }
@@ -603,8 +647,20 @@ mod tests {
         cap: u64,
         relay: bool,
     ) -> StreamStats {
+        pump_chunks_via(chunks, log, masker, cap, relay, None)
+    }
+
+    fn pump_chunks_via(
+        chunks: &[&[u8]],
+        log: File,
+        masker: Option<Masker>,
+        cap: u64,
+        relay: bool,
+        splice_log: Option<bool>,
+    ) -> StreamStats {
         let (r, mut w) = job_pipe();
         let mut pump = Pump::new(r, log, masker, cap);
+        pump.splice_log = splice_log;
         if !relay {
             pump.relay = RelayState::Failed;
         }
@@ -704,7 +760,8 @@ mod tests {
                 rest = r;
                 w.write_all(chunk).unwrap();
                 while pump.pump() == Flow::More && pump.pos < (text.len() - rest.len()) as u64 {}
-                let at = pump.buf.as_ptr() as usize + pump.next_read_at();
+                let batch = pump.batch.as_ref().unwrap();
+                let at = batch.buf.as_ptr() as usize + batch.origin + pump.page_offset();
                 assert_eq!(at % PAGE, (pump.pos % PAGE as u64) as usize);
             }
             drop(w);
@@ -712,6 +769,47 @@ mod tests {
                 wait_readable(&pump);
             }
             assert_eq!(read(&path), want, "relay {relay}");
+            assert_eq!(pump.stats().total_bytes, text.len() as u64);
+        }
+    }
+
+    #[test]
+    fn masking_without_a_writer_thread_gives_the_same_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = Vec::new();
+        for i in 0..200_000 {
+            text.extend_from_slice(format!("{i} tok-secret-0{} ", i % 10).as_bytes());
+        }
+        let want = String::from_utf8(text.clone()).unwrap();
+        let mut want = want.into_bytes();
+        for i in 0..10 {
+            let s = format!("tok-secret-0{i}");
+            want = String::from_utf8(want)
+                .unwrap()
+                .replace(&s, "***")
+                .into_bytes();
+        }
+        let secrets: Vec<String> = (0..10).map(|i| format!("tok-secret-0{i}")).collect();
+        for inline in [false, true] {
+            let (log, path) = log_in(&dir, false);
+            let (r, w) = job_pipe();
+            let mut pump = Pump::new(r, log, Masker::new(&secrets), u64::MAX);
+            if inline {
+                let before = pump.masker.as_ref().map_or(0, Masker::hold_back);
+                let log = Arc::clone(&pump.sink.log);
+                pump.writer = Some(Writer::inline(log, CHUNK + PAGE, before));
+            }
+            let data = text.clone();
+            let writer = std::thread::spawn(move || {
+                let mut w = w;
+                w.write_all(&data).unwrap();
+            });
+            while pump.pump() == Flow::More {
+                wait_readable(&pump);
+            }
+            writer.join().unwrap();
+            assert_eq!(read(&path), want, "inline {inline}");
+            assert_eq!(pump.stats().log_bytes, want.len() as u64);
             assert_eq!(pump.stats().total_bytes, text.len() as u64);
         }
     }
@@ -792,60 +890,72 @@ mod tests {
     #[test]
     fn without_a_relay_splices_straight_into_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, path) = log_in(&dir, false);
-        let bytes = data(2 * CHUNK + 9);
-        let chunks: Vec<&[u8]> = bytes.chunks(CHUNK / 2).collect();
-        let stats = pump_chunks(&chunks, log, None, CHUNK as u64, false);
-        assert_eq!(read(&path), &bytes[..CHUNK]);
-        assert_eq!(stats.total_bytes, bytes.len() as u64);
-        assert!(stats.log_truncated);
+        for splice_log in [Some(true), Some(false)] {
+            let (log, path) = log_in(&dir, false);
+            let bytes = data(2 * CHUNK + 9);
+            let chunks: Vec<&[u8]> = bytes.chunks(CHUNK / 2).collect();
+            let stats = pump_chunks_via(&chunks, log, None, CHUNK as u64, false, splice_log);
+            assert_eq!(read(&path), &bytes[..CHUNK]);
+            assert_eq!(stats.total_bytes, bytes.len() as u64);
+            assert!(stats.log_truncated);
+        }
     }
 
     #[test]
-    fn splices_every_byte_in_order() {
+    fn moves_every_byte_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, path) = log_in(&dir, false);
-        let bytes = data(5 * SPLICE_CHUNK + 12345);
-        let stats = pump_all(bytes.clone(), log, None, u64::MAX);
-        assert_eq!(stats.total_bytes, bytes.len() as u64);
-        assert_eq!(stats.log_bytes, bytes.len() as u64);
-        assert!(!stats.log_truncated);
-        assert_eq!(read(&path), bytes);
+        for splice_log in [None, Some(true), Some(false)] {
+            let (log, path) = log_in(&dir, false);
+            let bytes = data(5 * SPLICE_CHUNK + 12345);
+            let stats = pump_all_via(bytes.clone(), log, None, u64::MAX, splice_log);
+            assert_eq!(stats.total_bytes, bytes.len() as u64);
+            assert_eq!(stats.log_bytes, bytes.len() as u64);
+            assert!(!stats.log_truncated);
+            assert_eq!(read(&path), bytes, "{splice_log:?}");
+        }
     }
 
     #[test]
     fn cap_stops_storing_but_keeps_counting() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, path) = log_in(&dir, false);
-        let bytes = data(3 * SPLICE_CHUNK);
-        let cap = SPLICE_CHUNK as u64 + 7;
-        let stats = pump_all(bytes.clone(), log, None, cap);
-        assert_eq!(stats.total_bytes, bytes.len() as u64);
-        assert_eq!(stats.log_bytes, cap);
-        assert!(stats.log_truncated);
-        assert_eq!(read(&path), &bytes[..cap as usize]);
+        for splice_log in [Some(true), Some(false)] {
+            let (log, path) = log_in(&dir, false);
+            let bytes = data(3 * SPLICE_CHUNK);
+            let cap = SPLICE_CHUNK as u64 + 7;
+            let stats = pump_all_via(bytes.clone(), log, None, cap, splice_log);
+            assert_eq!(stats.total_bytes, bytes.len() as u64);
+            assert_eq!(stats.log_bytes, cap);
+            assert!(stats.log_truncated);
+            assert_eq!(read(&path), &bytes[..cap as usize], "{splice_log:?}");
+        }
     }
 
     #[test]
     fn falls_back_to_reading_where_splice_is_refused() {
         // The kernel refuses to splice into a file opened for appending.
         let dir = tempfile::tempdir().unwrap();
-        let (log, path) = log_in(&dir, true);
-        let bytes = data(2 * CHUNK + 3);
-        let stats = pump_all(bytes.clone(), log, None, u64::MAX);
-        assert_eq!(stats.log_bytes, bytes.len() as u64);
-        assert!(stats.log_error.is_none());
-        assert_eq!(read(&path), bytes);
+        for relay in [true, false] {
+            let (log, path) = log_in(&dir, true);
+            let bytes = data(2 * CHUNK + 3);
+            let chunks: Vec<&[u8]> = bytes.chunks(CHUNK / 3).collect();
+            let stats = pump_chunks_via(&chunks, log, None, u64::MAX, relay, Some(true));
+            assert_eq!(stats.log_bytes, bytes.len() as u64);
+            assert!(stats.log_error.is_none());
+            assert_eq!(read(&path), bytes);
+            std::fs::remove_file(&path).unwrap();
+        }
     }
 
     #[test]
     fn a_full_disk_is_reported_and_the_pipe_still_drained() {
-        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
-        let bytes = data(SPLICE_CHUNK * 2);
-        let stats = pump_all(bytes.clone(), full, None, u64::MAX);
-        assert_eq!(stats.total_bytes, bytes.len() as u64);
-        assert_eq!(stats.log_bytes, 0);
-        assert!(stats.log_error.is_some());
+        for splice_log in [Some(true), Some(false)] {
+            let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+            let bytes = data(SPLICE_CHUNK * 2);
+            let stats = pump_all_via(bytes.clone(), full, None, u64::MAX, splice_log);
+            assert_eq!(stats.total_bytes, bytes.len() as u64);
+            assert_eq!(stats.log_bytes, 0);
+            assert!(stats.log_error.is_some());
+        }
     }
 
     #[test]

@@ -1,10 +1,15 @@
-//! The per-job supervisor: one detached, single-threaded process per job.
+//! The per-job supervisor: one detached process per job, its control
+//! single-threaded.
 //!
 //! It owns the job from launch to result: creates the cgroup, launches the
 //! child into it, pumps the output into the logs, enforces the timeout and
 //! kill requests on the whole cgroup, reaps, measures, writes the result
 //! atomically and removes the cgroup. Everything it waits on (pipes,
-//! signals, deadlines) goes through one `poll`.
+//! signals, deadlines) goes through one `poll` on one thread. The only
+//! other threads are log writers (`output::writer`), made once a stream has
+//! written a megabyte, long after the job was cloned: they only write
+//! buffers they are handed into their log, so a long stream's file writes
+//! use the second core while the loop reads and masks the next bytes.
 
 mod event_loop;
 mod spawn;
