@@ -192,6 +192,7 @@ impl Writer {
     }
 
     /// Whether batches are written on a thread of their own.
+    #[cfg(test)]
     pub fn has_thread(&self) -> bool {
         self.thread.is_some()
     }
