@@ -107,10 +107,9 @@ fn run(
     .ok();
     // A `kill` that came while we were still launching may have found no
     // supervisor recorded to signal; its request waits in the store.
-    if let Some(req) = read_kill_request(store, &spec.job_id) {
+    if let Some(at) = honour_kill_request(store, &spec.job_id, cgroup) {
         end.kill_requested = true;
-        let sig = Signal::try_from(req.signal).unwrap_or(Signal::SIGTERM);
-        kill_at = Some(terminate(cgroup, sig, Duration::from_millis(req.grace_ms)));
+        kill_at = Some(at);
     }
 
     loop {
@@ -182,11 +181,9 @@ fn run(
                 match Signal::try_from(info.ssi_signo as i32) {
                     Ok(Signal::SIGCHLD) => got_sigchld = true,
                     Ok(Signal::SIGUSR1) => {
-                        if let Some(req) = read_kill_request(store, &spec.job_id) {
+                        if let Some(at) = honour_kill_request(store, &spec.job_id, cgroup) {
                             end.kill_requested = true;
-                            let sig = Signal::try_from(req.signal).unwrap_or(Signal::SIGTERM);
-                            kill_at =
-                                Some(terminate(cgroup, sig, Duration::from_millis(req.grace_ms)));
+                            kill_at = Some(at);
                         }
                     }
                     Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => {
@@ -235,9 +232,13 @@ fn terminate(cgroup: &JobCgroup, signal: Signal, grace: Duration) -> Instant {
     Instant::now() + grace
 }
 
-fn read_kill_request(store: &Store, id: &str) -> Option<KillRequest> {
+/// Carries out the request `agent-exec kill` left in the store, if any;
+/// returns when to escalate to SIGKILL.
+fn honour_kill_request(store: &Store, id: &str, cgroup: &JobCgroup) -> Option<Instant> {
     let bytes = std::fs::read(store.job_dir(id).join(super::KILL_REQUEST)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    let req: KillRequest = serde_json::from_slice(&bytes).ok()?;
+    let sig = Signal::try_from(req.signal).unwrap_or(Signal::SIGTERM);
+    Some(terminate(cgroup, sig, Duration::from_millis(req.grace_ms)))
 }
 
 /// Reaps every child that exited. We are a subreaper, so orphans of the job
