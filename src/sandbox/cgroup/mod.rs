@@ -313,7 +313,7 @@ impl JobCgroup {
         usage
     }
 
-    /// Removes every directory created for the job, and the shared base if it became empty.
+    /// Removes every directory created for the job (never their parents: those are the caller's).
     pub fn remove(&self) {
         self.controllers.remove();
         remove_dir_retrying(&self.v2_dir);

@@ -3,6 +3,7 @@
 use super::*;
 use crate::sandbox::test_fork::in_child;
 use nix::sys::wait::WaitStatus;
+use std::collections::BTreeMap;
 
 fn unique(what: &str) -> String {
     format!("test-{what}-{}", std::process::id())
@@ -66,4 +67,39 @@ fn joining_a_removed_cgroup_reports_the_errno() {
         other => Err(format!("expected ENODEV, got {other:?}")),
     });
     assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+}
+
+#[test]
+fn removing_a_job_cgroup_leaves_its_parent_alone() {
+    // The parent of a job's cgroup is the caller's: never ours to remove,
+    // even when it is empty. Here the parents are empty cgroups of our own.
+    let host = Layout::detect().expect("cgroups on the test host");
+    let parent_name = unique("parent");
+    let v2_own = create_under(&host.v2_own, &parent_name).expect("v2 parent");
+    let mut parents = vec![v2_own.clone()];
+    let mut v1_own = BTreeMap::new();
+    for (controller, own) in &host.v1_own {
+        let dir = create_under(own, &parent_name).expect("v1 parent");
+        parents.push(dir.clone());
+        v1_own.insert(controller.clone(), dir);
+    }
+    struct Cleanup(Vec<PathBuf>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for dir in &self.0 {
+                let _ = fs::remove_dir(dir);
+            }
+        }
+    }
+    let _cleanup = Cleanup(parents.clone());
+    let layout = Layout {
+        kind: host.kind,
+        v2_own,
+        v1_own,
+    };
+    let cgroup = JobCgroup::create(&layout, &unique("child"), &Limits::default()).unwrap();
+    cgroup.remove();
+    for parent in &parents {
+        assert!(parent.is_dir(), "{} was removed", parent.display());
+    }
 }

@@ -111,11 +111,9 @@ impl Controllers for V1Controllers {
     }
 
     fn remove(&self) {
+        // Only our own directories: their parent is the caller's cgroup.
         for dir in self.dirs.values() {
             remove_dir_retrying(dir);
-            if let Some(base) = dir.parent() {
-                let _ = fs::remove_dir(base);
-            }
         }
     }
 
