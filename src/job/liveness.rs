@@ -25,7 +25,7 @@ pub fn proc_ref(pid: i32) -> Option<ProcRef> {
 
 /// (start time, state letter) from /proc/PID/stat.
 fn stat_fields(pid: i32) -> Option<(u64, char)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::procfs::read_text(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split(' ').collect();

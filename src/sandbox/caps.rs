@@ -81,7 +81,7 @@ impl CapDropPlan {
     /// Reads the kernel's highest capability number from `/proc/sys/kernel/cap_last_cap`; when
     /// `/proc` is not readable, probes the bounding set with `PR_CAPBSET_READ` instead.
     pub fn detect() -> Result<Self, CapsError> {
-        match std::fs::read_to_string(CAP_LAST_CAP_PATH) {
+        match crate::procfs::read_text(CAP_LAST_CAP_PATH) {
             Ok(text) => Self::parse(&text),
             Err(source) => probe_last_cap()
                 .map(Self::with_last_cap)

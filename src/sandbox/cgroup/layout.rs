@@ -7,7 +7,6 @@
 //! `statfs` tells a pure v2 host from a hybrid one.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -60,9 +59,9 @@ impl std::error::Error for LayoutError {}
 impl Layout {
     /// Detects the layout of the calling process.
     pub fn detect() -> Result<Layout, LayoutError> {
-        let cgroup = fs::read_to_string("/proc/self/cgroup")
+        let cgroup = crate::procfs::read_text("/proc/self/cgroup")
             .map_err(|e| LayoutError::Io("/proc/self/cgroup", e))?;
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+        let mountinfo = crate::procfs::read_text("/proc/self/mountinfo")
             .map_err(|e| LayoutError::Io("/proc/self/mountinfo", e))?;
         let kind = if is_cgroup2(Path::new("/sys/fs/cgroup")) {
             LayoutKind::V2
