@@ -181,3 +181,58 @@ fn a_full_disk_gives_store_full_and_a_job_filling_it_still_records_its_result() 
         assert_valid(l);
     }
 }
+
+/// `run` forks its supervisor before it reads the policy (so that the
+/// supervisor's set-up overlaps the job's definition): a definition that
+/// fails must take that supervisor-to-be with it. Anything the CLI forked
+/// holds a copy of an inherited pipe; the pipe reaches EOF only once every
+/// such process has exited.
+#[test]
+fn a_run_that_defines_no_job_leaves_no_process_behind() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+
+    let env = Env::new();
+    let policy = write_file(&env.scratch(), "bad.toml", "[sandbox\nnet = \"none\"\n");
+    let mut fds = [0; 2];
+    // SAFETY: plain syscall into a local array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh descriptors, owned here from now on.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut cmd = env.cmd(&["run", "--policy", policy.to_str().unwrap(), "--", "true"]);
+    let inherited = write_end.as_raw_fd();
+    // SAFETY: dup2 is async-signal-safe; the copy on fd 3 is not close-on-exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(inherited, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("spawn agent-exec");
+    drop(write_end);
+    let (code, v) = parse_one(&out);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["error"]["code"], "policy_error", "{v:#}");
+
+    let mut poll = libc::pollfd {
+        fd: read_end.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // A generous bound, only so that a regression fails instead of hanging.
+    // SAFETY: one pollfd on the stack.
+    let ready = unsafe { libc::poll(&mut poll, 1, 20_000) };
+    assert_eq!(ready, 1, "a process forked by the CLI still holds the pipe");
+    let mut byte = [0u8; 1];
+    // SAFETY: reading into a stack buffer from our own pipe.
+    let n = unsafe { libc::read(read_end.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+    assert_eq!(n, 0, "EOF: nobody holds the pipe any more");
+    assert!(
+        env.job_ids().is_empty(),
+        "no job was recorded: {:?}",
+        env.job_ids()
+    );
+}
