@@ -11,7 +11,7 @@ use crate::job::model::{JobSpec, JobStatus, ResultKind, Secrets, State};
 use crate::job::observe::Watch;
 use crate::job::store::{write_json, Store};
 use crate::response::{AppError, ErrorCode, JobResponseType};
-use crate::supervisor::{KillRequest, Standby, KILL_REQUEST};
+use crate::supervisor::{spawn_detached, KillRequest, KILL_REQUEST};
 
 const DEFAULT_RUN_UNTIL: Duration = Duration::from_secs(10);
 const DEFAULT_WAIT_UNTIL: Duration = Duration::from_secs(30);
@@ -20,18 +20,14 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 pub fn run(store: &Store, args: &RunArgs) -> Result<Reply, AppError> {
     let budget = ExcerptBudget::from_args(&args.observe.excerpt)?;
     let until = observe_deadline(&args.observe, DEFAULT_RUN_UNTIL)?;
-    // The supervisor sets itself up on the other core while we define the
-    // job; should the definition fail, it leaves without a trace.
-    let supervisor = Standby::fork(store)?;
     let defined = define::build(&args.def, store)?;
-    // The clear-text secrets stay in memory: they reach the supervisor
-    // through a pipe, not the store.
-    store.create_started(&defined.spec, defined.stdin.as_deref())?;
+    // The clear-text secrets stay in memory: the forked supervisor has them.
+    let lock = store.create_started(&defined.spec, defined.stdin.as_deref())?;
     start_and_observe(
         store,
-        supervisor,
         &defined.spec,
         &defined.secrets,
+        lock,
         &args.observe,
         until,
         budget,
@@ -86,18 +82,17 @@ pub fn start(store: &Store, args: &StartArgs) -> Result<Reply, AppError> {
             "only created jobs can be started",
         ));
     }
+    let lock = store.claim_start(&id)?;
     let secrets = if spec.has_secrets {
         store.read_secrets(&id)?
     } else {
         Secrets::default()
     };
-    let supervisor = Standby::fork(store)?;
-    store.claim_start(&id)?;
     start_and_observe(
         store,
-        supervisor,
         &spec,
         &secrets,
+        lock,
         &args.observe,
         until,
         budget,
@@ -108,9 +103,9 @@ pub fn start(store: &Store, args: &StartArgs) -> Result<Reply, AppError> {
 #[allow(clippy::too_many_arguments)]
 fn start_and_observe(
     store: &Store,
-    supervisor: Standby,
     spec: &JobSpec,
     secrets: &Secrets,
+    lock: std::fs::File,
     observe: &Observe,
     until: Option<Duration>,
     budget: ExcerptBudget,
@@ -118,7 +113,7 @@ fn start_and_observe(
 ) -> Result<Reply, AppError> {
     let id = &spec.job_id;
     let began = Instant::now();
-    let supervisor = supervisor.launch(store, spec, secrets)?;
+    let supervisor = spawn_detached(store, spec, secrets, lock)?;
     let deadline = until.map(|d| began + d);
     let no_wait = observe.no_wait;
     let status = if no_wait {

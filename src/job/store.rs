@@ -11,7 +11,7 @@
 //! Every write goes to a temporary file first and is renamed into place, so a
 //! full disk or a crash leaves the previous version readable.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -108,11 +108,12 @@ impl Store {
     /// Creates a job that is started at once (`run`): its definition and the
     /// claimed start lock, but no `created` state, which the supervisor
     /// would replace within a millisecond: one file write less per run.
-    pub fn create_started(&self, spec: &JobSpec, stdin: Option<&[u8]>) -> Result<(), AppError> {
+    pub fn create_started(&self, spec: &JobSpec, stdin: Option<&[u8]>) -> Result<File, AppError> {
         self.make_job(spec, stdin, |_| {
             // The lock first: job.json is what makes the job visible to list and status.
-            self.claim_start(&spec.job_id)?;
-            write_json(&self.job_dir(&spec.job_id).join(JOB_FILE), spec, 0o600)
+            let lock = self.claim_start(&spec.job_id)?;
+            write_json(&self.job_dir(&spec.job_id).join(JOB_FILE), spec, 0o600)?;
+            Ok(lock)
         })
     }
 
@@ -254,8 +255,7 @@ impl Store {
     }
 
     /// Claims the right to start a created job; exactly one caller ever wins.
-    /// The supervisor records itself in the lock once it has the job.
-    pub fn claim_start(&self, id: &str) -> Result<(), AppError> {
+    pub fn claim_start(&self, id: &str) -> Result<File, AppError> {
         let path = self.job_dir(id).join(START_LOCK);
         OpenOptions::new()
             .write(true)
@@ -273,7 +273,6 @@ impl Store {
                     io_error(&path.display().to_string(), &e)
                 }
             })
-            .map(drop)
     }
 
     /// The supervisor recorded in the start lock (between claim and the first state write).
@@ -464,7 +463,7 @@ mod tests {
         };
         let defined = crate::commands::define::build(&def, &store).expect("define");
         let id = defined.spec.job_id.clone();
-        store.create_started(&defined.spec, None).expect("create");
+        let _lock = store.create_started(&defined.spec, None).expect("create");
         assert!(!store.job_dir(&id).join(STATE_FILE).exists());
         let status = store.read_status(&id).expect("status");
         assert_eq!(status.state, State::Created);

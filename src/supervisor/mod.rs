@@ -15,7 +15,7 @@ mod event_loop;
 mod spawn;
 
 use spawn::Notifier;
-pub use spawn::{supervise_exec, Forked, Milestone, Standby};
+pub use spawn::{spawn_detached, supervise_exec, Forked, Milestone};
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -27,7 +27,7 @@ use crate::job::model::{JobSpec, JobStatus, Outcome, ResultKind, Secrets, State,
 use crate::job::store::{Store, STDERR_LOG, STDOUT_LOG};
 use crate::output::mask::Masker;
 use crate::output::pump::Pump;
-use crate::sandbox::cgroup::{JobCgroup, Layout, LayoutError, Limits};
+use crate::sandbox::cgroup::{JobCgroup, Layout, Limits};
 use crate::sandbox::layers::{Layers, LimitsReport};
 use crate::sandbox::{self, LaunchPlan, Stdio};
 use crate::timefmt::now_ms;
@@ -50,7 +50,6 @@ pub(crate) fn supervise(
     me: crate::job::model::ProcRef,
     notifier: &Notifier,
     files_ready: Option<OwnedFd>,
-    layout: Result<Layout, LayoutError>,
 ) -> i32 {
     let id = spec.job_id.as_str();
     let started = now_ms();
@@ -74,12 +73,12 @@ pub(crate) fn supervise(
     let env = job_environment(spec, explicit_env);
     let cwd = Path::new(&spec.cwd);
 
-    let layout = match layout {
+    let layout = match Layout::detect() {
         Ok(l) => l,
         Err(e) => return fail(format!("cgroups unavailable: {e}"), 125, true),
     };
     // $TMPDIR and $JOB_DIR exist before the Landlock rules that name them.
-    // The CLI that handed us the job makes them (and the logs) meanwhile; whatever
+    // The CLI that forked us makes them (and the logs) meanwhile; whatever
     // it did or did not do, we check, once it is done or gone (the logs are
     // opened, or created, with the rest of the job's stdio below).
     if let Some(fd) = files_ready {

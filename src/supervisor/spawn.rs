@@ -1,25 +1,23 @@
 //! Becoming a supervisor: detached from the caller, its terminal and its session.
 //!
-//! The CLI forks (cheap: no exec) before it has even defined the job, and
-//! hands the job over through a pipe ([`Standby`]); a multi-threaded caller such as the pipeline runner instead executes
+//! The CLI forks (cheap: no exec, the job definition is already in memory);
+//! a multi-threaded caller such as the pipeline runner instead executes
 //! `agent-exec __supervise ID`, because forking a threaded process and then
 //! running arbitrary code in the child is not safe.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
 
 use nix::sys::signal::{sigprocmask, SigmaskHow};
-use serde::{Deserialize, Serialize};
 
 use super::event_loop::handled_signals;
 use super::supervise;
 use crate::job::liveness::proc_ref;
-use crate::job::model::{JobSpec, ProcRef, Secrets};
+use crate::job::model::{JobSpec, Secrets};
 use crate::job::store::{Store, START_LOCK};
 use crate::response::{AppError, ErrorCode};
-use crate::sandbox::cgroup::Layout;
 
 /// What the supervisor writes to the CLI that forked it, on [`Forked::notify`].
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -124,175 +122,72 @@ impl Notifier {
     }
 }
 
-/// A supervisor forked before its job is defined.
-///
-/// `run` forks it first thing, so that the supervisor's own set-up (a
-/// session of its own, its identity, the cgroup layout: half a millisecond
-/// of syscalls and page faults on the machines we measured) runs on the
-/// second core while the CLI resolves the policy and records the job. The
-/// job then reaches it through a pipe ([`Standby::launch`]); a CLI that
-/// fails before that closes the pipe, and the supervisor leaves having
-/// touched nothing.
-pub struct Standby {
-    pid: i32,
-    /// Readable once the supervisor has exited (we are its parent until we exit).
-    pidfd: Option<OwnedFd>,
-    /// The job, as JSON, then EOF.
-    handoff: OwnedFd,
-    notify: OwnedFd,
-    /// Closed by us once the job's directories and logs exist (see prepare_job_files).
-    files_ready: OwnedFd,
-}
-
-/// What [`Standby::launch`] sends: the clear-text secrets travel through
-/// the pipe, never through the store.
-#[derive(Serialize)]
-struct HandoffOut<'a> {
-    spec: &'a JobSpec,
-    secrets: &'a Secrets,
-}
-
-#[derive(Deserialize)]
-struct HandoffIn {
-    spec: JobSpec,
-    secrets: Secrets,
-}
-
-impl Standby {
-    /// Forks the supervisor-to-be. The job it will run must have its start
-    /// claimed (start.lock) before [`Standby::launch`].
-    pub fn fork(store: &Store) -> Result<Standby, AppError> {
-        let fork_error = |what: &str| {
-            AppError::new(
-                ErrorCode::LaunchFailed,
-                format!(
-                    "cannot {what} the supervisor: {}",
-                    std::io::Error::last_os_error()
-                ),
-            )
-        };
-        let (handoff_read, handoff_write) =
-            crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
-        let (notify_read, notify_write) =
-            crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
-        let (files_ready_read, files_ready_write) =
-            crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
-        // The supervisor's signals are blocked across the fork: its pid is
-        // public as soon as we answer, and a SIGTERM arriving before it could
-        // block them itself would kill it instead of stopping the job.
-        let mut caller_mask = nix::sys::signal::SigSet::empty();
-        let _ = sigprocmask(
-            SigmaskHow::SIG_BLOCK,
-            Some(&handled_signals()),
-            Some(&mut caller_mask),
-        );
-        // SAFETY: the CLI is single-threaded, so the child may run ordinary code.
-        let forked = unsafe { libc::fork() };
-        if forked != 0 {
-            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&caller_mask), None);
+/// Forks the supervisor of a job whose start was claimed with `lock`.
+/// The job runs on after the caller exits.
+pub fn spawn_detached(
+    store: &Store,
+    spec: &JobSpec,
+    secrets: &Secrets,
+    lock: File,
+) -> Result<Forked, AppError> {
+    let fork_error = |what: &str| {
+        AppError::new(
+            ErrorCode::LaunchFailed,
+            format!(
+                "cannot {what} the supervisor: {}",
+                std::io::Error::last_os_error()
+            ),
+        )
+        .with_job(&spec.job_id)
+    };
+    let (notify_read, notify_write) =
+        crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
+    // Closed by us once the job's directories and logs exist (see prepare_job_files).
+    let (files_ready_read, files_ready_write) =
+        crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
+    // The supervisor's signals are blocked across the fork: its pid is
+    // public as soon as we answer, and a SIGTERM arriving before it could
+    // block them itself would kill it instead of stopping the job.
+    let mut caller_mask = nix::sys::signal::SigSet::empty();
+    let _ = sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&handled_signals()),
+        Some(&mut caller_mask),
+    );
+    // SAFETY: the CLI is single-threaded, so the child may run ordinary code.
+    let forked = unsafe { libc::fork() };
+    if forked != 0 {
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&caller_mask), None);
+    }
+    match forked {
+        -1 => Err(fork_error("fork")),
+        0 => {
+            drop(notify_read);
+            drop(files_ready_write);
+            let notifier = Notifier(Some(notify_write));
+            let code =
+                become_supervisor(store, spec, secrets, lock, notifier, Some(files_ready_read));
+            // SAFETY: leave without running the parent's atexit handlers or flushing its buffers.
+            unsafe { libc::_exit(code) }
         }
-        match forked {
-            -1 => Err(fork_error("fork")),
-            0 => {
-                drop((handoff_write, notify_read, files_ready_write));
-                let notifier = Notifier(Some(notify_write));
-                let code = stand_by(store, handoff_read, notifier, files_ready_read);
-                // SAFETY: leave without running the parent's atexit handlers or flushing its buffers.
-                unsafe { libc::_exit(code) }
-            }
-            pid => {
-                drop((handoff_read, notify_write, files_ready_read));
-                // Our unreaped child: its pid cannot be reused, so this pidfd is its.
-                // SAFETY: plain syscall; the descriptor returned is ours.
-                let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-                // SAFETY: a fresh descriptor, owned here.
-                let pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) });
-                Ok(Standby {
-                    pid,
-                    pidfd,
-                    handoff: handoff_write,
-                    notify: notify_read,
-                    files_ready: files_ready_write,
-                })
-            }
+        pid => {
+            drop(notify_write);
+            drop(files_ready_read);
+            // Two cores: make the job's files while the supervisor sets up its cgroups.
+            let _ = super::prepare_job_files(store, spec);
+            drop(files_ready_write);
+            // Our unreaped child: its pid cannot be reused, so this pidfd is its.
+            // SAFETY: plain syscall; the descriptor returned is ours.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+            // SAFETY: a fresh descriptor, owned here.
+            let pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) });
+            Ok(Forked {
+                pid,
+                pidfd,
+                notify: notify_read,
+            })
         }
     }
-
-    /// Hands the job (claimed, recorded in the store) to the supervisor,
-    /// then makes the job's files while it builds the sandbox. The job runs
-    /// on after the caller exits.
-    pub fn launch(
-        self,
-        store: &Store,
-        spec: &JobSpec,
-        secrets: &Secrets,
-    ) -> Result<Forked, AppError> {
-        let Standby {
-            pid,
-            pidfd,
-            handoff,
-            notify,
-            files_ready,
-        } = self;
-        let message = serde_json::to_vec(&HandoffOut { spec, secrets }).map_err(|e| {
-            AppError::new(ErrorCode::Internal, format!("cannot encode the job: {e}"))
-        })?;
-        if let Err(e) = File::from(handoff).write_all(&message) {
-            // The pipe closes with the File: should the supervisor still be
-            // alive, it leaves as if we had failed before the handoff.
-            return Err(AppError::new(
-                ErrorCode::LaunchFailed,
-                format!("the supervisor (pid {pid}) did not take the job: {e}"),
-            )
-            .with_job(&spec.job_id));
-        }
-        // Two cores: make the job's files while the supervisor sets up its cgroups.
-        let _ = super::prepare_job_files(store, spec);
-        drop(files_ready);
-        Ok(Forked { pid, pidfd, notify })
-    }
-}
-
-/// The forked supervisor until its job arrives, then for the job's life.
-fn stand_by(store: &Store, handoff: OwnedFd, notifier: Notifier, files_ready: OwnedFd) -> i32 {
-    let Some(me) = detach() else {
-        return 1;
-    };
-    // The layout is the host's, not the job's: learn it while the CLI
-    // defines the job. An error is the job's launch failure, reported once
-    // there is a job to report it on.
-    let layout = Layout::detect();
-    let Some(job) = receive_handoff(handoff) else {
-        return 0; // the CLI defined no job
-    };
-    let id = &job.spec.job_id;
-    let Ok(mut lock) = std::fs::OpenOptions::new()
-        .write(true)
-        .open(store.job_dir(id).join(START_LOCK))
-    else {
-        return 1;
-    };
-    record_supervisor(&mut lock, me);
-    supervise(
-        store,
-        &job.spec,
-        &job.secrets,
-        me,
-        &notifier,
-        Some(files_ready),
-        layout,
-    )
-}
-
-/// Reads the handoff pipe to EOF; `None` when it closed empty (no job) or
-/// the message is not a job.
-fn receive_handoff(handoff: OwnedFd) -> Option<HandoffIn> {
-    let mut message = Vec::with_capacity(8192);
-    File::from(handoff).read_to_end(&mut message).ok()?;
-    if message.is_empty() {
-        return None;
-    }
-    serde_json::from_slice(&message).ok()
 }
 
 /// `agent-exec __supervise ID`: the exec'd form, reading everything from the store.
@@ -306,25 +201,24 @@ pub fn supervise_exec(store: &Store, id: &str) -> i32 {
     } else {
         Secrets::default()
     };
-    let mut lock = match std::fs::OpenOptions::new()
+    let lock = match std::fs::OpenOptions::new()
         .write(true)
         .open(store.job_dir(id).join(START_LOCK))
     {
         Ok(f) => f,
         Err(_) => return 1,
     };
-    let Some(me) = detach() else {
-        return 1;
-    };
-    record_supervisor(&mut lock, me);
-    let layout = Layout::detect();
-    supervise(store, &spec, &secrets, me, &Notifier::none(), None, layout)
+    become_supervisor(store, &spec, &secrets, lock, Notifier::none(), None)
 }
 
-/// Makes the calling process a supervisor: detached from its caller's
-/// session, terminal and stdio, reaping the job's orphans. Returns its
-/// identity (None only if /proc does not know us).
-fn detach() -> Option<ProcRef> {
+fn become_supervisor(
+    store: &Store,
+    spec: &JobSpec,
+    secrets: &Secrets,
+    mut lock: File,
+    notifier: Notifier,
+    files_ready: Option<OwnedFd>,
+) -> i32 {
     // Block the signals we handle before anything can deliver them, and take
     // SIGCHLD back from the caller's SIG_IGN (we must reap the job ourselves).
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled_signals()), None);
@@ -348,11 +242,13 @@ fn detach() -> Option<ProcRef> {
             libc::close(null);
         }
     }
-    proc_ref(std::process::id() as i32)
-}
-
-/// Records who supervises the job (in its start lock) before anything else can go wrong.
-fn record_supervisor(lock: &mut File, me: ProcRef) {
-    // One write: a reader never sees the pid without its start time.
-    let _ = lock.write_all(format!("{} {}", me.pid, me.start_time).as_bytes());
+    let pid = std::process::id() as i32;
+    let Some(me) = proc_ref(pid) else {
+        return 1;
+    };
+    // Record who supervises the job before anything else can go wrong.
+    let _ = write!(lock, "{} {}", me.pid, me.start_time);
+    let _ = lock.flush();
+    drop(lock);
+    supervise(store, spec, secrets, me, &notifier, files_ready)
 }
