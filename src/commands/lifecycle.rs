@@ -11,7 +11,7 @@ use crate::job::model::{JobSpec, JobStatus, ResultKind, Secrets, State};
 use crate::job::observe::Watch;
 use crate::job::store::{write_json, Store};
 use crate::response::{AppError, ErrorCode, JobResponseType};
-use crate::supervisor::{spawn_detached, KillRequest, KILL_REQUEST};
+use crate::supervisor::{spawn_detached, KillRequest, Launch, KILL_REQUEST};
 
 const DEFAULT_RUN_UNTIL: Duration = Duration::from_secs(10);
 const DEFAULT_WAIT_UNTIL: Duration = Duration::from_secs(30);
@@ -113,9 +113,14 @@ fn start_and_observe(
 ) -> Result<Reply, AppError> {
     let id = &spec.job_id;
     let began = Instant::now();
-    let supervisor = spawn_detached(store, spec, secrets, lock)?;
-    let deadline = until.map(|d| began + d);
     let no_wait = observe.no_wait;
+    let launch = if no_wait {
+        Launch::AfterCaller
+    } else {
+        Launch::Now
+    };
+    let supervisor = spawn_detached(store, spec, secrets, lock, launch)?;
+    let deadline = until.map(|d| began + d);
     let status = if no_wait {
         // The job is recorded, its logs exist and its supervisor owns it:
         // that is all --no-wait promises. Building the sandbox takes the

@@ -15,7 +15,7 @@ mod event_loop;
 mod spawn;
 
 use spawn::Notifier;
-pub use spawn::{spawn_detached, supervise_exec, Forked, Milestone};
+pub use spawn::{spawn_detached, supervise_exec, Forked, Launch, Milestone};
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
