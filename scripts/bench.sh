@@ -99,10 +99,10 @@ RAW="$WORK/raw" # key<TAB>value lines, turned into JSON and the table at the end
 put() { printf '%s\t%s\n' "$1" "$2" >>"$RAW"; }
 
 if [ "$QUICK" = 1 ]; then
-    WARM=2 RUNS=10 STREAM_MIB=16 STREAM_RUNS=2 TREE=50 TREE_T=1 TREE_RUNS=1
+    ROUNDS=2 BLOCK=3 STREAM_MIB=16 STREAM_RUNS=2 TREE=50 TREE_T=1 TREE_RUNS=1
     HWM_SAMPLES=1 MANY=20 BURN_S=0.2 TOUCH_MIB=32
 else
-    WARM=10 RUNS=100 STREAM_MIB=1024 STREAM_RUNS=5 TREE=500 TREE_T=3 TREE_RUNS=3
+    ROUNDS=20 BLOCK=5 STREAM_MIB=1024 STREAM_RUNS=5 TREE=500 TREE_T=3 TREE_RUNS=3
     HWM_SAMPLES=5 MANY=200 BURN_S=1.0 TOUCH_MIB=256
 fi
 put quick "$QUICK"
@@ -130,47 +130,60 @@ else
     log "policies are not wired in this binary: items 1 and 2 run without --policy"
 fi
 
-# ------------------------------------------------ items 1, 2 (launch) ----
+# --------------------------------------- items 1, 2, 3 (launch, answer) ----
 S1="$(store launch)"
-log "items 1-2: launch of /bin/true against bare, unshare and bwrap"
-# One hyperfine per command, with a pause between them: a network namespace
-# is torn down by a kernel worker after its last process exits, so 100 runs
-# of one command leave work behind that would otherwise run during the next
-# command's runs (it did: whichever command followed a namespace-heavy one
-# measured 1-3 ms slower). Each command still meets its own teardown.
+S3="$(store nowait)"
+log "items 1-3: launch of /bin/true and the --no-wait answer against bare, unshare and bwrap"
+# The commands take turns: ROUNDS rounds, each running every command for a
+# block of BLOCK runs, in a new random order per round. This machine's speed
+# drifts within minutes, for every command alike; a command measured in one
+# stretch (hyperfine's way with several commands) meets a different machine
+# than the command measured after it, and its ratio says more about the
+# minute than about the command. Taking turns, every command meets the same
+# mix of fast and slow minutes. Each block is preceded by a pause (the
+# network namespaces of the previous block are torn down by a kernel worker
+# after their last process exits) and one warm-up run. The no-wait runs are
+# spaced by 50 ms (--prepare) so that each answer is measured, not the
+# previous job's sandbox being built on the same two cores (item 8 measures
+# that throughput).
+LAUNCH_NAMES=(bare unshare bwrap default permissive nowait)
+declare -A LAUNCH_CMD=(
+    [bare]="/bin/true"
+    [unshare]="unshare --user --map-root-user --pid --fork --mount --ipc --uts --net --cgroup /bin/true"
+    [bwrap]="bwrap --ro-bind / / --dev /dev --proc /proc --unshare-all --die-with-parent /bin/true"
+    [default]="$BIN --root $S1 run --forever ${POLICY_DEFAULT[*]} -- /bin/true"
+    [permissive]="$BIN --root $S1 run --forever ${POLICY_PERMISSIVE[*]} -- /bin/true"
+    [nowait]="$BIN --root $S3 run --no-wait -- sleep 5"
+)
 LAUNCH_PARTS=()
-launch_part() { # launch_part NAME COMMAND
-    sleep 3
-    hyperfine --style basic -N --warmup "$WARM" --runs "$RUNS" \
-        --export-json "$WORK/launch-$1.json" -n "$1" "$2" >&2
-    LAUNCH_PARTS+=("$WORK/launch-$1.json")
-}
-launch_part bare "/bin/true"
-launch_part unshare "unshare --user --map-root-user --pid --fork --mount --ipc --uts --net --cgroup /bin/true"
-launch_part bwrap "bwrap --ro-bind / / --dev /dev --proc /proc --unshare-all --die-with-parent /bin/true"
-launch_part default "$BIN --root $S1 run --forever ${POLICY_DEFAULT[*]} -- /bin/true"
-launch_part permissive "$BIN --root $S1 run --forever ${POLICY_PERMISSIVE[*]} -- /bin/true"
-perl -MJSON::PP -e 'my @r; for my $f (@ARGV) { local $/; open my $h, "<", $f or die "$f: $!";
-    push @r, @{decode_json(<$h>)->{results}} } print encode_json({ results => \@r })' \
+for round in $(seq "$ROUNDS"); do
+    for name in $(shuf -e "${LAUNCH_NAMES[@]}"); do
+        sleep 0.3
+        prepare=()
+        [ "$name" = nowait ] && prepare=(--prepare "sleep 0.05")
+        hyperfine --style none -N --warmup 1 --runs "$BLOCK" "${prepare[@]}" \
+            --export-json "$WORK/launch-$round-$name.json" -n "$name" "${LAUNCH_CMD[$name]}" >&2
+        LAUNCH_PARTS+=("$WORK/launch-$round-$name.json")
+    done
+    printf '.' >&2
+done
+printf '\n' >&2
+# One result per command with every run's time, as hyperfine would write it.
+perl -MJSON::PP -e 'my (%times, @names);
+    for my $f (@ARGV) { local $/; open my $h, "<", $f or die "$f: $!";
+        for my $r (@{decode_json(<$h>)->{results}}) {
+            push @names, $r->{command} unless $times{$r->{command}};
+            push @{$times{$r->{command}}}, @{$r->{times}} } }
+    sub median { my @s = sort { $a <=> $b } @_; @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2 }
+    print encode_json({ results => [ map { { command => $_, median => median(@{$times{$_}}),
+        runs => scalar @{$times{$_}}, times => $times{$_} } } @names ] })' \
     "${LAUNCH_PARTS[@]}" >"$WORK/launch.json"
 put hyperfine.launch "$WORK/launch.json"
-sleep 3
-
-# ------------------------------------------------ item 3 (--no-wait) ----
-S3="$(store nowait)"
-log "item 3: run --no-wait -- sleep 5 until the JSON is printed"
-# Each run starts once the previous job's launch is over (--prepare pauses
-# 50 ms): the figure is the latency of one answer. Back to back, every run
-# would share the two cores with the previous job's sandbox being built in
-# the background; item 8 measures that throughput.
-sleep 3
-hf nowait -N --warmup "$WARM" --runs "$RUNS" --prepare "sleep 0.05" \
-    -n bare "/bin/true" \
-    -n nowait "$BIN --root $S3 run --no-wait -- sleep 5"
-# Those jobs would sleep on for seconds: end them now.
+# The no-wait jobs would sleep on for seconds: end them now.
 "$BIN" --root "$S3" list --state running |
     perl -MJSON::PP -0777 -ne 'print "$_->{job_id}\n" for @{decode_json($_)->{jobs}}' |
     while read -r id; do "$BIN" --root "$S3" kill --signal KILL --grace 0 "$id" >/dev/null || true; done
+sleep 3
 
 # ------------------------------------------------ items 4, 5 (log pump) ----
 log "items 4-5: ${STREAM_MIB} MiB through the log pump against cat FILE > out"
@@ -306,7 +319,7 @@ sub mark { my ($v, $budget, $aim, $higher) = @_; return "n/a" unless defined $v;
 sub row { push @rows, [@_] }
 
 my $l = hf("launch");
-my %med = map { $_ => $l->{$_} ? $l->{$_}{median} : undef } qw(bare unshare bwrap default permissive);
+my %med = map { $_ => $l->{$_} ? $l->{$_}{median} : undef } qw(bare unshare bwrap default permissive nowait);
 my $pol = $r{policies} eq "wired" ? "" : " (policy flag not wired yet: ran without)";
 my $r1 = defined $med{default} && $med{bwrap} ? $med{default} / $med{bwrap} : undef;
 row(1, "run --forever /bin/true, default policy$pol", ms($med{default}),
@@ -319,9 +332,8 @@ row(2, "same, permissive policy$pol", ms($med{permissive}), "bare " . ms($med{ba
     defined $o2 ? sprintf("+%.2f ms", $o2) : "n/a", "<= 3 ms over", "<= 1.5 ms over", mark($o2, 3, 1.5));
 $out{items}{2} = { median_s => $med{permissive}, bare_median_s => $med{bare}, over_bare_ms => $o2 };
 
-my $n = hf("nowait");
-my $m3 = $n->{nowait} ? $n->{nowait}{median} : undef;
-my $b3 = $n->{bare} ? $n->{bare}{median} : undef;
+my $m3 = $med{nowait};
+my $b3 = $med{bare};
 row(3, "run --no-wait -- sleep 5, until the JSON is printed", ms($m3), "(bare /bin/true " . ms($b3) . ")",
     defined $m3 && defined $b3 ? sprintf("+%.2f ms over bare", ($m3 - $b3) * 1000) : "n/a",
     "<= 3 ms", "<= 1.5 ms", mark(defined $m3 ? $m3 * 1000 : undef, 3, 1.5));
