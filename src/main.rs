@@ -1,4 +1,14 @@
 //! Thin entry point: parse, dispatch, print one JSON object, exit.
+//!
+//! `no_main`: every command is a process that lives a few milliseconds, and
+//! Rust's own start-up (finding the main thread's stack guard by reading
+//! /proc/self/maps, mapping an alternate signal stack, installing stack
+//! overflow handlers: ten system calls and three page faults, strace and
+//! perf stat) bought nothing a short-lived CLI needs. The one piece of it we
+//! rely on is kept: SIGPIPE ignored, so a reader gone is an EPIPE error, not
+//! our death. Arguments still reach `std::env::args` (glibc hands them to
+//! std's initialiser before `main`).
+#![no_main]
 
 use std::io::Write;
 
@@ -8,7 +18,11 @@ use agent_exec::cli::Cli;
 use agent_exec::commands::{dispatch, Reply};
 use agent_exec::response::{AppError, ErrorCode};
 
-fn main() {
+/// The C entry point, called by glibc once the process is set up.
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: setting a signal disposition before any other thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let reply = match Cli::try_parse() {
         Ok(cli) => dispatch(cli),
         Err(e) => match e.kind() {

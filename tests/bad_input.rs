@@ -181,3 +181,24 @@ fn a_full_disk_gives_store_full_and_a_job_filling_it_still_records_its_result() 
         assert_valid(l);
     }
 }
+
+/// A caller that stops reading (closes our stdout before the answer) makes
+/// the write fail with EPIPE; it must not kill us with SIGPIPE (agent-exec
+/// runs without Rust's runtime start-up, which used to ignore it for us).
+#[test]
+fn a_caller_that_stops_reading_does_not_kill_us_with_sigpipe() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+
+    let env = Env::new();
+    let mut child = env
+        .cmd(&["list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agent-exec");
+    drop(child.stdout.take()); // before it has answered: its write fails
+    let status = child.wait().expect("wait");
+    assert_eq!(status.signal(), None, "{status:?}");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
