@@ -102,7 +102,7 @@ if [ "$QUICK" = 1 ]; then
     ROUNDS=2 BLOCK=3 STREAM_MIB=16 STREAM_RUNS=2 TREE=50 TREE_T=1 TREE_RUNS=1
     HWM_SAMPLES=1 MANY=20 BURN_S=0.2 TOUCH_MIB=32
 else
-    ROUNDS=20 BLOCK=5 STREAM_MIB=1024 STREAM_RUNS=5 TREE=500 TREE_T=3 TREE_RUNS=3
+    ROUNDS=10 BLOCK=10 STREAM_MIB=1024 STREAM_RUNS=5 TREE=500 TREE_T=3 TREE_RUNS=3
     HWM_SAMPLES=5 MANY=200 BURN_S=1.0 TOUCH_MIB=256
 fi
 put quick "$QUICK"
@@ -140,9 +140,10 @@ log "items 1-3: launch of /bin/true and the --no-wait answer against bare, unsha
 # stretch (hyperfine's way with several commands) meets a different machine
 # than the command measured after it, and its ratio says more about the
 # minute than about the command. Taking turns, every command meets the same
-# mix of fast and slow minutes. Each block is preceded by a pause (the
+# mix of fast and slow minutes. Each block is preceded by a short pause (the
 # network namespaces of the previous block are torn down by a kernel worker
-# after their last process exits) and one warm-up run. The no-wait runs are
+# after their last process exits) and two warm-up runs (after a pause, the
+# first runs of any command are slower: idle CPUs, cold caches). The no-wait runs are
 # spaced by 50 ms (--prepare) so that each answer is measured, not the
 # previous job's sandbox being built on the same two cores (item 8 measures
 # that throughput).
@@ -158,10 +159,10 @@ declare -A LAUNCH_CMD=(
 LAUNCH_PARTS=()
 for round in $(seq "$ROUNDS"); do
     for name in $(shuf -e "${LAUNCH_NAMES[@]}"); do
-        sleep 0.3
+        sleep 0.1
         prepare=()
         [ "$name" = nowait ] && prepare=(--prepare "sleep 0.05")
-        hyperfine --style none -N --warmup 1 --runs "$BLOCK" "${prepare[@]}" \
+        hyperfine --style none -N --warmup 2 --runs "$BLOCK" "${prepare[@]}" \
             --export-json "$WORK/launch-$round-$name.json" -n "$name" "${LAUNCH_CMD[$name]}" >&2
         LAUNCH_PARTS+=("$WORK/launch-$round-$name.json")
     done
