@@ -124,11 +124,11 @@ impl Notifier {
 
 /// When the forked supervisor starts building the job's sandbox.
 ///
-/// The forked supervisor starts on the CLI's CPU (the scheduler keeps a
-/// fork where its parent runs: 34 of 40 launches in our probes) and, as the
-/// newer task, runs first. A CLI that answers at once (--no-wait) would
-/// then print its answer only after sharing the CPU with a millisecond or
-/// more of namespaces, Landlock and seccomp set-up it does not wait for.
+/// The forked supervisor mostly starts on the CLI's CPU (the scheduler keeps
+/// a fork where its parent runs: 36 of 40 launches in our probes). A CLI
+/// that answers at once (--no-wait) would then print its answer only after
+/// sharing that CPU with a millisecond or more of namespaces, Landlock and
+/// seccomp set-up it does not wait for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Launch {
     /// The caller waits for the job: the supervisor goes ahead at once.
