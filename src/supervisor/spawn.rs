@@ -185,12 +185,17 @@ pub fn spawn_detached(
             // process group's signals are not ours, and whoever reads its
             // output must see EOF when it exits, not when we get going.
             leave_caller();
-            if launch == Launch::AfterCaller {
-                super::wait_for_eof(&files_ready_read);
-            }
+            // After the caller's exit its files are made (or never will be):
+            // nothing is left to wait for later.
+            let files_ready = match launch {
+                Launch::Now => Some(files_ready_read),
+                Launch::AfterCaller => {
+                    super::wait_for_eof(&files_ready_read);
+                    None
+                }
+            };
             let notifier = Notifier(Some(notify_write));
-            let code =
-                become_supervisor(store, spec, secrets, lock, notifier, Some(files_ready_read));
+            let code = become_supervisor(store, spec, secrets, lock, notifier, files_ready);
             // SAFETY: leave without running the parent's atexit handlers or flushing its buffers.
             unsafe { libc::_exit(code) }
         }
