@@ -5,18 +5,17 @@
 //! allocation, no locks), right before `execve` and after `no_new_privs` is set.
 //!
 //! Layout of the program:
-//! 1. a hand-written prefix: kill the process on any architecture other than the build target's
-//!    (a 64-bit process can still enter the i386 syscall table with `int 0x80`, where the numbers
-//!    mean different syscalls); on x86_64 kill it on x32 syscall numbers (bit 30 set, the same
+//! 1. a prefix: kill the process on any architecture other than the build target's (a 64-bit
+//!    process can still enter the i386 syscall table with `int 0x80`, where the numbers mean
+//!    different syscalls); on x86_64 kill it on x32 syscall numbers (bit 30 set, the same
 //!    syscalls under numbers a deny list keyed on x86_64 numbers would not match); and answer
 //!    `clone3` with `ENOSYS`, because its flags live in memory a filter cannot read, so glibc
 //!    falls back to `clone`, whose flags the filter can inspect;
-//! 2. seccompiler's program (default allow, matching rules return `EPERM`).
+//! 2. a binary search on the syscall number ([`tree`]): `EPERM` for a denied syscall (or a
+//!    conditional one whose arguments match), allow for everything else.
 //!
-//! Classic BPF jumps are relative and only go forward, and every jump in the prefix lands inside
-//! the prefix or on the instruction right after it, so the prefix can be put in front of
-//! seccompiler's program without touching any of its offsets. seccompiler's program starts by
-//! loading the architecture itself, so it does not depend on the accumulator the prefix leaves.
+//! Every jump in the prefix lands inside the prefix or on the instruction right after it, where
+//! the search starts with the syscall number in the accumulator.
 //!
 //! This is a deny list: syscalls added to future kernels are allowed until listed here.
 
@@ -24,16 +23,13 @@ mod rules;
 mod table;
 #[cfg(test)]
 mod tests;
+mod tree;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use nix::errno::Errno;
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
 
 use rules::{ArgCondition, DenyRule};
 
@@ -91,7 +87,7 @@ pub enum SeccompError {
         /// The architecture it was looked up for.
         arch: &'static str,
     },
-    /// seccompiler refused the rule set (its message is kept).
+    /// The rules cannot be laid out as a program (a jump out of reach).
     Compile(String),
     /// The program is longer than the kernel accepts (4096 instructions).
     TooLarge {
@@ -197,7 +193,7 @@ pub fn build(
     profile: SeccompProfile,
     extra_deny: &[String],
 ) -> Result<Option<SeccompProgram>, SeccompError> {
-    let mut denies: BTreeMap<i64, Option<Vec<ArgCondition>>> = BTreeMap::new();
+    let mut denies: BTreeMap<u32, Option<Vec<ArgCondition>>> = BTreeMap::new();
     for rule in profile_rules(profile) {
         let nr = resolve(rule.syscall)?;
         add_deny(&mut denies, nr, rule.when);
@@ -210,28 +206,16 @@ pub fn build(
         return Ok(None);
     }
 
-    let mut rules = BTreeMap::new();
-    for (nr, conditions) in denies {
-        rules.insert(nr, to_seccompiler_rules(conditions.unwrap_or_default())?);
-    }
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        TARGET_ARCH,
-    )
-    .map_err(|e| SeccompError::Compile(e.to_string()))?;
-    let body: BpfProgram = filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| SeccompError::Compile(e.to_string()))?;
-
+    // The map keeps them sorted by number, as the search needs.
+    let entries = denies
+        .into_iter()
+        .map(|(nr, conditions)| tree::Entry {
+            nr,
+            conditions: conditions.unwrap_or_default(),
+        })
+        .collect::<Vec<_>>();
     let mut program = prefix();
-    program.extend(body.iter().map(|insn| libc::sock_filter {
-        code: insn.code,
-        jt: insn.jt,
-        jf: insn.jf,
-        k: insn.k,
-    }));
+    program.extend(tree::lay_out(&entries)?);
     if program.len() > MAX_INSTRUCTIONS {
         return Err(SeccompError::TooLarge {
             instructions: program.len(),
@@ -256,14 +240,10 @@ pub fn denied_syscalls(profile: SeccompProfile) -> Vec<&'static str> {
 const MAX_INSTRUCTIONS: usize = 4096;
 
 #[cfg(target_arch = "x86_64")]
-const TARGET_ARCH: TargetArch = TargetArch::x86_64;
-#[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 0xC000_003E; // EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
 #[cfg(target_arch = "x86_64")]
 const ARCH_NAME: &str = "x86_64";
 
-#[cfg(target_arch = "aarch64")]
-const TARGET_ARCH: TargetArch = TargetArch::aarch64;
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 0xC000_00B7; // EM_AARCH64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
 #[cfg(target_arch = "aarch64")]
@@ -335,8 +315,10 @@ fn profile_rules(profile: SeccompProfile) -> impl Iterator<Item = &'static DenyR
     base.iter().chain(extra)
 }
 
-fn resolve(name: &str) -> Result<i64, SeccompError> {
-    table::number(name).ok_or_else(|| SeccompError::UnknownSyscall {
+fn resolve(name: &str) -> Result<u32, SeccompError> {
+    // Syscall numbers are small and non-negative: the table holds nothing else.
+    let number = table::number(name).and_then(|nr| u32::try_from(nr).ok());
+    number.ok_or_else(|| SeccompError::UnknownSyscall {
         name: name.to_string(),
         arch: ARCH_NAME,
     })
@@ -345,8 +327,8 @@ fn resolve(name: &str) -> Result<i64, SeccompError> {
 /// Records a deny of `nr` under `conditions` (empty: always). "Always" absorbs conditions;
 /// conditional entries for one syscall add up as alternatives.
 fn add_deny(
-    denies: &mut BTreeMap<i64, Option<Vec<ArgCondition>>>,
-    nr: i64,
+    denies: &mut BTreeMap<u32, Option<Vec<ArgCondition>>>,
+    nr: u32,
     conditions: &[ArgCondition],
 ) {
     let entry = denies.entry(nr).or_insert_with(|| Some(Vec::new()));
@@ -355,22 +337,4 @@ fn add_deny(
         (Some(_), true) => *entry = None,
         (Some(existing), false) => existing.extend_from_slice(conditions),
     }
-}
-
-/// One seccompiler rule per alternative; an empty list means "match always".
-fn to_seccompiler_rules(conditions: Vec<ArgCondition>) -> Result<Vec<SeccompRule>, SeccompError> {
-    conditions
-        .into_iter()
-        .map(|c| {
-            let op = if c.mask == u32::MAX {
-                SeccompCmpOp::Eq
-            } else {
-                SeccompCmpOp::MaskedEq(u64::from(c.mask))
-            };
-            let condition =
-                SeccompCondition::new(c.index, SeccompCmpArgLen::Dword, op, u64::from(c.value))
-                    .map_err(|e| SeccompError::Compile(e.to_string()))?;
-            SeccompRule::new(vec![condition]).map_err(|e| SeccompError::Compile(e.to_string()))
-        })
-        .collect()
 }

@@ -417,3 +417,13 @@ pub(crate) fn number(name: &str) -> Option<i64> {
         .find(|(sys, _)| sys.strip_prefix("SYS_") == Some(name))
         .map(|&(_, nr)| nr)
 }
+
+/// Every syscall name the table knows (for tests that deny them all).
+#[cfg(test)]
+pub(crate) fn names() -> impl Iterator<Item = &'static str> {
+    COMMON
+        .iter()
+        .chain(ARCH_ONLY)
+        .chain(RECENT)
+        .filter_map(|(sys, _)| sys.strip_prefix("SYS_"))
+}
