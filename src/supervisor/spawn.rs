@@ -134,7 +134,7 @@ pub enum Launch {
     /// The caller waits for the job: the supervisor goes ahead at once.
     Now,
     /// The caller answers first: the supervisor waits until the caller has
-    /// exited (its end of a pipe closes then, whatever way it exits).
+    /// exited and its parent has been told (see [`wait_for_caller_exit`]).
     AfterCaller,
 }
 
@@ -162,6 +162,11 @@ pub fn spawn_detached(
     // Closed by us once the job's directories and logs exist (see prepare_job_files).
     let (files_ready_read, files_ready_write) =
         crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
+    // Ourselves, for a supervisor that waits for our exit.
+    let caller = match launch {
+        Launch::Now => None,
+        Launch::AfterCaller => pidfd_open(std::process::id() as i32),
+    };
     // The supervisor's signals are blocked across the fork: its pid is
     // public as soon as we answer, and a SIGTERM arriving before it could
     // block them itself would kill it instead of stopping the job.
@@ -190,7 +195,7 @@ pub fn spawn_detached(
             let files_ready = match launch {
                 Launch::Now => Some(files_ready_read),
                 Launch::AfterCaller => {
-                    super::wait_for_eof(&files_ready_read);
+                    wait_for_caller_exit(caller, &files_ready_read);
                     None
                 }
             };
@@ -202,24 +207,62 @@ pub fn spawn_detached(
         pid => {
             drop(notify_write);
             drop(files_ready_read);
+            drop(caller);
             let _ = super::prepare_job_files(store, spec);
             match launch {
                 Launch::Now => drop(files_ready_write),
                 // Closed by our exit, after the answer is printed.
                 Launch::AfterCaller => std::mem::forget(files_ready_write),
             }
-            // Our unreaped child: its pid cannot be reused, so this pidfd is its.
-            // SAFETY: plain syscall; the descriptor returned is ours.
-            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-            // SAFETY: a fresh descriptor, owned here.
-            let pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) });
             Ok(Forked {
                 pid,
-                pidfd,
+                // Our unreaped child: its pid cannot be reused, so this pidfd is its.
+                pidfd: pidfd_open(pid),
                 notify: notify_read,
             })
         }
     }
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: plain syscall; the descriptor returned is ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a fresh descriptor, owned here.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Returns once the CLI that forked us (`caller`, a pidfd it opened on
+/// itself) has exited, then lets the caller's parent run first.
+///
+/// Not at the EOF of a pipe the CLI holds: its descriptors close midway
+/// through its exit, before its parent is told, and a supervisor woken there
+/// on the same CPU went on building the sandbox while the exit waited (the
+/// caller's `wait` returned 1.1 ms after the answer was printed, in
+/// timestamped runs). A pidfd reads as ready once the exit is complete and
+/// the parent notified; the parent, woken at that moment too, may be queued
+/// on our CPU, so we yield it the CPU once. Without a pidfd (Linux < 5.3) the
+/// pipe's EOF still tells us.
+fn wait_for_caller_exit(caller: Option<OwnedFd>, files_ready: &OwnedFd) {
+    use std::os::fd::AsRawFd;
+    let Some(caller) = caller else {
+        super::wait_for_eof(files_ready);
+        return;
+    };
+    let mut ready = libc::pollfd {
+        fd: caller.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one pollfd on the stack.
+        match unsafe { libc::poll(&mut ready, 1, -1) } {
+            1.. => break,
+            _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
+            _ => return super::wait_for_eof(files_ready),
+        }
+    }
+    // SAFETY: plain syscall.
+    unsafe { libc::sched_yield() };
 }
 
 /// `agent-exec __supervise ID`: the exec'd form, reading everything from the store.
