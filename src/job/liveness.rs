@@ -41,15 +41,18 @@ pub fn is_alive(r: &ProcRef) -> bool {
 
 /// A pidfd for `r` that is guaranteed to refer to that process (not a reused pid).
 pub fn pidfd_of(r: &ProcRef) -> Option<OwnedFd> {
-    // SAFETY: plain syscall; the returned fd is owned by us.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, r.pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let fd = pidfd_open(r.pid)?;
     // Checked after opening: if the identity still matches now, the pidfd pins that process.
     is_alive(r).then_some(fd)
+}
+
+/// A pidfd for whatever process has `pid` now: safe as is for ourselves and for a child we
+/// have not reaped (its pid cannot be reused); see [`pidfd_of`] for anyone else.
+pub fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: plain syscall; the returned fd is owned by us.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a fresh descriptor we own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// The supervisor responsible for a non-terminal job, if one was recorded.

@@ -12,7 +12,7 @@
 //! cgroup, then waits for the job's final state as usual.
 
 use std::collections::BTreeSet;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -23,7 +23,7 @@ use std::time::Duration;
 use super::runner::{CommandOutcome, CommandRequest, JobRunner};
 use crate::cli::JobDefinition;
 use crate::commands::define;
-use crate::job::liveness::reconcile;
+use crate::job::liveness::{pidfd_open, reconcile};
 use crate::job::model::{JobSpec, JobStatus, ResultKind, State};
 use crate::job::observe::Watch;
 use crate::job::store::{write_json, Store, STDERR_LOG, STDOUT_LOG};
@@ -105,7 +105,8 @@ impl<'a> StoreRunner<'a> {
         id: &str,
         child: &mut Child,
     ) -> Result<(JobStatus, bool), String> {
-        let pidfd = pidfd_open(child.id());
+        // Our own child, not reaped yet: its pid cannot be reused.
+        let pidfd = pidfd_open(child.id() as libc::pid_t);
         let mut stopped = false;
         loop {
             let status = self
@@ -259,14 +260,6 @@ fn request_kill(store: &Store, id: &str, supervisor: Option<&OwnedFd>) -> Result
         )
     };
     Ok(r == 0)
-}
-
-/// A pidfd for our own child (it cannot be reused before we reap it).
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: plain syscall; the returned descriptor is ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    // SAFETY: a fresh descriptor we own.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Locks a mutex, recovering the data if a thread panicked while holding it (the set of

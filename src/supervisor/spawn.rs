@@ -7,14 +7,14 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Instant;
 
 use nix::sys::signal::{sigprocmask, SigmaskHow};
 
 use super::event_loop::handled_signals;
 use super::supervise;
-use crate::job::liveness::proc_ref;
+use crate::job::liveness::{pidfd_open, proc_ref};
 use crate::job::model::{JobSpec, Secrets};
 use crate::job::store::{Store, START_LOCK};
 use crate::response::{AppError, ErrorCode};
@@ -165,7 +165,7 @@ pub fn spawn_detached(
     // Ourselves, for a supervisor that waits for our exit.
     let caller = match launch {
         Launch::Now => None,
-        Launch::AfterCaller => pidfd_open(std::process::id() as i32),
+        Launch::AfterCaller => pidfd_open(std::process::id() as libc::pid_t),
     };
     // The supervisor's signals are blocked across the fork: its pid is
     // public as soon as we answer, and a SIGTERM arriving before it could
@@ -224,26 +224,18 @@ pub fn spawn_detached(
     }
 }
 
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: plain syscall; the descriptor returned is ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a fresh descriptor, owned here.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
 /// Returns once the CLI that forked us (`caller`, a pidfd it opened on
 /// itself) has exited, then lets the caller's parent run first.
 ///
 /// Not at the EOF of a pipe the CLI holds: its descriptors close midway
 /// through its exit, before its parent is told, and a supervisor woken there
 /// on the same CPU went on building the sandbox while the exit waited (the
-/// caller's `wait` returned 1.1 ms after the answer was printed, in
+/// caller's `wait` returned 1.1-1.5 ms after the answer was printed, in
 /// timestamped runs). A pidfd reads as ready once the exit is complete and
 /// the parent notified; the parent, woken at that moment too, may be queued
 /// on our CPU, so we yield it the CPU once. Without a pidfd (Linux < 5.3) the
 /// pipe's EOF still tells us.
 fn wait_for_caller_exit(caller: Option<OwnedFd>, files_ready: &OwnedFd) {
-    use std::os::fd::AsRawFd;
     let Some(caller) = caller else {
         super::wait_for_eof(files_ready);
         return;
