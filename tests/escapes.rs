@@ -650,3 +650,82 @@ fn a_job_cannot_tamper_with_its_own_job_record() {
         env.ok(&["status", &id]);
     }
 }
+
+/// A job with neither a user nor a pid namespace is launched by a clone
+/// that shares the supervisor's memory until exec (vfork-style). Every
+/// other layer must still be applied: Landlock, seccomp, no capabilities,
+/// no_new_privs. And a failure at exec itself must still come back as the
+/// job's launch failure.
+#[test]
+fn a_job_launched_without_user_and_pid_namespaces_still_gets_every_other_layer() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let policy = write_file(
+        &fx.sub("policies"),
+        "hostids.toml",
+        "extends = \"default\"\n[namespaces]\nuser = false\npid = false\n",
+    );
+    let victim = write_file(&fx.outside(), "victim.txt", "original\n");
+    let created = fx.outside().join("created.txt");
+    // unshare(2) is 272 (CLONE_NEWNS 0x20000).
+    let script = perl_script(&format!(
+        "{WRITE_SCRIPT}\nRES(\"mnt\", syscall(272, 0x20000) == 0);\n\
+         open(my $st, '<', '/proc/self/status');\n\
+         for (<$st>) {{ push @res, \"$1=$2\" if /^(CapEff|CapBnd|NoNewPrivs|Seccomp):\\s*(\\S+)/ }}\n"
+    ));
+    let v = env.job(
+        s(&policy),
+        &fx.cwd(),
+        &[],
+        &[],
+        &perl(&script, &[s(&victim), s(&created)]),
+    );
+    assert_eq!(
+        result_line(&v),
+        format!(
+            "append={EACCES} create={EACCES} mnt={EPERM} CapEff=0000000000000000 \
+             CapBnd=0000000000000000 NoNewPrivs=1 Seccomp=2"
+        ),
+        "{v:#}"
+    );
+    assert_eq!(read(&victim), "original\n");
+    assert!(!created.exists());
+    let namespaces = v["sandbox"]["namespaces"].to_string();
+    assert!(
+        !namespaces.contains("user") && !namespaces.contains("pid"),
+        "{v:#}"
+    );
+    assert_eq!(
+        v["sandbox"]["landlock"]["status"], "fully_enforced",
+        "{v:#}"
+    );
+
+    // The program is found and executable, but exec fails: Landlock allows
+    // no exec from the working directory, and without Landlock the kernel
+    // does not know the format.
+    let bogus = write_file(&fx.cwd(), "bogus", "\u{7f}ELF, but not really\n");
+    std::fs::set_permissions(&bogus, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (policy, why) in [
+        (s(&policy), "Permission denied"),
+        ("permissive", "Exec format error"),
+    ] {
+        let e = env.err(
+            &[
+                "run",
+                "--policy",
+                policy,
+                "--cwd",
+                s(&fx.cwd()),
+                "--",
+                "./bogus",
+            ],
+            "launch_failed",
+        );
+        assert_eq!(e["error"]["exit_code"], 126, "{policy}: {e:#}");
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{policy}: {e:#}");
+    }
+}

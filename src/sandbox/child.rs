@@ -186,9 +186,7 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
                     fail(args, Stage::Landlock, errno());
                 }
             }
-            // The parent keeps its own copy; this one is ours to consume.
-            let ours = std::ptr::read(prepared);
-            match ours.restrict_self() {
+            match prepared.restrict_self() {
                 Ok(status) => {
                     let value = match status.status {
                         Enforcement::FullyEnforced => 2,
@@ -293,18 +291,12 @@ fn step(args: &ChildArgs<'_>, stage: Stage, result: Result<(), nix::errno::Errno
 }
 
 unsafe fn exec(plan: &LaunchPlan) {
-    // Pointer arrays are built here, on the stack of the child, from the
-    // parent's CStrings: bounded arrays, no allocation.
-    const MAX: usize = 4096;
-    let mut argv: [*const libc::c_char; MAX] = [std::ptr::null(); MAX];
-    let mut envp: [*const libc::c_char; MAX] = [std::ptr::null(); MAX];
-    for (i, a) in plan.argv.iter().take(MAX - 1).enumerate() {
-        argv[i] = a.as_ptr();
-    }
-    for (i, e) in plan.envp.iter().take(MAX - 1).enumerate() {
-        envp[i] = e.as_ptr();
-    }
-    libc::execve(plan.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    // The pointer arrays were built by the parent, null-terminated.
+    libc::execve(
+        plan.program.as_ptr(),
+        plan.argv_ptrs.as_ptr(),
+        plan.envp_ptrs.as_ptr(),
+    );
 }
 
 fn errno() -> i32 {

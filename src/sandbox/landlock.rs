@@ -515,7 +515,10 @@ impl PreparedLandlock {
     /// CAP_SYS_ADMIN, which the child has dropped by now), then `landlock_restrict_self(2)`.
     /// Makes only these two syscalls; when Landlock is unavailable it changes nothing and
     /// reports [`Enforcement::NotEnforced`].
-    pub fn restrict_self(self) -> Result<LandlockStatus, LandlockError> {
+    ///
+    /// Borrows: the child may share the parent's memory (a vfork-style clone), so it must
+    /// free nothing the parent owns; the ruleset fd closes at exec.
+    pub fn restrict_self(&self) -> Result<LandlockStatus, LandlockError> {
         let status = self.status();
         let Some(ruleset) = &self.ruleset else {
             return Ok(status);

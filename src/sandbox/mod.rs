@@ -37,8 +37,11 @@ pub struct Stdio {
 /// Everything the child needs, prepared before the clone.
 pub struct LaunchPlan {
     program: CString,
-    argv: Vec<CString>,
-    envp: Vec<CString>,
+    /// execve's null-terminated pointer arrays, into `_owned` (the CStrings'
+    /// heap buffers do not move when the plan does).
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    _owned: [Vec<CString>; 2],
     cwd: CString,
     pub layers: layers::Layers,
 }
@@ -104,16 +107,24 @@ impl LaunchPlan {
             CString::new(s)
                 .map_err(|_| LaunchError::runner(format!("{what} contains a NUL byte: {s:?}")))
         };
+        let argv: Vec<CString> = argv
+            .iter()
+            .map(|a| cstr(a, "an argument"))
+            .collect::<Result<_, _>>()?;
+        let envp: Vec<CString> = env
+            .iter()
+            .map(|(k, v)| cstr(&format!("{k}={v}"), "an environment variable"))
+            .collect::<Result<_, _>>()?;
+        let pointers = |strings: &[CString]| {
+            let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+            ptrs.push(std::ptr::null());
+            ptrs
+        };
         Ok(LaunchPlan {
             program: cstr(&program.to_string_lossy(), "the program path")?,
-            argv: argv
-                .iter()
-                .map(|a| cstr(a, "an argument"))
-                .collect::<Result<_, _>>()?,
-            envp: env
-                .iter()
-                .map(|(k, v)| cstr(&format!("{k}={v}"), "an environment variable"))
-                .collect::<Result<_, _>>()?,
+            argv_ptrs: pointers(&argv),
+            envp_ptrs: pointers(&envp),
+            _owned: [argv, envp],
             cwd: cstr(&cwd.to_string_lossy(), "the working directory")?,
             layers,
         })
@@ -211,10 +222,25 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         join_fds: self_join.raw_fds(),
     };
     //    The namespaces the policy asks for are created by the same call.
+    //    When the parent has nothing to do between the clone and the go, the
+    //    go is written first and the child shares our memory until its exec.
+    let mut shared = shares_memory(plan);
+    if shared && write_all(go_write.as_raw_fd(), &[1]).is_err() {
+        shared = false;
+    }
     let mut into_cgroup = true;
-    let mut pid = clone3(CLONE_INTO_CGROUP | ns_flags, Some(cgroup_dir.as_raw_fd()));
+    let mut pid = if shared {
+        clone3_shared(CLONE_INTO_CGROUP | ns_flags, cgroup_dir.as_raw_fd(), &child)
+    } else {
+        clone3(CLONE_INTO_CGROUP | ns_flags, Some(cgroup_dir.as_raw_fd()))
+    };
     if pid == Err(libc::ENOSYS) || pid == Err(libc::E2BIG) {
-        // Kernels before 5.7: clone plainly, then move the child before it may go on.
+        // Kernels before 5.7: clone plainly, then move the child before it
+        // may go on (so take back a go written in advance).
+        if shared {
+            read_full(go_read.as_raw_fd(), &mut [0u8; 1]);
+            shared = false;
+        }
         into_cgroup = false;
         pid = clone3(ns_flags, None);
     }
@@ -275,7 +301,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     }
 
     // 4. Go. Then wait for exec: EOF on `report` means the exec succeeded.
-    if write_all(go_write.as_raw_fd(), &[1]).is_err() {
+    if !shared && write_all(go_write.as_raw_fd(), &[1]).is_err() {
         kill_and_reap(pid);
         return Err(LaunchError::runner(
             "the job died before it was released".into(),
@@ -362,6 +388,103 @@ fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<i32, i32> {
     } else {
         Ok(ret as i32)
     }
+}
+
+/// Whether the child may share our memory until it execs, the way
+/// posix_spawn's vfork does: the clone then copies none of the supervisor's
+/// page tables, and neither side takes copy-on-write faults afterwards. We
+/// are suspended until the exec (or the child's exit), so this is only for
+/// children that need nothing from us meanwhile (no uid/gid maps to wait
+/// for) and that end in exec rather than staying on as a pid namespace's
+/// init. The child frees nothing and allocates nothing (see `child`), so
+/// our heap is as we left it when we resume.
+fn shares_memory(plan: &LaunchPlan) -> bool {
+    cfg!(target_arch = "x86_64") && plan.layers.id_map.is_none() && !plan.layers.namespaces.pid
+}
+
+/// clone3 with CLONE_VM | CLONE_VFORK: the child runs [`child::run`] on a
+/// stack of its own (with a guard page below it) while we wait for its exec
+/// or exit, after which the stack is unused and unmapped.
+#[cfg(target_arch = "x86_64")]
+fn clone3_shared(flags: u64, cgroup_fd: RawFd, child: &ChildArgs<'_>) -> Result<i32, i32> {
+    const STACK: usize = 256 << 10;
+    const GUARD: usize = 4096;
+    let errno = || {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL)
+    };
+    // SAFETY: a fresh anonymous mapping that nothing else refers to.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STACK + GUARD,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(errno());
+    }
+    // SAFETY: the lowest page of the mapping just made.
+    if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
+        let e = errno();
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(base, STACK + GUARD) };
+        return Err(e);
+    }
+    let mut args = CloneArgs {
+        flags: flags | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: base as u64 + GUARD as u64,
+        stack_size: STACK as u64,
+        cgroup: cgroup_fd as u64,
+        ..Default::default()
+    };
+    unsafe extern "C" fn entry(args: *const ChildArgs<'_>) -> ! {
+        // SAFETY: `args` points into the suspended parent's frame, alive
+        // until we exec or exit.
+        child::run(unsafe { &*args })
+    }
+    let ret: isize;
+    // SAFETY: the kernel starts the child with rax = 0 and rsp at the top of
+    // the new stack (16-byte aligned), every other register as ours; it
+    // clears the frame pointer and calls `entry(child)`, which never returns.
+    // The parent takes the other branch with the child's pid or -errno, and
+    // its memory is untouched: the child only makes syscalls on its stack.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 as isize => ret,
+            in("rdi") &mut args as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") child as *const ChildArgs<'_>,
+            in("r13") entry as unsafe extern "C" fn(*const ChildArgs<'_>) -> !,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+        libc::munmap(base, STACK + GUARD);
+    }
+    if ret < 0 {
+        Err(-ret as i32)
+    } else {
+        Ok(ret as i32)
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn clone3_shared(_flags: u64, _cgroup_fd: RawFd, _child: &ChildArgs<'_>) -> Result<i32, i32> {
+    Err(libc::ENOSYS)
 }
 
 pub(crate) fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
