@@ -23,7 +23,12 @@ use agent_exec::response::{AppError, ErrorCode};
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // SAFETY: setting a signal disposition before any other thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    let reply = match Cli::try_parse() {
+    // The plain `run` line skips building clap's command tree (see cli::fast).
+    let parsed = match agent_exec::cli::fast::parse(std::env::args_os()) {
+        Some(cli) => Ok(cli),
+        None => Cli::try_parse(),
+    };
+    let reply = match parsed {
         Ok(cli) => dispatch(cli),
         Err(e) => match e.kind() {
             clap::error::ErrorKind::DisplayHelp
@@ -38,9 +43,11 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
             }
         },
     };
+    // One write: stdout's line buffer would split a long answer in two.
+    let mut text = serde_json::to_vec(&reply.json).unwrap_or_default();
+    text.push(b'\n');
     let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer(&mut out, &reply.json);
-    let _ = out.write_all(b"\n");
+    let _ = out.write_all(&text);
     let _ = out.flush();
     std::process::exit(reply.exit_code);
 }

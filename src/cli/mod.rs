@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod fast;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "agent-exec",
