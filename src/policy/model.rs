@@ -12,10 +12,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use schemars::JsonSchema;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A fully merged, validated policy.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Policy {
     /// The name it was asked for by (file stem for a path).
     pub name: String,
@@ -35,7 +35,7 @@ pub struct Policy {
 }
 
 /// Where a policy file was found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PolicySource {
     /// Embedded in the binary from `policies/NAME.toml`.
@@ -58,7 +58,9 @@ impl fmt::Display for PolicySource {
 
 /// What to do when the kernel cannot enforce a requested layer.
 /// Ordered: `Strict` is the stronger guarantee.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Enforcement {
     /// Start anyway and report exactly what was not enforced.
@@ -78,7 +80,9 @@ impl Enforcement {
 
 /// Network reach of a job. Ordered from narrowest to widest, so that
 /// `a > b` means "a is looser than b".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum NetMode {
     /// Own network namespace with no interface up.
@@ -134,14 +138,22 @@ impl FromStr for NetMode {
 }
 
 /// Resource limits; `None` means unlimited.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Limits {
     /// Wall-clock limit; then SIGTERM to the whole cgroup.
-    #[serde(rename = "timeout_ms", serialize_with = "duration_ms")]
+    #[serde(
+        rename = "timeout_ms",
+        serialize_with = "duration_ms",
+        deserialize_with = "duration_from_ms"
+    )]
     #[schemars(with = "Option<u64>")]
     pub timeout: Option<Duration>,
     /// Grace after SIGTERM before everything in the cgroup is killed.
-    #[serde(rename = "kill_after_ms", serialize_with = "duration_ms")]
+    #[serde(
+        rename = "kill_after_ms",
+        serialize_with = "duration_ms",
+        deserialize_with = "duration_from_ms"
+    )]
     #[schemars(with = "Option<u64>")]
     pub kill_after: Option<Duration>,
     #[serde(rename = "memory_bytes")]
@@ -162,7 +174,7 @@ pub struct Limits {
 /// `$TMPDIR` optionally followed by `/more`. `write` and `exec` paths are
 /// also readable. With `landlock = false` the filesystem is unrestricted
 /// and the three access lists are empty.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Filesystem {
     /// Whether landlock filesystem rules are applied at all.
     pub landlock: bool,
@@ -175,7 +187,7 @@ pub struct Filesystem {
 
 /// Network mode and, via landlock, the TCP ports a job may use.
 /// A port list of `None` means any port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Network {
     pub mode: NetMode,
     pub connect_ports: Option<Vec<u16>>,
@@ -184,7 +196,7 @@ pub struct Network {
 
 /// Namespaces to unshare. The network namespace is not listed: it follows
 /// `network.mode` (see [`Policy::net_namespace`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Namespaces {
     pub user: bool,
     pub pid: bool,
@@ -197,7 +209,7 @@ pub struct Namespaces {
 }
 
 /// Which environment variables reach the job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EnvPolicy {
     /// Pass the caller's whole environment.
     pub inherit: bool,
@@ -222,13 +234,13 @@ impl EnvPolicy {
 }
 
 /// Syscall filter: a named profile plus extra denied syscalls.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Seccomp {
     pub profile: SeccompProfile,
     pub deny: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SeccompProfile {
     None,
@@ -248,7 +260,7 @@ impl SeccompProfile {
 
 /// Which command-line overrides may loosen this policy. Tightening is
 /// always allowed.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct OverridePermissions {
     pub allow_read: bool,
     pub allow_write: bool,
@@ -362,4 +374,9 @@ pub(crate) fn duration_ms<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S
         Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         None => s.serialize_none(),
     }
+}
+
+/// The inverse of [`duration_ms`], for the built-ins' resolved form.
+fn duration_from_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
 }
