@@ -113,7 +113,19 @@ impl LaunchPlan {
             .collect::<Result<_, _>>()?;
         let envp: Vec<CString> = env
             .iter()
-            .map(|(k, v)| cstr(&format!("{k}={v}"), "an environment variable"))
+            .map(|(k, v)| {
+                // Joined by hand: a whole inherited environment goes through here.
+                let mut entry = String::with_capacity(k.len() + v.len() + 2);
+                entry.push_str(k);
+                entry.push('=');
+                entry.push_str(v);
+                CString::new(entry).map_err(|e| {
+                    let entry = String::from_utf8_lossy(&e.into_vec()).into_owned();
+                    LaunchError::runner(format!(
+                        "an environment variable contains a NUL byte: {entry:?}"
+                    ))
+                })
+            })
             .collect::<Result<_, _>>()?;
         let pointers = |strings: &[CString]| {
             let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();

@@ -138,6 +138,8 @@ impl Mount {
     }
 }
 
+/// The cgroup mounts of a mountinfo text (every launch reads it: the other
+/// lines are skipped before anything is allocated for them).
 fn parse_mountinfo(text: &str) -> Vec<Mount> {
     let mut mounts = Vec::new();
     for line in text.lines() {
@@ -145,16 +147,24 @@ fn parse_mountinfo(text: &str) -> Vec<Mount> {
         let Some((left, right)) = line.split_once(" - ") else {
             continue;
         };
-        let left: Vec<&str> = left.split(' ').collect();
-        let right: Vec<&str> = right.split(' ').collect();
-        if left.len() < 5 || right.len() < 3 {
+        let mut right = right.split(' ');
+        let (Some(fstype), Some(_source), Some(options)) =
+            (right.next(), right.next(), right.next())
+        else {
+            continue;
+        };
+        if fstype != "cgroup" && fstype != "cgroup2" {
             continue;
         }
+        let mut left = left.split(' ').skip(3);
+        let (Some(root), Some(point)) = (left.next(), left.next()) else {
+            continue;
+        };
         mounts.push(Mount {
-            root: unescape(left[3]),
-            point: PathBuf::from(unescape(left[4])),
-            fstype: right[0].to_string(),
-            options: right[2].to_string(),
+            root: unescape(root),
+            point: PathBuf::from(unescape(point)),
+            fstype: fstype.to_string(),
+            options: options.to_string(),
         });
     }
     mounts
