@@ -150,7 +150,12 @@ fn run(
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
 
         for (pump, slot) in pump_slots {
-            if fds[slot].revents != 0 && pumps[pump].pump() == Flow::Eof {
+            let revents = fds[slot].revents;
+            if revents & libc::POLLIN == 0 && revents & libc::POLLHUP != 0 {
+                // Empty, and no writer left: the end, without setting up a
+                // relay for bytes that will never come.
+                pumps[pump].close();
+            } else if revents != 0 && pumps[pump].pump() == Flow::Eof {
                 // closed by the job (or all its processes): nothing more to read
             }
         }

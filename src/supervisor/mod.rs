@@ -151,7 +151,9 @@ pub(crate) fn supervise(
     };
 
     // Clear-text secrets are no longer needed on disk once the job runs.
-    let _ = std::fs::remove_file(store.job_dir(id).join(crate::job::store::SECRETS_FILE));
+    if spec.has_secrets {
+        let _ = std::fs::remove_file(store.job_dir(id).join(crate::job::store::SECRETS_FILE));
+    }
 
     let mut report = plan.layers.report.clone();
     report.record_child(child.landlock, &child.not_applied);
@@ -185,13 +187,16 @@ pub(crate) fn supervise(
     status.finished_at_ms = Some(finished);
     status.updated_at_ms = finished;
     status.outcome = Some(outcome);
-    let code = match store.write_status(id, &status) {
-        Ok(()) => 0,
-        Err(_) => 1, // the next status call finds us gone and records `lost`
+    let (code, superseded) = match store.write_status_superseding(id, &status) {
+        Ok(old) => (0, Some(old)),
+        Err(_) => (1, None), // the next status call finds us gone and records `lost`
     };
     notifier.send(Milestone::Finished);
     // Housekeeping nobody waits for: after the caller has its answer. (Should
     // we die right here, `delete` and `gc` remove what is left.)
+    if let Some(old) = superseded {
+        old.remove();
+    }
     cgroup.remove();
     empty_tmpdir(&spec.sandbox.tmpdir);
     code
