@@ -49,7 +49,6 @@ pub(crate) fn supervise(
     secrets: &Secrets,
     me: crate::job::model::ProcRef,
     notifier: &Notifier,
-    files_ready: Option<OwnedFd>,
 ) -> i32 {
     let id = spec.job_id.as_str();
     let started = now_ms();
@@ -78,12 +77,9 @@ pub(crate) fn supervise(
         Err(e) => return fail(format!("cgroups unavailable: {e}"), 125, true),
     };
     // $TMPDIR and $JOB_DIR exist before the Landlock rules that name them.
-    // The CLI that forked us makes them (and the logs) meanwhile; whatever
-    // it did or did not do, we check, once it is done or gone (the logs are
-    // opened, or created, with the rest of the job's stdio below).
-    if let Some(fd) = files_ready {
-        wait_for_eof(&fd);
-    }
+    // A --no-wait CLI made them (and the logs) before we got here; whatever
+    // it did or did not do, we check (the logs are opened, or created, with
+    // the rest of the job's stdio below).
     if let Err(e) = make_job_dirs(spec) {
         return fail(e, 125, false);
     }
@@ -203,10 +199,11 @@ pub(crate) fn supervise(
 }
 
 /// Creates $TMPDIR, $JOB_DIR and the two (empty) logs of a job about to
-/// start. The CLI that forks the supervisor runs it while the supervisor
-/// detects the cgroup layout (ext4 directory and file creation is a few
-/// tenths of a ms that two cores can overlap); the supervisor then only
-/// checks the directories ([`make_job_dirs`]) and opens the logs.
+/// start: what a `--no-wait` answer promises exists. The CLI runs it after
+/// forking the supervisor, which waits for the CLI's exit anyway and then
+/// only checks the directories ([`make_job_dirs`]) and opens the logs. A
+/// waiting CLI leaves all of it to the supervisor: the two shared one CPU,
+/// so the CLI's part only delayed the supervisor's start.
 pub(crate) fn prepare_job_files(store: &Store, spec: &JobSpec) -> Result<(), String> {
     make_job_dirs(spec)?;
     let dir = store.job_dir(&spec.job_id);

@@ -159,7 +159,10 @@ pub fn spawn_detached(
     };
     let (notify_read, notify_write) =
         crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
-    // Closed by us once the job's directories and logs exist (see prepare_job_files).
+    // With --no-wait, our answer promises the job's directories and logs:
+    // we make them after the fork, and this pipe, closed by our exit, tells
+    // the supervisor we are done (see prepare_job_files). Otherwise the
+    // supervisor makes them itself, on the CPU we leave to it.
     let (files_ready_read, files_ready_write) =
         crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
     // Ourselves, for a supervisor that waits for our exit.
@@ -192,15 +195,12 @@ pub fn spawn_detached(
             leave_caller();
             // After the caller's exit its files are made (or never will be):
             // nothing is left to wait for later.
-            let files_ready = match launch {
-                Launch::Now => Some(files_ready_read),
-                Launch::AfterCaller => {
-                    wait_for_caller_exit(caller, &files_ready_read);
-                    None
-                }
-            };
+            if launch == Launch::AfterCaller {
+                wait_for_caller_exit(caller, &files_ready_read);
+            }
+            drop(files_ready_read);
             let notifier = Notifier(Some(notify_write));
-            let code = become_supervisor(store, spec, secrets, lock, notifier, files_ready);
+            let code = become_supervisor(store, spec, secrets, lock, notifier);
             // SAFETY: leave without running the parent's atexit handlers or flushing its buffers.
             unsafe { libc::_exit(code) }
         }
@@ -208,11 +208,13 @@ pub fn spawn_detached(
             drop(notify_write);
             drop(files_ready_read);
             drop(caller);
-            let _ = super::prepare_job_files(store, spec);
             match launch {
                 Launch::Now => drop(files_ready_write),
-                // Closed by our exit, after the answer is printed.
-                Launch::AfterCaller => std::mem::forget(files_ready_write),
+                Launch::AfterCaller => {
+                    let _ = super::prepare_job_files(store, spec);
+                    // Closed by our exit, after the answer is printed.
+                    std::mem::forget(files_ready_write)
+                }
             }
             Ok(Forked {
                 pid,
@@ -276,7 +278,7 @@ pub fn supervise_exec(store: &Store, id: &str) -> i32 {
         Err(_) => return 1,
     };
     leave_caller();
-    become_supervisor(store, &spec, &secrets, lock, Notifier::none(), None)
+    become_supervisor(store, &spec, &secrets, lock, Notifier::none())
 }
 
 fn become_supervisor(
@@ -285,7 +287,6 @@ fn become_supervisor(
     secrets: &Secrets,
     mut lock: File,
     notifier: Notifier,
-    files_ready: Option<OwnedFd>,
 ) -> i32 {
     // Block the signals we handle before anything can deliver them, and take
     // SIGCHLD back from the caller's SIG_IGN (we must reap the job ourselves).
@@ -307,7 +308,7 @@ fn become_supervisor(
     // one write: a reader never sees the pid without its start time).
     let _ = lock.write_all(format!("{} {}", me.pid, me.start_time).as_bytes());
     drop(lock);
-    supervise(store, spec, secrets, me, &notifier, files_ready)
+    supervise(store, spec, secrets, me, &notifier)
 }
 
 /// Our own session (the caller's terminal hanging up or its process group
