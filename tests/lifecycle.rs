@@ -433,3 +433,75 @@ fn fifty_jobs_started_at_once_all_finish_with_their_own_results() {
         .all(|j| j["state"] == "exited"));
     std::thread::sleep(Duration::from_millis(10));
 }
+
+/// The launch runs on the CPU the CLI started on (see sandbox::affinity);
+/// the job itself gets exactly the CPUs its caller may use, whether the
+/// caller may use all of them or was restricted (as `taskset` does), and
+/// whether the job is cloned vfork-style (permissive) or with namespaces.
+#[test]
+fn the_job_runs_on_the_cpus_of_its_caller() {
+    use std::os::unix::process::CommandExt;
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let allowed = |policy: &str, only: Option<usize>| {
+        let mut c = env.cmd(&[
+            "run",
+            "--policy",
+            policy,
+            "--",
+            "sh",
+            "-c",
+            "grep Cpus_allowed_list /proc/self/status; sh -c 'grep Cpus_allowed_list /proc/self/status'",
+        ]);
+        if let Some(cpu) = only {
+            // SAFETY: sched_setaffinity on ourselves between fork and exec.
+            unsafe {
+                c.pre_exec(move || {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let (code, v) = parse_one(&c.output().expect("spawn agent-exec"));
+        assert_eq!(code, 0, "{v:#}");
+        assert_eq!(v["exit_code"], 0, "{v:#}");
+        let out = v["stdout"].as_str().unwrap().to_string();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out:?}");
+        assert_eq!(lines[0], lines[1], "a child of the job: {out:?}");
+        lines[0]
+            .trim_start_matches("Cpus_allowed_list:")
+            .trim()
+            .to_string()
+    };
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+    let ours = ours
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    // SAFETY: cpu_set_t is plain data, filled by the kernel.
+    let last = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+            0
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .rev()
+            .find(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .unwrap()
+    };
+    for policy in ["permissive", "default"] {
+        assert_eq!(allowed(policy, None), ours, "{policy}");
+        assert_eq!(allowed(policy, Some(last)), last.to_string(), "{policy}");
+    }
+}

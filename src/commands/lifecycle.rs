@@ -119,6 +119,11 @@ fn start_and_observe(
     } else {
         Launch::Now
     };
+    if !no_wait {
+        // The launch and the wait are a chain of processes waking one
+        // another: on one CPU, none of them waits for an idle one to wake.
+        crate::sandbox::affinity::pin_to_this_cpu();
+    }
     let supervisor = spawn_detached(store, spec, secrets, lock, launch)?;
     let deadline = until.map(|d| began + d);
     let status = if no_wait {

@@ -7,6 +7,7 @@
 //! (uid/gid maps) and only then lets the child go on. The child's steps are
 //! in [`child::run`], in the order the kernel needs them.
 
+pub mod affinity;
 pub mod caps;
 pub mod cgroup;
 mod child;
@@ -42,6 +43,8 @@ pub struct LaunchPlan {
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
     _owned: [Vec<CString>; 2],
+    /// The CPU set the job gets back before exec (see [`affinity`]).
+    caller_cpus: Option<libc::cpu_set_t>,
     cwd: CString,
     pub layers: layers::Layers,
 }
@@ -137,6 +140,7 @@ impl LaunchPlan {
             argv_ptrs: pointers(&argv),
             envp_ptrs: pointers(&envp),
             _owned: [argv, envp],
+            caller_cpus: affinity::caller_set(),
             cwd: cstr(&cwd.to_string_lossy(), "the working directory")?,
             layers,
         })

@@ -100,6 +100,7 @@ fn run(
         .map(|ms| started + Duration::from_millis(ms));
     let mut kill_at: Option<Instant> = None;
     let mut drain_until: Option<Instant> = None;
+    let mut unpinned = false;
     let signals = SignalFd::with_flags(
         &handled_signals(),
         SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
@@ -151,6 +152,12 @@ fn run(
 
         for (pump, slot) in pump_slots {
             let revents = fds[slot].revents;
+            if revents & libc::POLLIN != 0 && !unpinned {
+                // Output to pump: from now on any CPU the caller may use
+                // (see sandbox::affinity), not only the one the job is on.
+                let _ = crate::sandbox::affinity::unpin();
+                unpinned = true;
+            }
             if revents & libc::POLLIN == 0 && revents & libc::POLLHUP != 0 {
                 // Empty, and no writer left: the end, without setting up a
                 // relay for bytes that will never come.
