@@ -17,6 +17,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::procfs::read_text;
+
 pub use layout::{Layout, LayoutError, LayoutKind};
 
 /// A job's cgroup is `<own cgroup>/agent-exec-<job id>` in each hierarchy:
@@ -208,14 +210,14 @@ impl JobCgroup {
 
     /// The processes currently in the job's cgroup.
     pub fn pids(&self) -> Vec<i32> {
-        fs::read_to_string(self.v2_dir.join("cgroup.procs"))
+        read_text(self.v2_dir.join("cgroup.procs"))
             .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
             .unwrap_or_default()
     }
 
     /// Whether any process is left in the cgroup.
     pub fn populated(&self) -> bool {
-        match fs::read_to_string(self.v2_dir.join("cgroup.events")) {
+        match read_text(self.v2_dir.join("cgroup.events")) {
             Ok(events) => events.lines().any(|l| l.trim() == "populated 1"),
             Err(_) => !self.pids().is_empty(),
         }
@@ -269,7 +271,7 @@ impl JobCgroup {
         // Freezing is asynchronous: wait (bounded) until cgroup.events says so.
         let deadline = Instant::now() + Duration::from_millis(200);
         loop {
-            let done = fs::read_to_string(self.v2_dir.join("cgroup.events"))
+            let done = read_text(self.v2_dir.join("cgroup.events"))
                 .map(|e| e.lines().any(|l| l.trim() == "frozen 1"))
                 .unwrap_or(false);
             if done || !self.populated() {
@@ -299,7 +301,7 @@ impl JobCgroup {
     /// Reads the job's accounting; call after the last process is gone.
     pub fn usage(&self) -> Usage {
         let mut usage = Usage::default();
-        if let Ok(stat) = fs::read_to_string(self.v2_dir.join("cpu.stat")) {
+        if let Ok(stat) = read_text(self.v2_dir.join("cpu.stat")) {
             for line in stat.lines() {
                 let mut kv = line.split_whitespace();
                 match (kv.next(), kv.next().and_then(|v| v.parse::<u64>().ok())) {
@@ -356,12 +358,12 @@ fn wait_for_events(dir: &Path, deadline: Instant) {
 
 /// Reads a file holding one unsigned integer (`max` reads as None).
 pub(crate) fn read_u64(path: &Path) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+    read_text(path).ok()?.trim().parse().ok()
 }
 
 /// Reads `key value` lines (memory.events, memory.oom_control) and returns `key`'s value.
 pub(crate) fn read_keyed(path: &Path, key: &str) -> Option<u64> {
-    let text = fs::read_to_string(path).ok()?;
+    let text = read_text(path).ok()?;
     text.lines().find_map(|l| {
         let mut kv = l.split_whitespace();
         (kv.next() == Some(key)).then(|| kv.next()?.parse().ok())?
