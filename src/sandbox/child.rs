@@ -36,7 +36,6 @@ enum Stage {
     Seccomp = 16,
     Init = 17,
     Cgroup = 18,
-    Affinity = 19,
 }
 
 const LANDLOCK_RECORD: u32 = 100;
@@ -157,12 +156,6 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
         }
         if let Err(e) = super::rlimits::apply(&layers.rlimits) {
             fail(args, Stage::Rlimits, e.errno as i32);
-        }
-        // The launch ran on one CPU; the job runs where its caller may.
-        if let Some(cpus) = args.plan.caller_cpus.as_ref() {
-            if let Err(errno) = super::affinity::restore(cpus) {
-                fail(args, Stage::Affinity, errno);
-            }
         }
 
         // Nothing of the supervisor's leaks into the job: every fd above 2
@@ -349,7 +342,6 @@ fn stage_name(stage: u32) -> &'static str {
         16 => "seccomp",
         17 => "pid namespace init",
         18 => "joining the job's v1 cgroups",
-        19 => "giving the job its caller's CPU set",
         _ => "exec",
     }
 }

@@ -43,7 +43,7 @@ pub struct LaunchPlan {
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
     _owned: [Vec<CString>; 2],
-    /// The CPU set the job gets back before exec (see [`affinity`]).
+    /// The CPU set the job gets back once it has exec'd (see [`affinity`]).
     caller_cpus: Option<libc::cpu_set_t>,
     cwd: CString,
     pub layers: layers::Layers,
@@ -347,6 +347,18 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
                 reap(pid);
                 return Err(child::describe_failure(stage, errno, plan));
             }
+        }
+    }
+    // 5. The job was cloned and exec'd on our CPU (see `affinity`): not
+    //    earlier, or the exec would have moved it to an idle CPU and the
+    //    job's exit would wake us there. Now it gets its caller's CPUs,
+    //    with anything it managed to start meanwhile, or it does not run.
+    if let Some(cpus) = plan.caller_cpus.as_ref() {
+        if let Err(e) = cgroup.give_cpus(cpus) {
+            kill_and_reap(pid);
+            return Err(LaunchError::runner(format!(
+                "cannot give the job its caller's CPU set: {e}"
+            )));
         }
     }
     Ok(launched)

@@ -215,6 +215,34 @@ impl JobCgroup {
             .unwrap_or_default()
     }
 
+    /// Gives every thread in the cgroup `cpus`. A thread started by one we
+    /// had not reached yet kept the old set: the passes go on until one
+    /// finds no thread it has not seen (a thread started after its parent
+    /// got the set inherits it).
+    pub fn give_cpus(&self, cpus: &libc::cpu_set_t) -> io::Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..16 {
+            let mut new = 0;
+            for line in read_text(self.v2_dir.join("cgroup.threads"))?.lines() {
+                let Ok(tid) = line.trim().parse::<i32>() else {
+                    continue;
+                };
+                if !seen.insert(tid) {
+                    continue;
+                }
+                new += 1;
+                match crate::sandbox::affinity::set_for(tid, cpus) {
+                    Ok(()) | Err(libc::ESRCH) => {} // gone already
+                    Err(errno) => return Err(io::Error::from_raw_os_error(errno)),
+                }
+            }
+            if new == 0 {
+                return Ok(());
+            }
+        }
+        Err(io::Error::other("its threads kept multiplying"))
+    }
+
     /// Whether any process is left in the cgroup.
     pub fn populated(&self) -> bool {
         match read_text(self.v2_dir.join("cgroup.events")) {

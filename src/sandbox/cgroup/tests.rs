@@ -103,3 +103,83 @@ fn removing_a_job_cgroup_leaves_its_parent_alone() {
         assert!(parent.is_dir(), "{} was removed", parent.display());
     }
 }
+
+#[test]
+fn every_thread_of_the_job_gets_the_cpus_even_those_started_before() {
+    use std::os::unix::process::CommandExt;
+    let layout = Layout::detect().expect("cgroups on the test host");
+    let name = unique("cpus");
+    let cgroup = JobCgroup::create(&layout, &name, &Limits::default()).unwrap();
+    let procs = std::ffi::CString::new(
+        cgroup
+            .v2_dir()
+            .join("cgroup.procs")
+            .to_string_lossy()
+            .into_owned(),
+    )
+    .unwrap();
+    // SAFETY: cpu_set_t is plain data, filled by the kernel.
+    let all = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        set
+    };
+    let first = (0..libc::CPU_SETSIZE as usize)
+        .find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &all) })
+        .unwrap();
+    // A job pinned to one CPU that has started a process of its own.
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", "sleep 30 & sleep 30; :"]);
+    // SAFETY: only raw syscalls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(first, &mut one);
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0
+                || fd < 0
+                || libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut job = command.spawn().unwrap();
+    let threads = || {
+        read_text(cgroup.v2_dir().join("cgroup.threads"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while threads().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let tids = threads();
+    let given = cgroup.give_cpus(&all);
+    let sets: Vec<(i32, bool)> = tids
+        .iter()
+        .map(|&tid| {
+            // SAFETY: as above.
+            let same = unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+                libc::CPU_EQUAL(&set, &all)
+            };
+            (tid, same)
+        })
+        .collect();
+    cgroup.kill_all();
+    let _ = job.wait();
+    cgroup.wait_empty(Duration::from_secs(5));
+    cgroup.remove();
+    given.unwrap();
+    assert_eq!(
+        tids.len(),
+        3,
+        "sh, its background sleep and its sleep: {tids:?}"
+    );
+    assert!(sets.iter().all(|(_, same)| *same), "{sets:?}");
+}
