@@ -252,7 +252,8 @@ pub fn resolve(name_or_path: &str, sources: &PolicySources) -> Result<Policy, Po
         .map_err(|(kind, message)| PolicyError::unpositioned("", kind, message))?;
     if let Origin::Builtin(name, _) = origin {
         // Built-ins extend only built-ins: their resolution depends on
-        // nothing of the host, and was done when the binary was built.
+        // nothing of the host, and was done ahead (`src/policy/resolved`,
+        // kept equal to the TOML by a test).
         if let Some(policy) = builtin_resolved(name) {
             return Ok(policy);
         }
