@@ -132,6 +132,17 @@ impl Pump {
         self.pipe.as_ref().map(|p| p.as_raw_fd())
     }
 
+    /// What to do when poll reports `revents` on the pipe. A pipe that is
+    /// empty with no writer left has ended: it closes without making a relay
+    /// for bytes that will never come. Otherwise, [`Pump::pump`].
+    pub fn ready(&mut self, revents: i16) -> Flow {
+        if revents & libc::POLLIN == 0 && revents & libc::POLLHUP != 0 {
+            self.close();
+            return Flow::Eof;
+        }
+        self.pump()
+    }
+
     /// Moves what is available (the pipe is non-blocking) and stores it.
     pub fn pump(&mut self) -> Flow {
         let Some(pipe) = self.pipe.as_ref() else {

@@ -49,7 +49,7 @@ pub fn pin_to_this_cpu() {
         let mut one: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut one);
         if CALLER_SET.set(caller).is_ok() {
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+            let _ = set_for(0, &one);
         }
     }
 }

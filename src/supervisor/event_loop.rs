@@ -14,7 +14,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use super::KillRequest;
 use crate::job::model::{JobSpec, Outcome, Resources, ResultKind, StreamStats};
 use crate::job::store::Store;
-use crate::output::pump::{Flow, Pump};
+use crate::output::pump::Pump;
 use crate::sandbox::cgroup::{JobCgroup, Usage};
 
 /// How long to keep reading output after the main process ended and its leftovers were killed.
@@ -158,12 +158,9 @@ fn run(
                 let _ = crate::sandbox::affinity::unpin();
                 unpinned = true;
             }
-            if revents & libc::POLLIN == 0 && revents & libc::POLLHUP != 0 {
-                // Empty, and no writer left: the end, without setting up a
-                // relay for bytes that will never come.
-                pumps[pump].close();
-            } else if revents != 0 && pumps[pump].pump() == Flow::Eof {
-                // closed by the job (or all its processes): nothing more to read
+            if revents != 0 {
+                // At Eof the job (or all its processes) closed the pipe.
+                let _ = pumps[pump].ready(revents);
             }
         }
 
