@@ -505,3 +505,53 @@ fn the_job_runs_on_the_cpus_of_its_caller() {
         assert_eq!(allowed(policy, Some(last)), last.to_string(), "{policy}");
     }
 }
+
+/// The supervisor removes the job's cgroups once its waiting caller has
+/// answered; a caller stopped before it could answer holds them only for
+/// a short grace, and still answers when it is let go.
+#[test]
+fn a_caller_stopped_before_its_answer_does_not_keep_the_jobs_cgroups() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let cli = env
+        .cmd(&["run", "--forever", "--", "sleep", "0.5"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cli_pid = cli.id() as libc::pid_t;
+    let mut id = String::new();
+    eventually("the job to be running", Duration::from_secs(10), || {
+        let Some(entry) = std::fs::read_dir(env.root())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .next()
+        else {
+            return false;
+        };
+        id = entry.file_name().to_string_lossy().into_owned();
+        env.run(&["status", &id]).1["state"] == "running"
+    });
+    /// Lets the CLI go on however the test ends.
+    struct Resume(libc::pid_t);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(cli_pid, libc::SIGSTOP) }, 0);
+    let resume = Resume(cli_pid);
+    eventually("the job to have exited", Duration::from_secs(10), || {
+        env.ok(&["status", &id])["state"] == "exited"
+    });
+    assert_cgroups_removed(&id);
+    drop(resume);
+    let (code, v) = parse_one(&cli.wait_with_output().unwrap());
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["state"], "exited", "{v:#}");
+    assert_eq!(job_id(&v), id);
+}

@@ -23,7 +23,8 @@
 //! against 3.73 ms for the job given its set after the exec). The
 //! supervisor gives its own set back once the job sends output, so that
 //! the log pump can use another CPU than a busy job, and at the end it
-//! yields the CPU to the CLI it woke before its housekeeping.
+//! waits for the CLI it woke to answer before its housekeeping
+//! (`Notifier::finished_then_await_answer`).
 
 use std::sync::OnceLock;
 
@@ -68,14 +69,21 @@ pub fn unpin() -> Result<(), i32> {
     }
 }
 
-/// If this process was pinned: gives the caller's set back and lets
-/// whatever shares our CPU (a CLI we just woke) run first.
-pub fn unpin_and_yield() {
+/// If this process was pinned, lets whatever shares our CPU (a CLI we just
+/// woke) run first, as far as our scheduler group allows.
+pub fn yield_cpu() {
     if CALLER_SET.get().is_some() {
-        let _ = unpin();
         // SAFETY: plain syscall.
         unsafe { libc::sched_yield() };
     }
+}
+
+/// From now on, this process runs only when no other wants its CPU
+/// (`SCHED_IDLE`): for work nobody waits for. Best effort.
+pub fn become_background() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain syscall on ourselves with a valid parameter.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
 }
 
 /// `sched_setaffinity(tid, set)` (0: the calling thread).

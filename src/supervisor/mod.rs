@@ -187,10 +187,8 @@ pub(crate) fn supervise(
         Ok(old) => (0, Some(old)),
         Err(_) => (1, None), // the next status call finds us gone and records `lost`
     };
-    notifier.send(Milestone::Finished);
-    // A waiting CLI shares our CPU (see sandbox::affinity): let it answer
-    // before the housekeeping, which may then move to another CPU.
-    crate::sandbox::affinity::unpin_and_yield();
+    // A waiting CLI shares our CPU: it answers before the housekeeping.
+    notifier.finished_then_await_answer();
     // Housekeeping nobody waits for: after the caller has its answer. (Should
     // we die right here, `delete` and `gc` remove what is left.)
     if let Some(old) = superseded {
