@@ -47,14 +47,20 @@ pub fn job_response(
     let dir = store.job_dir(&spec.job_id);
     let stdout_path = dir.join(STDOUT_LOG);
     let stderr_path = dir.join(STDERR_LOG);
-    let excerpt =
-        |p: &Path| head_and_tail(p, budget.max_bytes, budget.tail_lines).unwrap_or_default();
+    let outcome = status.outcome.as_ref();
+    // A log the final result records as empty is not opened.
+    let excerpt = |p: &Path, kept: Option<u64>| match kept {
+        Some(0) => Default::default(),
+        _ => head_and_tail(p, budget.max_bytes, budget.tail_lines).unwrap_or_default(),
+    };
     let (out, err) = if status.state == State::Created {
         (Default::default(), Default::default())
     } else {
-        (excerpt(&stdout_path), excerpt(&stderr_path))
+        (
+            excerpt(&stdout_path, outcome.map(|o| o.stdout.log_bytes)),
+            excerpt(&stderr_path, outcome.map(|o| o.stderr.log_bytes)),
+        )
     };
-    let outcome = status.outcome.as_ref();
     let now = now_ms();
     JobResponse {
         schema_version: SchemaVersion,

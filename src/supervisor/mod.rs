@@ -161,7 +161,7 @@ pub(crate) fn supervise(
     status.started_at_ms = Some(started);
     status.updated_at_ms = now_ms();
     status.sandbox = Some(sandbox_report);
-    let _ = store.write_status(id, &status);
+    let _ = store.write_first_status(id, &status);
 
     let end = event_loop::run_with_init(store, spec, &cgroup, child.pid, pumps, child.init_status);
 
