@@ -34,6 +34,52 @@ fn run_echo_answers_one_json_object_with_the_full_result() {
     assert_cgroups_removed(&id);
 }
 
+/// A job over before its supervisor records it running goes straight from
+/// created to its final state: the answer and `status` still say when it
+/// started, what it cost and which layers held, and the job's directory
+/// keeps one state file and no temporaries.
+#[test]
+fn an_instant_job_is_recorded_whole_without_a_running_state() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    for policy in ["permissive", "default"] {
+        let v = env.ok(&["run", "--forever", "--policy", policy, "--", "/bin/true"]);
+        assert_eq!(v["state"], "exited", "{policy}: {v:#}");
+        assert_eq!(v["exit_code"], 0, "{policy}");
+        assert!(v["started_at"].is_string(), "{policy}: {v:#}");
+        assert!(v["duration_ms"].is_u64(), "{policy}: {v:#}");
+        assert!(v["resources"]["cpu_user_ms"].is_u64(), "{policy}: {v:#}");
+        assert!(v["sandbox"]["cgroup"].is_string(), "{policy}: {v:#}");
+        assert_eq!(v["sandbox"]["no_new_privs"], true, "{policy}: {v:#}");
+        let id = job_id(&v);
+        let s = env.ok(&["status", &id]);
+        for key in ["state", "started_at", "finished_at", "resources", "sandbox"] {
+            assert_eq!(s[key], v[key], "{policy}: {key}");
+        }
+        assert_cgroups_removed(&id);
+        let mut names: Vec<String> = std::fs::read_dir(env.root().join(&id))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "files",
+                "job.json",
+                "start.lock",
+                "state.json",
+                "stderr.log",
+                "stdout.log",
+                "tmp"
+            ],
+            "{policy}"
+        );
+    }
+}
+
 #[test]
 fn the_job_outcome_does_not_change_the_request_exit_status_unless_asked() {
     if !privileged() {

@@ -231,32 +231,27 @@ impl Store {
     /// blocks of the previous version, so a finished job still records its
     /// result instead of being reported lost.
     pub fn write_status(&self, id: &str, status: &JobStatus) -> Result<(), AppError> {
-        self.write_status_superseding(id, status)
+        self.write_status_superseding(id, status, false)
             .map(Superseded::remove)
-    }
-
-    /// [`Store::write_status`] for a supervisor's first state of a job, which
-    /// `run` leaves without one: tried as a new file first.
-    pub fn write_first_status(&self, id: &str, status: &JobStatus) -> Result<(), AppError> {
-        let path = self.job_dir(id).join(STATE_FILE);
-        match write_json_superseding(&path, status, 0o600, Target::LikelyNew) {
-            Ok(old) => {
-                old.remove();
-                Ok(())
-            }
-            Err(_) => self.write_status(id, status),
-        }
     }
 
     /// [`Store::write_status`], leaving the previous version's unlinking
     /// to the caller: a supervisor tells its caller the result first.
+    /// `first`: the supervisor's first state of a job (`run` leaves none
+    /// before it), placed as a new file at the first try.
     pub fn write_status_superseding(
         &self,
         id: &str,
         status: &JobStatus,
+        first: bool,
     ) -> Result<Superseded, AppError> {
         let path = self.job_dir(id).join(STATE_FILE);
-        match write_json_superseding(&path, status, 0o600, Target::LikelyExisting) {
+        let target = if first {
+            Target::LikelyNew
+        } else {
+            Target::LikelyExisting
+        };
+        match write_json_superseding(&path, status, 0o600, target) {
             Err(e) if e.code == ErrorCode::StoreFull => {
                 let bytes = serde_json::to_vec(status).map_err(|e| {
                     AppError::new(ErrorCode::Internal, format!("cannot encode state: {e}"))

@@ -24,7 +24,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::job::model::{JobSpec, JobStatus, Outcome, ResultKind, Secrets, State, StdinSpec};
-use crate::job::store::{Store, STDERR_LOG, STDOUT_LOG};
+use crate::job::store::{Store, Superseded, STDERR_LOG, STDOUT_LOG};
 use crate::output::mask::Masker;
 use crate::output::pump::Pump;
 use crate::sandbox::cgroup::{JobCgroup, Layout, Limits};
@@ -161,7 +161,14 @@ pub(crate) fn supervise(
     status.started_at_ms = Some(started);
     status.updated_at_ms = now_ms();
     status.sandbox = Some(sandbox_report);
-    let _ = store.write_first_status(id, &status);
+    // The job execs on our CPU and may well be over before we run again
+    // (`sandbox::affinity`): then nobody could have seen it running, and
+    // its final state follows at once instead.
+    let recorded_running = !has_exited(child.pid)
+        && store
+            .write_status_superseding(id, &status, true)
+            .map(Superseded::remove)
+            .is_ok();
 
     let end = event_loop::run_with_init(store, spec, &cgroup, child.pid, pumps, child.init_status);
 
@@ -183,7 +190,7 @@ pub(crate) fn supervise(
     status.finished_at_ms = Some(finished);
     status.updated_at_ms = finished;
     status.outcome = Some(outcome);
-    let (code, superseded) = match store.write_status_superseding(id, &status) {
+    let (code, superseded) = match store.write_status_superseding(id, &status, !recorded_running) {
         Ok(old) => (0, Some(old)),
         Err(_) => (1, None), // the next status call finds us gone and records `lost`
     };
@@ -197,6 +204,22 @@ pub(crate) fn supervise(
     cgroup.remove();
     empty_tmpdir(&spec.sandbox.tmpdir);
     code
+}
+
+/// Whether our child `pid` has exited (left unreaped for the event loop).
+fn has_exited(pid: i32) -> bool {
+    // SAFETY: siginfo_t is plain data that waitid fills; WNOWAIT leaves the
+    // child to be reaped where it always is.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        ) == 0
+            && info.si_pid() == pid
+    }
 }
 
 /// Creates $TMPDIR, $JOB_DIR and the two (empty) logs of a job about to
