@@ -205,8 +205,14 @@ pub fn spawn_detached(
     // we make them after the fork, and this pipe, closed by our exit, tells
     // the supervisor we are done (see prepare_job_files). Otherwise the
     // supervisor makes them itself, on the CPU we leave to it.
-    let (files_ready_read, files_ready_write) =
-        crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
+    let (files_ready_read, files_ready_write) = match launch {
+        Launch::Now => (None, None),
+        Launch::AfterCaller => {
+            let (read, write) =
+                crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
+            (Some(read), Some(write))
+        }
+    };
     // Ourselves, for a supervisor that waits for our exit: before it starts
     // (--no-wait) or before its housekeeping (a caller that waits).
     let caller = pidfd_open(std::process::id() as libc::pid_t);
@@ -235,10 +241,10 @@ pub fn spawn_detached(
             leave_caller();
             // After the caller's exit its files are made (or never will be):
             // nothing is left to wait for later.
-            let waiting_caller = match launch {
-                Launch::Now => caller,
-                Launch::AfterCaller => {
-                    wait_for_caller_exit(caller, &files_ready_read);
+            let waiting_caller = match &files_ready_read {
+                None => caller,
+                Some(files_ready) => {
+                    wait_for_caller_exit(caller, files_ready);
                     None
                 }
             };
@@ -255,13 +261,10 @@ pub fn spawn_detached(
             drop(notify_write);
             drop(files_ready_read);
             drop(caller);
-            match launch {
-                Launch::Now => drop(files_ready_write),
-                Launch::AfterCaller => {
-                    let _ = super::prepare_job_files(store, spec);
-                    // Closed by our exit, after the answer is printed.
-                    std::mem::forget(files_ready_write)
-                }
+            if let Some(files_ready) = files_ready_write {
+                let _ = super::prepare_job_files(store, spec);
+                // Closed by our exit, after the answer is printed.
+                std::mem::forget(files_ready)
             }
             Ok(Forked {
                 pid,
