@@ -80,6 +80,30 @@ fn an_instant_job_is_recorded_whole_without_a_running_state() {
     }
 }
 
+/// The job runs in the caller's directory under its real path: started
+/// from a symlink to it, the record and the job both see where it leads.
+#[test]
+fn a_job_started_from_a_symlinked_directory_runs_in_its_real_path() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let real = env.scratch().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = env.scratch().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let real = real.canonicalize().unwrap();
+    let out = env
+        .cmd(&["run", "--policy", "permissive", "--", "pwd"])
+        .current_dir(&link)
+        .output()
+        .unwrap();
+    let (code, v) = parse_one(&out);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["cwd"], real.to_str().unwrap(), "{v:#}");
+    assert_eq!(v["stdout"], format!("{}\n", real.display()), "{v:#}");
+}
+
 #[test]
 fn the_job_outcome_does_not_change_the_request_exit_status_unless_asked() {
     if !privileged() {

@@ -327,8 +327,12 @@ pub fn policy_error(e: PolicyError) -> AppError {
 fn resolve_cwd(flag: Option<&Path>) -> Result<PathBuf, AppError> {
     let dir = match flag {
         Some(p) => p.to_path_buf(),
-        None => std::env::current_dir()
-            .map_err(|e| AppError::invalid(format!("cannot read the current directory: {e}")))?,
+        // getcwd(3) answers with the kernel's own path of the directory:
+        // absolute, without symlinks or `..`, so already canonical.
+        None => {
+            return std::env::current_dir()
+                .map_err(|e| AppError::invalid(format!("cannot read the current directory: {e}")))
+        }
     };
     let canonical = dir
         .canonicalize()
