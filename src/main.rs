@@ -44,10 +44,9 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
         },
     };
     // One write: stdout's line buffer would split a long answer in two.
-    let mut text = serde_json::to_vec(&reply.json).unwrap_or_default();
-    text.push(b'\n');
+    let (text, code) = reply.into_output();
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(&text);
     let _ = out.flush();
-    std::process::exit(reply.exit_code);
+    std::process::exit(code);
 }

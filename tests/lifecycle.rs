@@ -625,3 +625,60 @@ fn a_caller_stopped_before_its_answer_does_not_keep_the_jobs_cgroups() {
     assert_eq!(v["state"], "exited", "{v:#}");
     assert_eq!(job_id(&v), id);
 }
+
+/// A waiting `run` clones its supervisor into its own address space (no
+/// copy of its memory to make or fault in), yet the supervisor is a process
+/// of its own: its own descriptors and session, and the job outlives a CLI
+/// killed while it waits.
+#[test]
+fn a_waiting_runs_supervisor_shares_its_memory_but_not_its_fate() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let mut cli = env
+        .cmd(&["run", "--forever", "--", "sh", "-c", "sleep 1; echo done"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cli_pid = cli.id() as libc::pid_t;
+    let mut id = String::new();
+    eventually("the job to be running", Duration::from_secs(10), || {
+        let Some(entry) = std::fs::read_dir(env.root())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .next()
+        else {
+            return false;
+        };
+        id = entry.file_name().to_string_lossy().into_owned();
+        env.run(&["status", &id]).1["state"] == "running"
+    });
+    let sup = env.ok(&["status", &id])["supervisor_pid"].as_i64().unwrap() as libc::pid_t;
+    let kcmp = |kind: libc::c_int| {
+        // SAFETY: kcmp only compares kernel objects of two processes.
+        let r = unsafe { libc::syscall(libc::SYS_kcmp, cli_pid, sup, kind, 0, 0) };
+        assert!(r >= 0, "kcmp: {}", std::io::Error::last_os_error());
+        r
+    };
+    const KCMP_VM: libc::c_int = 1;
+    const KCMP_FILES: libc::c_int = 2;
+    assert_eq!(kcmp(KCMP_VM), 0, "one address space");
+    assert_ne!(kcmp(KCMP_FILES), 0, "descriptor tables of their own");
+    // SAFETY: plain queries.
+    assert_ne!(unsafe { libc::getsid(sup) }, unsafe {
+        libc::getsid(cli_pid)
+    });
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    let w = env.ok(&["wait", "--forever", &id]);
+    assert_eq!(w["state"], "exited", "{w:#}");
+    assert_eq!(w["stdout"], "done\n");
+    eventually("the supervisor to be gone", Duration::from_secs(5), || {
+        // SAFETY: signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(sup, 0) } == 0;
+        !alive
+    });
+    assert_cgroups_removed(&id);
+}

@@ -72,6 +72,52 @@ fn a_sigkilled_supervisor_takes_the_job_along_and_the_job_is_recorded_as_lost() 
     }
 }
 
+/// The supervisor of a waiting `run` answers for it (see
+/// `supervisor::shared`); killed before it could, the CLI still answers, from
+/// the store, with the verdict any later reader gets.
+#[test]
+fn a_waiting_run_whose_supervisor_is_killed_answers_that_its_job_was_lost() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let cli = env
+        .cmd(&[
+            "run",
+            "--forever",
+            "--exit-status",
+            "--",
+            "sleep",
+            "1000.5454",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut id = String::new();
+    eventually("the job to be running", Duration::from_secs(10), || {
+        let Some(entry) = std::fs::read_dir(env.root())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .next()
+        else {
+            return false;
+        };
+        id = entry.file_name().to_string_lossy().into_owned();
+        env.run(&["status", &id]).1["state"] == "running"
+    });
+    let sup = env.ok(&["status", &id])["supervisor_pid"].as_i64().unwrap() as i32;
+    // SAFETY: killing the supervisor this test started.
+    unsafe { libc::kill(sup, libc::SIGKILL) };
+    let (code, v) = parse_one(&cli.wait_with_output().unwrap());
+    assert_eq!(v["type"], "run", "{v:#}");
+    assert_eq!(v["state"], "lost", "{v:#}");
+    assert_eq!(v["result"], "lost");
+    assert_eq!(job_id(&v), id);
+    assert_eq!(code, 125, "--exit-status: a runner failure");
+    assert!(processes_matching("1000.5454").is_empty());
+}
+
 #[test]
 fn wait_notices_a_dying_supervisor_without_polling() {
     if !privileged() {

@@ -65,6 +65,13 @@ pub enum Command {
     /// Internal: run as the supervisor of a claimed job (used by multi-threaded callers).
     #[command(name = "__supervise", hide = true)]
     Supervise { job_id: String },
+    /// Internal: answer for a waiting `run` or `start` whose supervisor did not.
+    #[command(name = "__answer", hide = true)]
+    Answer {
+        job_id: String,
+        request: String,
+        supervisor_pid: i32,
+    },
 }
 
 // Everything that defines a job (shared by run and create; built in code by pipelines).

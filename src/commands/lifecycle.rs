@@ -1,6 +1,9 @@
 //! run, create, start, status, wait, kill: the life of one job.
 
+use std::ffi::CString;
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use super::define;
 use super::view::{exit_status_of, job_response, ExcerptBudget, Observation};
@@ -11,7 +14,7 @@ use crate::job::model::{JobSpec, JobStatus, ResultKind, Secrets, State};
 use crate::job::observe::Watch;
 use crate::job::store::{write_json, Store};
 use crate::response::{AppError, ErrorCode, JobResponseType};
-use crate::supervisor::{spawn_detached, KillRequest, Launch, KILL_REQUEST};
+use crate::supervisor::{spawn_detached, Fallback, KillRequest, Launch, KILL_REQUEST};
 
 const DEFAULT_RUN_UNTIL: Duration = Duration::from_secs(10);
 const DEFAULT_WAIT_UNTIL: Duration = Duration::from_secs(30);
@@ -112,8 +115,18 @@ fn start_and_observe(
     kind: JobResponseType,
 ) -> Result<Reply, AppError> {
     let id = &spec.job_id;
-    let began = Instant::now();
     let no_wait = observe.no_wait;
+    let mut request = AnswerRequest {
+        kind,
+        max_bytes: budget.max_bytes,
+        tail_lines: budget.tail_lines,
+        exit_status: observe.exit_status,
+        no_wait,
+        began_ns: monotonic_ns(),
+        deadline_ns: None,
+        supervisor_pid: 0,
+    };
+    request.deadline_ns = until.map(|d| request.began_ns + d.as_nanos() as u64);
     let launch = if no_wait {
         Launch::AfterCaller
     } else {
@@ -123,9 +136,28 @@ fn start_and_observe(
         // The launch and the wait are a chain of processes waking one
         // another: on one CPU, none of them waits for an idle one to wake.
         crate::sandbox::affinity::pin_to_this_cpu();
+        // A supervisor that shares our memory answers for us (this returns
+        // only where it cannot be started that way: we fork one instead).
+        let render = || {
+            let request = AnswerRequest {
+                supervisor_pid: std::process::id() as i32,
+                ..request.clone()
+            };
+            answer_when_finished(store, spec, &request).map(Reply::into_output)
+        };
+        let fallback = answer_fallback(store, id, &request);
+        crate::supervisor::spawn_answering(
+            store,
+            spec,
+            secrets,
+            &lock,
+            &render,
+            &fallback,
+            request.deadline_ns,
+        )?;
     }
     let supervisor = spawn_detached(store, spec, secrets, lock, launch)?;
-    let deadline = until.map(|d| began + d);
+    request.supervisor_pid = supervisor.pid();
     let status = if no_wait {
         // The job is recorded, its logs exist and its supervisor owns it:
         // that is all --no-wait promises. Building the sandbox takes the
@@ -138,8 +170,112 @@ fn start_and_observe(
     } else {
         // Our own supervisor tells us when to look; the store says what
         // happened (and `until` still watches it, should the supervisor die).
-        supervisor.wait_finished(deadline);
-        Watch::on_demand(store, id, true).until(store, id, deadline, |_| false)?
+        supervisor.wait_finished(request.deadline());
+        Watch::on_demand(store, id, true).until(store, id, request.deadline(), |_| false)?
+    };
+    reply_to(store, spec, &status, &request)
+}
+
+/// What a `run` or `start` answers, and when it started waiting: all a
+/// process needs to give the answer on its behalf (the supervisor, or
+/// `agent-exec __answer` when the supervisor could not).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AnswerRequest {
+    kind: JobResponseType,
+    max_bytes: u64,
+    tail_lines: Option<usize>,
+    exit_status: bool,
+    no_wait: bool,
+    /// CLOCK_MONOTONIC, shared by every process of the machine.
+    began_ns: u64,
+    deadline_ns: Option<u64>,
+    supervisor_pid: i32,
+}
+
+impl AnswerRequest {
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline_ns.map(|d| {
+            let now = monotonic_ns();
+            Instant::now() + Duration::from_nanos(d.saturating_sub(now))
+        })
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: t is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// The supervisor's side: the answer once the job's final state is recorded,
+/// or None when it is not (the final write failed): the waiting CLI then
+/// watches the store itself, as `__answer`.
+fn answer_when_finished(store: &Store, spec: &JobSpec, request: &AnswerRequest) -> Option<Reply> {
+    let status = store.read_status(&spec.job_id).ok()?;
+    if !status.state.is_terminal() {
+        return None;
+    }
+    Some(reply_to(store, spec, &status, request).unwrap_or_else(|e| Reply::error(e, 1)))
+}
+
+/// How a CLI whose supervisor gave no answer answers: by executing
+/// `agent-exec __answer ID REQUEST PID` (see `supervisor::shared`).
+fn answer_fallback(store: &Store, id: &str, request: &AnswerRequest) -> Fallback {
+    use std::os::unix::ffi::OsStrExt;
+    let arg = |bytes: &[u8]| CString::new(bytes).unwrap_or_default();
+    let request = serde_json::to_vec(request).unwrap_or_default();
+    let failure = AppError::new(
+        ErrorCode::IoError,
+        format!("the supervisor gave no answer and `agent-exec __answer` could not be executed: `agent-exec wait {id}` tells how the job ended"),
+    )
+    .with_job(id);
+    Fallback {
+        argv: vec![
+            arg(b"agent-exec"),
+            arg(b"--root"),
+            arg(store.root().as_os_str().as_bytes()),
+            arg(b"__answer"),
+            arg(id.as_bytes()),
+            arg(&request),
+        ],
+        failure: Reply::error(failure, 1).into_output().0,
+    }
+}
+
+/// `agent-exec __answer ID REQUEST PID`: a waiting `run` or `start` whose
+/// supervisor did not answer (the deadline came first, or it died) watches
+/// the store and answers here, as it would have itself.
+pub fn answer(
+    store: &Store,
+    job_id: &str,
+    request: &str,
+    supervisor_pid: i32,
+) -> Result<Reply, AppError> {
+    let mut request: AnswerRequest =
+        serde_json::from_str(request).map_err(|e| AppError::invalid(format!("__answer: {e}")))?;
+    request.supervisor_pid = supervisor_pid;
+    let spec = store.read_spec(job_id)?;
+    let status =
+        Watch::on_demand(store, job_id, true)
+            .until(store, job_id, request.deadline(), |_| false)?;
+    reply_to(store, &spec, &status, &request)
+}
+
+fn reply_to(
+    store: &Store,
+    spec: &JobSpec,
+    status: &JobStatus,
+    request: &AnswerRequest,
+) -> Result<Reply, AppError> {
+    let id = &spec.job_id;
+    let status = status.clone();
+    let budget = ExcerptBudget {
+        max_bytes: request.max_bytes,
+        tail_lines: request.tail_lines,
     };
     if let Some(o) = status
         .outcome
@@ -159,7 +295,7 @@ fn start_and_observe(
         )
         .with_job(id);
         e.exit_code = o.exit_code;
-        let code = if observe.exit_status {
+        let code = if request.exit_status {
             o.exit_code.unwrap_or(125)
         } else {
             1
@@ -167,19 +303,19 @@ fn start_and_observe(
         return Ok(Reply::error(e, code));
     }
     let obs = Observation {
-        waited_ms: began.elapsed().as_millis() as u64,
-        deadline_reached: !status.state.is_terminal() && !no_wait,
+        waited_ms: monotonic_ns().saturating_sub(request.began_ns) / 1_000_000,
+        deadline_reached: !status.state.is_terminal() && !request.no_wait,
     };
-    let mut response = job_response(kind, store, spec, &status, &budget, obs);
+    let mut response = job_response(request.kind, store, spec, &status, &budget, obs);
     if status.state == State::Created {
-        response.supervisor_pid = Some(supervisor.pid());
+        response.supervisor_pid = Some(request.supervisor_pid);
         response.message = Some(format!(
             "launching: the supervisor (pid {}) is setting up the sandbox; `status` or `wait` reports whether the command started",
-            supervisor.pid()
+            request.supervisor_pid
         ));
     }
     let mut reply = Reply::json(&response);
-    if observe.exit_status {
+    if request.exit_status {
         if let Some(code) = exit_status_of(&status) {
             reply.exit_code = code;
         }

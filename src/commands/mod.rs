@@ -30,6 +30,13 @@ impl Reply {
         }
     }
 
+    /// What the process prints (one line) and its exit code.
+    pub fn into_output(self) -> (Vec<u8>, i32) {
+        let mut text = serde_json::to_vec(&self.json).unwrap_or_default();
+        text.push(b'\n');
+        (text, self.exit_code)
+    }
+
     pub fn error(error: AppError, exit_code: i32) -> Reply {
         Reply {
             json: serde_json::to_value(error_response(error)).unwrap_or(serde_json::Value::Null),
@@ -77,6 +84,11 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
         Command::List(a) => manage::list(&store, a),
         Command::Delete(a) => manage::delete(&store, a),
         Command::Gc(a) => manage::gc(&store, a),
+        Command::Answer {
+            job_id,
+            request,
+            supervisor_pid,
+        } => lifecycle::answer(&store, job_id, request, *supervisor_pid),
         Command::Supervise { job_id } => {
             std::process::exit(crate::supervisor::supervise_exec(&store, job_id))
         }

@@ -12,8 +12,10 @@
 //! use the second core while the loop reads and masks the next bytes.
 
 mod event_loop;
+mod shared;
 mod spawn;
 
+pub use shared::{spawn_answering, Fallback, Render};
 use spawn::Notifier;
 pub use spawn::{spawn_detached, supervise_exec, Forked, Launch, Milestone};
 

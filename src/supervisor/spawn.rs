@@ -5,6 +5,7 @@
 //! `agent-exec __supervise ID`, because forking a threaded process and then
 //! running arbitrary code in the child is not safe.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -13,6 +14,7 @@ use std::time::Instant;
 use nix::sys::signal::{sigprocmask, SigmaskHow};
 
 use super::event_loop::handled_signals;
+use super::shared::Handover;
 use super::supervise;
 use crate::job::liveness::{pidfd_open, proc_ref};
 use crate::job::model::{JobSpec, Secrets};
@@ -105,10 +107,13 @@ impl Forked {
 }
 
 /// The supervisor's end of [`Forked::notify`] (absent for the exec'd form),
-/// and a pidfd of the CLI that waits on it.
+/// a pidfd of the CLI that waits on it, and, when the two share memory, the
+/// answer we render for it.
 pub(crate) struct Notifier {
     pipe: Option<OwnedFd>,
     waiting_caller: Option<OwnedFd>,
+    handover: Option<Handover>,
+    answered: Cell<bool>,
 }
 
 impl Notifier {
@@ -116,11 +121,39 @@ impl Notifier {
         Notifier {
             pipe: None,
             waiting_caller: None,
+            handover: None,
+            answered: Cell::new(false),
+        }
+    }
+
+    /// For a supervisor that answers for the CLI (see `shared`).
+    pub(crate) fn answering(
+        pipe: OwnedFd,
+        waiting_caller: Option<OwnedFd>,
+        handover: Handover,
+    ) -> Notifier {
+        Notifier {
+            pipe: Some(pipe),
+            waiting_caller,
+            handover: Some(handover),
+            answered: Cell::new(false),
+        }
+    }
+
+    /// Renders the CLI's answer, once, before it is told to print it.
+    fn leave_answer(&self) {
+        if let Some(handover) = &self.handover {
+            if !self.answered.replace(true) {
+                handover.leave_answer();
+            }
         }
     }
 
     /// Best effort: a caller that stopped listening costs nothing (EPIPE, SIGPIPE ignored).
     pub(crate) fn send(&self, milestone: Milestone) {
+        if milestone == Milestone::Finished {
+            self.leave_answer();
+        }
         if let Some(fd) = &self.pipe {
             let byte = [milestone as u8];
             // SAFETY: writing one byte from a stack buffer to our own pipe.
@@ -140,6 +173,8 @@ impl Notifier {
     /// What is left runs as `SCHED_IDLE`: the caller's next command, woken
     /// or started on our CPU meanwhile, preempts it.
     pub(crate) fn finished_then_await_answer(&self) {
+        // On our CPU, at our priority: the caller waits for it.
+        self.leave_answer();
         let _ = crate::sandbox::affinity::unpin();
         let Some(caller) = &self.waiting_caller else {
             self.send(Milestone::Finished);
@@ -199,8 +234,7 @@ pub fn spawn_detached(
         )
         .with_job(&spec.job_id)
     };
-    let (notify_read, notify_write) =
-        crate::sandbox::pipe().map_err(|_| fork_error("make a pipe for"))?;
+    let (notify_read, notify_write) = notify_pipe(spec)?;
     // With --no-wait, our answer promises the job's directories and logs:
     // we make them after the fork, and this pipe, closed by our exit, tells
     // the supervisor we are done (see prepare_job_files). Otherwise the
@@ -252,6 +286,8 @@ pub fn spawn_detached(
             let notifier = Notifier {
                 pipe: Some(notify_write),
                 waiting_caller,
+                handover: None,
+                answered: Cell::new(false),
             };
             let code = become_supervisor(store, spec, secrets, lock, notifier);
             // SAFETY: leave without running the parent's atexit handlers or flushing its buffers.
@@ -274,6 +310,17 @@ pub fn spawn_detached(
             })
         }
     }
+}
+
+/// The pipe on which the supervisor tells the CLI of the job's milestones.
+pub(super) fn notify_pipe(spec: &JobSpec) -> Result<(OwnedFd, OwnedFd), AppError> {
+    crate::sandbox::pipe().map_err(|e| {
+        AppError::new(
+            ErrorCode::LaunchFailed,
+            format!("cannot make a pipe for the supervisor: {e}"),
+        )
+        .with_job(&spec.job_id)
+    })
 }
 
 /// Returns once the CLI that forked us (`caller`, a pidfd it opened on
@@ -331,7 +378,7 @@ pub fn supervise_exec(store: &Store, id: &str) -> i32 {
     become_supervisor(store, &spec, &secrets, lock, Notifier::none())
 }
 
-fn become_supervisor(
+pub(super) fn become_supervisor(
     store: &Store,
     spec: &JobSpec,
     secrets: &Secrets,
@@ -364,7 +411,7 @@ fn become_supervisor(
 /// Our own session (the caller's terminal hanging up or its process group
 /// being signalled does not reach us) and stdio away from the caller (its
 /// pipes must reach EOF when it exits).
-fn leave_caller() {
+pub(super) fn leave_caller() {
     // SAFETY: plain syscalls; descriptors 0-2 are ours to replace.
     unsafe {
         libc::setsid();
