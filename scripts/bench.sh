@@ -10,7 +10,7 @@
 #   --quick       smoke run in a few seconds (few runs, small sizes): checks the
 #                 script and the binary work, the figures mean little
 #   --json PATH   where the raw figures go (default: $TMPDIR/agent-exec-bench-<time>.json)
-#   --bin PATH    measure this binary instead of building target/release/agent-exec
+#   --bin PATH    measure this binary instead of building target/dist/agent-exec
 #   --no-install  do not apt-get missing tools; fail instead
 #
 # Everything the jobs write lives in a temporary directory removed at exit;
@@ -61,7 +61,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -z "$BIN" ]; then
     log "building the release binary (scripts/build-release.sh)"
     "$REPO/scripts/build-release.sh" --quiet >&2
-    BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/agent-exec"
+    BIN="${CARGO_TARGET_DIR:-$REPO/target}/dist/agent-exec"
 fi
 [ -x "$BIN" ] || die "no binary at $BIN"
 BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the binary to install: target/release/agent-exec.
+# Builds the binary to install: target/dist/agent-exec (the `dist` profile:
+# the release profile with whole-program optimisation, see Cargo.toml).
 #
 # On x86_64/aarch64 glibc Linux it is linked statically (static-pie: ASLR is
 # kept). Every agent-exec command is a fresh process, and on the machines we
@@ -10,15 +11,16 @@
 # (getpwnam & co) and no dlopen.
 #
 # `cargo build --release` still works and gives a dynamically linked binary
-# that behaves the same; the flags cannot live in .cargo/config.toml because
-# they would also apply to the proc-macro crates, which must stay dynamic.
+# without cross-crate optimisation (target/release) that behaves the same;
+# the flags cannot live in .cargo/config.toml because they would also apply
+# to the proc-macro crates, which must stay dynamic.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 host="$(rustc -vV | sed -n 's/^host: //p')"
 case "$host" in
     x86_64-unknown-linux-gnu | aarch64-unknown-linux-gnu)
         # `cargo rustc` passes the flags to the final binary only.
-        exec cargo rustc --release --bin agent-exec "$@" -- -C target-feature=+crt-static ;;
+        exec cargo rustc --profile dist --bin agent-exec "$@" -- -C target-feature=+crt-static ;;
     *)
-        exec cargo build --release --bin agent-exec "$@" ;;
+        exec cargo build --profile dist --bin agent-exec "$@" ;;
 esac
