@@ -1,7 +1,8 @@
 //! Becoming a supervisor: detached from the caller, its terminal and its session.
 //!
-//! The CLI forks (cheap: no exec, the job definition is already in memory);
-//! a multi-threaded caller such as the pipeline runner instead executes
+//! The CLI clones it into its own address space where it can (`shared`,
+//! x86_64) and forks it elsewhere: no exec, the job definition is already in
+//! memory. A multi-threaded caller such as the pipeline runner instead executes
 //! `agent-exec __supervise ID`, because forking a threaded process and then
 //! running arbitrary code in the child is not safe.
 
