@@ -138,12 +138,12 @@ fn start_and_observe(
         crate::sandbox::affinity::pin_to_this_cpu();
         // A supervisor that shares our memory answers for us (this returns
         // only where it cannot be started that way: we fork one instead).
-        let render = || {
+        let render = |recorded: Option<&JobStatus>| {
             let request = AnswerRequest {
                 supervisor_pid: std::process::id() as i32,
                 ..request.clone()
             };
-            answer_when_finished(store, spec, &request).map(Reply::into_output)
+            answer_when_finished(store, spec, &request, recorded).map(Reply::into_output)
         };
         let fallback = answer_fallback(store, id, &request);
         crate::supervisor::spawn_answering(
@@ -211,11 +211,20 @@ fn monotonic_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// The supervisor's side: the answer once the job's final state is recorded,
-/// or None when it is not (the final write failed): the waiting CLI then
-/// watches the store itself, as `__answer`.
-fn answer_when_finished(store: &Store, spec: &JobSpec, request: &AnswerRequest) -> Option<Reply> {
-    let status = store.read_status(&spec.job_id).ok()?;
+/// The supervisor's side: the answer once the job's final state is recorded
+/// (`recorded`, as just written, or read back), or None when it is not (the
+/// final write failed): the waiting CLI then watches the store itself, as
+/// `__answer`.
+fn answer_when_finished(
+    store: &Store,
+    spec: &JobSpec,
+    request: &AnswerRequest,
+    recorded: Option<&JobStatus>,
+) -> Option<Reply> {
+    let status = match recorded {
+        Some(status) => status.clone(),
+        None => store.read_status(&spec.job_id).ok()?,
+    };
     if !status.state.is_terminal() {
         return None;
     }

@@ -197,7 +197,7 @@ pub(crate) fn supervise(
         Err(_) => (1, None), // the next status call finds us gone and records `lost`
     };
     // A waiting CLI shares our CPU: it answers before the housekeeping.
-    notifier.finished_then_await_answer();
+    notifier.finished_then_await_answer(superseded.is_some().then_some(&status));
     // Housekeeping nobody waits for: after the caller has its answer. (Should
     // we die right here, `delete` and `gc` remove what is left.)
     if let Some(old) = superseded {

@@ -33,13 +33,14 @@ use std::ffi::CString;
 use std::fs::File;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 
-use crate::job::model::{JobSpec, Secrets};
+use crate::job::model::{JobSpec, JobStatus, Secrets};
 use crate::job::store::Store;
 use crate::response::AppError;
 
 /// Renders the CLI's answer (its bytes and exit code) once the final state is
-/// recorded; None when the CLI must find the answer itself.
-pub type Render<'a> = dyn Fn() -> Option<(Vec<u8>, i32)> + 'a;
+/// recorded (given when the supervisor has it at hand, else read from the
+/// store); None when the CLI must find the answer itself.
+pub type Render<'a> = dyn Fn(Option<&JobStatus>) -> Option<(Vec<u8>, i32)> + 'a;
 
 /// What the CLI does when the supervisor gives no answer.
 pub struct Fallback {
@@ -69,9 +70,9 @@ pub(crate) struct Handover {
 
 impl Handover {
     /// Renders the answer and leaves it for the CLI.
-    pub(crate) fn leave_answer(&self) {
+    pub(crate) fn leave_answer(&self, recorded: Option<&JobStatus>) {
         // SAFETY: see `render`; the CLI only reads the slot once told.
-        let Some((bytes, code)) = (unsafe { &*self.render })() else {
+        let Some((bytes, code)) = (unsafe { &*self.render })(recorded) else {
             return;
         };
         let bytes = bytes.leak();

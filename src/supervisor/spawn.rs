@@ -18,7 +18,7 @@ use super::event_loop::handled_signals;
 use super::shared::Handover;
 use super::supervise;
 use crate::job::liveness::{pidfd_open, proc_ref};
-use crate::job::model::{JobSpec, Secrets};
+use crate::job::model::{JobSpec, JobStatus, Secrets};
 use crate::job::store::{Store, START_LOCK};
 use crate::response::{AppError, ErrorCode};
 
@@ -152,11 +152,12 @@ impl Notifier {
         }
     }
 
-    /// Renders the CLI's answer, once, before it is told to print it.
-    fn leave_answer(&self) {
+    /// Renders the CLI's answer, once, before it is told to print it, from
+    /// the `recorded` final state (or, without one, from the store).
+    fn leave_answer(&self, recorded: Option<&JobStatus>) {
         if let Some(handover) = &self.handover {
             if !self.answered.replace(true) {
-                handover.leave_answer();
+                handover.leave_answer(recorded);
             }
         }
     }
@@ -164,7 +165,7 @@ impl Notifier {
     /// Best effort: a caller that stopped listening costs nothing (EPIPE, SIGPIPE ignored).
     pub(crate) fn send(&self, milestone: Milestone) {
         if milestone == Milestone::Finished {
-            self.leave_answer();
+            self.leave_answer(None);
         }
         if let Some(fd) = &self.pipe {
             let byte = [milestone as u8];
@@ -184,9 +185,9 @@ impl Notifier {
     /// whose answer waited. Blocking on the CLI's pidfd cannot be outrun.
     /// What is left runs as `SCHED_IDLE`: the caller's next command, woken
     /// or started on our CPU meanwhile, preempts it.
-    pub(crate) fn finished_then_await_answer(&self) {
+    pub(crate) fn finished_then_await_answer(&self, recorded: Option<&JobStatus>) {
         // On our CPU, at our priority: the caller waits for it.
-        self.leave_answer();
+        self.leave_answer(recorded);
         let _ = crate::sandbox::affinity::unpin();
         let Some(caller) = &self.waiting_caller else {
             self.send(Milestone::Finished);
