@@ -248,11 +248,13 @@ pub fn spawn_answering(
     Ok(())
 }
 
+#[cfg(target_arch = "x86_64")]
 extern "C" {
     static environ: *const *const libc::c_char;
 }
 
 /// What the supervisor starts with, in the CLI's frame.
+#[cfg(target_arch = "x86_64")]
 struct Child<'a> {
     store: &'a Store,
     spec: &'a JobSpec,
