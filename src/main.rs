@@ -48,10 +48,5 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(&text);
     let _ = out.flush();
-    drop(out);
-    // Without the exit handlers: a --no-wait supervisor may share our
-    // memory, thread-locals included (see supervisor::shared), and nothing
-    // of ours needs them (stdout is flushed, no C stdio is used).
-    // SAFETY: ends the process.
-    unsafe { libc::_exit(code) }
+    std::process::exit(code);
 }

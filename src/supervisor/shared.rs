@@ -27,7 +27,14 @@
 //!
 //! The job stays as durable as with `fork`: the supervisor is a process of
 //! its own (own pid, session, descriptors, signals); only the memory is
-//! shared, and it lives for as long as either of the two does.
+//! shared, and it lives for as long as either of the two does. A CLI killed
+//! while it waits leaves a consistent heap behind (it was not using it).
+//!
+//! `--no-wait` still forks. There the CLI goes on with its heap after the
+//! launch (it renders its answer), and a CLI killed in the middle of an
+//! allocation (a Ctrl-C right after the command) would hand a supervisor
+//! sharing it a heap in an unknown state. Its own copy launches the job
+//! whatever becomes of the CLI.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -166,73 +173,6 @@ pub fn spawn_answering(
             &fallback.failure,
         )
     }
-}
-
-/// What a `--no-wait` supervisor starts with: its own copies, as the CLI
-/// goes on, frees and exits. Never freed.
-pub(super) struct NoWaitChild {
-    pub store: Store,
-    pub spec: JobSpec,
-    pub secrets: Secrets,
-    pub lock: i32,
-    pub notify_read: i32,
-    pub notify_write: i32,
-    pub files_ready_read: i32,
-    pub files_ready_write: i32,
-    pub caller: Option<i32>,
-}
-
-/// For `--no-wait`: clones the supervisor into our address space, where it
-/// makes raw system calls only until we have answered and exited (we must
-/// then leave with `_exit`: the exit handlers would tear down thread-locals
-/// it goes on using). Returns its pid, or None (fork one instead).
-#[cfg(target_arch = "x86_64")]
-pub(super) fn clone_no_wait(child: NoWaitChild) -> Option<i32> {
-    let stack = raw::Stack::map()?;
-    let child: &'static NoWaitChild = Box::leak(Box::new(child));
-    // SAFETY: the stack is never unmapped once used, and `child` is leaked.
-    let pid = unsafe { raw::clone_vm(&stack, no_wait_supervisor_main, child) };
-    if pid < 0 {
-        return None;
-    }
-    std::mem::forget(stack);
-    Some(pid as i32)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-pub(super) fn clone_no_wait(_child: NoWaitChild) -> Option<i32> {
-    None
-}
-
-/// The `--no-wait` supervisor's first function: leaves the caller's session
-/// and waits for its exit in raw system calls (the CLI still uses the heap
-/// and thread-locals meanwhile), then becomes the supervisor.
-#[cfg(target_arch = "x86_64")]
-unsafe extern "C" fn no_wait_supervisor_main(child: *const NoWaitChild) -> ! {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    // SAFETY: leaked for us by clone_no_wait.
-    let child = unsafe { &*child };
-    // SAFETY (for the block): system calls on our own copies of descriptors.
-    unsafe {
-        raw::close(child.notify_read);
-        raw::close(child.files_ready_write);
-        raw::leave_caller();
-        raw::wait_for_exit(child.caller, child.files_ready_read);
-        raw::close(child.files_ready_read);
-    }
-    // The CLI has exited: memory and thread-locals are ours alone.
-    // SAFETY: our own descriptors, owned from here on.
-    let (lock, notify) = unsafe {
-        (
-            File::from_raw_fd(child.lock),
-            OwnedFd::from_raw_fd(child.notify_write),
-        )
-    };
-    let notifier = super::spawn::Notifier::told_only(notify);
-    let code =
-        super::spawn::become_supervisor(&child.store, &child.spec, &child.secrets, lock, notifier);
-    // SAFETY: leave without running exit handlers.
-    unsafe { libc::_exit(code) }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -505,57 +445,6 @@ mod raw {
                 8,
             )
         };
-    }
-
-    /// `spawn::leave_caller`, raw: our own session, stdio on /dev/null.
-    pub unsafe fn leave_caller() {
-        // SAFETY (for the block): plain system calls; 0-2 are ours to replace.
-        unsafe {
-            syscall(libc::SYS_setsid, 0, 0, 0, 0);
-            let null = syscall(
-                libc::SYS_open,
-                c"/dev/null".as_ptr() as usize,
-                (libc::O_RDWR | libc::O_CLOEXEC) as usize,
-                0,
-                0,
-            );
-            if null >= 0 {
-                for fd in 0..3 {
-                    syscall(libc::SYS_dup2, null as usize, fd, 0, 0);
-                }
-                close(null as i32);
-            }
-        }
-    }
-
-    /// `spawn::wait_for_caller_exit`, raw: until the CLI's pidfd is ready
-    /// (or, without one, its end of `pipe` is closed), then yield once.
-    pub unsafe fn wait_for_exit(caller: Option<i32>, pipe: i32) {
-        let mut ready = libc::pollfd {
-            fd: caller.unwrap_or(pipe),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY (for the block): system calls on our descriptors and stack.
-        unsafe {
-            loop {
-                let n = poll(std::slice::from_mut(&mut ready), -1);
-                if n == -(libc::EINTR as isize) {
-                    continue;
-                }
-                if n < 0 || caller.is_some() {
-                    break;
-                }
-                // The pipe: readable at EOF (nothing is ever written to it).
-                let mut byte = [0u8; 1];
-                let got = read(pipe, &mut byte);
-                if got == -(libc::EINTR as isize) || got > 0 {
-                    continue;
-                }
-                break;
-            }
-            syscall(libc::SYS_sched_yield, 0, 0, 0, 0);
-        }
     }
 
     pub unsafe fn close(fd: i32) {

@@ -1,8 +1,9 @@
 //! Becoming a supervisor: detached from the caller, its terminal and its session.
 //!
-//! The CLI clones it into its own address space where it can (`shared`,
-//! x86_64) and forks it elsewhere: no exec, the job definition is already in
-//! memory. A multi-threaded caller such as the pipeline runner instead executes
+//! A waiting CLI clones it into its own address space where it can
+//! (`shared`, x86_64); `--no-wait` and other architectures fork it. Either
+//! way no exec: the job definition is already in memory. A multi-threaded
+//! caller such as the pipeline runner instead executes
 //! `agent-exec __supervise ID`, because forking a threaded process and then
 //! running arbitrary code in the child is not safe.
 
@@ -141,17 +142,6 @@ impl Notifier {
         }
     }
 
-    /// For a supervisor whose CLI has answered already: tells it nothing more
-    /// (its pipe is the exit notice `Forked` polls, should it still wait).
-    pub(crate) fn told_only(pipe: OwnedFd) -> Notifier {
-        Notifier {
-            pipe: Some(pipe),
-            waiting_caller: None,
-            handover: None,
-            answered: Cell::new(false),
-        }
-    }
-
     /// Renders the CLI's answer, once, before it is told to print it, from
     /// the `recorded` final state (or, without one, from the store).
     fn leave_answer(&self, recorded: Option<&JobStatus>) {
@@ -272,29 +262,8 @@ pub fn spawn_detached(
         Some(&handled_signals()),
         Some(&mut caller_mask),
     );
-    // --no-wait: the supervisor shares our memory, raw until we have exited
-    // (see `shared`); otherwise, or if that fails, a fork.
-    let cloned = match (launch, &files_ready_read, &files_ready_write) {
-        (Launch::AfterCaller, Some(ready_read), Some(ready_write)) => {
-            super::shared::clone_no_wait(super::shared::NoWaitChild {
-                store: store.clone(),
-                spec: spec.clone(),
-                secrets: secrets.clone(),
-                lock: lock.as_raw_fd(),
-                notify_read: notify_read.as_raw_fd(),
-                notify_write: notify_write.as_raw_fd(),
-                files_ready_read: ready_read.as_raw_fd(),
-                files_ready_write: ready_write.as_raw_fd(),
-                caller: caller.as_ref().map(|c| c.as_raw_fd()),
-            })
-        }
-        _ => None,
-    };
-    let forked = match cloned {
-        Some(pid) => pid,
-        // SAFETY: the CLI is single-threaded, so the child may run ordinary code.
-        None => unsafe { libc::fork() },
-    };
+    // SAFETY: the CLI is single-threaded, so the child may run ordinary code.
+    let forked = unsafe { libc::fork() };
     if forked != 0 {
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&caller_mask), None);
     }
