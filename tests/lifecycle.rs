@@ -591,19 +591,7 @@ fn a_caller_stopped_before_its_answer_does_not_keep_the_jobs_cgroups() {
         .spawn()
         .unwrap();
     let cli_pid = cli.id() as libc::pid_t;
-    let mut id = String::new();
-    eventually("the job to be running", Duration::from_secs(10), || {
-        let Some(entry) = std::fs::read_dir(env.root())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .next()
-        else {
-            return false;
-        };
-        id = entry.file_name().to_string_lossy().into_owned();
-        env.run(&["status", &id]).1["state"] == "running"
-    });
+    let id = the_running_job(&env);
     /// Lets the CLI go on however the test ends.
     struct Resume(libc::pid_t);
     impl Drop for Resume {
@@ -642,19 +630,7 @@ fn a_waiting_runs_supervisor_shares_its_memory_but_not_its_fate() {
         .spawn()
         .unwrap();
     let cli_pid = cli.id() as libc::pid_t;
-    let mut id = String::new();
-    eventually("the job to be running", Duration::from_secs(10), || {
-        let Some(entry) = std::fs::read_dir(env.root())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .next()
-        else {
-            return false;
-        };
-        id = entry.file_name().to_string_lossy().into_owned();
-        env.run(&["status", &id]).1["state"] == "running"
-    });
+    let id = the_running_job(&env);
     let sup = env.ok(&["status", &id])["supervisor_pid"].as_i64().unwrap() as libc::pid_t;
     let kcmp = |kind: libc::c_int| {
         // SAFETY: kcmp only compares kernel objects of two processes.

@@ -93,19 +93,7 @@ fn a_waiting_run_whose_supervisor_is_killed_answers_that_its_job_was_lost() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut id = String::new();
-    eventually("the job to be running", Duration::from_secs(10), || {
-        let Some(entry) = std::fs::read_dir(env.root())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .next()
-        else {
-            return false;
-        };
-        id = entry.file_name().to_string_lossy().into_owned();
-        env.run(&["status", &id]).1["state"] == "running"
-    });
+    let id = the_running_job(&env);
     let sup = env.ok(&["status", &id])["supervisor_pid"].as_i64().unwrap() as i32;
     // SAFETY: killing the supervisor this test started.
     unsafe { libc::kill(sup, libc::SIGKILL) };

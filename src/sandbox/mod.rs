@@ -435,53 +435,102 @@ fn shares_memory(plan: &LaunchPlan) -> bool {
 /// or exit, after which the stack is unused and unmapped.
 #[cfg(target_arch = "x86_64")]
 fn clone3_shared(flags: u64, cgroup_fd: RawFd, child: &ChildArgs<'_>) -> Result<i32, i32> {
-    const STACK: usize = 256 << 10;
-    const GUARD: usize = 4096;
-    let errno = || {
-        std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EINVAL)
-    };
-    // SAFETY: a fresh anonymous mapping that nothing else refers to.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            STACK + GUARD,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(errno());
-    }
-    // SAFETY: the lowest page of the mapping just made.
-    if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
-        let e = errno();
-        // SAFETY: unmapping our own mapping.
-        unsafe { libc::munmap(base, STACK + GUARD) };
-        return Err(e);
-    }
-    let mut args = CloneArgs {
-        flags: flags | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: base as u64 + GUARD as u64,
-        stack_size: STACK as u64,
-        cgroup: cgroup_fd as u64,
-        ..Default::default()
-    };
+    let stack = ChildStack::map(256 << 10)?;
     unsafe extern "C" fn entry(args: *const ChildArgs<'_>) -> ! {
         // SAFETY: `args` points into the suspended parent's frame, alive
         // until we exec or exit.
         child::run(unsafe { &*args })
     }
+    let flags = flags | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64;
+    // SAFETY: we are suspended until the child's exec or exit, so `child`
+    // and the stack outlive its use of them; the child only makes syscalls
+    // on its stack, so our memory is as we left it.
+    let ret = unsafe { clone3_on_stack(flags, Some(cgroup_fd), &stack, entry, child) };
+    if ret < 0 {
+        Err(-ret as i32)
+    } else {
+        Ok(ret as i32)
+    }
+}
+
+/// An anonymous stack for a child cloned with CLONE_VM, with a guard page
+/// below it; unmapped when dropped.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct ChildStack {
+    base: *mut libc::c_void,
+    size: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl ChildStack {
+    const GUARD: usize = 4096;
+
+    /// `size` usable bytes, reserved lazily (MAP_NORESERVE). Err: the errno.
+    pub(crate) fn map(size: usize) -> Result<ChildStack, i32> {
+        let errno = || {
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EINVAL)
+        };
+        // SAFETY: a fresh anonymous mapping that nothing else refers to.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size + Self::GUARD,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(errno());
+        }
+        let stack = ChildStack { base, size };
+        // SAFETY: the lowest page of the mapping just made.
+        if unsafe { libc::mprotect(base, Self::GUARD, libc::PROT_NONE) } != 0 {
+            return Err(errno());
+        }
+        Ok(stack)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, no longer used by any child.
+        unsafe { libc::munmap(self.base, self.size + Self::GUARD) };
+    }
+}
+
+/// clone3 with `flags`, which include CLONE_VM: the child runs `entry(arg)`
+/// on `stack` in our address space, into `cgroup_fd` if given (with
+/// CLONE_INTO_CGROUP among the flags). Returns the child's pid or -errno.
+///
+/// # Safety
+/// `arg` and `stack` must stay valid for as long as the child uses them,
+/// and the child must not touch memory we are using meanwhile.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn clone3_on_stack<T>(
+    flags: u64,
+    cgroup_fd: Option<RawFd>,
+    stack: &ChildStack,
+    entry: unsafe extern "C" fn(*const T) -> !,
+    arg: *const T,
+) -> isize {
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack.base as u64 + ChildStack::GUARD as u64,
+        stack_size: stack.size as u64,
+        cgroup: cgroup_fd.map(|fd| fd as u64).unwrap_or(0),
+        ..Default::default()
+    };
     let ret: isize;
     // SAFETY: the kernel starts the child with rax = 0 and rsp at the top of
     // the new stack (16-byte aligned), every other register as ours; it
-    // clears the frame pointer and calls `entry(child)`, which never returns.
-    // The parent takes the other branch with the child's pid or -errno, and
-    // its memory is untouched: the child only makes syscalls on its stack.
+    // clears the frame pointer and calls `entry(arg)`, which never returns.
+    // The parent takes the other branch with the child's pid or -errno.
     unsafe {
         std::arch::asm!(
             "syscall",
@@ -495,19 +544,14 @@ fn clone3_shared(flags: u64, cgroup_fd: RawFd, child: &ChildArgs<'_>) -> Result<
             inlateout("rax") libc::SYS_clone3 as isize => ret,
             in("rdi") &mut args as *mut CloneArgs,
             in("rsi") std::mem::size_of::<CloneArgs>(),
-            in("r12") child as *const ChildArgs<'_>,
-            in("r13") entry as unsafe extern "C" fn(*const ChildArgs<'_>) -> !,
+            in("r12") arg,
+            in("r13") entry,
             lateout("rcx") _,
             lateout("r11") _,
             options(nostack),
         );
-        libc::munmap(base, STACK + GUARD);
     }
-    if ret < 0 {
-        Err(-ret as i32)
-    } else {
-        Ok(ret as i32)
-    }
+    ret
 }
 
 #[cfg(not(target_arch = "x86_64"))]

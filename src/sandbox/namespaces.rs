@@ -202,7 +202,7 @@ pub fn mount_tmpfs(path: &CStr, size_bytes: u64) -> Result<(), Errno> {
 
 /// Writes `value` in decimal at the start of `out` and returns the number of digits.
 /// `out` must hold at least 20 bytes (u64::MAX has 20 digits).
-fn write_decimal(mut value: u64, out: &mut [u8]) -> usize {
+pub(crate) fn write_decimal(mut value: u64, out: &mut [u8]) -> usize {
     let mut tmp = [0u8; 20];
     let mut len = 0;
     loop {

@@ -68,6 +68,7 @@ struct AnswerSlot {
 }
 
 /// The supervisor's side of the hand-over.
+#[derive(Clone, Copy)]
 pub(crate) struct Handover {
     slot: &'static AnswerSlot,
     /// Points into the CLI's frame, which stays as it is: after the clone the
@@ -113,13 +114,18 @@ pub fn spawn_answering(
     let (notify_read, notify_write) = super::spawn::notify_pipe(spec)?;
     let caller = pidfd_open(std::process::id() as libc::pid_t);
     let slot: &'static AnswerSlot = Box::leak(Box::default());
-    let mut pid_arg = [0u8; 16];
+    // The pid's digits (u64::MAX has 20) and a NUL, written once it is
+    // known: only through this pointer, which argv holds too.
+    const PID_ARG: usize = 24;
+    let mut pid_buf = [0u8; PID_ARG];
+    let pid_arg = pid_buf.as_mut_ptr();
     let mut argv: Vec<*const libc::c_char> = fallback.argv.iter().map(|a| a.as_ptr()).collect();
-    argv.push(pid_arg.as_ptr().cast());
+    argv.push(pid_arg.cast_const().cast());
     argv.push(std::ptr::null());
     // SAFETY: reading the process's environment pointer, as execve needs it.
     let envp = unsafe { environ };
-    let Some(stack) = raw::Stack::map() else {
+    // 8 MiB, a main thread's default, reserved lazily.
+    let Ok(stack) = crate::sandbox::ChildStack::map(8 << 20) else {
         return Ok(());
     };
     // SAFETY: `render` lives in our caller's frame, which outlives the
@@ -146,7 +152,15 @@ pub fn spawn_answering(
     // SAFETY: `child` and the stack stay valid for the supervisor's life:
     // the stack is never unmapped, and `child` is in this frame, which we
     // never leave once the clone succeeded.
-    let pid = unsafe { raw::clone_vm(&stack, supervisor_main, &child) };
+    let pid = unsafe {
+        crate::sandbox::clone3_on_stack(
+            libc::CLONE_VM as u64,
+            None,
+            &stack,
+            supervisor_main,
+            &child,
+        )
+    };
     if pid < 0 {
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&caller_mask), None);
         drop(stack);
@@ -162,7 +176,9 @@ pub fn spawn_answering(
             raw::close(c.as_raw_fd());
         }
         let supervisor = raw::pidfd_open(pid as i32);
-        raw::write_decimal(&mut pid_arg, pid as u64);
+        let pid_arg = std::slice::from_raw_parts_mut(pid_arg, PID_ARG);
+        let digits = crate::sandbox::namespaces::write_decimal(pid as u64, pid_arg);
+        pid_arg[digits] = 0;
         await_answer(
             notify_read.as_raw_fd(),
             supervisor,
@@ -223,11 +239,7 @@ unsafe extern "C" fn supervisor_main(child: *const Child<'_>) -> ! {
         )
     };
     super::spawn::leave_caller();
-    let handover = Handover {
-        slot: child.handover.slot,
-        render: child.handover.render,
-    };
-    let notifier = super::spawn::Notifier::answering(notify, caller, handover);
+    let notifier = super::spawn::Notifier::answering(notify, caller, child.handover);
     let code =
         super::spawn::become_supervisor(child.store, child.spec, child.secrets, lock, notifier);
     // SAFETY: leave without the CLI's exit handlers (they are not ours to run).
@@ -261,13 +273,13 @@ unsafe fn await_answer(
     // SAFETY (for the block): system calls on our own descriptors and on
     // memory we own or the supervisor published before telling us.
     unsafe {
-        'wait: loop {
+        loop {
             let timeout = match deadline_ns {
                 None => -1,
                 Some(deadline) => {
                     let now = raw::monotonic_ns();
                     if now >= deadline {
-                        break 'wait;
+                        break;
                     }
                     ((deadline - now).div_ceil(1_000_000)).min(i32::MAX as u64) as i32
                 }
@@ -288,20 +300,15 @@ unsafe fn await_answer(
                 if got <= 0 {
                     break; // the supervisor is gone
                 }
-                let mut i = 0;
-                while i < got as usize {
-                    if byte[i] == super::Milestone::Finished as u8 {
-                        let bytes = slot.bytes.load(Ordering::Acquire);
-                        if bytes.is_null() {
-                            break 'wait;
-                        }
-                        let len = slot.len.load(Ordering::Relaxed);
-                        raw::write_all(1, bytes, len);
-                        raw::exit_group(slot.code.load(Ordering::Relaxed));
-                    }
-                    i += 1;
+                if !byte[..got as usize].contains(&(super::Milestone::Finished as u8)) {
+                    continue;
                 }
-                continue;
+                let bytes = slot.bytes.load(Ordering::Acquire);
+                if bytes.is_null() {
+                    break;
+                }
+                raw::write_all(1, bytes, slot.len.load(Ordering::Relaxed));
+                raw::exit_group(slot.code.load(Ordering::Relaxed));
             }
             if watched == 2 && fds[1].revents != 0 {
                 break; // exited without a word
@@ -316,104 +323,6 @@ unsafe fn await_answer(
 /// System calls without libc: no `errno`, no thread-local, no allocation.
 #[cfg(target_arch = "x86_64")]
 mod raw {
-    /// The supervisor's stack: 8 MiB like a main thread's default, reserved
-    /// lazily, with a guard page below it.
-    pub struct Stack {
-        base: *mut libc::c_void,
-    }
-
-    const SIZE: usize = 8 << 20;
-    const GUARD: usize = 4096;
-
-    impl Stack {
-        pub fn map() -> Option<Stack> {
-            // SAFETY: a fresh anonymous mapping nothing else refers to.
-            unsafe {
-                let base = libc::mmap(
-                    std::ptr::null_mut(),
-                    SIZE + GUARD,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
-                    -1,
-                    0,
-                );
-                if base == libc::MAP_FAILED {
-                    return None;
-                }
-                if libc::mprotect(base, GUARD, libc::PROT_NONE) != 0 {
-                    libc::munmap(base, SIZE + GUARD);
-                    return None;
-                }
-                Some(Stack { base })
-            }
-        }
-    }
-
-    impl Drop for Stack {
-        fn drop(&mut self) {
-            // SAFETY: our own mapping, unused (the clone failed).
-            unsafe { libc::munmap(self.base, SIZE + GUARD) };
-        }
-    }
-
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-
-    /// clone3(CLONE_VM): the child runs `entry(arg)` on `stack` in our
-    /// address space, with our thread pointer, as a process of its own.
-    /// Returns its pid or -errno.
-    pub unsafe fn clone_vm<T>(
-        stack: &Stack,
-        entry: unsafe extern "C" fn(*const T) -> !,
-        arg: *const T,
-    ) -> isize {
-        let mut args = CloneArgs {
-            flags: libc::CLONE_VM as u64,
-            exit_signal: libc::SIGCHLD as u64,
-            stack: stack.base as u64 + GUARD as u64,
-            stack_size: SIZE as u64,
-            ..Default::default()
-        };
-        let ret: isize;
-        // SAFETY: as in sandbox::clone3_shared: the child starts with rax = 0
-        // on the new stack and calls `entry`, which never returns; the parent
-        // takes the other branch with the pid or -errno.
-        unsafe {
-            std::arch::asm!(
-                "syscall",
-                "test rax, rax",
-                "jnz 2f",
-                "xor ebp, ebp",
-                "mov rdi, r12",
-                "call r13",
-                "ud2",
-                "2:",
-                inlateout("rax") libc::SYS_clone3 as isize => ret,
-                in("rdi") &mut args as *mut CloneArgs,
-                in("rsi") std::mem::size_of::<CloneArgs>(),
-                in("r12") arg,
-                in("r13") entry,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        ret
-    }
-
     unsafe fn syscall(nr: i64, a: usize, b: usize, c: usize, d: usize) -> isize {
         let ret: isize;
         // SAFETY: the caller passes arguments valid for `nr`.
@@ -547,24 +456,5 @@ mod raw {
             )
         };
         t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-    }
-
-    /// `n` in decimal, NUL-terminated, into `buf`.
-    pub fn write_decimal(buf: &mut [u8; 16], mut n: u64) {
-        let mut digits = [0u8; 20];
-        let mut len = 0;
-        loop {
-            digits[len] = b'0' + (n % 10) as u8;
-            len += 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let len = len.min(buf.len() - 1);
-        for i in 0..len {
-            buf[i] = digits[len - 1 - i];
-        }
-        buf[len] = 0;
     }
 }

@@ -225,6 +225,25 @@ pub fn launched(env: &Env, id: &str) -> Value {
     last
 }
 
+/// The id of the one job in `env`'s store, once it runs: for a job whose
+/// CLI is still waiting on it, and so has not named it yet.
+pub fn the_running_job(env: &Env) -> String {
+    let mut id = String::new();
+    eventually("the job to be running", Duration::from_secs(10), || {
+        let Some(entry) = std::fs::read_dir(env.root())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .next()
+        else {
+            return false;
+        };
+        id = entry.file_name().to_string_lossy().into_owned();
+        env.run(&["status", &id]).1["state"] == "running"
+    });
+    id
+}
+
 pub fn job_id(v: &Value) -> String {
     v["job_id"].as_str().expect("job_id").to_string()
 }
