@@ -183,3 +183,30 @@ fn every_thread_of_the_job_gets_the_cpus_even_those_started_before() {
     );
     assert!(sets.iter().all(|(_, same)| *same), "{sets:?}");
 }
+
+#[test]
+fn the_kernel_and_mountinfo_agree_on_where_our_cgroups_are() {
+    // Every launch asks the kernel about the usual mount points (statx +
+    // statmount) instead of reading mountinfo; on the test hosts (Linux
+    // 6.11 or later, cgroups where systemd mounts them) that must succeed
+    // and give the same directories.
+    let usual = Layout::detect_from_usual_mounts()
+        .expect("statmount (Linux 6.11) and the cgroup hierarchies at /sys/fs/cgroup");
+    let mountinfo = Layout::detect_from_mountinfo().expect("cgroups on the test host");
+    let real = |p: &Path| fs::canonicalize(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert_eq!(usual.kind, mountinfo.kind);
+    assert_eq!(real(&usual.v2_own), real(&mountinfo.v2_own));
+    let dirs = |l: &Layout| -> BTreeMap<String, PathBuf> {
+        l.v1_own.iter().map(|(c, p)| (c.clone(), real(p))).collect()
+    };
+    assert_eq!(dirs(&usual), dirs(&mountinfo));
+    if usual.kind == LayoutKind::Hybrid {
+        for controller in ["memory", "pids"] {
+            assert!(usual.v1_own.contains_key(controller), "{controller} found");
+        }
+    }
+    assert!(
+        Layout::detect().is_ok_and(|l| l.v2_own == usual.v2_own && l.v1_own == usual.v1_own),
+        "detect takes the kernel's answer"
+    );
+}
