@@ -353,7 +353,9 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     //    earlier, or the exec would have moved it to an idle CPU and the
     //    job's exit would wake us there. Now it gets its caller's CPUs,
     //    with anything it managed to start meanwhile, or it does not run.
-    if let Some(cpus) = plan.caller_cpus.as_ref() {
+    //    A job already over (a short one runs to its end before we get the
+    //    CPU back) needs none: whatever it left is killed as we reap it.
+    if let Some(cpus) = plan.caller_cpus.as_ref().filter(|_| !has_exited(pid)) {
         if let Err(e) = cgroup.give_cpus(cpus) {
             kill_and_reap(pid);
             return Err(LaunchError::runner(format!(
@@ -591,6 +593,22 @@ fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
         }
     }
     done
+}
+
+/// Whether our child `pid` has exited (left unreaped for the event loop).
+pub(crate) fn has_exited(pid: i32) -> bool {
+    // SAFETY: siginfo_t is plain data that waitid fills; WNOWAIT leaves the
+    // child to be reaped where it always is.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        ) == 0
+            && info.si_pid() == pid
+    }
 }
 
 fn kill_and_reap(pid: i32) {

@@ -42,6 +42,9 @@ pub(super) struct End {
     timed_out: bool,
     kill_requested: bool,
     leftover_killed: u64,
+    /// The cgroup was empty once the main process had been reaped: nothing
+    /// can join it any more, so nobody needs to wait for it.
+    emptied: bool,
     stdout: StreamStats,
     stderr: StreamStats,
     message: Option<String>,
@@ -89,6 +92,7 @@ fn run(
         timed_out: false,
         kill_requested: false,
         leftover_killed: 0,
+        emptied: false,
         stdout: StreamStats::default(),
         stderr: StreamStats::default(),
         message: None,
@@ -208,10 +212,14 @@ fn run(
         }
         if got_sigchld && reap(main_pid, &mut end) {
             // The main process is gone: whatever it left behind dies now.
-            let left = cgroup.pids();
-            if !left.is_empty() {
-                end.leftover_killed = left.len() as u64;
-                cgroup.kill_all();
+            if cgroup.populated() {
+                let left = cgroup.pids();
+                if !left.is_empty() {
+                    end.leftover_killed = left.len() as u64;
+                    cgroup.kill_all();
+                }
+            } else {
+                end.emptied = true;
             }
             timeout_at = None;
             kill_at = None;
@@ -293,6 +301,11 @@ fn reap(main_pid: i32, end: &mut End) -> bool {
 }
 
 impl End {
+    /// Whether the cgroup is known to be empty (see `emptied`).
+    pub(super) fn cgroup_emptied(&self) -> bool {
+        self.emptied
+    }
+
     pub(super) fn into_outcome(self, usage: Usage, duration_ms: u64) -> Outcome {
         let status = self.wait_status.unwrap_or(0);
         let oom = usage.oom_kills > 0;

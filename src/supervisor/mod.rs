@@ -166,7 +166,7 @@ pub(crate) fn supervise(
     // The job execs on our CPU and may well be over before we run again
     // (`sandbox::affinity`): then nobody could have seen it running, and
     // its final state follows at once instead.
-    let recorded_running = !has_exited(child.pid)
+    let recorded_running = !sandbox::has_exited(child.pid)
         && store
             .write_status_superseding(id, &status, true)
             .map(Superseded::remove)
@@ -176,7 +176,9 @@ pub(crate) fn supervise(
 
     // The last process is gone: read the counters (the cgroup goes once the
     // result is recorded).
-    cgroup.wait_empty(std::time::Duration::from_secs(5));
+    if !end.cgroup_emptied() {
+        cgroup.wait_empty(std::time::Duration::from_secs(5));
+    }
     let usage = cgroup.usage();
 
     let finished = now_ms();
@@ -206,22 +208,6 @@ pub(crate) fn supervise(
     cgroup.remove();
     empty_tmpdir(&spec.sandbox.tmpdir);
     code
-}
-
-/// Whether our child `pid` has exited (left unreaped for the event loop).
-fn has_exited(pid: i32) -> bool {
-    // SAFETY: siginfo_t is plain data that waitid fills; WNOWAIT leaves the
-    // child to be reaped where it always is.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        ) == 0
-            && info.si_pid() == pid
-    }
 }
 
 /// Creates $TMPDIR, $JOB_DIR and the two (empty) logs of a job about to
