@@ -221,14 +221,18 @@ fn answer_when_finished(
     request: &AnswerRequest,
     recorded: Option<&JobStatus>,
 ) -> Option<Reply> {
+    let read;
     let status = match recorded {
-        Some(status) => status.clone(),
-        None => store.read_status(&spec.job_id).ok()?,
+        Some(status) => status,
+        None => {
+            read = store.read_status(&spec.job_id).ok()?;
+            &read
+        }
     };
     if !status.state.is_terminal() {
         return None;
     }
-    Some(reply_to(store, spec, &status, request).unwrap_or_else(|e| Reply::error(e, 1)))
+    Some(reply_to(store, spec, status, request).unwrap_or_else(|e| Reply::error(e, 1)))
 }
 
 /// How a CLI whose supervisor gave no answer answers: by executing
@@ -281,7 +285,6 @@ fn reply_to(
     request: &AnswerRequest,
 ) -> Result<Reply, AppError> {
     let id = &spec.job_id;
-    let status = status.clone();
     let budget = ExcerptBudget {
         max_bytes: request.max_bytes,
         tail_lines: request.tail_lines,
@@ -315,7 +318,7 @@ fn reply_to(
         waited_ms: monotonic_ns().saturating_sub(request.began_ns) / 1_000_000,
         deadline_reached: !status.state.is_terminal() && !request.no_wait,
     };
-    let mut response = job_response(request.kind, store, spec, &status, &budget, obs);
+    let mut response = job_response(request.kind, store, spec, status, &budget, obs);
     if status.state == State::Created {
         response.supervisor_pid = Some(request.supervisor_pid);
         response.message = Some(format!(
@@ -325,7 +328,7 @@ fn reply_to(
     }
     let mut reply = Reply::json(&response);
     if request.exit_status {
-        if let Some(code) = exit_status_of(&status) {
+        if let Some(code) = exit_status_of(status) {
             reply.exit_code = code;
         }
     }
