@@ -119,6 +119,21 @@ hf() { # hf NAME [hyperfine args...]
     put "hyperfine.$name" "$WORK/$name.json"
 }
 
+# merge_turns OUT PARTS...: the hyperfine exports of commands that took
+# turns, as one result per command with every run's time and the median.
+merge_turns() {
+    local out="$1"; shift
+    perl -MJSON::PP -e 'my (%times, @names);
+        for my $f (@ARGV) { local $/; open my $h, "<", $f or die "$f: $!";
+            for my $r (@{decode_json(<$h>)->{results}}) {
+                push @names, $r->{command} unless $times{$r->{command}};
+                push @{$times{$r->{command}}}, @{$r->{times}} } }
+        sub median { my @s = sort { $a <=> $b } @_; @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2 }
+        print encode_json({ results => [ map { { command => $_, median => median(@{$times{$_}}),
+            runs => scalar @{$times{$_}}, times => $times{$_} } } @names ] })' \
+        "$@" >"$out"
+}
+
 # The built-in policies arrive with the policy work; until `policy list`
 # answers, --policy cannot be passed and the row says so.
 POLICY_DEFAULT=() POLICY_PERMISSIVE=()
@@ -169,16 +184,7 @@ for round in $(seq "$ROUNDS"); do
     printf '.' >&2
 done
 printf '\n' >&2
-# One result per command with every run's time, as hyperfine would write it.
-perl -MJSON::PP -e 'my (%times, @names);
-    for my $f (@ARGV) { local $/; open my $h, "<", $f or die "$f: $!";
-        for my $r (@{decode_json(<$h>)->{results}}) {
-            push @names, $r->{command} unless $times{$r->{command}};
-            push @{$times{$r->{command}}}, @{$r->{times}} } }
-    sub median { my @s = sort { $a <=> $b } @_; @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2 }
-    print encode_json({ results => [ map { { command => $_, median => median(@{$times{$_}}),
-        runs => scalar @{$times{$_}}, times => $times{$_} } } @names ] })' \
-    "${LAUNCH_PARTS[@]}" >"$WORK/launch.json"
+merge_turns "$WORK/launch.json" "${LAUNCH_PARTS[@]}"
 put hyperfine.launch "$WORK/launch.json"
 # The no-wait jobs would sleep on for seconds: end them now.
 "$BIN" --root "$S3" list --state running |
@@ -208,11 +214,26 @@ perl -e 'srand(5); my @c = ("a".."z", "A".."Z", 0..9, " ");
 put pump.bytes "$(stat -c %s "$DATA")"
 MASKS=()
 for i in 0 1 2 3 4 5 6 7 8 9; do MASKS+=(--mask "tok-secret-0$i"); done
-hf pump -N --warmup 1 --runs "$STREAM_RUNS" \
-    --prepare "rm -rf $S4 $PUMPDIR/out" \
-    -n cat "sh -c 'cat $DATA > $PUMPDIR/out'" \
-    -n pump "$BIN --root $S4 run --forever --log-cap 2G --cwd $PUMPDIR -- cat $DATA" \
-    -n masked "$BIN --root $S4 run --forever --log-cap 2G --cwd $PUMPDIR ${MASKS[*]} -- cat $DATA"
+# The three commands take turns, one run each per round in a new random
+# order, for the reason given for items 1-3: run in three stretches (as one
+# hyperfine call with three commands runs them), the reference and the pump
+# met different minutes of this machine, and their ratio swung from 0.3x to
+# 0.9x with the same code. Round 0 is the warm-up and is not kept.
+declare -A PUMP_CMD=(
+    [cat]="sh -c 'cat $DATA > $PUMPDIR/out'"
+    [pump]="$BIN --root $S4 run --forever --log-cap 2G --cwd $PUMPDIR -- cat $DATA"
+    [masked]="$BIN --root $S4 run --forever --log-cap 2G --cwd $PUMPDIR ${MASKS[*]} -- cat $DATA"
+)
+PUMP_PARTS=()
+for round in $(seq 0 "$STREAM_RUNS"); do
+    for name in $(shuf -e cat pump masked); do
+        hyperfine --style none -N --runs 1 --prepare "rm -rf $S4 $PUMPDIR/out" \
+            --export-json "$WORK/pump-$round-$name.json" -n "$name" "${PUMP_CMD[$name]}" >&2
+        [ "$round" = 0 ] || PUMP_PARTS+=("$WORK/pump-$round-$name.json")
+    done
+done
+merge_turns "$WORK/pump.json" "${PUMP_PARTS[@]}"
+put hyperfine.pump "$WORK/pump.json"
 rm -rf "${S4:?}" "$PUMPDIR/out"
 # Both jobs must really have moved every byte (the policy must let them read
 # the data: it lives in their working directory), and the masked log must
