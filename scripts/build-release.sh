@@ -10,6 +10,12 @@
 # glibc's static caveats do not apply: agent-exec uses no NSS lookups
 # (getpwnam & co) and no dlopen.
 #
+# On x86_64 the linker (rust-lld, the default there since Rust 1.90) also
+# places the functions of scripts/hot-functions.txt first, together: the
+# code a command runs then sits in a few fault-around windows instead of
+# dozens (see that script). AGENT_EXEC_NO_HOT_LIST=1 builds without it, for
+# a linker other than lld.
+#
 # `cargo build --release` still works and gives a dynamically linked binary
 # without cross-crate optimisation (target/release) that behaves the same;
 # the flags cannot live in .cargo/config.toml because they would also apply
@@ -17,10 +23,25 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 host="$(rustc -vV | sed -n 's/^host: //p')"
+hot="$PWD/scripts/hot-functions.txt"
+flags=(-C target-feature=+crt-static)
+if [ "$host" = x86_64-unknown-linux-gnu ] && [ -s "$hot" ] && [ -z "${AGENT_EXEC_NO_HOT_LIST:-}" ]; then
+    flags+=(-C "link-arg=-Wl,--symbol-ordering-file=$hot" -C link-arg=-Wl,--no-warn-symbol-ordering)
+else
+    hot=""
+fi
 case "$host" in
     x86_64-unknown-linux-gnu | aarch64-unknown-linux-gnu)
         # `cargo rustc` passes the flags to the final binary only.
-        exec cargo rustc --profile dist --bin agent-exec "$@" -- -C target-feature=+crt-static ;;
+        cargo rustc --profile dist --bin agent-exec "$@" -- "${flags[@]}" ;;
     *)
         exec cargo build --profile dist --bin agent-exec "$@" ;;
 esac
+if [ -n "$hot" ] && command -v nm >/dev/null; then
+    listed="$(wc -l <"$hot")"
+    found="$(nm target/dist/agent-exec | awk '{print $NF}' | sort -u | comm -12 - <(sort -u "$hot") | wc -l)"
+    echo "build-release: $found of $listed hot functions placed first" >&2
+    if [ $((found * 10)) -lt $((listed * 8)) ]; then
+        echo "build-release: the list is stale (toolchain or dependencies changed): run scripts/hot-functions.sh" >&2
+    fi
+fi
