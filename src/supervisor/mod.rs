@@ -156,6 +156,11 @@ pub(crate) fn supervise(
     let mut report = plan.layers.report.clone();
     report.record_child(child.landlock, &child.not_applied);
     let sandbox_report = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
+    // The child has exec'd: its argv and environment go back to the
+    // allocator now, for the states and the answer to reuse (fresh heap
+    // pages are page faults, which a VM makes dear).
+    drop(plan);
+    drop(env);
     let mut status = JobStatus::created(spec.created_at_ms);
     status.state = State::Running;
     status.supervisor = Some(me);
