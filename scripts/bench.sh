@@ -102,7 +102,7 @@ if [ "$QUICK" = 1 ]; then
     ROUNDS=2 BLOCK=3 STREAM_MIB=16 STREAM_RUNS=2 TREE=50 TREE_T=1 TREE_RUNS=1
     HWM_SAMPLES=1 MANY=20 BURN_S=0.2 TOUCH_MIB=32
 else
-    ROUNDS=10 BLOCK=10 STREAM_MIB=1024 STREAM_RUNS=5 TREE=500 TREE_T=3 TREE_RUNS=3
+    ROUNDS=10 BLOCK=10 STREAM_MIB=1024 STREAM_RUNS=9 TREE=500 TREE_T=3 TREE_RUNS=3
     HWM_SAMPLES=5 MANY=200 BURN_S=1.0 TOUCH_MIB=256
 fi
 put quick "$QUICK"
@@ -218,7 +218,11 @@ for i in 0 1 2 3 4 5 6 7 8 9; do MASKS+=(--mask "tok-secret-0$i"); done
 # order, for the reason given for items 1-3: run in three stretches (as one
 # hyperfine call with three commands runs them), the reference and the pump
 # met different minutes of this machine, and their ratio swung from 0.3x to
-# 0.9x with the same code. Round 0 is the warm-up and is not kept.
+# 0.9x with the same code. Round 0 is the warm-up and is not kept. Nine
+# rounds, because here single runs of the same command vary threefold
+# (cat of 1 GiB took 0.65-4.8 s within a minute: writing a GiB of fresh
+# tmpfs pages is the host's work on this VM), and a median of five was
+# still a coin toss.
 declare -A PUMP_CMD=(
     [cat]="sh -c 'cat $DATA > $PUMPDIR/out'"
     [pump]="$BIN --root $S4 run --forever --log-cap 2G --cwd $PUMPDIR -- cat $DATA"
