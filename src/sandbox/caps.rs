@@ -246,7 +246,6 @@ fn bounding_set_empty(plan: &CapDropPlan) -> bool {
     (0..=plan.last_cap).all(|cap| prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0) == Ok(0))
 }
 
-/// The highest capability `PR_CAPBSET_READ` knows (it answers `EINVAL` past the last one).
 /// The highest capability `PR_CAPBSET_READ` accepts: the kernel answers `EINVAL` for any number
 /// above its last one, and accepts every one below. None if it refuses otherwise (a seccomp
 /// filter, say).

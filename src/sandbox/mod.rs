@@ -86,6 +86,9 @@ pub struct Launched {
     /// What the child reported of the layers it applied (Landlock verdict, best-effort skips).
     pub landlock: Option<landlock::LandlockStatus>,
     pub not_applied: Vec<String>,
+    /// The job had already exited (unreaped) when the launch returned: a
+    /// short one runs to its end on our CPU before we get it back.
+    pub over: bool,
 }
 
 impl LaunchPlan {
@@ -329,6 +332,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         init_status: plan.layers.namespaces.pid.then_some(status_read),
         landlock: None,
         not_applied: Vec::new(),
+        over: false,
     };
     // Records until EOF: notes about layers, or one fatal failure.
     loop {
@@ -355,7 +359,8 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     //    with anything it managed to start meanwhile, or it does not run.
     //    A job already over (a short one runs to its end before we get the
     //    CPU back) needs none: whatever it left is killed as we reap it.
-    if let Some(cpus) = plan.caller_cpus.as_ref().filter(|_| !has_exited(pid)) {
+    launched.over = has_exited(pid);
+    if let Some(cpus) = plan.caller_cpus.as_ref().filter(|_| !launched.over) {
         if let Err(e) = cgroup.give_cpus(cpus) {
             kill_and_reap(pid);
             return Err(LaunchError::runner(format!(

@@ -171,7 +171,8 @@ pub(crate) fn supervise(
     // The job execs on our CPU and may well be over before we run again
     // (`sandbox::affinity`): then nobody could have seen it running, and
     // its final state follows at once instead.
-    let recorded_running = !sandbox::has_exited(child.pid)
+    let recorded_running = !child.over
+        && !sandbox::has_exited(child.pid)
         && store
             .write_status_superseding(id, &status, true)
             .map(Superseded::remove)

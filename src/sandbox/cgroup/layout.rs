@@ -123,13 +123,9 @@ impl Layout {
         };
         let mut mounts = vec![mount_at(v2_point).filter(|m| m.fstype == "cgroup2")?];
         if kind == LayoutKind::Hybrid {
-            for controller in V1_CONTROLLERS {
-                let listed = cgroup.lines().any(|line| {
-                    line.split(':')
-                        .nth(1)
-                        .is_some_and(|list| list.split(',').any(|c| c == controller))
-                });
-                if listed {
+            let listed = cgroup.lines().filter_map(|line| line.split(':').nth(1));
+            for controller in listed.flat_map(|list| list.split(',')) {
+                if V1_CONTROLLERS.contains(&controller) {
                     let mount = mount_at(&format!("/sys/fs/cgroup/{controller}"))
                         .filter(|m| m.holds(controller))?;
                     mounts.push(mount);
