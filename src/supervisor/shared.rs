@@ -131,7 +131,7 @@ pub fn spawn_answering(
     // SAFETY: `render` lives in our caller's frame, which outlives the
     // supervisor's use of it (we never return once the clone succeeded).
     let render: *const Render<'static> = unsafe { std::mem::transmute(render) };
-    let child = Child {
+    let mut child = Child {
         store,
         spec,
         secrets,
@@ -140,6 +140,7 @@ pub fn spawn_answering(
         notify_write: notify_write.as_raw_fd(),
         caller: caller.as_ref().map(|c| c.as_raw_fd()),
         handover: Handover { slot, render },
+        born_after_ns: 0,
     };
     // As with fork: the supervisor's signals are blocked from its first
     // instruction (see spawn_detached).
@@ -149,6 +150,7 @@ pub fn spawn_answering(
         Some(&handled_signals()),
         Some(&mut caller_mask),
     );
+    child.born_after_ns = crate::job::liveness::boottime_ns();
     // SAFETY: `child` and the stack stay valid for the supervisor's life:
     // the stack is never unmapped, and `child` is in this frame, which we
     // never leave once the clone succeeded.
@@ -220,6 +222,8 @@ struct Child<'a> {
     notify_write: i32,
     caller: Option<i32>,
     handover: Handover,
+    /// `CLOCK_BOOTTIME` just before the clone (see `liveness::own_ref`).
+    born_after_ns: u64,
 }
 
 /// The supervisor's first function, on its own stack. The CLI is in its raw
@@ -240,8 +244,14 @@ unsafe extern "C" fn supervisor_main(child: *const Child<'_>) -> ! {
     };
     super::spawn::leave_caller();
     let notifier = super::spawn::Notifier::answering(notify, caller, child.handover);
-    let code =
-        super::spawn::become_supervisor(child.store, child.spec, child.secrets, lock, notifier);
+    let code = super::spawn::become_supervisor(
+        child.store,
+        child.spec,
+        child.secrets,
+        lock,
+        notifier,
+        Some(child.born_after_ns),
+    );
     // SAFETY: leave without the CLI's exit handlers (they are not ours to run).
     unsafe { libc::_exit(code) }
 }

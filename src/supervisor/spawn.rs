@@ -18,7 +18,7 @@ use nix::sys::signal::{sigprocmask, SigmaskHow};
 use super::event_loop::handled_signals;
 use super::shared::Handover;
 use super::supervise;
-use crate::job::liveness::{pidfd_open, proc_ref};
+use crate::job::liveness::{boottime_ns, own_ref, pidfd_open};
 use crate::job::model::{JobSpec, JobStatus, Secrets};
 use crate::job::store::{Store, START_LOCK};
 use crate::response::{AppError, ErrorCode};
@@ -262,6 +262,7 @@ pub fn spawn_detached(
         Some(&handled_signals()),
         Some(&mut caller_mask),
     );
+    let before_fork = boottime_ns();
     // SAFETY: the CLI is single-threaded, so the child may run ordinary code.
     let forked = unsafe { libc::fork() };
     if forked != 0 {
@@ -292,7 +293,7 @@ pub fn spawn_detached(
                 handover: None,
                 answered: Cell::new(false),
             };
-            let code = become_supervisor(store, spec, secrets, lock, notifier);
+            let code = become_supervisor(store, spec, secrets, lock, notifier, Some(before_fork));
             // SAFETY: leave without running the parent's atexit handlers or flushing its buffers.
             unsafe { libc::_exit(code) }
         }
@@ -378,7 +379,7 @@ pub fn supervise_exec(store: &Store, id: &str) -> i32 {
         Err(_) => return 1,
     };
     leave_caller();
-    become_supervisor(store, &spec, &secrets, lock, Notifier::none())
+    become_supervisor(store, &spec, &secrets, lock, Notifier::none(), None)
 }
 
 pub(super) fn become_supervisor(
@@ -387,6 +388,7 @@ pub(super) fn become_supervisor(
     secrets: &Secrets,
     mut lock: File,
     notifier: Notifier,
+    born_after_ns: Option<u64>,
 ) -> i32 {
     // Block the signals we handle before anything can deliver them, and take
     // SIGCHLD back from the caller's SIG_IGN (we must reap the job ourselves).
@@ -400,8 +402,7 @@ pub(super) fn become_supervisor(
         // Hold no directory of the caller's busy.
         libc::chdir(c"/".as_ptr());
     }
-    let pid = std::process::id() as i32;
-    let Some(me) = proc_ref(pid) else {
+    let Some(me) = own_ref(born_after_ns) else {
         return 1;
     };
     // Record who supervises the job before anything else can go wrong (in
