@@ -15,7 +15,7 @@ use super::KillRequest;
 use crate::job::model::{JobSpec, Outcome, Resources, ResultKind, StreamStats};
 use crate::job::store::Store;
 use crate::output::pump::Pump;
-use crate::sandbox::cgroup::{JobCgroup, Usage};
+use crate::sandbox::cgroup::{JobCgroup, MainExit, Usage};
 
 /// How long to keep reading output after the main process ended and its leftovers were killed.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -39,6 +39,7 @@ pub(crate) fn handled_signals() -> SigSet {
 pub(super) struct End {
     wait_status: Option<i32>,
     max_rss_bytes: Option<u64>,
+    main_exit: Option<MainExit>,
     timed_out: bool,
     kill_requested: bool,
     leftover_killed: u64,
@@ -89,6 +90,7 @@ fn run(
     let mut end = End {
         wait_status: None,
         max_rss_bytes: None,
+        main_exit: None,
         timed_out: false,
         kill_requested: false,
         leftover_killed: 0,
@@ -290,6 +292,12 @@ fn reap(main_pid: i32, end: &mut End) -> bool {
             if got == main_pid {
                 end.wait_status = Some(status);
                 end.max_rss_bytes = Some(usage.ru_maxrss as u64 * 1024);
+                let usec = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+                end.main_exit = Some(MainExit {
+                    cpu_user_usec: usec(usage.ru_utime),
+                    cpu_system_usec: usec(usage.ru_stime),
+                    exited: libc::WIFEXITED(status),
+                });
                 main_reaped = true;
             }
         } else {
@@ -302,6 +310,11 @@ fn reap(main_pid: i32, end: &mut End) -> bool {
 
 impl End {
     /// Whether the cgroup is known to be empty (see `emptied`).
+    /// What reaping the main process told, if it was reaped.
+    pub(super) fn main_exit(&self) -> Option<&MainExit> {
+        self.main_exit.as_ref()
+    }
+
     pub(super) fn cgroup_emptied(&self) -> bool {
         self.emptied
     }

@@ -185,7 +185,7 @@ pub(crate) fn supervise(
     if !end.cgroup_emptied() {
         cgroup.wait_empty(std::time::Duration::from_secs(5));
     }
-    let usage = cgroup.usage();
+    let usage = cgroup.usage(end.main_exit());
 
     let finished = now_ms();
     let outcome = end.into_outcome(usage, finished.saturating_sub(started));

@@ -36,6 +36,16 @@ pub struct Limits {
     pub cpus: Option<f64>,
 }
 
+/// What reaping the job's main process told (see [`JobCgroup::usage`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MainExit {
+    /// Its user and system CPU time (wait4's rusage).
+    pub cpu_user_usec: u64,
+    pub cpu_system_usec: u64,
+    /// Whether it exited (rather than being killed by a signal).
+    pub exited: bool,
+}
+
 /// What the cgroup measured over the job's life; `None` where the kernel has no such counter.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Usage {
@@ -82,8 +92,10 @@ impl std::error::Error for CgroupError {}
 pub(crate) trait Controllers {
     /// Applies the limits; a limit that cannot be applied is an error (fail closed).
     fn apply(&self, limits: &Limits) -> Result<(), CgroupError>;
-    /// Fills the memory and pids part of `usage`.
-    fn usage(&self, usage: &mut Usage);
+    /// Fills the memory and pids peaks of `usage`.
+    fn peaks(&self, usage: &mut Usage);
+    /// How many processes the OOM killer killed in the cgroup.
+    fn oom_kills(&self) -> u64;
     /// Removes the directories this backend created (they must be empty).
     fn remove(&self);
     /// Opens, for the child to write `0` into, the per-thread `tasks` file of
@@ -327,8 +339,25 @@ impl JobCgroup {
     }
 
     /// Reads the job's accounting; call after the last process is gone.
-    pub fn usage(&self) -> Usage {
+    /// What the job used. `main` is what reaping its main process told: when
+    /// that process was the job's only task ever (`pids` counts threads), its
+    /// rusage is the cgroup's CPU time, and unless a signal ended it the OOM
+    /// killer (which kills with SIGKILL) cannot have struck, so those two
+    /// counters are not read: two files fewer between a short job's end and
+    /// its answer.
+    pub fn usage(&self, main: Option<&MainExit>) -> Usage {
         let mut usage = Usage::default();
+        self.controllers.peaks(&mut usage);
+        let alone = main.filter(|_| usage.pids_peak == Some(1));
+        if let Some(main) = alone {
+            usage.cpu_user_usec = Some(main.cpu_user_usec);
+            usage.cpu_system_usec = Some(main.cpu_system_usec);
+            if !main.exited {
+                usage.oom_kills = self.controllers.oom_kills();
+            }
+            return usage;
+        }
+        usage.oom_kills = self.controllers.oom_kills();
         if let Ok(stat) = read_text(self.v2_dir.join("cpu.stat")) {
             for line in stat.lines() {
                 let mut kv = line.split_whitespace();
@@ -339,7 +368,6 @@ impl JobCgroup {
                 }
             }
         }
-        self.controllers.usage(&mut usage);
         usage
     }
 

@@ -100,14 +100,19 @@ impl Controllers for V1Controllers {
         Ok(())
     }
 
-    fn usage(&self, usage: &mut Usage) {
+    fn peaks(&self, usage: &mut Usage) {
         if let Some(dir) = self.dirs.get("memory") {
             usage.memory_peak_bytes = read_u64(&dir.join("memory.max_usage_in_bytes"));
-            usage.oom_kills = read_keyed(&dir.join("memory.oom_control"), "oom_kill").unwrap_or(0);
         }
         if let Some(dir) = self.dirs.get("pids") {
             usage.pids_peak = read_u64(&dir.join("pids.peak"));
         }
+    }
+
+    fn oom_kills(&self) -> u64 {
+        self.dirs.get("memory").map_or(0, |dir| {
+            read_keyed(&dir.join("memory.oom_control"), "oom_kill").unwrap_or(0)
+        })
     }
 
     fn remove(&self) {

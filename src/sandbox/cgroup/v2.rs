@@ -99,10 +99,13 @@ impl Controllers for V2Controllers {
         Ok(())
     }
 
-    fn usage(&self, usage: &mut Usage) {
+    fn peaks(&self, usage: &mut Usage) {
         usage.memory_peak_bytes = read_u64(&self.dir.join("memory.peak"));
-        usage.oom_kills = read_keyed(&self.dir.join("memory.events"), "oom_kill").unwrap_or(0);
         usage.pids_peak = read_u64(&self.dir.join("pids.peak"));
+    }
+
+    fn oom_kills(&self) -> u64 {
+        read_keyed(&self.dir.join("memory.events"), "oom_kill").unwrap_or(0)
     }
 
     fn remove(&self) {
