@@ -48,6 +48,26 @@ fn cpu_time_of_one_busy_second_is_reported_within_ten_percent() {
 }
 
 #[test]
+fn a_lone_process_has_its_cpu_time_from_its_rusage_within_ten_percent() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    // No pid namespace: the job's only task is perl itself (pids_peak 1), whose
+    // wait4 rusage stands in for the cgroup's cpu.stat.
+    let burn = "while (1) { for (1..200000) {} last if (times)[0] >= 1.0 }";
+    let v = env.ok(&["run", "--policy", "permissive", "--", "perl", "-e", burn]);
+    assert_eq!(v["result"], "success");
+    assert_eq!(v["resources"]["pids_peak"], 1, "{v:#}");
+    assert_eq!(v["oom_killed"], false);
+    let user = v["resources"]["cpu_user_ms"].as_u64().unwrap();
+    assert!(
+        (900..=1100).contains(&user),
+        "cpu_user_ms {user} should be 1000 ± 10%"
+    );
+}
+
+#[test]
 fn cpu_time_counts_children_in_the_cgroup_too() {
     if !privileged() {
         return;

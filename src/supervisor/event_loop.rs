@@ -309,12 +309,12 @@ fn reap(main_pid: i32, end: &mut End) -> bool {
 }
 
 impl End {
-    /// Whether the cgroup is known to be empty (see `emptied`).
     /// What reaping the main process told, if it was reaped.
     pub(super) fn main_exit(&self) -> Option<&MainExit> {
         self.main_exit.as_ref()
     }
 
+    /// Whether the cgroup is known to be empty (see `emptied`).
     pub(super) fn cgroup_emptied(&self) -> bool {
         self.emptied
     }

@@ -339,7 +339,8 @@ impl JobCgroup {
     }
 
     /// Reads the job's accounting; call after the last process is gone.
-    /// What the job used. `main` is what reaping its main process told: when
+    ///
+    /// `main` is what reaping the job's main process told: when
     /// that process was the job's only task ever (`pids` counts threads), its
     /// rusage is the cgroup's CPU time, and unless a signal ended it the OOM
     /// killer (which kills with SIGKILL) cannot have struck, so those two
