@@ -34,8 +34,9 @@ pub fn proc_ref(pid: i32) -> Option<ProcRef> {
 /// read as before.
 pub fn own_ref(born_after_ns: Option<u64>) -> Option<ProcRef> {
     let pid = std::process::id() as i32;
-    if let (Some(before), Some(tick_ns)) = (born_after_ns, clock_tick_ns()) {
-        let now = boottime_ns();
+    if let (Some(before), Some(tick_ns), Some(now)) =
+        (born_after_ns, clock_tick_ns(), boottime_ns())
+    {
         if before <= now && before / tick_ns == now / tick_ns {
             return Some(ProcRef {
                 pid,
@@ -46,15 +47,16 @@ pub fn own_ref(born_after_ns: Option<u64>) -> Option<ProcRef> {
     proc_ref(pid)
 }
 
-/// `CLOCK_BOOTTIME` in nanoseconds: what the kernel stamps a new process with.
-pub fn boottime_ns() -> u64 {
+/// `CLOCK_BOOTTIME` in nanoseconds: what the kernel stamps a new process
+/// with; None if the clock cannot be read.
+pub fn boottime_ns() -> Option<u64> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: fills the timespec on our stack (vDSO, async-signal-safe).
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } == 0;
+    ok.then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
 /// Nanoseconds per clock tick of `/proc` (USER_HZ), as the kernel divides.
@@ -192,12 +194,14 @@ mod tests {
             let mut fds = [0; 2];
             // SAFETY: fds has room for two descriptors.
             assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-            let before = boottime_ns();
+            let before = boottime_ns().expect("CLOCK_BOOTTIME");
             // SAFETY: the child only makes async-signal-safe calls, then _exit.
             let pid = unsafe { libc::fork() };
             assert!(pid >= 0, "fork");
             if pid == 0 {
-                let took_clock = clock_tick_ns().is_some_and(|t| before / t == boottime_ns() / t);
+                let took_clock = clock_tick_ns()
+                    .zip(boottime_ns())
+                    .is_some_and(|(t, now)| before / t == now / t);
                 let me = own_ref(Some(before)).map_or(0, |r| r.start_time);
                 let msg = [me.to_le_bytes(), u64::from(took_clock).to_le_bytes()].concat();
                 // SAFETY: writing our buffer to the pipe, then leaving at once.

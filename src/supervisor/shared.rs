@@ -140,7 +140,7 @@ pub fn spawn_answering(
         notify_write: notify_write.as_raw_fd(),
         caller: caller.as_ref().map(|c| c.as_raw_fd()),
         handover: Handover { slot, render },
-        born_after_ns: 0,
+        born_after_ns: None,
     };
     // As with fork: the supervisor's signals are blocked from its first
     // instruction (see spawn_detached).
@@ -223,7 +223,7 @@ struct Child<'a> {
     caller: Option<i32>,
     handover: Handover,
     /// `CLOCK_BOOTTIME` just before the clone (see `liveness::own_ref`).
-    born_after_ns: u64,
+    born_after_ns: Option<u64>,
 }
 
 /// The supervisor's first function, on its own stack. The CLI is in its raw
@@ -250,7 +250,7 @@ unsafe extern "C" fn supervisor_main(child: *const Child<'_>) -> ! {
         child.secrets,
         lock,
         notifier,
-        Some(child.born_after_ns),
+        child.born_after_ns,
     );
     // SAFETY: leave without the CLI's exit handlers (they are not ours to run).
     unsafe { libc::_exit(code) }

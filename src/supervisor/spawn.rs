@@ -293,7 +293,7 @@ pub fn spawn_detached(
                 handover: None,
                 answered: Cell::new(false),
             };
-            let code = become_supervisor(store, spec, secrets, lock, notifier, Some(before_fork));
+            let code = become_supervisor(store, spec, secrets, lock, notifier, before_fork);
             // SAFETY: leave without running the parent's atexit handlers or flushing its buffers.
             unsafe { libc::_exit(code) }
         }
