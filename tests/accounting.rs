@@ -28,22 +28,33 @@ fn a_job_past_its_memory_limit_is_reported_as_oom() {
     assert_eq!(v["sandbox"]["limits"]["memory_bytes"], 64u64 << 20);
 }
 
+/// Burns until the process's own user time reaches 1 s (checked every 200k
+/// iterations), with `run` options `opts`; checks the reported user time.
+fn one_busy_second(env: &Env, opts: &[&str]) -> serde_json::Value {
+    let burn = "while (1) { for (1..200000) {} last if (times)[0] >= 1.0 }";
+    let args: Vec<&str> = ["run"]
+        .iter()
+        .chain(opts)
+        .chain(&["--", "perl", "-e", burn])
+        .copied()
+        .collect();
+    let v = env.ok(&args);
+    assert_eq!(v["result"], "success");
+    let user = v["resources"]["cpu_user_ms"].as_u64().unwrap();
+    assert!(
+        (900..=1100).contains(&user),
+        "cpu_user_ms {user} should be 1000 ± 10%"
+    );
+    v
+}
+
 #[test]
 fn cpu_time_of_one_busy_second_is_reported_within_ten_percent() {
     if !privileged() {
         return;
     }
-    let env = Env::new();
-    // Burn until the process's own user time reaches 1 s (checked every 200k iterations).
-    let burn = "while (1) { for (1..200000) {} last if (times)[0] >= 1.0 }";
-    let v = env.ok(&["run", "--", "perl", "-e", burn]);
-    assert_eq!(v["result"], "success");
-    let user = v["resources"]["cpu_user_ms"].as_u64().unwrap();
+    let v = one_busy_second(&Env::new(), &[]);
     let system = v["resources"]["cpu_system_ms"].as_u64().unwrap();
-    assert!(
-        (900..=1100).contains(&user),
-        "cpu_user_ms {user} should be 1000 ± 10%"
-    );
     assert!(system < 200, "cpu_system_ms {system}");
 }
 
@@ -52,19 +63,11 @@ fn a_lone_process_has_its_cpu_time_from_its_rusage_within_ten_percent() {
     if !privileged() {
         return;
     }
-    let env = Env::new();
     // No pid namespace: the job's only task is perl itself (pids_peak 1), whose
     // wait4 rusage stands in for the cgroup's cpu.stat.
-    let burn = "while (1) { for (1..200000) {} last if (times)[0] >= 1.0 }";
-    let v = env.ok(&["run", "--policy", "permissive", "--", "perl", "-e", burn]);
-    assert_eq!(v["result"], "success");
+    let v = one_busy_second(&Env::new(), &["--policy", "permissive"]);
     assert_eq!(v["resources"]["pids_peak"], 1, "{v:#}");
     assert_eq!(v["oom_killed"], false);
-    let user = v["resources"]["cpu_user_ms"].as_u64().unwrap();
-    assert!(
-        (900..=1100).contains(&user),
-        "cpu_user_ms {user} should be 1000 ± 10%"
-    );
 }
 
 #[test]

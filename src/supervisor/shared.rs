@@ -131,7 +131,7 @@ pub fn spawn_answering(
     // SAFETY: `render` lives in our caller's frame, which outlives the
     // supervisor's use of it (we never return once the clone succeeded).
     let render: *const Render<'static> = unsafe { std::mem::transmute(render) };
-    let mut child = Child {
+    let child = Child {
         store,
         spec,
         secrets,
@@ -140,7 +140,7 @@ pub fn spawn_answering(
         notify_write: notify_write.as_raw_fd(),
         caller: caller.as_ref().map(|c| c.as_raw_fd()),
         handover: Handover { slot, render },
-        born_after_ns: None,
+        born_after_ns: crate::job::liveness::boottime_ns(),
     };
     // As with fork: the supervisor's signals are blocked from its first
     // instruction (see spawn_detached).
@@ -150,7 +150,6 @@ pub fn spawn_answering(
         Some(&handled_signals()),
         Some(&mut caller_mask),
     );
-    child.born_after_ns = crate::job::liveness::boottime_ns();
     // SAFETY: `child` and the stack stay valid for the supervisor's life:
     // the stack is never unmapped, and `child` is in this frame, which we
     // never leave once the clone succeeded.

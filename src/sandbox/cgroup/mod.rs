@@ -350,16 +350,13 @@ impl JobCgroup {
         let mut usage = Usage::default();
         self.controllers.peaks(&mut usage);
         let alone = main.filter(|_| usage.pids_peak == Some(1));
+        if alone.is_none_or(|main| !main.exited) {
+            usage.oom_kills = self.controllers.oom_kills();
+        }
         if let Some(main) = alone {
             usage.cpu_user_usec = Some(main.cpu_user_usec);
             usage.cpu_system_usec = Some(main.cpu_system_usec);
-            if !main.exited {
-                usage.oom_kills = self.controllers.oom_kills();
-            }
-            return usage;
-        }
-        usage.oom_kills = self.controllers.oom_kills();
-        if let Ok(stat) = read_text(self.v2_dir.join("cpu.stat")) {
+        } else if let Ok(stat) = read_text(self.v2_dir.join("cpu.stat")) {
             for line in stat.lines() {
                 let mut kv = line.split_whitespace();
                 match (kv.next(), kv.next().and_then(|v| v.parse::<u64>().ok())) {
