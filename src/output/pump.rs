@@ -5,9 +5,10 @@
 //! never block on a full pipe) but nothing more reaches the disk. A failed
 //! write (disk full) stops storing and is reported, never fatal to the job.
 //!
-//! Every pass first splices what the job's pipe holds (up to 1 MiB) into a
-//! relay pipe of ours: that moves page references, copies nothing, and wakes
-//! a job blocked on its full pipe once per MiB instead of once per read.
+//! Every pass first splices what the job's pipe holds (up to [`PIPE_SIZE`])
+//! into a relay pipe of ours: that moves page references, copies nothing,
+//! and wakes a job blocked on its full pipe once per pipeful instead of once
+//! per read.
 //! Then the relay is read into a buffer, masked in place (with masking), and
 //! the pieces are written with writev by a writer thread (see `writer`)
 //! while the pump reads the next ones. Without masking on a single core (or
@@ -33,8 +34,18 @@ use crate::job::model::StreamStats;
 /// Bytes read into memory at once: few calls, and still in the cache for
 /// the masker's scan and the write that follows.
 const CHUNK: usize = 256 * 1024;
-/// Bytes asked of one splice: the whole pipe (its size is raised to 1 MiB).
-const SPLICE_CHUNK: usize = 1 << 20;
+/// The size of the job's output pipes and of the relay, so that one splice
+/// takes all the job's pipe holds. Big enough that the job sleeps on a full
+/// pipe four times less often than with the kernel's 64 KiB; small enough
+/// that the bytes the job wrote are still in the cache when the pump reads
+/// them. 1 GiB through the pump (tmpfs, 2 cores, 100 alternating runs):
+/// median 736 ms with 256 KiB, 796 ms with 1 MiB, and worse again with
+/// 128 KiB or 2 MiB; `cat FILE > out`: 646 ms. Over four such batches
+/// 256 KiB was faster in 128 of 210 pairs; with masking, in 57 of 120 (no
+/// difference).
+pub const PIPE_SIZE: usize = 256 * 1024;
+/// Bytes asked of one splice: the whole pipe.
+const SPLICE_CHUNK: usize = PIPE_SIZE;
 /// Unmasked bytes spliced before the pump considers memory and a writer thread.
 const MEMORY_AFTER: u64 = 1 << 20;
 
@@ -603,10 +614,11 @@ mod tests {
         assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
         // SAFETY: fresh descriptors owned here.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
-        // SAFETY: fcntl on our own descriptors.
+        // SAFETY: fcntl on our own descriptors. Bigger than a job's pipe:
+        // tests write up to 2 * CHUNK + 7 bytes before they pump.
         unsafe {
             libc::fcntl(fds[0], libc::F_SETFL, libc::O_NONBLOCK);
-            libc::fcntl(fds[0], libc::F_SETPIPE_SZ, SPLICE_CHUNK as libc::c_int);
+            libc::fcntl(fds[0], libc::F_SETPIPE_SZ, 4 * PIPE_SIZE as libc::c_int);
         }
         (r, w)
     }

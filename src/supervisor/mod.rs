@@ -28,7 +28,7 @@ use std::path::Path;
 use crate::job::model::{JobSpec, JobStatus, Outcome, ResultKind, Secrets, State, StdinSpec};
 use crate::job::store::{Store, Superseded, STDERR_LOG, STDOUT_LOG};
 use crate::output::mask::Masker;
-use crate::output::pump::Pump;
+use crate::output::pump::{Pump, PIPE_SIZE};
 use crate::sandbox::cgroup::{JobCgroup, Layout, Limits};
 use crate::sandbox::layers::{Layers, LimitsReport};
 use crate::sandbox::{self, LaunchPlan, Stdio};
@@ -354,10 +354,10 @@ fn output_pipe() -> Result<(OwnedFd, OwnedFd), String> {
     }
     // SAFETY: fresh descriptors, owned here.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: fcntl on a descriptor we own. A bigger pipe means fewer wakeups.
+    // SAFETY: fcntl on a descriptor we own. Sized for the pump (see PIPE_SIZE).
     unsafe {
         libc::fcntl(fds[0], libc::F_SETFL, libc::O_NONBLOCK);
-        libc::fcntl(fds[0], libc::F_SETPIPE_SZ, 1 << 20);
+        libc::fcntl(fds[0], libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int);
     }
     Ok((r, w))
 }
