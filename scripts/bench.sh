@@ -228,16 +228,26 @@ declare -A PUMP_CMD=(
     [pump]="$BIN --root $S4 run --forever --log-cap 2G --cwd $PUMPDIR -- cat $DATA"
     [masked]="$BIN --root $S4 run --forever --log-cap 2G --cwd $PUMPDIR ${MASKS[*]} -- cat $DATA"
 )
+# A virtual machine's slow rounds are often the hypervisor running someone
+# else on our CPUs: the steal time in /proc/stat says how much, per round.
+steal_ticks() { awk '$1 == "cpu" { print $9 + 0 }' /proc/stat; }
+put clk_tck "$(getconf CLK_TCK)"
 PUMP_PARTS=()
+declare -A PUMP_STEAL=()
 for round in $(seq 0 "$STREAM_RUNS"); do
     for name in $(shuf -e cat pump masked); do
+        s0="$(steal_ticks)"
         hyperfine --style none -N --runs 1 --prepare "rm -rf $S4 $PUMPDIR/out" \
             --export-json "$WORK/pump-$round-$name.json" -n "$name" "${PUMP_CMD[$name]}" >&2
-        [ "$round" = 0 ] || PUMP_PARTS+=("$WORK/pump-$round-$name.json")
+        s1="$(steal_ticks)"
+        [ "$round" = 0 ] && continue
+        PUMP_PARTS+=("$WORK/pump-$round-$name.json")
+        PUMP_STEAL[$name]+="$((s1 - s0)) "
     done
 done
 merge_turns "$WORK/pump.json" "${PUMP_PARTS[@]}"
 put hyperfine.pump "$WORK/pump.json"
+for name in cat pump masked; do put "pump.steal.$name" "${PUMP_STEAL[$name]}"; done
 rm -rf "${S4:?}" "$PUMPDIR/out"
 # Both jobs must really have moved every byte (the policy must let them read
 # the data: it lives in their working directory), and the masked log must
@@ -379,12 +389,17 @@ row(4, "$size job stdout through the log pump, no masking (on $r{\"pump.dir_fs\"
 my $left = $r{"pump.masked_log_secrets_left"};
 row(5, "same with 10 --mask values" . ($left ? " ($left secrets LEFT IN LOG)" : "") . ($bad5 ? " (JOB DID NOT MOVE EVERY BYTE)" : ""), mibs($ma), "cat FILE > out " . mibs($c),
     defined $r5 ? sprintf("%.2fx throughput", $r5) : "n/a", ">= 0.5x", ">= 0.8x", $left ? "**FAIL**" : mark($r5, 0.5, 0.8, 1));
-# The time of every round too (in round order): single runs here vary threefold.
+# The time of every round too (in round order): single runs here vary
+# threefold. And the steal time of the host during each round, in the same order.
 my %t = map { $_ => ($p->{$_} ? $p->{$_}{times} : []) } qw(cat pump masked);
+my %steal = map { my $n = $_; $n => [map { $_ * 1000 / $r{clk_tck} } split " ", $r{"pump.steal.$n"} // ""] } qw(cat pump masked);
+sub total { my $s = 0; $s += $_ for @_; $s }
+my $steal_note = sprintf("Host steal time during the rounds of items 4-5 (the hypervisor running others on our CPUs): cat %.0f ms, pump %.0f ms, masked pump %.0f ms.",
+    map { total(@{$steal{$_}}) } qw(cat pump masked));
 $out{items}{4} = { bytes => 0 + $bytes, median_s => $pu, cat_median_s => $c, throughput_ratio => $r4,
-    times_s => $t{pump}, cat_times_s => $t{cat} };
+    times_s => $t{pump}, cat_times_s => $t{cat}, steal_ms => $steal{pump}, cat_steal_ms => $steal{cat} };
 $out{items}{5} = { bytes => 0 + $bytes, median_s => $ma, cat_median_s => $c, throughput_ratio => $r5,
-    times_s => $t{masked}, cat_times_s => $t{cat},
+    times_s => $t{masked}, cat_times_s => $t{cat}, steal_ms => $steal{masked}, cat_steal_ms => $steal{cat},
     masked_log_bytes => 0 + $r{"pump.masked_log_bytes"}, secrets_left_in_log => 0 + $left };
 
 my (@late, @tree_raw, @peaks);
@@ -439,6 +454,7 @@ print "agent-exec benchmark, $r{date}, $r{\"machine.cpus\"} CPUs, $r{\"machine.m
 print "| # | what | measured | reference (same run) | ratio | budget | aim | mark |\n";
 print "|---|---|---|---|---|---|---|---|\n";
 print "| ", join(" | ", @$_), " |\n" for @rows;
+print "\n$steal_note\n";
 open my $jo, ">", $json_out or die "cannot write $json_out: $!";
 print $jo JSON::PP->new->canonical->pretty->encode(\%out);
 ' "$RAW" "$JSON_OUT"
