@@ -377,14 +377,25 @@ $out{items}{3} = { median_s => $m3, bare_median_s => $b3 };
 
 my $p = hf("pump");
 my $bytes = $r{"pump.bytes"};
-my ($c, $pu, $ma) = map { $p->{$_} ? $p->{$_}{median} : undef } qw(cat pump masked);
+# The fastest round of each command, not the median, decides items 4-5.
+# Here what the host adds to a run of 1 GiB is large, comes and goes
+# within a minute, and only ever adds: in one run `cat FILE > out` took
+# 0.75 s in three rounds and 2.6-3.6 s in four, which put the median pump
+# at 1.6x of it. Rounds that met none of it are the fastest ones, and the
+# fastest of nine (taken in turns, so every command meets the same
+# minutes) is the figure that moves least between runs. The medians are
+# printed under the table and kept in the JSON.
+sub fastest { my @s = sort { $a <=> $b } @{$_[0] // []}; $s[0] }
+my ($c, $pu, $ma) = map { $p->{$_} ? fastest($p->{$_}{times}) : undef } qw(cat pump masked);
+my ($cm, $pum, $mam) = map { $p->{$_} ? $p->{$_}{median} : undef } qw(cat pump masked);
 sub mibs { defined $_[0] && $_[0] > 0 ? sprintf("%.0f MiB/s", $bytes / 1048576 / $_[0]) : "n/a" }
 my $r4 = $c && $pu ? $c / $pu : undef; my $r5 = $c && $ma ? $c / $ma : undef;
+my $m4 = $cm && $pum ? $cm / $pum : undef; my $m5 = $cm && $mam ? $cm / $mam : undef;
 # A job that did not move every byte invalidates its row.
 my $bad4 = ($r{"pump.unmasked_total"} // -1) != $bytes; my $bad5 = ($r{"pump.masked_total"} // -1) != $bytes;
 $r4 = undef if $bad4; $r5 = undef if $bad5;
 my $size = sprintf("%d MiB", $bytes / 1048576);
-row(4, "$size job stdout through the log pump, no masking (on $r{\"pump.dir_fs\"})" . ($bad4 ? " (JOB DID NOT MOVE EVERY BYTE)" : ""), mibs($pu), "cat FILE > out " . mibs($c),
+row(4, "$size job stdout through the log pump, no masking (on $r{\"pump.dir_fs\"}; fastest of " . ($p->{pump} ? $p->{pump}{runs} : 0) . ")" . ($bad4 ? " (JOB DID NOT MOVE EVERY BYTE)" : ""), mibs($pu), "cat FILE > out " . mibs($c),
     defined $r4 ? sprintf("%.2fx throughput", $r4) : "n/a", ">= 0.8x", ">= 0.95x", mark($r4, 0.8, 0.95, 1));
 my $left = $r{"pump.masked_log_secrets_left"};
 row(5, "same with 10 --mask values" . ($left ? " ($left secrets LEFT IN LOG)" : "") . ($bad5 ? " (JOB DID NOT MOVE EVERY BYTE)" : ""), mibs($ma), "cat FILE > out " . mibs($c),
@@ -394,11 +405,15 @@ row(5, "same with 10 --mask values" . ($left ? " ($left secrets LEFT IN LOG)" : 
 my %t = map { $_ => ($p->{$_} ? $p->{$_}{times} : []) } qw(cat pump masked);
 my %steal = map { my $n = $_; $n => [map { $_ * 1000 / $r{clk_tck} } split " ", $r{"pump.steal.$n"} // ""] } qw(cat pump masked);
 sub total { my $s = 0; $s += $_ for @_; $s }
+my $median_note = sprintf("Items 4-5 by the median round instead: cat FILE > out %s, pump %s (%s), masked pump %s (%s).",
+    mibs($cm), mibs($pum), defined $m4 ? sprintf("%.2fx", $m4) : "n/a", mibs($mam), defined $m5 ? sprintf("%.2fx", $m5) : "n/a");
 my $steal_note = sprintf("Host steal time during the rounds of items 4-5 (the hypervisor running others on our CPUs): cat %.0f ms, pump %.0f ms, masked pump %.0f ms.",
     map { total(@{$steal{$_}}) } qw(cat pump masked));
-$out{items}{4} = { bytes => 0 + $bytes, median_s => $pu, cat_median_s => $c, throughput_ratio => $r4,
+$out{items}{4} = { bytes => 0 + $bytes, fastest_s => $pu, cat_fastest_s => $c, throughput_ratio => $r4,
+    median_s => $pum, cat_median_s => $cm, median_throughput_ratio => $m4,
     times_s => $t{pump}, cat_times_s => $t{cat}, steal_ms => $steal{pump}, cat_steal_ms => $steal{cat} };
-$out{items}{5} = { bytes => 0 + $bytes, median_s => $ma, cat_median_s => $c, throughput_ratio => $r5,
+$out{items}{5} = { bytes => 0 + $bytes, fastest_s => $ma, cat_fastest_s => $c, throughput_ratio => $r5,
+    median_s => $mam, cat_median_s => $cm, median_throughput_ratio => $m5,
     times_s => $t{masked}, cat_times_s => $t{cat}, steal_ms => $steal{masked}, cat_steal_ms => $steal{cat},
     masked_log_bytes => 0 + $r{"pump.masked_log_bytes"}, secrets_left_in_log => 0 + $left };
 
@@ -454,7 +469,7 @@ print "agent-exec benchmark, $r{date}, $r{\"machine.cpus\"} CPUs, $r{\"machine.m
 print "| # | what | measured | reference (same run) | ratio | budget | aim | mark |\n";
 print "|---|---|---|---|---|---|---|---|\n";
 print "| ", join(" | ", @$_), " |\n" for @rows;
-print "\n$steal_note\n";
+print "\n$median_note\n$steal_note\n";
 open my $jo, ">", $json_out or die "cannot write $json_out: $!";
 print $jo JSON::PP->new->canonical->pretty->encode(\%out);
 ' "$RAW" "$JSON_OUT"
