@@ -120,16 +120,17 @@ hf() { # hf NAME [hyperfine args...]
 }
 
 # merge_turns OUT PARTS...: the hyperfine exports of commands that took
-# turns, as one result per command with every run's time and the median.
+# turns, as one result per command with every run's time, the median and the
+# fastest (named as hyperfine names them).
 merge_turns() {
     local out="$1"; shift
-    perl -MJSON::PP -e 'my (%times, @names);
+    perl -MJSON::PP -MList::Util=min -e 'my (%times, @names);
         for my $f (@ARGV) { local $/; open my $h, "<", $f or die "$f: $!";
             for my $r (@{decode_json(<$h>)->{results}}) {
                 push @names, $r->{command} unless $times{$r->{command}};
                 push @{$times{$r->{command}}}, @{$r->{times}} } }
         sub median { my @s = sort { $a <=> $b } @_; @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2 }
-        print encode_json({ results => [ map { { command => $_, median => median(@{$times{$_}}),
+        print encode_json({ results => [ map { { command => $_, median => median(@{$times{$_}}), min => min(@{$times{$_}}),
             runs => scalar @{$times{$_}}, times => $times{$_} } } @names ] })' \
         "$@" >"$out"
 }
@@ -331,7 +332,7 @@ put acct.touch "$WORK/touch.json"
 put acct.touch_mib "$TOUCH_MIB"
 
 # ------------------------------------------------ report ----
-perl -MJSON::PP -e '
+perl -MJSON::PP -MList::Util -e '
 use strict; use warnings;
 my ($raw, $json_out) = @ARGV;
 my %r; my @order;
@@ -386,8 +387,7 @@ my $bytes = $r{"pump.bytes"};
 # fastest of many (taken in turns, so every command meets the same
 # minutes) is the figure that moved least between runs. The medians are
 # printed under the table and kept in the JSON.
-sub fastest { my @s = sort { $a <=> $b } @{$_[0] // []}; $s[0] }
-my ($c, $pu, $ma) = map { $p->{$_} ? fastest($p->{$_}{times}) : undef } qw(cat pump masked);
+my ($c, $pu, $ma) = map { $p->{$_} ? $p->{$_}{min} : undef } qw(cat pump masked);
 my ($cm, $pum, $mam) = map { $p->{$_} ? $p->{$_}{median} : undef } qw(cat pump masked);
 sub mibs { defined $_[0] && $_[0] > 0 ? sprintf("%.0f MiB/s", $bytes / 1048576 / $_[0]) : "n/a" }
 my $r4 = $c && $pu ? $c / $pu : undef; my $r5 = $c && $ma ? $c / $ma : undef;
@@ -405,11 +405,10 @@ row(5, "same with 10 --mask values" . ($left ? " ($left secrets LEFT IN LOG)" : 
 # threefold. And the steal time of the host during each round, in the same order.
 my %t = map { $_ => ($p->{$_} ? $p->{$_}{times} : []) } qw(cat pump masked);
 my %steal = map { my $n = $_; $n => [map { $_ * 1000 / $r{clk_tck} } split " ", $r{"pump.steal.$n"} // ""] } qw(cat pump masked);
-sub total { my $s = 0; $s += $_ for @_; $s }
 my $median_note = sprintf("Items 4-5 by the median round instead: cat FILE > out %s, pump %s (%s), masked pump %s (%s).",
     mibs($cm), mibs($pum), defined $m4 ? sprintf("%.2fx", $m4) : "n/a", mibs($mam), defined $m5 ? sprintf("%.2fx", $m5) : "n/a");
 my $steal_note = sprintf("Host steal time during the rounds of items 4-5 (the hypervisor running others on our CPUs): cat %.0f ms, pump %.0f ms, masked pump %.0f ms.",
-    map { total(@{$steal{$_}}) } qw(cat pump masked));
+    map { List::Util::sum0(@{$steal{$_}}) } qw(cat pump masked));
 $out{items}{4} = { bytes => 0 + $bytes, fastest_s => $pu, cat_fastest_s => $c, throughput_ratio => $r4,
     median_s => $pum, cat_median_s => $cm, median_throughput_ratio => $m4,
     times_s => $t{pump}, cat_times_s => $t{cat}, steal_ms => $steal{pump}, cat_steal_ms => $steal{cat} };
