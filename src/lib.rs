@@ -15,7 +15,6 @@ pub mod job;
 pub mod output;
 pub mod pipeline;
 pub mod policy;
-pub mod procfs;
 pub mod response;
 pub mod sandbox;
 pub mod supervisor;

@@ -651,11 +651,10 @@ fn a_job_cannot_tamper_with_its_own_job_record() {
     }
 }
 
-/// A job with neither a user nor a pid namespace is launched by a clone
-/// that shares the supervisor's memory until exec (vfork-style). Every
-/// other layer must still be applied: Landlock, seccomp, no capabilities,
-/// no_new_privs. And a failure at exec itself must still come back as the
-/// job's launch failure.
+/// A job with neither a user nor a pid namespace (its command is the
+/// cloned child itself, with no init in between) must still get every
+/// other layer: Landlock, seccomp, no capabilities, no_new_privs. And a
+/// failure at exec itself must still come back as the job's launch failure.
 #[test]
 fn a_job_launched_without_user_and_pid_namespaces_still_gets_every_other_layer() {
     if !privileged() {

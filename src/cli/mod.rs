@@ -7,8 +7,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub mod fast;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "agent-exec",
@@ -26,10 +24,6 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-// Each subcommand's arguments are built only when it is the one invoked:
-// half of the heap and of clap's work in a `run` went into building the
-// arguments of every other subcommand (valgrind dhat, callgrind).
-#[command(defer = true)]
 pub enum Command {
     /// Create and start a job, then observe it (10 s by default).
     Run(RunArgs),
@@ -62,26 +56,19 @@ pub enum Command {
     /// Run or check a pipeline file: `exec` phases as a DAG of sandboxed jobs.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
-    /// Internal: run as the supervisor of a claimed job (used by multi-threaded callers).
+    /// Internal: run as the supervisor of a claimed job (its secrets on stdin).
     #[command(name = "__supervise", hide = true)]
     Supervise { job_id: String },
-    /// Internal: answer for a waiting `run` or `start` whose supervisor did not.
-    #[command(name = "__answer", hide = true)]
-    Answer {
-        job_id: String,
-        request: String,
-        supervisor_pid: i32,
-    },
 }
 
 // Everything that defines a job (shared by run and create; built in code by pipelines).
 #[derive(Debug, Args, Clone, Default)]
 pub struct JobDefinition {
     /// Hard wall-clock limit: SIGTERM to the whole cgroup when it passes (seconds or 500ms/5m/2h; 0 = none).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
     /// After SIGTERM (timeout or kill), wait this long, then kill the whole cgroup.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub kill_after: Option<String>,
     /// Working directory of the job (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -123,24 +110,20 @@ pub struct JobDefinition {
     #[arg(long, value_name = "none|loopback|host")]
     pub net: Option<String>,
     /// Memory limit of the job's cgroup (e.g. 512M, 2G).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory: Option<String>,
     /// Maximum number of processes in the job's cgroup.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub pids: Option<String>,
     /// CPU bandwidth limit in CPUs (e.g. 1.5).
-    #[arg(long, value_name = "CPUS")]
+    #[arg(long, value_name = "CPUS", allow_hyphen_values = true)]
     pub cpus: Option<String>,
     /// Per-log size cap: output beyond it is counted but not stored (default 64M).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub log_cap: Option<String>,
-    /// The command and its arguments (after `--`).
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// The command and its arguments (best after `--`). Everything from the
+    /// first word that is not an option of ours belongs to the command.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 
@@ -148,7 +131,7 @@ pub struct JobDefinition {
 #[derive(Debug, Args, Clone)]
 pub struct Observe {
     /// Observe at most this long before answering with a snapshot (default 10s for run/start, 30s for wait).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Observe until the job ends, however long.
     #[arg(long, conflicts_with_all = ["until", "no_wait"])]
@@ -166,10 +149,10 @@ pub struct Observe {
 #[derive(Debug, Args, Clone)]
 pub struct ExcerptArgs {
     /// Budget for each inline excerpt (stdout and stderr): head and tail are kept (default 8K).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub max_bytes: Option<String>,
     /// Only the last N lines in each excerpt.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub tail_lines: Option<usize>,
 }
 
@@ -205,7 +188,7 @@ pub struct JobArg {
 pub struct WaitArgs {
     pub job_id: String,
     /// Observe at most this long (default 30s). The job keeps running when it passes.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Observe until the job ends, however long.
     #[arg(long, conflicts_with = "until")]
@@ -224,7 +207,7 @@ pub struct TailArgs {
     #[arg(long, visible_alias = "tail-lines", value_name = "N")]
     pub lines: Option<usize>,
     /// Byte budget for each log's excerpt (default 64K).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub max_bytes: Option<String>,
     /// Read from this byte offset forward (returns the next offset to continue from).
     #[arg(long, value_name = "BYTES")]
@@ -236,7 +219,7 @@ pub struct TailArgs {
     #[arg(long)]
     pub follow: bool,
     /// With --follow: stop after this long.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub until: Option<String>,
 }
 
@@ -247,7 +230,7 @@ pub struct KillArgs {
     #[arg(long, default_value = "TERM")]
     pub signal: String,
     /// Then kill the whole cgroup after this long (default 5s).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub grace: Option<String>,
     /// Do not wait for the job to end before answering.
     #[arg(long)]
@@ -278,7 +261,7 @@ pub struct DeleteArgs {
 #[derive(Debug, Args)]
 pub struct GcArgs {
     /// Retention window (default 30d).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub older_than: Option<String>,
     /// Report what would be removed without removing it.
     #[arg(long)]
@@ -311,7 +294,7 @@ pub struct PipelineRunArgs {
     /// The pipeline YAML file.
     pub file: PathBuf,
     /// At most this many phases at once (overrides the file's `max_parallel`; default: number of CPUs).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub max_parallel: Option<String>,
     /// Default sandbox policy of every command (replaces the file's top-level `policy`; phase and command `policy` still win).
     #[arg(long, value_name = "NAME|PATH")]
@@ -336,8 +319,7 @@ mod tests {
             .to_string()
     }
 
-    /// Subcommands are built only when invoked (`defer`); the structs they
-    /// flatten in then come last and must not bring an about of their own.
+    /// The structs a subcommand flattens in must not bring an about of their own.
     #[test]
     fn every_subcommand_keeps_its_own_help_line() {
         for (subcommand, first_line) in [
@@ -356,5 +338,56 @@ mod tests {
                 "{subcommand:?}: {line:?} does not start with {first_line:?}"
             );
         }
+    }
+
+    fn command_of(words: &[&str]) -> Result<Vec<String>, clap::error::ErrorKind> {
+        let argv = [&["agent-exec"], words].concat();
+        match Cli::try_parse_from(argv).map_err(|e| e.kind())?.command {
+            super::Command::Run(r) => Ok(r.def.command),
+            super::Command::Create(c) => Ok(c.def.command),
+            other => panic!("not a job definition: {other:?}"),
+        }
+    }
+
+    /// An option we do not know, before the command, is a mistake to report,
+    /// never the start of the command; after `--` (or after the command's
+    /// first word) every word is the command's.
+    #[test]
+    fn unknown_options_before_the_command_are_usage_errors() {
+        use clap::error::ErrorKind::UnknownArgument;
+        for words in [
+            &["run", "--timout", "5", "--", "echo", "hi"][..],
+            &["create", "--bogus", "x", "--", "true"],
+            &["run", "--bogus", "true"],
+            &["run", "-x", "--", "true"],
+        ] {
+            assert_eq!(command_of(words), Err(UnknownArgument), "{words:?}");
+        }
+        for (words, command) in [
+            (
+                &["run", "--", "echo", "--bogus"][..],
+                &["echo", "--bogus"][..],
+            ),
+            (&["run", "--", "--bogus"], &["--bogus"]),
+            (
+                &["run", "echo", "-n", "--timeout", "1"],
+                &["echo", "-n", "--timeout", "1"],
+            ),
+            (
+                &["run", "--timeout", "1", "--", "sh", "-c", "echo -- --x"],
+                &["sh", "-c", "echo -- --x"],
+            ),
+            (&["create", "--", "true"], &["true"]),
+        ] {
+            assert_eq!(
+                command_of(words),
+                Ok(command.iter().map(|w| w.to_string()).collect()),
+                "{words:?}"
+            );
+        }
+        assert_eq!(
+            command_of(&["run", "--"]),
+            Err(clap::error::ErrorKind::MissingRequiredArgument)
+        );
     }
 }

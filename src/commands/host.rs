@@ -1,6 +1,6 @@
 //! policy list / show / check and doctor: questions about the host, not about jobs.
 
-use super::define::policy_error;
+use super::errors::policy_error;
 use super::Reply;
 use crate::cli::PolicyCommand;
 use crate::doctor::report::diagnose;

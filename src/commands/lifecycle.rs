@@ -1,56 +1,43 @@
 //! run, create, start, status, wait, kill: the life of one job.
 
-use std::ffi::CString;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use super::define;
+use super::request::{duration, job_request};
 use super::view::{exit_status_of, job_response, ExcerptBudget, Observation};
 use super::Reply;
 use crate::cli::{CreateArgs, JobArg, KillArgs, Observe, RunArgs, StartArgs, WaitArgs};
+use crate::job::define::define;
 use crate::job::liveness::{pidfd_of, reconcile, supervisor_of};
 use crate::job::model::{JobSpec, JobStatus, ResultKind, Secrets, State};
 use crate::job::observe::Watch;
 use crate::job::store::{write_json, Store};
 use crate::response::{AppError, ErrorCode, JobResponseType};
-use crate::supervisor::{spawn_detached, Fallback, KillRequest, Launch, KILL_REQUEST};
+use crate::supervisor::{self, KillRequest, KILL_REQUEST};
 
 const DEFAULT_RUN_UNTIL: Duration = Duration::from_secs(10);
 const DEFAULT_WAIT_UNTIL: Duration = Duration::from_secs(30);
 const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
+/// `run`: `create`, `start` and `wait` in one request; the job's secrets
+/// go to its supervisor without touching the disk.
 pub fn run(store: &Store, args: &RunArgs) -> Result<Reply, AppError> {
-    let budget = ExcerptBudget::from_args(&args.observe.excerpt)?;
-    let until = observe_deadline(&args.observe, DEFAULT_RUN_UNTIL)?;
-    let defined = define::build(&args.def, store)?;
-    // The clear-text secrets stay in memory: the forked supervisor has them.
-    let lock = store.create_started(&defined.spec, defined.stdin.as_deref())?;
-    start_and_observe(
-        store,
-        &defined.spec,
-        &defined.secrets,
-        lock,
-        &args.observe,
-        until,
-        budget,
-        JobResponseType::Run,
-    )
+    let began = Instant::now();
+    let answer = Answer::from_observe(&args.observe, JobResponseType::Run, began)?;
+    let defined = define(&job_request(&args.def)?, store)?;
+    store.create(&defined.spec, None, defined.stdin.as_deref())?;
+    store.claim_start(&defined.spec.job_id)?;
+    start_and_observe(store, &defined.spec, &defined.secrets, &answer)
 }
 
 pub fn create(store: &Store, args: &CreateArgs) -> Result<Reply, AppError> {
-    let defined = define::build(&args.def, store)?;
-    let secrets = defined.spec.has_secrets.then_some(&defined.secrets);
+    let defined = define(&job_request(&args.def)?, store)?;
     // Masks without other secrets still need their values at start time.
-    let mask_only = Secrets {
-        mask_values: defined.secrets.mask_values.clone(),
-        ..Default::default()
-    };
-    let secrets = secrets.or((!mask_only.mask_values.is_empty()).then_some(&mask_only));
+    let keep = defined.spec.has_secrets || !defined.secrets.mask_values.is_empty();
     let spec = JobSpec {
-        has_secrets: secrets.is_some(),
+        has_secrets: keep,
         ..defined.spec
     };
+    let secrets = keep.then_some(&defined.secrets);
     store.create(&spec, secrets, defined.stdin.as_deref())?;
     let status = store.read_status(&spec.job_id)?;
     let budget = ExcerptBudget {
@@ -72,8 +59,8 @@ pub fn create(store: &Store, args: &CreateArgs) -> Result<Reply, AppError> {
 }
 
 pub fn start(store: &Store, args: &StartArgs) -> Result<Reply, AppError> {
-    let budget = ExcerptBudget::from_args(&args.observe.excerpt)?;
-    let until = observe_deadline(&args.observe, DEFAULT_RUN_UNTIL)?;
+    let began = Instant::now();
+    let answer = Answer::from_observe(&args.observe, JobResponseType::Start, began)?;
     let id = store.resolve(&args.job_id)?;
     let spec = store.read_spec(&id)?;
     let status = store.read_status(&id)?;
@@ -85,210 +72,89 @@ pub fn start(store: &Store, args: &StartArgs) -> Result<Reply, AppError> {
             "only created jobs can be started",
         ));
     }
-    let lock = store.claim_start(&id)?;
+    store.claim_start(&id)?;
     let secrets = if spec.has_secrets {
         store.read_secrets(&id)?
     } else {
         Secrets::default()
     };
-    start_and_observe(
-        store,
-        &spec,
-        &secrets,
-        lock,
-        &args.observe,
-        until,
-        budget,
-        JobResponseType::Start,
-    )
+    start_and_observe(store, &spec, &secrets, &answer)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn start_and_observe(
-    store: &Store,
-    spec: &JobSpec,
-    secrets: &Secrets,
-    lock: std::fs::File,
-    observe: &Observe,
-    until: Option<Duration>,
+/// What a `run` or `start` answers with, and when it began.
+struct Answer {
+    kind: JobResponseType,
     budget: ExcerptBudget,
-    kind: JobResponseType,
-) -> Result<Reply, AppError> {
-    let id = &spec.job_id;
-    let no_wait = observe.no_wait;
-    let mut request = AnswerRequest {
-        kind,
-        max_bytes: budget.max_bytes,
-        tail_lines: budget.tail_lines,
-        exit_status: observe.exit_status,
-        no_wait,
-        began_ns: monotonic_ns(),
-        deadline_ns: None,
-        supervisor_pid: 0,
-    };
-    request.deadline_ns = until.map(|d| request.began_ns + d.as_nanos() as u64);
-    let launch = if no_wait {
-        Launch::AfterCaller
-    } else {
-        Launch::Now
-    };
-    if !no_wait {
-        // The launch and the wait are a chain of processes waking one
-        // another: on one CPU, none of them waits for an idle one to wake.
-        crate::sandbox::affinity::pin_to_this_cpu();
-        // A supervisor that shares our memory answers for us (this returns
-        // only where it cannot be started that way: we fork one instead).
-        let render = |recorded: Option<&JobStatus>| {
-            let request = AnswerRequest {
-                supervisor_pid: std::process::id() as i32,
-                ..request.clone()
-            };
-            answer_when_finished(store, spec, &request, recorded).map(Reply::into_output)
-        };
-        let fallback = answer_fallback(store, id, &request);
-        crate::supervisor::spawn_answering(
-            store,
-            spec,
-            secrets,
-            &lock,
-            &render,
-            &fallback,
-            request.deadline_ns,
-        )?;
-    }
-    let supervisor = spawn_detached(store, spec, secrets, lock, launch)?;
-    request.supervisor_pid = supervisor.pid();
-    let status = if no_wait {
-        // The job is recorded, its logs exist and its supervisor owns it:
-        // that is all --no-wait promises. Building the sandbox takes the
-        // supervisor milliseconds more (namespaces, Landlock, seccomp, exec);
-        // the job reads as created until it records running or a launch
-        // failure, which `status` and `wait` then report.
-        store
-            .read_recorded_status(id)?
-            .unwrap_or_else(|| JobStatus::created(spec.created_at_ms))
-    } else {
-        // Our own supervisor tells us when to look; the store says what
-        // happened (and `until` still watches it, should the supervisor die).
-        supervisor.wait_finished(request.deadline());
-        Watch::on_demand(store, id, true).until(store, id, request.deadline(), |_| false)?
-    };
-    reply_to(store, spec, &status, &request)
-}
-
-/// What a `run` or `start` answers, and when it started waiting: all a
-/// process needs to give the answer on its behalf (the supervisor, or
-/// `agent-exec __answer` when the supervisor could not).
-#[derive(Clone, Serialize, Deserialize)]
-pub struct AnswerRequest {
-    kind: JobResponseType,
-    max_bytes: u64,
-    tail_lines: Option<usize>,
     exit_status: bool,
     no_wait: bool,
-    /// CLOCK_MONOTONIC, shared by every process of the machine.
-    began_ns: u64,
-    deadline_ns: Option<u64>,
-    supervisor_pid: i32,
+    began: Instant,
+    /// None: observe until the job ends.
+    until: Option<Duration>,
 }
 
-impl AnswerRequest {
-    fn deadline(&self) -> Option<Instant> {
-        self.deadline_ns.map(|d| {
-            let now = monotonic_ns();
-            Instant::now() + Duration::from_nanos(d.saturating_sub(now))
+impl Answer {
+    fn from_observe(
+        observe: &Observe,
+        kind: JobResponseType,
+        began: Instant,
+    ) -> Result<Answer, AppError> {
+        let until = if observe.forever {
+            None
+        } else {
+            Some(match &observe.until {
+                Some(u) => duration("--until", u)?,
+                None => DEFAULT_RUN_UNTIL,
+            })
+        };
+        Ok(Answer {
+            kind,
+            budget: ExcerptBudget::from_args(&observe.excerpt)?,
+            exit_status: observe.exit_status,
+            no_wait: observe.no_wait,
+            began,
+            until,
         })
     }
 }
 
-fn monotonic_ns() -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: t is a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-/// The supervisor's side: the answer once the job's final state is recorded
-/// (`recorded`, as just written, or read back), or None when it is not (the
-/// final write failed): the waiting CLI then watches the store itself, as
-/// `__answer`.
-fn answer_when_finished(
+/// Launches the supervisor of a claimed job, then answers: at once with
+/// `--no-wait`, else once the job has ended or the observation window
+/// closed (the job goes on either way).
+fn start_and_observe(
     store: &Store,
     spec: &JobSpec,
-    request: &AnswerRequest,
-    recorded: Option<&JobStatus>,
-) -> Option<Reply> {
-    let read;
-    let status = match recorded {
-        Some(status) => status,
-        None => {
-            read = store.read_status(&spec.job_id).ok()?;
-            &read
+    secrets: &Secrets,
+    answer: &Answer,
+) -> Result<Reply, AppError> {
+    let id = &spec.job_id;
+    // Watching before the launch: no state change can slip by unseen.
+    let watch = Watch::state_only(store, id)?;
+    let supervisor = match supervisor::launch(store, id, secrets) {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing will ever run this job: leave no claimed job behind
+            // that would later read as lost.
+            let _ = store.delete(id);
+            return Err(AppError::from(e).with_job(id));
         }
     };
-    if !status.state.is_terminal() {
-        return None;
-    }
-    Some(reply_to(store, spec, status, request).unwrap_or_else(|e| Reply::error(e, 1)))
-}
-
-/// How a CLI whose supervisor gave no answer answers: by executing
-/// `agent-exec __answer ID REQUEST PID` (see `supervisor::shared`).
-fn answer_fallback(store: &Store, id: &str, request: &AnswerRequest) -> Fallback {
-    use std::os::unix::ffi::OsStrExt;
-    let arg = |bytes: &[u8]| CString::new(bytes).unwrap_or_default();
-    let request = serde_json::to_vec(request).unwrap_or_default();
-    let failure = AppError::new(
-        ErrorCode::IoError,
-        format!("the supervisor gave no answer and `agent-exec __answer` could not be executed: `agent-exec wait {id}` tells how the job ended"),
-    )
-    .with_job(id);
-    Fallback {
-        argv: vec![
-            arg(b"agent-exec"),
-            arg(b"--root"),
-            arg(store.root().as_os_str().as_bytes()),
-            arg(b"__answer"),
-            arg(id.as_bytes()),
-            arg(&request),
-        ],
-        failure: Reply::error(failure, 1).into_output().0,
-    }
-}
-
-/// `agent-exec __answer ID REQUEST PID`: a waiting `run` or `start` whose
-/// supervisor did not answer (the deadline came first, or it died) watches
-/// the store and answers here, as it would have itself.
-pub fn answer(
-    store: &Store,
-    job_id: &str,
-    request: &str,
-    supervisor_pid: i32,
-) -> Result<Reply, AppError> {
-    let mut request: AnswerRequest =
-        serde_json::from_str(request).map_err(|e| AppError::invalid(format!("__answer: {e}")))?;
-    request.supervisor_pid = supervisor_pid;
-    let spec = store.read_spec(job_id)?;
-    let status =
-        Watch::on_demand(store, job_id, true)
-            .until(store, job_id, request.deadline(), |_| false)?;
-    reply_to(store, &spec, &status, &request)
+    let status = if answer.no_wait {
+        store.read_status(id)?
+    } else {
+        let deadline = answer.until.map(|u| answer.began + u);
+        watch.until(store, id, deadline, |_| false)?
+    };
+    reply_to(store, spec, &status, answer, supervisor.pid())
 }
 
 fn reply_to(
     store: &Store,
     spec: &JobSpec,
     status: &JobStatus,
-    request: &AnswerRequest,
+    answer: &Answer,
+    supervisor_pid: i32,
 ) -> Result<Reply, AppError> {
     let id = &spec.job_id;
-    let budget = ExcerptBudget {
-        max_bytes: request.max_bytes,
-        tail_lines: request.tail_lines,
-    };
     if let Some(o) = status
         .outcome
         .as_ref()
@@ -307,7 +173,7 @@ fn reply_to(
         )
         .with_job(id);
         e.exit_code = o.exit_code;
-        let code = if request.exit_status {
+        let code = if answer.exit_status {
             o.exit_code.unwrap_or(125)
         } else {
             1
@@ -315,19 +181,18 @@ fn reply_to(
         return Ok(Reply::error(e, code));
     }
     let obs = Observation {
-        waited_ms: monotonic_ns().saturating_sub(request.began_ns) / 1_000_000,
-        deadline_reached: !status.state.is_terminal() && !request.no_wait,
+        waited_ms: answer.began.elapsed().as_millis() as u64,
+        deadline_reached: !status.state.is_terminal() && !answer.no_wait,
     };
-    let mut response = job_response(request.kind, store, spec, status, &budget, obs);
+    let mut response = job_response(answer.kind, store, spec, status, &answer.budget, obs);
     if status.state == State::Created {
-        response.supervisor_pid = Some(request.supervisor_pid);
+        response.supervisor_pid = Some(supervisor_pid);
         response.message = Some(format!(
-            "launching: the supervisor (pid {}) is setting up the sandbox; `status` or `wait` reports whether the command started",
-            request.supervisor_pid
+            "launching: the supervisor (pid {supervisor_pid}) is setting up the sandbox; `status` or `wait` reports whether the command started"
         ));
     }
     let mut reply = Reply::json(&response);
-    if request.exit_status {
+    if answer.exit_status {
         if let Some(code) = exit_status_of(status) {
             reply.exit_code = code;
         }
@@ -360,13 +225,13 @@ pub fn wait(store: &Store, args: &WaitArgs) -> Result<Reply, AppError> {
         None
     } else {
         Some(match &args.until {
-            Some(u) => Duration::from_millis(define::duration_ms("--until", u)?),
+            Some(u) => duration("--until", u)?,
             None => DEFAULT_WAIT_UNTIL,
         })
     };
     let id = store.resolve(&args.job_id)?;
     let spec = store.read_spec(&id)?;
-    let watch = Watch::on_demand(store, &id, true);
+    let watch = Watch::state_only(store, &id)?;
     let began = Instant::now();
     let status = watch.until(store, &id, until.map(|u| began + u), |s| {
         s.state.is_terminal()
@@ -394,7 +259,7 @@ pub fn wait(store: &Store, args: &WaitArgs) -> Result<Reply, AppError> {
 pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
     let signal = parse_signal(&args.signal)?;
     let grace = match &args.grace {
-        Some(g) => Duration::from_millis(define::duration_ms("--grace", g)?),
+        Some(g) => duration("--grace", g)?,
         None => DEFAULT_GRACE,
     };
     let id = store.resolve(&args.job_id)?;
@@ -458,16 +323,6 @@ pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
     }
     response.signal_sent = sent;
     Ok(Reply::json(&response))
-}
-
-fn observe_deadline(observe: &Observe, default: Duration) -> Result<Option<Duration>, AppError> {
-    if observe.forever {
-        return Ok(None);
-    }
-    Ok(Some(match &observe.until {
-        Some(u) => Duration::from_millis(define::duration_ms("--until", u)?),
-        None => default,
-    }))
 }
 
 fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal, AppError> {

@@ -1,9 +1,9 @@
 //! tail: bounded excerpts of a job's logs, or a follow stream as NDJSON.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::define::duration_ms;
+use super::request::duration;
 use super::Reply;
 use crate::cli::TailArgs;
 use crate::job::liveness::{pidfd_of, reconcile, supervisor_of};
@@ -122,11 +122,11 @@ fn follow(
     max_bytes: u64,
 ) -> Result<Reply, AppError> {
     let deadline = match &args.until {
-        Some(u) => Some(Instant::now() + Duration::from_millis(duration_ms("--until", u)?)),
+        Some(u) => Some(Instant::now() + duration("--until", u)?),
         None => None,
     };
     let dir = store.job_dir(id);
-    let watch = Watch::new(store, id)?;
+    let watch = Watch::with_logs(store, id)?;
     let mut offsets = [args.offset.unwrap_or(0); 2];
     let streams = [
         (want_out, dir.join(STDOUT_LOG), StreamName::Stdout),

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use super::define::duration_ms;
 use super::lifecycle::invalid_state;
+use super::request::duration;
 use super::Reply;
 use crate::cli::{DeleteArgs, GcArgs, ListArgs};
 use crate::job::liveness::reconcile;
@@ -137,7 +137,7 @@ pub fn delete(store: &Store, args: &DeleteArgs) -> Result<Reply, AppError> {
 
 pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {
     let older_than = args.older_than.clone().unwrap_or_else(|| "30d".into());
-    let window = duration_ms("--older-than", &older_than)?;
+    let window = duration("--older-than", &older_than)?.as_millis() as u64;
     let cutoff = now_ms().saturating_sub(window);
     let mut entries = Vec::new();
     let (mut deleted, mut skipped, mut freed) = (0, 0, 0);

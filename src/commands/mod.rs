@@ -1,19 +1,23 @@
 //! One function per CLI command: validate, act on the store, build the response.
 
-pub(crate) mod define;
+mod errors;
 mod host;
 mod lifecycle;
 mod logs;
 mod manage;
 mod pipeline;
+pub mod request;
 mod view;
+
+pub use errors::policy_error;
 
 use serde::Serialize;
 
 use crate::cli::{Cli, Command, PipelineCommand};
 use crate::job::store::Store;
 use crate::response::{
-    error_response, schema_document, AppError, Const, SchemaResponse, SchemaType, SchemaVersion,
+    error_response, schema_document, AppError, Const, ErrorCode, SchemaResponse, SchemaType,
+    SchemaVersion,
 };
 
 /// What a command prints on stdout and the process exit status.
@@ -42,6 +46,15 @@ impl Reply {
             json: serde_json::to_value(error_response(error)).unwrap_or(serde_json::Value::Null),
             exit_code,
         }
+    }
+}
+
+/// `agent-exec __supervise ID`: becomes the job's supervisor (no JSON
+/// answer: its launcher watches the store); returns the exit code.
+pub fn supervise(root: Option<&std::path::Path>, id: &str) -> i32 {
+    match Store::open(Store::default_root(root)) {
+        Ok(store) => crate::supervisor::process::main(&store, id),
+        Err(_) => 1,
     }
 }
 
@@ -84,18 +97,14 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
         Command::List(a) => manage::list(&store, a),
         Command::Delete(a) => manage::delete(&store, a),
         Command::Gc(a) => manage::gc(&store, a),
-        Command::Answer {
-            job_id,
-            request,
-            supervisor_pid,
-        } => lifecycle::answer(&store, job_id, request, *supervisor_pid),
-        Command::Supervise { job_id } => {
-            std::process::exit(crate::supervisor::supervise_exec(&store, job_id))
-        }
         Command::Pipeline(PipelineCommand::Run(a)) => pipeline::run(&store, a),
         Command::Schema
         | Command::Policy(_)
         | Command::Doctor
-        | Command::Pipeline(PipelineCommand::Validate { .. }) => unreachable!("handled above"),
+        | Command::Supervise { .. }
+        | Command::Pipeline(PipelineCommand::Validate { .. }) => Err(AppError::new(
+            ErrorCode::Internal,
+            "this command is dispatched elsewhere",
+        )),
     }
 }

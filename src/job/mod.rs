@@ -1,6 +1,9 @@
-//! Jobs: the model, the on-disk store, liveness of supervisors, observation.
+//! Jobs: what a front end asks for, the model, the on-disk store, liveness
+//! of supervisors, observation.
 
+pub mod define;
 pub mod liveness;
 pub mod model;
 pub mod observe;
+pub mod request;
 pub mod store;

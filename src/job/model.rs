@@ -5,10 +5,12 @@
 //! supervisor while it lives, a CLI process that finds the supervisor dead.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use crate::output::StreamStats;
+pub use crate::sandbox::SandboxSpec;
 
 /// Lifecycle states. `created → running → exited | killed | timed_out | failed`, plus `lost`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -91,47 +93,6 @@ pub enum StdinSpec {
     File { path: String, bytes: u64 },
 }
 
-/// The isolation a job gets, resolved from its policy when the job is
-/// defined: the job keeps the rules it was created under even if the policy
-/// file changes later.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct SandboxSpec {
-    /// `strict`: refuse to start when a layer cannot be enforced; `best_effort`: start and say so.
-    pub strict: bool,
-    pub user_ns: bool,
-    pub pid_ns: bool,
-    pub mount_ns: bool,
-    pub ipc_ns: bool,
-    pub uts_ns: bool,
-    pub cgroup_ns: bool,
-    pub hostname: Option<String>,
-    /// Landlock filesystem rules apply (false: the filesystem is not restricted).
-    pub landlock: bool,
-    pub read: Vec<PathBuf>,
-    pub write: Vec<PathBuf>,
-    pub exec: Vec<PathBuf>,
-    /// Private tmpfs mounts (need a mount namespace).
-    pub tmpfs: Vec<PathBuf>,
-    /// `none`, `loopback` or `host`.
-    pub network: String,
-    /// TCP ports the job may connect to / bind (host network only; None = any).
-    pub connect_ports: Option<Vec<u16>>,
-    pub bind_ports: Option<Vec<u16>>,
-    /// `default`, `strict` or `none`, plus extra denied syscalls.
-    pub seccomp: String,
-    pub seccomp_deny: Vec<String>,
-    pub file_size: Option<u64>,
-    pub open_files: Option<u64>,
-    pub env_inherit: bool,
-    pub env_allow: Vec<String>,
-    pub env_set: BTreeMap<String, String>,
-    /// The job's private temporary directory ($TMPDIR).
-    pub tmpdir: PathBuf,
-    /// The job's own writable directory ($JOB_DIR), kept with its record.
-    #[serde(default)]
-    pub files: PathBuf,
-}
-
 /// The definition of a job, as stored in `job.json`. Masked values appear as `***`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -169,20 +130,6 @@ pub struct Secrets {
 pub struct ProcRef {
     pub pid: i32,
     pub start_time: u64,
-}
-
-/// Per-stream counters.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct StreamStats {
-    /// Bytes the job wrote to the stream.
-    pub total_bytes: u64,
-    /// Bytes kept in the log (after masking, up to the cap).
-    pub log_bytes: u64,
-    /// The per-log cap was hit: the log holds only the first `log_bytes`.
-    pub log_truncated: bool,
-    /// Why the log could not be written, if it could not (disk full, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_error: Option<String>,
 }
 
 /// Resource accounting of a finished job.

@@ -3,14 +3,16 @@
 //! ```text
 //! <root>/<job_id>/job.json       definition (never rewritten)
 //!                /state.json     state, replaced atomically by rename
-//!                /secrets.json   clear-text masked values, 0600, removed at launch
-//!                /start.lock     created O_EXCL by the one `start` that wins
+//!                /secrets.json   clear-text masked values of a created job, 0600, removed at launch
+//!                /start.lock     created O_EXCL by the one `start` that wins; holds the supervisor
 //!                /stdin.bin      stdin given at create time
 //!                /stdout.log /stderr.log
+//!                /tmp /files     the job's $TMPDIR and $JOB_DIR
 //! ```
 //! Every write goes to a temporary file first and is renamed into place, so a
 //! full disk or a crash leaves the previous version readable.
 
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -18,8 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::model::{is_valid_prefix, JobSpec, JobStatus, Secrets};
-use crate::response::{AppError, ErrorCode};
+use super::model::{is_valid_prefix, JobSpec, JobStatus, ProcRef, Secrets};
 
 pub const JOB_FILE: &str = "job.json";
 pub const STATE_FILE: &str = "state.json";
@@ -28,6 +29,80 @@ pub const START_LOCK: &str = "start.lock";
 pub const STDOUT_LOG: &str = "stdout.log";
 pub const STDERR_LOG: &str = "stderr.log";
 pub const STDIN_FILE: &str = "stdin.bin";
+const TMP_DIR: &str = "tmp";
+const FILES_DIR: &str = "files";
+
+/// Why the store could not do what was asked; every variant keeps the path.
+#[derive(Debug)]
+pub enum StoreError {
+    /// No job has that id (or the text is not an id at all).
+    NotFound { prefix: String, root: PathBuf },
+    /// The prefix matches several jobs.
+    Ambiguous {
+        prefix: String,
+        candidates: Vec<String>,
+    },
+    /// Another caller has started this job.
+    AlreadyStarted { id: String },
+    /// The file system refused (`action` is "read" or "write").
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// A record that cannot be decoded.
+    Corrupt { path: PathBuf, message: String },
+}
+
+impl StoreError {
+    fn io(action: &'static str, path: &Path, source: io::Error) -> StoreError {
+        StoreError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The errno behind an I/O failure.
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            StoreError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotFound { prefix, root } if is_valid_prefix(prefix) => {
+                write!(f, "no job matches {prefix:?} in {}", root.display())
+            }
+            StoreError::NotFound { prefix, .. } => write!(
+                f,
+                "no job {prefix:?}: job ids are 1 to 32 lowercase hex characters"
+            ),
+            StoreError::Ambiguous { prefix, candidates } => write!(
+                f,
+                "job id prefix {prefix:?} matches {} jobs; give more characters",
+                candidates.len()
+            ),
+            StoreError::AlreadyStarted { id } => write!(f, "job {id} has already been started"),
+            StoreError::Io {
+                action,
+                path,
+                source,
+            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            StoreError::Corrupt { path, message } => {
+                write!(f, "{} is not valid: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The root directory holding every job.
 #[derive(Debug, Clone)]
@@ -58,12 +133,12 @@ impl Store {
     }
 
     /// Opens the store, creating the root (mode 0700) when it does not exist yet.
-    pub fn open(root: PathBuf) -> Result<Store, AppError> {
+    pub fn open(root: PathBuf) -> StoreResult<Store> {
         let root = if root.is_absolute() {
             root
         } else {
             std::env::current_dir()
-                .map_err(|e| io_error("the current directory", &e))?
+                .map_err(|e| StoreError::io("read", Path::new("the current directory"), e))?
                 .join(root)
         };
         if !root.is_dir() {
@@ -71,7 +146,7 @@ impl Store {
                 .recursive(true)
                 .mode(0o700)
                 .create(&root)
-                .map_err(|e| io_error(&format!("the job store {}", root.display()), &e))?;
+                .map_err(|e| StoreError::io("write", &root, e))?;
         }
         Ok(Store { root })
     }
@@ -84,78 +159,82 @@ impl Store {
         self.root.join(id)
     }
 
-    /// Creates the job's directory and writes its definition and `created` state.
+    /// The job's $TMPDIR.
+    pub fn tmp_dir(&self, id: &str) -> PathBuf {
+        self.job_dir(id).join(TMP_DIR)
+    }
+
+    /// The job's $JOB_DIR: its own files, kept with its record.
+    pub fn files_dir(&self, id: &str) -> PathBuf {
+        self.job_dir(id).join(FILES_DIR)
+    }
+
+    pub fn stdin_path(&self, id: &str) -> PathBuf {
+        self.job_dir(id).join(STDIN_FILE)
+    }
+
+    /// Records a new job: its directory with everything a reader may look
+    /// for (logs, $TMPDIR, $JOB_DIR, stdin, secrets of a job started later),
+    /// its definition, and the `created` state. On any failure the
+    /// directory is removed again: list and status never trip on a
+    /// half-made job.
     pub fn create(
         &self,
         spec: &JobSpec,
         secrets: Option<&Secrets>,
         stdin: Option<&[u8]>,
-    ) -> Result<PathBuf, AppError> {
-        self.make_job(spec, stdin, |dir| {
-            if let Some(secrets) = secrets {
-                write_new_json(&dir.join(SECRETS_FILE), secrets, 0o600)?;
-            }
-            write_new_json(&dir.join(JOB_FILE), spec, 0o600)?;
-            write_new_json(
-                &dir.join(STATE_FILE),
-                &JobStatus::created(spec.created_at_ms),
-                0o600,
-            )?;
-            Ok(dir.to_path_buf())
-        })
-    }
-
-    /// Creates a job that is started at once (`run`): its definition and the
-    /// claimed start lock, but no `created` state, which the supervisor
-    /// would replace within a millisecond: one file write less per run.
-    pub fn create_started(&self, spec: &JobSpec, stdin: Option<&[u8]>) -> Result<File, AppError> {
-        self.make_job(spec, stdin, |_| {
-            // The lock first: job.json is what makes the job visible to list and status.
-            let lock = self.claim_start(&spec.job_id)?;
-            write_new_json(&self.job_dir(&spec.job_id).join(JOB_FILE), spec, 0o600)?;
-            Ok(lock)
-        })
-    }
-
-    /// Makes the job's directory with its stdin, then `fill`s it; on any
-    /// failure removes it again: list and status must never trip on a
-    /// half-made job.
-    fn make_job<T>(
-        &self,
-        spec: &JobSpec,
-        stdin: Option<&[u8]>,
-        fill: impl FnOnce(&Path) -> Result<T, AppError>,
-    ) -> Result<T, AppError> {
+    ) -> StoreResult<()> {
         let dir = self.job_dir(&spec.job_id);
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
-            .map_err(|e| io_error(&format!("the job directory {}", dir.display()), &e))?;
-        let result = stdin
-            .map_or(Ok(()), |bytes| {
-                write_atomic(&dir.join(STDIN_FILE), bytes, 0o600)
-            })
-            .and_then(|()| fill(&dir));
-        if result.is_err() {
+            .map_err(|e| StoreError::io("write", &dir, e))?;
+        let filled = (|| {
+            for sub in [TMP_DIR, FILES_DIR] {
+                let path = dir.join(sub);
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&path)
+                    .map_err(|e| StoreError::io("write", &path, e))?;
+            }
+            for log in [STDOUT_LOG, STDERR_LOG] {
+                write_atomic(&dir.join(log), b"", 0o600)?;
+            }
+            if let Some(bytes) = stdin {
+                write_atomic(&dir.join(STDIN_FILE), bytes, 0o600)?;
+            }
+            if let Some(secrets) = secrets {
+                write_json(&dir.join(SECRETS_FILE), secrets, 0o600)?;
+            }
+            // The definition last but one: job.json is what makes the job visible.
+            write_json(&dir.join(JOB_FILE), spec, 0o600)?;
+            write_json(
+                &dir.join(STATE_FILE),
+                &JobStatus::created(spec.created_at_ms),
+                0o600,
+            )
+        })();
+        if filled.is_err() {
             let _ = fs::remove_dir_all(&dir);
         }
-        result
+        filled
     }
 
     /// Resolves a full id or an unambiguous prefix.
-    pub fn resolve(&self, prefix: &str) -> Result<String, AppError> {
+    pub fn resolve(&self, prefix: &str) -> StoreResult<String> {
         let prefix = prefix.trim();
+        let not_found = || StoreError::NotFound {
+            prefix: prefix.to_string(),
+            root: self.root.clone(),
+        };
         if !is_valid_prefix(prefix) {
-            return Err(AppError::new(
-                ErrorCode::JobNotFound,
-                format!("no job {prefix:?}: job ids are 1 to 32 lowercase hex characters"),
-            ));
+            return Err(not_found());
         }
         if prefix.len() == 32 {
             if self.job_dir(prefix).join(JOB_FILE).is_file() {
                 return Ok(prefix.to_string());
             }
-            return Err(not_found(prefix, &self.root));
+            return Err(not_found());
         }
         let mut matches: Vec<String> = self
             .ids()?
@@ -163,34 +242,24 @@ impl Store {
             .filter(|id| id.starts_with(prefix))
             .collect();
         match matches.len() {
-            0 => Err(not_found(prefix, &self.root)),
+            0 => Err(not_found()),
             1 => Ok(matches.remove(0)),
             _ => {
                 matches.sort();
-                let mut e = AppError::new(
-                    ErrorCode::AmbiguousJobId,
-                    format!(
-                        "job id prefix {prefix:?} matches {} jobs; give more characters",
-                        matches.len()
-                    ),
-                );
-                e.candidates = Some(matches);
-                Err(e)
+                Err(StoreError::Ambiguous {
+                    prefix: prefix.to_string(),
+                    candidates: matches,
+                })
             }
         }
     }
 
-    /// Every job id in the store (directories holding a job.json).
-    pub fn ids(&self) -> Result<Vec<String>, AppError> {
+    /// Every job id in the store (directories named like one).
+    pub fn ids(&self) -> StoreResult<Vec<String>> {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(io_error(
-                    &format!("the job store {}", self.root.display()),
-                    &e,
-                ))
-            }
+            Err(e) => return Err(StoreError::io("read", &self.root, e)),
         };
         Ok(entries
             .filter_map(|e| e.ok())
@@ -199,117 +268,76 @@ impl Store {
             .collect())
     }
 
-    pub fn read_spec(&self, id: &str) -> Result<JobSpec, AppError> {
+    pub fn read_spec(&self, id: &str) -> StoreResult<JobSpec> {
         read_json(&self.job_dir(id).join(JOB_FILE))
     }
 
-    /// The job's state. A job made by [`Store::create_started`] has no
-    /// `state.json` until its supervisor records the first one: it reads as created.
-    pub fn read_status(&self, id: &str) -> Result<JobStatus, AppError> {
-        match self.read_recorded_status(id)? {
-            Some(status) => Ok(status),
-            None => Ok(JobStatus::created(self.read_spec(id)?.created_at_ms)),
-        }
-    }
-
-    /// The state the supervisor recorded, if it recorded one yet.
-    pub fn read_recorded_status(&self, id: &str) -> Result<Option<JobStatus>, AppError> {
-        let path = self.job_dir(id).join(STATE_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => parse_json(&path, &bytes).map(Some),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => {
-                let mut err = io_error(&path.display().to_string(), &e);
-                err.message = format!("cannot read {}: {e}", path.display());
-                Err(err)
-            }
-        }
+    pub fn read_status(&self, id: &str) -> StoreResult<JobStatus> {
+        read_json(&self.job_dir(id).join(STATE_FILE))
     }
 
     /// Replaces `state.json` atomically. On a full disk the temporary copy
     /// cannot be made; the state is then rewritten in place, reusing the
     /// blocks of the previous version, so a finished job still records its
     /// result instead of being reported lost.
-    pub fn write_status(&self, id: &str, status: &JobStatus) -> Result<(), AppError> {
-        self.write_status_superseding(id, status, false)
-            .map(Superseded::remove)
-    }
-
-    /// [`Store::write_status`], leaving the previous version's unlinking
-    /// to the caller: a supervisor tells its caller the result first.
-    /// `first`: the supervisor's first state of a job (`run` leaves none
-    /// before it), placed as a new file at the first try.
-    pub fn write_status_superseding(
-        &self,
-        id: &str,
-        status: &JobStatus,
-        first: bool,
-    ) -> Result<Superseded, AppError> {
+    pub fn write_status(&self, id: &str, status: &JobStatus) -> StoreResult<()> {
         let path = self.job_dir(id).join(STATE_FILE);
-        let target = if first {
-            Target::LikelyNew
-        } else {
-            Target::LikelyExisting
-        };
-        match write_json_superseding(&path, status, 0o600, target) {
-            Err(e) if e.code == ErrorCode::StoreFull => {
-                let bytes = serde_json::to_vec(status).map_err(|e| {
-                    AppError::new(ErrorCode::Internal, format!("cannot encode state: {e}"))
-                })?;
+        match write_json(&path, status, 0o600) {
+            Err(e) if matches!(e.os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+                let bytes = encode(&path, status)?;
                 let mut file = OpenOptions::new()
                     .write(true)
                     .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                     .open(&path)
-                    .map_err(|e| io_error(&path.display().to_string(), &e))?;
+                    .map_err(|e| StoreError::io("write", &path, e))?;
                 file.write_all(&bytes)
                     .and_then(|()| file.set_len(bytes.len() as u64))
-                    .map(|()| Superseded(None))
-                    .map_err(|e| io_error(&path.display().to_string(), &e))
+                    .map_err(|e| StoreError::io("write", &path, e))
             }
             other => other,
         }
     }
 
-    pub fn read_secrets(&self, id: &str) -> Result<Secrets, AppError> {
+    pub fn read_secrets(&self, id: &str) -> StoreResult<Secrets> {
         read_json(&self.job_dir(id).join(SECRETS_FILE))
     }
 
     /// Claims the right to start a created job; exactly one caller ever wins.
-    pub fn claim_start(&self, id: &str) -> Result<File, AppError> {
+    pub fn claim_start(&self, id: &str) -> StoreResult<()> {
         let path = self.job_dir(id).join(START_LOCK);
         OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
             .open(&path)
+            .map(drop)
             .map_err(|e| {
                 if e.kind() == io::ErrorKind::AlreadyExists {
-                    AppError::new(
-                        ErrorCode::InvalidState,
-                        format!("job {id} has already been started"),
-                    )
-                    .with_job(id)
+                    StoreError::AlreadyStarted { id: id.to_string() }
                 } else {
-                    io_error(&path.display().to_string(), &e)
+                    StoreError::io("write", &path, e)
                 }
             })
     }
 
     /// The supervisor recorded in the start lock (between claim and the first state write).
-    pub fn start_lock_owner(&self, id: &str) -> Option<(super::model::ProcRef, u64)> {
-        let path = self.job_dir(id).join(START_LOCK);
-        let meta = fs::metadata(&path).ok()?;
-        let text = fs::read_to_string(&path).ok()?;
+    pub fn start_lock_owner(&self, id: &str) -> Option<ProcRef> {
+        let text = fs::read_to_string(self.job_dir(id).join(START_LOCK)).ok()?;
         let mut parts = text.split_whitespace();
         let pid = parts.next()?.parse().ok()?;
         let start_time = parts.next()?.parse().ok()?;
-        let mtime = meta
+        Some(ProcRef { pid, start_time })
+    }
+
+    /// When the job's start was claimed, in ms since the epoch.
+    pub fn start_claimed_at_ms(&self, id: &str) -> Option<u64> {
+        let modified = fs::metadata(self.job_dir(id).join(START_LOCK))
+            .ok()?
             .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_millis() as u64;
-        Some((super::model::ProcRef { pid, start_time }, mtime))
+            .ok()?;
+        let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(since.as_millis() as u64)
     }
 
     pub fn has_start_lock(&self, id: &str) -> bool {
@@ -318,7 +346,7 @@ impl Store {
 
     /// Removes a finished job's directory, and its cgroups should a dead
     /// supervisor have left them behind (they are empty by then).
-    pub fn delete(&self, id: &str) -> Result<(), AppError> {
+    pub fn delete(&self, id: &str) -> StoreResult<()> {
         if let Ok(layout) = crate::sandbox::cgroup::Layout::detect() {
             let cgroup = crate::sandbox::cgroup::JobCgroup::reattach(&layout, id);
             if cgroup.v2_dir().is_dir() && !cgroup.populated() {
@@ -326,166 +354,41 @@ impl Store {
             }
         }
         let dir = self.job_dir(id);
-        fs::remove_dir_all(&dir).map_err(|e| io_error(&dir.display().to_string(), &e))
+        fs::remove_dir_all(&dir).map_err(|e| StoreError::io("write", &dir, e))
     }
 }
 
-fn not_found(prefix: &str, root: &Path) -> AppError {
-    AppError::new(
-        ErrorCode::JobNotFound,
-        format!("no job matches {prefix:?} in {}", root.display()),
-    )
-}
-
-/// Maps an I/O failure on the store to an error code a caller can act on.
-pub fn io_error(what: &str, e: &io::Error) -> AppError {
-    let code = match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorCode::StoreFull,
-        Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => ErrorCode::StoreUnavailable,
-        _ => ErrorCode::IoError,
-    };
-    let hint = match code {
-        ErrorCode::StoreFull => {
-            " (the disk holding the job store is full; free space or run `agent-exec gc`)"
-        }
-        ErrorCode::StoreUnavailable => {
-            " (the job store is not writable; pick another with --root or AGENT_EXEC_ROOT)"
-        }
-        _ => "",
-    };
-    AppError::new(code, format!("cannot write {what}: {e}{hint}"))
-}
-
-/// The previous version of a file that [`write_atomic`] swapped out: it
-/// sits under the temporary name until removed. Unlinking an ext4 inode is
-/// a few hundredths of a millisecond that nobody needs to wait for.
-#[must_use = "the previous version stays on disk until removed"]
-pub struct Superseded(Option<PathBuf>);
-
-impl Superseded {
-    pub fn remove(self) {
-        if let Some(old) = self.0 {
-            let _ = fs::remove_file(old);
-        }
-    }
-}
-
-/// Whether the file an atomic write puts in place most likely exists: the
-/// way tried first (each way costs a failed `renameat2` when it is wrong).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Target {
-    LikelyNew,
-    LikelyExisting,
-}
-
-/// Moves `tmp` to `path` atomically; see [`write_atomic`].
-fn replace(tmp: &Path, path: &Path, target: Target) -> io::Result<Superseded> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
-    let (from, to) = (c(tmp)?, c(path)?);
-    if target == Target::LikelyNew {
-        // SAFETY: two valid NUL-terminated paths; renameat2 only reads them.
-        let placed = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                from.as_ptr(),
-                libc::AT_FDCWD,
-                to.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        } == 0;
-        if placed {
-            return Ok(Superseded(None));
-        }
-        // EEXIST: there is a version to swap out after all; EINVAL: a
-        // filesystem without the flags, where the plain rename below serves.
-    }
-    // SAFETY: two valid NUL-terminated paths; renameat2 only reads them.
-    let swapped = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    } == 0;
-    if swapped {
-        // `tmp` now names the previous version.
-        return Ok(Superseded(Some(tmp.to_path_buf())));
-    }
-    // No previous version (ENOENT), or a filesystem without exchange (EINVAL).
-    fs::rename(tmp, path).map(|()| Superseded(None))
-}
-
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, AppError> {
-    let bytes = fs::read(path).map_err(|e| {
-        let mut err = io_error(&path.display().to_string(), &e);
-        err.message = format!("cannot read {}: {e}", path.display());
-        err
-    })?;
-    parse_json(path, &bytes)
-}
-
-fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, AppError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        AppError::new(
-            ErrorCode::IoError,
-            format!("{} is not valid: {e}", path.display()),
-        )
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> StoreResult<T> {
+    let bytes = fs::read(path).map_err(|e| StoreError::io("read", path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
     })
 }
 
-pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(), AppError> {
-    write_json_superseding(path, value, mode, Target::LikelyExisting).map(Superseded::remove)
+fn encode<T: Serialize>(path: &Path, value: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message: format!("cannot encode: {e}"),
+    })
 }
 
-/// [`write_json`] of a file that most likely does not exist yet.
-fn write_new_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(), AppError> {
-    write_json_superseding(path, value, mode, Target::LikelyNew).map(Superseded::remove)
+pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> StoreResult<()> {
+    write_atomic(path, &encode(path, value)?, mode)
 }
 
-fn write_json_superseding<T: Serialize>(
-    path: &Path,
-    value: &T,
-    mode: u32,
-    target: Target,
-) -> Result<Superseded, AppError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| {
-        AppError::new(
-            ErrorCode::Internal,
-            format!("cannot encode {}: {e}", path.display()),
-        )
-    })?;
-    write_atomic_superseding(path, &bytes, mode, target)
-}
-
-/// Writes to a fresh `<path>.tmp.<pid>.<n>` then puts it in place of `path`:
+/// Writes to a fresh `<path>.tmp.<pid>.<n>` then renames it over `path`:
 /// readers see the old or the new file, never half of one. The temporary
 /// file is created exclusively and never through a symlink, so nothing
 /// planted in the directory can redirect the write.
-///
-/// An existing `path` is swapped out with `renameat2(RENAME_EXCHANGE)` and
-/// the old version unlinked, rather than renamed over: ext4 (auto_da_alloc)
-/// starts writeback of the new file on every rename over an existing one,
-/// which made each state update cost 0.3-0.6 ms here instead of 0.08.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AppError> {
-    write_atomic_superseding(path, bytes, mode, Target::LikelyExisting).map(Superseded::remove)
-}
-
-fn write_atomic_superseding(
-    path: &Path,
-    bytes: &[u8],
-    mode: u32,
-    target: Target,
-) -> Result<Superseded, AppError> {
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> StoreResult<()> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut tmp = path.as_os_str().to_owned();
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tmp.push(format!(".tmp.{}.{n}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let result = (|| {
-        let mut file = OpenOptions::new()
+        let mut file: File = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
@@ -493,18 +396,17 @@ fn write_atomic_superseding(
             .open(&tmp)?;
         file.write_all(bytes)?;
         drop(file);
-        replace(&tmp, path, target)
+        fs::rename(&tmp, path)
     })();
     result.map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        io_error(&path.display().to_string(), &e)
+        StoreError::io("write", path, e)
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::model::State;
     use std::os::unix::fs::MetadataExt;
 
     fn names(dir: &Path) -> Vec<String> {
@@ -517,7 +419,7 @@ mod tests {
     }
 
     #[test]
-    fn write_atomic_creates_then_swaps_in_a_new_file_and_leaves_no_temporary() {
+    fn write_atomic_creates_then_replaces_a_file_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.json");
         write_atomic(&path, b"one", 0o600).expect("first write");
@@ -535,43 +437,40 @@ mod tests {
     }
 
     #[test]
-    fn a_write_expected_new_still_replaces_an_existing_file_whole() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("state.json");
-        write_new_json(&path, &"one", 0o600).expect("first write");
-        assert_eq!(fs::read(&path).expect("read"), b"\"one\"");
-        let first = fs::metadata(&path).expect("stat").ino();
-        write_new_json(&path, &"two", 0o600).expect("second write");
-        assert_eq!(fs::read(&path).expect("read"), b"\"two\"");
-        assert_ne!(fs::metadata(&path).expect("stat").ino(), first);
-        assert_eq!(names(dir.path()), vec!["state.json".to_string()]);
-    }
-
-    #[test]
-    fn a_job_started_by_run_reads_as_created_until_its_supervisor_writes() {
+    fn a_new_job_is_recorded_whole_and_claimed_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path().to_path_buf()).expect("store");
-        let def = crate::cli::JobDefinition {
-            command: vec!["true".into()],
+        let req = crate::job::request::JobRequest {
+            argv: vec!["true".into()],
             ..Default::default()
         };
-        let defined = crate::commands::define::build(&def, &store).expect("define");
+        let defined = crate::job::define::define(&req, &store).expect("define");
         let id = defined.spec.job_id.clone();
-        let _lock = store.create_started(&defined.spec, None).expect("create");
-        assert!(!store.job_dir(&id).join(STATE_FILE).exists());
-        let status = store.read_status(&id).expect("status");
-        assert_eq!(status.state, State::Created);
-        assert_eq!(status.updated_at_ms, defined.spec.created_at_ms);
-        assert!(store.has_start_lock(&id));
-        assert!(
-            store.create_started(&defined.spec, None).is_err(),
-            "the same job cannot be made twice"
+        store.create(&defined.spec, None, None).expect("create");
+        assert_eq!(
+            names(&store.job_dir(&id)),
+            [
+                "files",
+                "job.json",
+                "state.json",
+                "stderr.log",
+                "stdout.log",
+                "tmp"
+            ]
         );
+        let status = store.read_status(&id).expect("status");
+        assert_eq!(status.state, crate::job::model::State::Created);
+        assert!(store.create(&defined.spec, None, None).is_err());
+        store.claim_start(&id).expect("first claim");
+        assert!(matches!(
+            store.claim_start(&id),
+            Err(StoreError::AlreadyStarted { .. })
+        ));
 
         // No job.json either: an error naming the file, not a made-up state.
         let empty = "0".repeat(32);
         fs::create_dir(store.job_dir(&empty)).expect("mkdir");
-        let err = store.read_status(&empty).expect_err("no job there");
-        assert!(err.message.contains("job.json"), "{}", err.message);
+        let err = store.read_spec(&empty).expect_err("no job there");
+        assert!(err.to_string().contains("job.json"), "{err}");
     }
 }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use super::mask::{Masker, Piece};
 use super::writer::{Batch, Writer, PAGE};
-use crate::job::model::StreamStats;
+use super::StreamStats;
 
 /// Bytes read into memory at once: few calls, and still in the cache for
 /// the masker's scan and the write that follows.

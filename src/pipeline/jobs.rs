@@ -2,9 +2,8 @@
 //! caller's job store, so it has a job id, logs, a sandbox, limits and accounting, and
 //! `agent-exec status/tail/list --tag pipeline.<run_id>` work on it like on any job.
 //!
-//! The scheduler calls `run_command` from several threads at once, so the supervisor is
-//! started by executing `agent-exec __supervise ID` (not by forking this threaded
-//! process). The supervisor is our child: the thread that started it reaps it.
+//! The scheduler calls `run_command` from several threads at once; each starts its job's
+//! supervisor as `run` does (`supervisor::launch`), and reaps it once the job has ended.
 //!
 //! Interrupts: `cancel_all` raises a flag and drops a `kill.json` in every running job's
 //! directory; that write wakes each waiting thread through its inotify watch, and the
@@ -13,21 +12,19 @@
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use super::runner::{CommandOutcome, CommandRequest, JobRunner};
-use crate::cli::JobDefinition;
-use crate::commands::define;
+use crate::job::define::define;
 use crate::job::liveness::{pidfd_open, reconcile};
-use crate::job::model::{JobSpec, JobStatus, ResultKind, State};
+use crate::job::model::{JobStatus, ResultKind, State};
 use crate::job::observe::Watch;
+use crate::job::request::JobRequest;
 use crate::job::store::{write_json, Store, STDERR_LOG, STDOUT_LOG};
-use crate::supervisor::{KillRequest, KILL_REQUEST};
+use crate::policy::Overrides;
+use crate::supervisor::{self, KillRequest, Supervisor, KILL_REQUEST};
 
 /// How long the job's processes get between SIGTERM and the cgroup kill on interrupt.
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
@@ -35,8 +32,6 @@ pub const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
 /// Runs pipeline commands as jobs of `store`.
 pub struct StoreRunner<'a> {
     store: &'a Store,
-    /// The program that supervises (this binary).
-    exe: PathBuf,
     cancelled: AtomicBool,
     /// Jobs whose supervisor has been (or is being) started and that are not terminal yet.
     running: Mutex<BTreeSet<String>>,
@@ -46,29 +41,34 @@ impl<'a> StoreRunner<'a> {
     pub fn new(store: &'a Store) -> StoreRunner<'a> {
         StoreRunner {
             store,
-            // Survives the binary being replaced on disk while the run goes on.
-            exe: PathBuf::from("/proc/self/exe"),
             cancelled: AtomicBool::new(false),
             running: Mutex::new(BTreeSet::new()),
         }
     }
 
-    /// The job definition of one command, as if given on the command line.
-    fn definition(&self, req: &CommandRequest) -> JobDefinition {
+    /// The job of one command, as `run` would ask for it.
+    fn request(&self, req: &CommandRequest) -> JobRequest {
         let mut tags = vec![format!("pipeline.{}", req.run_id)];
         // Phase names are `[A-Za-z0-9_-]+`, inside the tag alphabet.
         tags.push(format!("pipeline.{}.{}", req.run_id, req.phase));
-        JobDefinition {
-            // Sub-millisecond timeouts round up: "0ms" would mean "no timeout".
-            timeout: req.timeout.map(|d| format!("{}ms", d.as_millis().max(1))),
+        JobRequest {
+            argv: vec!["sh".into(), "-c".into(), req.run.clone()],
             // Like `run --cwd`: relative to the caller's directory, which is also the
             // default, so a pipeline behaves the same as its commands typed by hand.
             cwd: req.cwd.clone(),
-            env: req.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            tag: tags,
+            env: req
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            tags,
             policy: req.policy.clone(),
-            command: vec!["sh".into(), "-c".into(), req.run.clone()],
-            ..JobDefinition::default()
+            overrides: Overrides {
+                // A timeout too short to count in milliseconds still is one.
+                timeout: req.timeout.map(|d| d.max(Duration::from_millis(1))),
+                ..Overrides::default()
+            },
+            ..JobRequest::default()
         }
     }
 
@@ -80,40 +80,23 @@ impl<'a> StoreRunner<'a> {
         lock(&self.running).remove(id);
     }
 
-    /// Starts `agent-exec __supervise ID` for a claimed job.
-    fn launch(&self, id: &str) -> std::io::Result<Child> {
-        std::process::Command::new(&self.exe)
-            .arg0("agent-exec")
-            .arg("--root")
-            .arg(self.store.root())
-            .arg("__supervise")
-            .arg(id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own process group from the start: a Ctrl-C meant for the pipeline must
-            // not kill it before it has blocked its signals and made its own session.
-            .process_group(0)
-            .spawn()
-    }
-
     /// Waits (inotify + pidfd, no polling loop) until the job is terminal, stopping it
     /// once the run is cancelled. Returns the final status and whether we stopped it.
     fn wait_terminal(
         &self,
         watch: &Watch,
         id: &str,
-        child: &mut Child,
+        supervisor: &Supervisor,
     ) -> Result<(JobStatus, bool), String> {
         // Our own child, not reaped yet: its pid cannot be reused.
-        let pidfd = pidfd_open(child.id() as libc::pid_t);
+        let pidfd = pidfd_open(supervisor.pid());
         let mut stopped = false;
         loop {
             let status = self
                 .store
                 .read_status(id)
                 .and_then(|s| reconcile(self.store, id, s))
-                .map_err(|e| e.message)?;
+                .map_err(|e| e.to_string())?;
             if status.state.is_terminal() {
                 return Ok((status, stopped));
             }
@@ -121,15 +104,6 @@ impl<'a> StoreRunner<'a> {
             // otherwise die of it); its state change wakes us, so nothing is missed.
             if !stopped && status.state == State::Running && self.cancelled.load(Ordering::SeqCst) {
                 stopped = request_kill(self.store, id, pidfd.as_ref())?;
-            }
-            if let Ok(Some(exit)) = child.try_wait() {
-                let last = self.store.read_status(id).map_err(|e| e.message)?;
-                if last.state.is_terminal() {
-                    return Ok((last, stopped));
-                }
-                return Err(format!(
-                    "the supervisor of job {id} ended ({exit}) without recording a result"
-                ));
             }
             watch.wait(pidfd.as_ref().map(|f| f.as_fd()), None);
         }
@@ -144,22 +118,17 @@ impl JobRunner for StoreRunner<'_> {
                 ..CommandOutcome::default()
             });
         }
-        let defined = define::build(&self.definition(req), self.store).map_err(|e| e.message)?;
+        let defined = define(&self.request(req), self.store).map_err(|e| e.to_string())?;
         let id = defined.spec.job_id.clone();
-        // The supervisor reads everything from the store, secrets included (as `create`).
-        let secrets = (!defined.secrets.mask_values.is_empty() || defined.spec.has_secrets)
-            .then_some(&defined.secrets);
-        let spec = JobSpec {
-            has_secrets: secrets.is_some(),
-            ..defined.spec
-        };
         self.store
-            .create(&spec, secrets, defined.stdin.as_deref())
-            .map_err(|e| e.message)?;
-        let claimed = self.store.claim_start(&id).map_err(|e| e.message);
+            .create(&defined.spec, None, defined.stdin.as_deref())
+            .map_err(|e| e.to_string())?;
         // Watch before launching, so no state change can slip by unseen.
-        let watch =
-            claimed.and_then(|_lock| Watch::state_only(self.store, &id).map_err(|e| e.message));
+        let watch = self
+            .store
+            .claim_start(&id)
+            .and_then(|()| Watch::state_only(self.store, &id))
+            .map_err(|e| e.to_string());
         let watch = match watch {
             Ok(w) => w,
             Err(e) => {
@@ -168,18 +137,18 @@ impl JobRunner for StoreRunner<'_> {
             }
         };
         self.register(&id);
-        let mut child = match self.launch(&id) {
-            Ok(c) => c,
+        let supervisor = match supervisor::launch(self.store, &id, &defined.secrets) {
+            Ok(s) => s,
             Err(e) => {
                 self.unregister(&id);
                 // Never started: leave no job that would later be reported lost.
                 let _ = self.store.delete(&id);
-                return Err(format!("cannot start the job's supervisor: {e}"));
+                return Err(e.to_string());
             }
         };
-        let waited = self.wait_terminal(&watch, &id, &mut child);
-        // The supervisor writes its final state just before exiting: this is quick.
-        let _ = child.wait();
+        let waited = self.wait_terminal(&watch, &id, &supervisor);
+        // The supervisor exits right after its housekeeping: this is quick.
+        supervisor.reap();
         self.unregister(&id);
         let (status, stopped) = waited?;
         outcome(self.store, &id, &status, stopped)
@@ -238,7 +207,7 @@ fn write_kill_request(store: &Store, id: &str) -> Result<(), String> {
         },
         0o600,
     )
-    .map_err(|e| e.message)
+    .map_err(|e| e.to_string())
 }
 
 /// What `agent-exec kill` does: leave `kill.json`, then SIGUSR1 to the supervisor, which
@@ -272,6 +241,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use std::path::PathBuf;
 
     fn req(cwd: Option<&str>) -> CommandRequest {
         CommandRequest {
@@ -288,31 +258,34 @@ mod tests {
     }
 
     #[test]
-    fn definition_mirrors_the_request() {
+    fn the_job_request_mirrors_the_command() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("store")).unwrap();
         let runner = StoreRunner::new(&store);
-        let def = runner.definition(&req(Some("sub")));
-        assert_eq!(def.command, ["sh", "-c", "echo \"$X\" | tr a b"]);
-        assert_eq!(def.env, ["X=a=b"]);
-        assert_eq!(def.cwd, Some(PathBuf::from("sub")));
-        assert_eq!(def.timeout.as_deref(), Some("1ms"));
-        assert_eq!(def.policy.as_deref(), Some("ci"));
-        assert!(!def.no_inherit_env, "commands see the caller's environment");
+        let job = runner.request(&req(Some("sub")));
+        assert_eq!(job.argv, ["sh", "-c", "echo \"$X\" | tr a b"]);
+        assert_eq!(job.env, [("X".to_string(), "a=b".to_string())]);
+        assert_eq!(job.cwd, Some(PathBuf::from("sub")));
+        assert_eq!(job.overrides.timeout, Some(Duration::from_millis(1)));
+        assert_eq!(job.policy.as_deref(), Some("ci"));
         assert_eq!(
-            def.tag,
+            job.inherit_env, None,
+            "commands see the caller's environment"
+        );
+        assert_eq!(
+            job.tags,
             [
                 "pipeline.0123456789abcdef0123456789abcdef",
                 "pipeline.0123456789abcdef0123456789abcdef.build-1"
             ]
         );
-        assert_eq!(runner.definition(&req(None)).cwd, None);
-        // The definition passes the same checks as a command line would.
-        let dir_def = JobDefinition {
+        assert_eq!(runner.request(&req(None)).cwd, None);
+        // The request passes the same checks as a command line's would.
+        let here = JobRequest {
             cwd: Some(dir.path().to_path_buf()),
-            ..def
+            ..job
         };
-        let built = define::build(&dir_def, &store).unwrap();
+        let built = define(&here, &store).unwrap();
         assert_eq!(built.spec.tags.len(), 2);
         assert_eq!(built.spec.argv, ["sh", "-c", "echo \"$X\" | tr a b"]);
         assert_eq!(built.spec.env["X"], "a=b");

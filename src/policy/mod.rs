@@ -18,6 +18,7 @@ mod parse;
 mod paths;
 mod reader;
 mod resolve;
+mod sandbox;
 mod validate;
 
 #[cfg(test)]

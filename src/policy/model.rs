@@ -8,11 +8,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use crate::sandbox::{Enforcement, NetMode, NetModeError, SeccompProfile};
 
 /// A fully merged, validated policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -52,87 +53,6 @@ impl fmt::Display for PolicySource {
             PolicySource::Builtin => write!(f, "builtin"),
             PolicySource::Host { path } => write!(f, "host {}", path.display()),
             PolicySource::File { path } => write!(f, "file {}", path.display()),
-        }
-    }
-}
-
-/// What to do when the kernel cannot enforce a requested layer.
-/// Ordered: `Strict` is the stronger guarantee.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Enforcement {
-    /// Start anyway and report exactly what was not enforced.
-    BestEffort,
-    /// Refuse to start.
-    Strict,
-}
-
-impl Enforcement {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Enforcement::BestEffort => "best_effort",
-            Enforcement::Strict => "strict",
-        }
-    }
-}
-
-/// Network reach of a job. Ordered from narrowest to widest, so that
-/// `a > b` means "a is looser than b".
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum NetMode {
-    /// Own network namespace with no interface up.
-    None,
-    /// Own network namespace with `lo` up.
-    Loopback,
-    /// The host's network.
-    Host,
-}
-
-impl NetMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NetMode::None => "none",
-            NetMode::Loopback => "loopback",
-            NetMode::Host => "host",
-        }
-    }
-}
-
-impl fmt::Display for NetMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The text was not one of `none`, `loopback`, `host`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetModeError(pub String);
-
-impl fmt::Display for NetModeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid network mode {:?} (expected none, loopback or host)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for NetModeError {}
-
-impl FromStr for NetMode {
-    type Err = NetModeError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(NetMode::None),
-            "loopback" => Ok(NetMode::Loopback),
-            "host" => Ok(NetMode::Host),
-            _ => Err(NetModeError(s.to_string())),
         }
     }
 }
@@ -238,24 +158,6 @@ impl EnvPolicy {
 pub struct Seccomp {
     pub profile: SeccompProfile,
     pub deny: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SeccompProfile {
-    None,
-    Default,
-    Strict,
-}
-
-impl SeccompProfile {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SeccompProfile::None => "none",
-            SeccompProfile::Default => "default",
-            SeccompProfile::Strict => "strict",
-        }
-    }
 }
 
 /// Which command-line overrides may loosen this policy. Tightening is

@@ -44,7 +44,7 @@ pub enum CapsError {
         /// The text found.
         text: String,
     },
-    /// Neither `/proc` nor `PR_CAPBSET_READ` told the highest capability.
+    /// `/proc/sys/kernel/cap_last_cap` could not be read.
     Undetectable {
         /// Why `/proc` could not be read.
         source: std::io::Error,
@@ -61,8 +61,7 @@ impl fmt::Display for CapsError {
             CapsError::Undetectable { source } => write!(
                 f,
                 "cannot tell how many capabilities this kernel has: reading {CAP_LAST_CAP_PATH} \
-                 failed ({source}) and prctl(PR_CAPBSET_READ) refused capability 0; is /proc \
-                 mounted?"
+                 failed ({source}); is /proc mounted?"
             ),
         }
     }
@@ -78,14 +77,9 @@ impl std::error::Error for CapsError {
 }
 
 impl CapDropPlan {
-    /// The kernel's highest capability number: asked of the bounding set with `PR_CAPBSET_READ`
-    /// (six system calls, a tenth of opening and reading a `/proc` file on every launch), or read
-    /// from `/proc/sys/kernel/cap_last_cap` where `prctl` is refused.
+    /// The kernel's highest capability number, from `/proc/sys/kernel/cap_last_cap`.
     pub fn detect() -> Result<Self, CapsError> {
-        if let Some(last_cap) = probe_last_cap() {
-            return Ok(Self::with_last_cap(last_cap));
-        }
-        match crate::procfs::read_text(CAP_LAST_CAP_PATH) {
+        match std::fs::read_to_string(CAP_LAST_CAP_PATH) {
             Ok(text) => Self::parse(&text),
             Err(source) => Err(CapsError::Undetectable { source }),
         }
@@ -246,31 +240,6 @@ fn bounding_set_empty(plan: &CapDropPlan) -> bool {
     (0..=plan.last_cap).all(|cap| prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0) == Ok(0))
 }
 
-/// The highest capability `PR_CAPBSET_READ` accepts: the kernel answers `EINVAL` for any number
-/// above its last one, and accepts every one below. None if it refuses otherwise (a seccomp
-/// filter, say).
-fn probe_last_cap() -> Option<u32> {
-    let known = |cap: u32| match prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0) {
-        Ok(_) => Some(true),
-        Err(Errno::EINVAL) => Some(false),
-        Err(_) => None,
-    };
-    if !known(0)? {
-        return None;
-    }
-    // Binary search: `low` is known, `high` (64: past what capset can hold) is not.
-    let (mut low, mut high) = (0u32, 64u32);
-    while high - low > 1 {
-        let mid = (low + high) / 2;
-        if known(mid)? {
-            low = mid;
-        } else {
-            high = mid;
-        }
-    }
-    Some(low)
-}
-
 #[cfg(test)]
 mod tests {
     use std::ffi::CString;
@@ -314,14 +283,6 @@ mod tests {
         let err = CapDropPlan::parse("forty").unwrap_err();
         assert!(err.to_string().contains("forty"), "{err}");
         assert_eq!(CapDropPlan::with_last_cap(99).last_cap(), 63);
-    }
-
-    #[test]
-    fn the_bounding_set_probe_agrees_with_proc() {
-        let proc_text = std::fs::read_to_string(CAP_LAST_CAP_PATH).unwrap();
-        let from_proc = CapDropPlan::parse(&proc_text).unwrap().last_cap();
-        assert_eq!(probe_last_cap(), Some(from_proc));
-        assert_eq!(CapDropPlan::detect().unwrap().last_cap(), from_proc);
     }
 
     #[test]

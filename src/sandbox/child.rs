@@ -5,66 +5,171 @@
 //! the filter does not have to allow the setup syscalls.
 //!
 //! Only raw syscalls here: everything was allocated by the parent before the
-//! clone. Each step either succeeds, or writes a record (stage, errno) to the
-//! report pipe: fatal under strict enforcement (the parent turns it into a
-//! launch failure), a "not applied" note under best effort.
+//! clone, and the child of a clone must not touch locks another thread of
+//! the parent might have held. Each step either succeeds, or sends a
+//! [`Record`] (stage, errno) on the report pipe: fatal under strict
+//! enforcement (the parent turns it into a launch failure), a "not applied"
+//! note under best effort.
 
 use std::os::fd::AsRawFd;
 
-use super::landlock::{Enforcement, LandlockStatus};
+use super::landlock::Coverage;
 use super::{namespaces, ChildArgs, LaunchError, LaunchPlan};
 
-/// Steps of the child, numbered for the report pipe.
+/// The child's steps, in the order they run.
 #[repr(u32)]
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Released = 1,
-    Stdio = 2,
-    Session = 3,
-    Cwd = 4,
-    Fds = 5,
-    Exec = 6,
-    MountPrivate = 7,
-    MountProc = 8,
-    MountTmpfs = 9,
-    Loopback = 10,
-    Hostname = 11,
-    Rlimits = 12,
-    Caps = 13,
-    NoNewPrivs = 14,
-    Landlock = 15,
-    Seccomp = 16,
-    Init = 17,
-    Cgroup = 18,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stage {
+    Cgroup = 1,
+    Released,
+    MountPrivate,
+    MountProc,
+    MountTmpfs,
+    Loopback,
+    Hostname,
+    Stdio,
+    Session,
+    Cwd,
+    Rlimits,
+    Fds,
+    Caps,
+    NoNewPrivs,
+    Landlock,
+    Seccomp,
+    Init,
+    Exec,
 }
 
-const LANDLOCK_RECORD: u32 = 100;
-const SKIP_OFFSET: u32 = 200;
+/// Who is to blame when a stage fails, which decides the error a caller sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FailureClass {
+    /// agent-exec itself could not start the job (exit status 125).
+    Runner,
+    /// A sandbox layer the policy asks for could not be applied (`sandbox_unavailable`).
+    Layer,
+    /// The command could not be executed (126, or 127 when it does not exist).
+    Exec,
+}
 
-/// One message from the child.
+impl Stage {
+    const ALL: [Stage; 18] = [
+        Stage::Cgroup,
+        Stage::Released,
+        Stage::MountPrivate,
+        Stage::MountProc,
+        Stage::MountTmpfs,
+        Stage::Loopback,
+        Stage::Hostname,
+        Stage::Stdio,
+        Stage::Session,
+        Stage::Cwd,
+        Stage::Rlimits,
+        Stage::Fds,
+        Stage::Caps,
+        Stage::NoNewPrivs,
+        Stage::Landlock,
+        Stage::Seccomp,
+        Stage::Init,
+        Stage::Exec,
+    ];
+
+    fn from_u32(n: u32) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| *s as u32 == n)
+    }
+
+    /// What the stage does, for messages.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Stage::Cgroup => "joining the job's v1 cgroups",
+            Stage::Released => "release by the supervisor",
+            Stage::MountPrivate => "private mount propagation",
+            Stage::MountProc => "fresh /proc",
+            Stage::MountTmpfs => "private tmpfs",
+            Stage::Loopback => "loopback interface",
+            Stage::Hostname => "hostname",
+            Stage::Stdio => "stdio",
+            Stage::Session => "new session",
+            Stage::Cwd => "working directory",
+            Stage::Rlimits => "rlimits",
+            Stage::Fds => "closing inherited descriptors",
+            Stage::Caps => "dropping capabilities",
+            Stage::NoNewPrivs => "no_new_privs",
+            Stage::Landlock => "landlock",
+            Stage::Seccomp => "seccomp",
+            Stage::Init => "pid namespace init",
+            Stage::Exec => "exec",
+        }
+    }
+
+    pub(super) fn class(self) -> FailureClass {
+        match self {
+            Stage::MountPrivate
+            | Stage::MountProc
+            | Stage::MountTmpfs
+            | Stage::Loopback
+            | Stage::Hostname
+            | Stage::Rlimits
+            | Stage::Caps
+            | Stage::NoNewPrivs
+            | Stage::Landlock
+            | Stage::Seccomp => FailureClass::Layer,
+            Stage::Exec => FailureClass::Exec,
+            Stage::Cgroup
+            | Stage::Released
+            | Stage::Stdio
+            | Stage::Session
+            | Stage::Cwd
+            | Stage::Fds
+            | Stage::Init => FailureClass::Runner,
+        }
+    }
+}
+
+/// One message from the child on the report pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Record {
-    Landlock(LandlockStatus),
-    Skipped(u32, i32),
-    Failed(u32, i32),
+    /// The Landlock ruleset is in force, this much of it.
+    Landlock(Coverage),
+    /// A best-effort stage the kernel refused (errno).
+    Skipped(Stage, i32),
+    /// The launch stops here (errno).
+    Failed(Stage, i32),
 }
 
 impl Record {
-    pub(super) fn decode(kind: u32, value: i32) -> Record {
-        if kind == LANDLOCK_RECORD {
-            let status = match value {
-                2 => Enforcement::FullyEnforced,
-                1 => Enforcement::PartiallyEnforced,
-                _ => Enforcement::NotEnforced,
-            };
-            return Record::Landlock(LandlockStatus {
-                abi: super::landlock::kernel_abi(),
-                status,
-            });
+    pub(super) const SIZE: usize = 12;
+
+    fn encode(self) -> [u8; Self::SIZE] {
+        let (tag, a, b): (u32, u32, i32) = match self {
+            Record::Landlock(c) => (1, c as u32, 0),
+            Record::Skipped(stage, errno) => (2, stage as u32, errno),
+            Record::Failed(stage, errno) => (3, stage as u32, errno),
+        };
+        let mut out = [0u8; Self::SIZE];
+        out[..4].copy_from_slice(&tag.to_ne_bytes());
+        out[4..8].copy_from_slice(&a.to_ne_bytes());
+        out[8..].copy_from_slice(&b.to_ne_bytes());
+        out
+    }
+
+    pub(super) fn decode(bytes: &[u8; Self::SIZE]) -> Option<Record> {
+        let word = |i: usize| [bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]];
+        let tag = u32::from_ne_bytes(word(0));
+        let a = u32::from_ne_bytes(word(4));
+        let b = i32::from_ne_bytes(word(8));
+        match tag {
+            1 => [
+                Coverage::FullyEnforced,
+                Coverage::PartiallyEnforced,
+                Coverage::NotEnforced,
+            ]
+            .into_iter()
+            .find(|c| *c as u32 == a)
+            .map(Record::Landlock),
+            2 => Some(Record::Skipped(Stage::from_u32(a)?, b)),
+            3 => Some(Record::Failed(Stage::from_u32(a)?, b)),
+            _ => None,
         }
-        if kind > SKIP_OFFSET {
-            return Record::Skipped(kind - SKIP_OFFSET, value);
-        }
-        Record::Failed(kind, value)
     }
 }
 
@@ -75,8 +180,8 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
     // process; every pointer passed below points into memory the parent
     // prepared before the clone and that this copy still owns.
     unsafe {
-        // Signals: the supervisor blocks some for its signalfd and Rust
-        // ignores SIGPIPE; both would otherwise survive exec into the job.
+        // Signals: the supervisor blocks some for its signalfd; they would
+        // otherwise stay blocked across exec into the job.
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
@@ -101,8 +206,7 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
         }
 
         // Into the job's v1 cgroups (memory, pids, cpu) before anything of
-        // the job runs: a thread moving itself skips the kernel's global
-        // cgroup lock that moving another process waits on.
+        // the job runs (see `cgroup::SelfJoin` for why the child moves itself).
         if let Err(e) = super::cgroup::join_self(args.join_fds) {
             fail(args, Stage::Cgroup, e);
         }
@@ -187,14 +291,7 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
                 }
             }
             match prepared.restrict_self() {
-                Ok(status) => {
-                    let value = match status.status {
-                        Enforcement::FullyEnforced => 2,
-                        Enforcement::PartiallyEnforced => 1,
-                        Enforcement::NotEnforced => 0,
-                    };
-                    record(args, LANDLOCK_RECORD, value);
-                }
+                Ok(status) => send(args, Record::Landlock(status.status)),
                 Err(_) => fail(args, Stage::Landlock, errno()),
             }
         }
@@ -286,7 +383,7 @@ fn step(args: &ChildArgs<'_>, stage: Stage, result: Result<(), nix::errno::Errno
         if args.plan.layers.strict {
             fail(args, stage, e as i32);
         }
-        record(args, SKIP_OFFSET + stage as u32, e as i32);
+        send(args, Record::Skipped(stage, e as i32));
     }
 }
 
@@ -303,78 +400,77 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
-fn record(args: &ChildArgs<'_>, kind: u32, value: i32) {
-    let mut msg = [0u8; 8];
-    msg[..4].copy_from_slice(&kind.to_ne_bytes());
-    msg[4..].copy_from_slice(&value.to_ne_bytes());
+fn send(args: &ChildArgs<'_>, record: Record) {
+    let msg = record.encode();
     // SAFETY: raw write of a stack buffer to the report pipe.
     unsafe { libc::write(args.report, msg.as_ptr().cast(), msg.len()) };
 }
 
 fn fail(args: &ChildArgs<'_>, stage: Stage, errno: i32) -> ! {
-    record(args, stage as u32, errno);
+    send(args, Record::Failed(stage, errno));
+    let code = match stage.class() {
+        FailureClass::Exec if errno == libc::ENOENT => 127,
+        FailureClass::Exec => 126,
+        _ => 125,
+    };
     // SAFETY: exit without running destructors of the parent's copied state.
-    unsafe {
-        libc::_exit(if stage == Stage::Exec && errno == libc::ENOENT {
-            127
-        } else {
-            126
-        });
-    }
+    unsafe { libc::_exit(code) }
 }
 
-fn stage_name(stage: u32) -> &'static str {
-    match stage {
-        1 => "release by the supervisor",
-        2 => "stdio",
-        3 => "new session",
-        4 => "working directory",
-        5 => "closing inherited descriptors",
-        7 => "private mount propagation",
-        8 => "fresh /proc",
-        9 => "private tmpfs",
-        10 => "loopback interface",
-        11 => "hostname",
-        12 => "rlimits",
-        13 => "dropping capabilities",
-        14 => "no_new_privs",
-        15 => "landlock",
-        16 => "seccomp",
-        17 => "pid namespace init",
-        18 => "joining the job's v1 cgroups",
-        _ => "exec",
-    }
-}
-
-/// A best-effort step the kernel refused, for `sandbox.not_applied`.
-pub(super) fn describe_skip(stage: u32, errno: i32) -> String {
+/// A best-effort stage the kernel refused, for `sandbox.not_applied`.
+pub(super) fn describe_skip(stage: Stage, errno: i32) -> String {
     format!(
         "{}: {}",
-        stage_name(stage),
+        stage.name(),
         std::io::Error::from_raw_os_error(errno)
     )
 }
 
 /// Turns a child's failure record into a message and a shell-style exit status.
-pub(super) fn describe_failure(stage: u32, errno: i32, plan: &LaunchPlan) -> LaunchError {
+pub(super) fn describe_failure(stage: Stage, errno: i32, plan: &LaunchPlan) -> LaunchError {
     let err = std::io::Error::from_raw_os_error(errno);
-    match stage {
-        6 => LaunchError {
+    match stage.class() {
+        FailureClass::Exec => LaunchError {
             message: format!("cannot execute {}: {err}", plan.program.to_string_lossy()),
             exit_code: if errno == libc::ENOENT { 127 } else { 126 },
             unavailable: false,
         },
-        4 => LaunchError::runner(format!(
+        FailureClass::Layer => LaunchError::unavailable(format!(
+            "the {} layer could not be applied: {err}",
+            stage.name()
+        )),
+        FailureClass::Runner if stage == Stage::Cwd => LaunchError::runner(format!(
             "cannot enter the working directory {:?}: {err}",
             plan.cwd
         )),
-        7..=16 => LaunchError::unavailable(format!(
-            "the {} layer could not be applied: {err}",
-            stage_name(stage)
-        )),
-        _ => LaunchError::runner(format!(
-            "cannot start the job ({}): {err}",
-            stage_name(stage)
-        )),
+        FailureClass::Runner => {
+            LaunchError::runner(format!("cannot start the job ({}): {err}", stage.name()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_record_reads_back_as_it_was_sent() {
+        for stage in Stage::ALL {
+            for record in [Record::Skipped(stage, 13), Record::Failed(stage, -1)] {
+                assert_eq!(Record::decode(&record.encode()), Some(record));
+            }
+            assert!(!stage.name().is_empty());
+        }
+        for c in [
+            Coverage::FullyEnforced,
+            Coverage::PartiallyEnforced,
+            Coverage::NotEnforced,
+        ] {
+            assert_eq!(
+                Record::decode(&Record::Landlock(c).encode()),
+                Some(Record::Landlock(c))
+            );
+        }
+        assert_eq!(Record::decode(&[0xff; Record::SIZE]), None);
     }
 }

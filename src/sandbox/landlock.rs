@@ -22,6 +22,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use super::spec::Enforcement;
 use landlock::{
     Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset,
     RulesetAttr, RulesetCreatedAttr, RulesetError, Scope, ABI,
@@ -63,19 +64,10 @@ pub struct Scopes {
     pub signal: bool,
 }
 
-/// What to do when the running kernel cannot enforce every requested restriction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Requirement {
-    /// Refuse: [`prepare`] fails with [`LandlockError::NotEnforceable`].
-    Strict,
-    /// Enforce what the kernel supports and report the rest.
-    BestEffort,
-}
-
 /// How much of the requested Landlock sandbox the kernel enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Enforcement {
+pub enum Coverage {
     /// Every requested restriction is enforced.
     FullyEnforced,
     /// Some restrictions are enforced; the rest need a newer kernel.
@@ -90,7 +82,7 @@ pub struct LandlockStatus {
     /// Landlock ABI version of the running kernel, or null when Landlock is unavailable.
     pub abi: Option<u32>,
     /// How much of the requested ruleset is enforced.
-    pub status: Enforcement,
+    pub status: Coverage,
 }
 
 /// Access class of a rule added from the child with
@@ -108,7 +100,7 @@ pub enum PathAccess {
 /// Failure to build or apply the Landlock layer.
 #[derive(Debug)]
 pub enum LandlockError {
-    /// `Requirement::Strict` and the kernel lacks some requested features.
+    /// `Enforcement::Strict` and the kernel lacks some requested features.
     NotEnforceable {
         /// The kernel's Landlock ABI, `None` when Landlock is unavailable.
         abi: Option<u32>,
@@ -265,7 +257,7 @@ fn requested_features(net: &NetRules, scopes: &Scopes) -> Vec<(u32, &'static str
 }
 
 /// What a kernel with Landlock `abi` enforces of the request, and what it lacks.
-fn evaluate(abi: Option<u32>, net: &NetRules, scopes: &Scopes) -> (Enforcement, Vec<&'static str>) {
+fn evaluate(abi: Option<u32>, net: &NetRules, scopes: &Scopes) -> (Coverage, Vec<&'static str>) {
     let have = abi.unwrap_or(0);
     let missing: Vec<&'static str> = requested_features(net, scopes)
         .into_iter()
@@ -273,11 +265,11 @@ fn evaluate(abi: Option<u32>, net: &NetRules, scopes: &Scopes) -> (Enforcement, 
         .map(|(_, name)| name)
         .collect();
     let status = if abi.is_none() {
-        Enforcement::NotEnforced
+        Coverage::NotEnforced
     } else if missing.is_empty() {
-        Enforcement::FullyEnforced
+        Coverage::FullyEnforced
     } else {
-        Enforcement::PartiallyEnforced
+        Coverage::PartiallyEnforced
     };
     (status, missing)
 }
@@ -306,7 +298,7 @@ pub struct PreparedLandlock {
     /// `None` when Landlock is unavailable (best effort): restricting is then a no-op.
     ruleset: Option<OwnedFd>,
     abi: Option<u32>,
-    status: Enforcement,
+    status: Coverage,
     missing: Vec<&'static str>,
     skipped: Vec<PathBuf>,
     /// Raw right masks per [`PathAccess`] (read, write, exec), limited to what the ruleset
@@ -320,18 +312,18 @@ pub struct PreparedLandlock {
 /// All filesystem rights are always handled, so an empty [`FsRules`] denies every path.
 /// Paths that do not exist are skipped (see [`PreparedLandlock::skipped_paths`]); a rule on
 /// a file gets only the rights that apply to files. TCP is handled only when
-/// `net.restrict_tcp`. With [`Requirement::Strict`], fails unless the kernel enforces every
-/// requested feature; with [`Requirement::BestEffort`], unsupported features are left out
+/// `net.restrict_tcp`. With [`Enforcement::Strict`], fails unless the kernel enforces every
+/// requested feature; with [`Enforcement::BestEffort`], unsupported features are left out
 /// and listed in [`PreparedLandlock::missing_features`].
 pub fn prepare(
     fs: &FsRules,
     net: &NetRules,
     scopes: &Scopes,
-    required: Requirement,
+    required: Enforcement,
 ) -> Result<PreparedLandlock, LandlockError> {
     let abi = kernel_abi();
     let (status, missing) = evaluate(abi, net, scopes);
-    if required == Requirement::Strict && !missing.is_empty() {
+    if required == Enforcement::Strict && !missing.is_empty() {
         return Err(LandlockError::NotEnforceable { abi, missing });
     }
     // When our own verdict says "full", ask the crate to fail rather than silently degrade:
@@ -514,7 +506,7 @@ impl PreparedLandlock {
     /// Sets `no_new_privs` first (idempotent; the kernel requires it unless the caller has
     /// CAP_SYS_ADMIN, which the child has dropped by now), then `landlock_restrict_self(2)`.
     /// Makes only these two syscalls; when Landlock is unavailable it changes nothing and
-    /// reports [`Enforcement::NotEnforced`].
+    /// reports [`Coverage::NotEnforced`].
     ///
     /// Borrows: the child may share the parent's memory (a vfork-style clone), so it must
     /// free nothing the parent owns; the ruleset fd closes at exec.
@@ -561,7 +553,7 @@ mod tests {
             fs,
             &NetRules::default(),
             &Scopes::default(),
-            Requirement::Strict,
+            Enforcement::Strict,
         )
         .unwrap()
     }
@@ -577,7 +569,7 @@ mod tests {
 
     fn restrict(prepared: PreparedLandlock) -> Result<(), String> {
         let status = ctx(prepared.restrict_self(), "restrict_self")?;
-        if status.status != Enforcement::FullyEnforced {
+        if status.status != Coverage::FullyEnforced {
             return Err(format!("status {status:?}"));
         }
         Ok(())
@@ -776,7 +768,7 @@ mod tests {
             &FsRules::default(),
             &net,
             &Scopes::default(),
-            Requirement::Strict,
+            Enforcement::Strict,
         )
         .unwrap()
     }
@@ -832,7 +824,7 @@ mod tests {
             &FsRules::default(),
             &NetRules::default(),
             &scopes,
-            Requirement::Strict,
+            Enforcement::Strict,
         )
         .unwrap()
     }
@@ -945,10 +937,10 @@ mod tests {
         };
         assert_eq!(
             evaluate(Some(6), &tcp, &both),
-            (Enforcement::FullyEnforced, vec![])
+            (Coverage::FullyEnforced, vec![])
         );
         let (status, missing) = evaluate(Some(3), &tcp, &Scopes::default());
-        assert_eq!(status, Enforcement::PartiallyEnforced);
+        assert_eq!(status, Coverage::PartiallyEnforced);
         assert_eq!(
             missing,
             [
@@ -959,15 +951,15 @@ mod tests {
         // Without TCP rules or scopes, ABI 5 is enough.
         assert_eq!(
             evaluate(Some(5), &NetRules::default(), &Scopes::default()).0,
-            Enforcement::FullyEnforced
+            Coverage::FullyEnforced
         );
         assert_eq!(
             evaluate(Some(5), &NetRules::default(), &both).0,
-            Enforcement::PartiallyEnforced
+            Coverage::PartiallyEnforced
         );
         assert_eq!(
             evaluate(None, &NetRules::default(), &Scopes::default()).0,
-            Enforcement::NotEnforced
+            Coverage::NotEnforced
         );
     }
 
@@ -997,7 +989,7 @@ mod tests {
     fn status_serializes_as_the_design_says() {
         let status = LandlockStatus {
             abi: Some(7),
-            status: Enforcement::FullyEnforced,
+            status: Coverage::FullyEnforced,
         };
         assert_eq!(
             serde_json::to_value(status).unwrap(),
@@ -1005,7 +997,7 @@ mod tests {
         );
         let none = LandlockStatus {
             abi: None,
-            status: Enforcement::NotEnforced,
+            status: Coverage::NotEnforced,
         };
         assert_eq!(
             serde_json::to_value(none).unwrap(),

@@ -12,13 +12,14 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::caps::CapDropPlan;
+use super::cgroup::LayoutKind;
 use super::landlock::{
-    self, FsRules, LandlockStatus, NetRules, PathAccess, PreparedLandlock, Requirement, Scopes,
+    self, FsRules, LandlockStatus, NetRules, PathAccess, PreparedLandlock, Scopes,
 };
 use super::namespaces::NamespaceSet;
 use super::rlimits::RlimitPlan;
-use super::seccomp::{self, SeccompProgram};
-use crate::job::model::SandboxSpec;
+use super::seccomp::{self, SeccompProfile, SeccompProgram};
+use super::spec::{NetMode, SandboxSpec};
 
 /// The uid/gid the job sees inside its user namespace.
 pub const INSIDE_UID: u32 = 1000;
@@ -46,18 +47,15 @@ pub struct Layers {
 /// What the job's `sandbox` field says: the layers as applied.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SandboxReport {
-    /// `v2` or `hybrid`.
-    pub cgroup: String,
+    pub cgroup: LayoutKind,
     pub namespaces: Vec<&'static str>,
     /// Landlock ABI and how much of the ruleset the kernel enforces.
     pub landlock: LandlockReport,
-    /// `default`, `strict` or `none`.
-    pub seccomp: String,
+    pub seccomp: SeccompProfile,
     pub no_new_privs: bool,
     /// Always `none`: every capability set is emptied before exec.
     pub capabilities: &'static str,
-    /// `none`, `loopback` or `host`.
-    pub network: String,
+    pub network: NetMode,
     /// The job's uid and gid as it sees them.
     pub uid: u32,
     pub gid: u32,
@@ -98,10 +96,10 @@ impl Layers {
         spec: &SandboxSpec,
         cwd: &Path,
         limits: LimitsReport,
-        cgroup: &str,
+        cgroup: LayoutKind,
     ) -> Result<Layers, Unavailable> {
         let mut not_applied = Vec::new();
-        let net_ns = spec.network != "host";
+        let net_ns = spec.network.own_namespace();
         let namespaces = NamespaceSet {
             user: spec.user_ns,
             pid: spec.pid_ns,
@@ -141,7 +139,7 @@ impl Layers {
         }
 
         let landlock_wanted = spec.landlock
-            || (spec.network == "host"
+            || (spec.network == NetMode::Host
                 && (spec.connect_ports.is_some() || spec.bind_ports.is_some()));
         let mut landlock_child_rules = Vec::new();
         let landlock = if landlock_wanted {
@@ -159,7 +157,7 @@ impl Layers {
                     exec: vec![PathBuf::from("/")],
                 }
             };
-            let restrict_tcp = spec.network == "host"
+            let restrict_tcp = spec.network == NetMode::Host
                 && (spec.connect_ports.is_some() || spec.bind_ports.is_some());
             let net = NetRules {
                 restrict_tcp,
@@ -170,15 +168,12 @@ impl Layers {
                 abstract_unix: spec.landlock,
                 signal: spec.landlock,
             };
-            let required = if spec.strict {
-                Requirement::Strict
-            } else {
-                Requirement::BestEffort
-            };
             let prepared =
-                landlock::prepare(&fs, &net, &scopes, required).map_err(|e| Unavailable {
-                    layer: "landlock",
-                    message: e.to_string(),
+                landlock::prepare(&fs, &net, &scopes, spec.enforcement).map_err(|e| {
+                    Unavailable {
+                        layer: "landlock",
+                        message: e.to_string(),
+                    }
                 })?;
             for m in prepared.missing_features() {
                 not_applied.push(format!("landlock: {m} (kernel ABI {:?})", prepared.abi()));
@@ -197,15 +192,11 @@ impl Layers {
             None
         };
 
-        let profile = match spec.seccomp.as_str() {
-            "strict" => seccomp::SeccompProfile::Strict,
-            "none" => seccomp::SeccompProfile::None,
-            _ => seccomp::SeccompProfile::Default,
-        };
-        let seccomp = seccomp::build(profile, &spec.seccomp_deny).map_err(|e| Unavailable {
-            layer: "seccomp",
-            message: e.to_string(),
-        })?;
+        let seccomp =
+            seccomp::build(spec.seccomp, &spec.seccomp_deny).map_err(|e| Unavailable {
+                layer: "seccomp",
+                message: e.to_string(),
+            })?;
 
         let caps = CapDropPlan::detect().map_err(|e| Unavailable {
             layer: "capabilities",
@@ -220,13 +211,13 @@ impl Layers {
             },
         };
         let report = SandboxReport {
-            cgroup: cgroup.to_string(),
+            cgroup,
             namespaces: namespaces.names(),
             landlock: landlock_report,
-            seccomp: spec.seccomp.clone(),
+            seccomp: spec.seccomp,
             no_new_privs: true,
             capabilities: "none",
-            network: spec.network.clone(),
+            network: spec.network,
             uid: if spec.user_ns { INSIDE_UID } else { uid },
             gid: if spec.user_ns { INSIDE_GID } else { gid },
             hostname: if spec.uts_ns {
@@ -246,7 +237,7 @@ impl Layers {
             id_map,
             fresh_proc: spec.pid_ns && spec.mount_ns,
             tmpfs,
-            loopback: spec.network == "loopback",
+            loopback: spec.network == NetMode::Loopback,
             hostname: if spec.uts_ns {
                 spec.hostname.as_deref().map(|h| cstring(Path::new(h)))
             } else {
@@ -262,7 +253,7 @@ impl Layers {
             landlock,
             landlock_child_rules,
             seccomp,
-            strict: spec.strict,
+            strict: spec.strict(),
             report,
         })
     }
@@ -281,9 +272,9 @@ impl SandboxReport {
 
 fn enforcement_name(s: LandlockStatus) -> &'static str {
     match s.status {
-        landlock::Enforcement::FullyEnforced => "fully_enforced",
-        landlock::Enforcement::PartiallyEnforced => "partially_enforced",
-        landlock::Enforcement::NotEnforced => "not_enforced",
+        landlock::Coverage::FullyEnforced => "fully_enforced",
+        landlock::Coverage::PartiallyEnforced => "partially_enforced",
+        landlock::Coverage::NotEnforced => "not_enforced",
     }
 }
 

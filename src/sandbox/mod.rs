@@ -7,7 +7,6 @@
 //! (uid/gid maps) and only then lets the child go on. The child's steps are
 //! in [`child::run`], in the order the kernel needs them.
 
-pub mod affinity;
 pub mod caps;
 pub mod cgroup;
 mod child;
@@ -16,8 +15,11 @@ pub mod layers;
 pub mod namespaces;
 pub mod rlimits;
 pub mod seccomp;
+mod spec;
 #[cfg(test)]
 mod test_fork;
+
+pub use spec::{Enforcement, NetMode, NetModeError, SandboxSpec, SeccompProfile};
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -43,8 +45,6 @@ pub struct LaunchPlan {
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
     _owned: [Vec<CString>; 2],
-    /// The CPU set the job gets back once it has exec'd (see [`affinity`]).
-    caller_cpus: Option<libc::cpu_set_t>,
     cwd: CString,
     pub layers: layers::Layers,
 }
@@ -86,9 +86,6 @@ pub struct Launched {
     /// What the child reported of the layers it applied (Landlock verdict, best-effort skips).
     pub landlock: Option<landlock::LandlockStatus>,
     pub not_applied: Vec<String>,
-    /// The job had already exited (unreaped) when the launch returned: a
-    /// short one runs to its end on our CPU before we get it back.
-    pub over: bool,
 }
 
 impl LaunchPlan {
@@ -120,12 +117,7 @@ impl LaunchPlan {
         let envp: Vec<CString> = env
             .iter()
             .map(|(k, v)| {
-                // Joined by hand: a whole inherited environment goes through here.
-                let mut entry = String::with_capacity(k.len() + v.len() + 2);
-                entry.push_str(k);
-                entry.push('=');
-                entry.push_str(v);
-                CString::new(entry).map_err(|e| {
+                CString::new(format!("{k}={v}")).map_err(|e| {
                     let entry = String::from_utf8_lossy(&e.into_vec()).into_owned();
                     LaunchError::runner(format!(
                         "an environment variable contains a NUL byte: {entry:?}"
@@ -143,7 +135,6 @@ impl LaunchPlan {
             argv_ptrs: pointers(&argv),
             envp_ptrs: pointers(&envp),
             _owned: [argv, envp],
-            caller_cpus: affinity::caller_set(),
             cwd: cstr(&cwd.to_string_lossy(), "the working directory")?,
             layers,
         })
@@ -241,25 +232,10 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         join_fds: self_join.raw_fds(),
     };
     //    The namespaces the policy asks for are created by the same call.
-    //    When the parent has nothing to do between the clone and the go, the
-    //    go is written first and the child shares our memory until its exec.
-    let mut shared = shares_memory(plan);
-    if shared && write_all(go_write.as_raw_fd(), &[1]).is_err() {
-        shared = false;
-    }
     let mut into_cgroup = true;
-    let mut pid = if shared {
-        clone3_shared(CLONE_INTO_CGROUP | ns_flags, cgroup_dir.as_raw_fd(), &child)
-    } else {
-        clone3(CLONE_INTO_CGROUP | ns_flags, Some(cgroup_dir.as_raw_fd()))
-    };
+    let mut pid = clone3(CLONE_INTO_CGROUP | ns_flags, Some(cgroup_dir.as_raw_fd()));
     if pid == Err(libc::ENOSYS) || pid == Err(libc::E2BIG) {
-        // Kernels before 5.7: clone plainly, then move the child before it
-        // may go on (so take back a go written in advance).
-        if shared {
-            read_full(go_read.as_raw_fd(), &mut [0u8; 1]);
-            shared = false;
-        }
+        // Kernels before 5.7: clone plainly, then move the child before it may go on.
         into_cgroup = false;
         pid = clone3(ns_flags, None);
     }
@@ -320,7 +296,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     }
 
     // 4. Go. Then wait for exec: EOF on `report` means the exec succeeded.
-    if !shared && write_all(go_write.as_raw_fd(), &[1]).is_err() {
+    if write_all(go_write.as_raw_fd(), &[1]).is_err() {
         kill_and_reap(pid);
         return Err(LaunchError::runner(
             "the job died before it was released".into(),
@@ -332,40 +308,33 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         init_status: plan.layers.namespaces.pid.then_some(status_read),
         landlock: None,
         not_applied: Vec::new(),
-        over: false,
     };
     // Records until EOF: notes about layers, or one fatal failure.
     loop {
-        let mut record = [0u8; 8];
-        if read_full(report_read.as_raw_fd(), &mut record) != 8 {
+        let mut bytes = [0u8; child::Record::SIZE];
+        if read_full(report_read.as_raw_fd(), &mut bytes) != bytes.len() {
             break;
         }
-        let kind = u32::from_ne_bytes([record[0], record[1], record[2], record[3]]);
-        let value = i32::from_ne_bytes([record[4], record[5], record[6], record[7]]);
-        match child::Record::decode(kind, value) {
-            child::Record::Landlock(status) => launched.landlock = Some(status),
-            child::Record::Skipped(stage, errno) => launched
+        match child::Record::decode(&bytes) {
+            Some(child::Record::Landlock(coverage)) => {
+                launched.landlock = Some(landlock::LandlockStatus {
+                    abi: landlock::kernel_abi(),
+                    status: coverage,
+                })
+            }
+            Some(child::Record::Skipped(stage, errno)) => launched
                 .not_applied
                 .push(child::describe_skip(stage, errno)),
-            child::Record::Failed(stage, errno) => {
+            Some(child::Record::Failed(stage, errno)) => {
                 reap(pid);
                 return Err(child::describe_failure(stage, errno, plan));
             }
-        }
-    }
-    // 5. The job was cloned and exec'd on our CPU (see `affinity`): not
-    //    earlier, or the exec would have moved it to an idle CPU and the
-    //    job's exit would wake us there. Now it gets its caller's CPUs,
-    //    with anything it managed to start meanwhile, or it does not run.
-    //    A job already over (a short one runs to its end before we get the
-    //    CPU back) needs none: whatever it left is killed as we reap it.
-    launched.over = has_exited(pid);
-    if let Some(cpus) = plan.caller_cpus.as_ref().filter(|_| !launched.over) {
-        if let Err(e) = cgroup.give_cpus(cpus) {
-            kill_and_reap(pid);
-            return Err(LaunchError::runner(format!(
-                "cannot give the job its caller's CPU set: {e}"
-            )));
+            None => {
+                kill_and_reap(pid);
+                return Err(LaunchError::runner(
+                    "the job's set-up sent a report that cannot be read".into(),
+                ));
+            }
         }
     }
     Ok(launched)
@@ -425,147 +394,6 @@ fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<i32, i32> {
     }
 }
 
-/// Whether the child may share our memory until it execs, the way
-/// posix_spawn's vfork does: the clone then copies none of the supervisor's
-/// page tables, and neither side takes copy-on-write faults afterwards. We
-/// are suspended until the exec (or the child's exit), so this is only for
-/// children that need nothing from us meanwhile (no uid/gid maps to wait
-/// for) and that end in exec rather than staying on as a pid namespace's
-/// init. The child frees nothing and allocates nothing (see `child`), so
-/// our heap is as we left it when we resume.
-fn shares_memory(plan: &LaunchPlan) -> bool {
-    cfg!(target_arch = "x86_64") && plan.layers.id_map.is_none() && !plan.layers.namespaces.pid
-}
-
-/// clone3 with CLONE_VM | CLONE_VFORK: the child runs [`child::run`] on a
-/// stack of its own (with a guard page below it) while we wait for its exec
-/// or exit, after which the stack is unused and unmapped.
-#[cfg(target_arch = "x86_64")]
-fn clone3_shared(flags: u64, cgroup_fd: RawFd, child: &ChildArgs<'_>) -> Result<i32, i32> {
-    let stack = ChildStack::map(256 << 10)?;
-    unsafe extern "C" fn entry(args: *const ChildArgs<'_>) -> ! {
-        // SAFETY: `args` points into the suspended parent's frame, alive
-        // until we exec or exit.
-        child::run(unsafe { &*args })
-    }
-    let flags = flags | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64;
-    // SAFETY: we are suspended until the child's exec or exit, so `child`
-    // and the stack outlive its use of them; the child only makes syscalls
-    // on its stack, so our memory is as we left it.
-    let ret = unsafe { clone3_on_stack(flags, Some(cgroup_fd), &stack, entry, child) };
-    if ret < 0 {
-        Err(-ret as i32)
-    } else {
-        Ok(ret as i32)
-    }
-}
-
-/// An anonymous stack for a child cloned with CLONE_VM, with a guard page
-/// below it; unmapped when dropped.
-#[cfg(target_arch = "x86_64")]
-pub(crate) struct ChildStack {
-    base: *mut libc::c_void,
-    size: usize,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl ChildStack {
-    const GUARD: usize = 4096;
-
-    /// `size` usable bytes, reserved lazily (MAP_NORESERVE). Err: the errno.
-    pub(crate) fn map(size: usize) -> Result<ChildStack, i32> {
-        let errno = || {
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EINVAL)
-        };
-        // SAFETY: a fresh anonymous mapping that nothing else refers to.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size + Self::GUARD,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(errno());
-        }
-        let stack = ChildStack { base, size };
-        // SAFETY: the lowest page of the mapping just made.
-        if unsafe { libc::mprotect(base, Self::GUARD, libc::PROT_NONE) } != 0 {
-            return Err(errno());
-        }
-        Ok(stack)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Drop for ChildStack {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping, no longer used by any child.
-        unsafe { libc::munmap(self.base, self.size + Self::GUARD) };
-    }
-}
-
-/// clone3 with `flags`, which include CLONE_VM: the child runs `entry(arg)`
-/// on `stack` in our address space, into `cgroup_fd` if given (with
-/// CLONE_INTO_CGROUP among the flags). Returns the child's pid or -errno.
-///
-/// # Safety
-/// `arg` and `stack` must stay valid for as long as the child uses them,
-/// and the child must not touch memory we are using meanwhile.
-#[cfg(target_arch = "x86_64")]
-pub(crate) unsafe fn clone3_on_stack<T>(
-    flags: u64,
-    cgroup_fd: Option<RawFd>,
-    stack: &ChildStack,
-    entry: unsafe extern "C" fn(*const T) -> !,
-    arg: *const T,
-) -> isize {
-    let mut args = CloneArgs {
-        flags,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: stack.base as u64 + ChildStack::GUARD as u64,
-        stack_size: stack.size as u64,
-        cgroup: cgroup_fd.map(|fd| fd as u64).unwrap_or(0),
-        ..Default::default()
-    };
-    let ret: isize;
-    // SAFETY: the kernel starts the child with rax = 0 and rsp at the top of
-    // the new stack (16-byte aligned), every other register as ours; it
-    // clears the frame pointer and calls `entry(arg)`, which never returns.
-    // The parent takes the other branch with the child's pid or -errno.
-    unsafe {
-        std::arch::asm!(
-            "syscall",
-            "test rax, rax",
-            "jnz 2f",
-            "xor ebp, ebp",
-            "mov rdi, r12",
-            "call r13",
-            "ud2",
-            "2:",
-            inlateout("rax") libc::SYS_clone3 as isize => ret,
-            in("rdi") &mut args as *mut CloneArgs,
-            in("rsi") std::mem::size_of::<CloneArgs>(),
-            in("r12") arg,
-            in("r13") entry,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn clone3_shared(_flags: u64, _cgroup_fd: RawFd, _child: &ChildArgs<'_>) -> Result<i32, i32> {
-    Err(libc::ENOSYS)
-}
-
 pub(crate) fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds has room for the two descriptors pipe2 returns.
@@ -598,22 +426,6 @@ fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
         }
     }
     done
-}
-
-/// Whether our child `pid` has exited (left unreaped for the event loop).
-pub(crate) fn has_exited(pid: i32) -> bool {
-    // SAFETY: siginfo_t is plain data that waitid fills; WNOWAIT leaves the
-    // child to be reaped where it always is.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        ) == 0
-            && info.si_pid() == pid
-    }
 }
 
 fn kill_and_reap(pid: i32) {

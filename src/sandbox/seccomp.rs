@@ -34,7 +34,17 @@ use nix::errno::Errno;
 use rules::{ArgCondition, DenyRule};
 
 /// Which built-in deny list a job runs under (policy key `seccomp`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SeccompProfile {
     /// Denies what no ordinary build, test or agent tool needs (see [`denied_syscalls`]).

@@ -15,7 +15,7 @@ use super::KillRequest;
 use crate::job::model::{JobSpec, Outcome, Resources, ResultKind, StreamStats};
 use crate::job::store::Store;
 use crate::output::pump::Pump;
-use crate::sandbox::cgroup::{JobCgroup, MainExit, Usage};
+use crate::sandbox::cgroup::{JobCgroup, Usage};
 
 /// How long to keep reading output after the main process ended and its leftovers were killed.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -39,13 +39,9 @@ pub(crate) fn handled_signals() -> SigSet {
 pub(super) struct End {
     wait_status: Option<i32>,
     max_rss_bytes: Option<u64>,
-    main_exit: Option<MainExit>,
     timed_out: bool,
     kill_requested: bool,
     leftover_killed: u64,
-    /// The cgroup was empty once the main process had been reaped: nothing
-    /// can join it any more, so nobody needs to wait for it.
-    emptied: bool,
     stdout: StreamStats,
     stderr: StreamStats,
     message: Option<String>,
@@ -90,11 +86,9 @@ fn run(
     let mut end = End {
         wait_status: None,
         max_rss_bytes: None,
-        main_exit: None,
         timed_out: false,
         kill_requested: false,
         leftover_killed: 0,
-        emptied: false,
         stdout: StreamStats::default(),
         stderr: StreamStats::default(),
         message: None,
@@ -106,7 +100,6 @@ fn run(
         .map(|ms| started + Duration::from_millis(ms));
     let mut kill_at: Option<Instant> = None;
     let mut drain_until: Option<Instant> = None;
-    let mut unpinned = false;
     let signals = SignalFd::with_flags(
         &handled_signals(),
         SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
@@ -158,12 +151,6 @@ fn run(
 
         for (pump, slot) in pump_slots {
             let revents = fds[slot].revents;
-            if revents & libc::POLLIN != 0 && !unpinned {
-                // Output to pump: from now on any CPU the caller may use
-                // (see sandbox::affinity), not only the one the job is on.
-                let _ = crate::sandbox::affinity::unpin();
-                unpinned = true;
-            }
             if revents != 0 {
                 // At Eof the job (or all its processes) closed the pipe.
                 let _ = pumps[pump].ready(revents);
@@ -214,14 +201,10 @@ fn run(
         }
         if got_sigchld && reap(main_pid, &mut end) {
             // The main process is gone: whatever it left behind dies now.
-            if cgroup.populated() {
-                let left = cgroup.pids();
-                if !left.is_empty() {
-                    end.leftover_killed = left.len() as u64;
-                    cgroup.kill_all();
-                }
-            } else {
-                end.emptied = true;
+            let left = cgroup.pids();
+            if !left.is_empty() {
+                end.leftover_killed = left.len() as u64;
+                cgroup.kill_all();
             }
             timeout_at = None;
             kill_at = None;
@@ -292,12 +275,6 @@ fn reap(main_pid: i32, end: &mut End) -> bool {
             if got == main_pid {
                 end.wait_status = Some(status);
                 end.max_rss_bytes = Some(usage.ru_maxrss as u64 * 1024);
-                let usec = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-                end.main_exit = Some(MainExit {
-                    cpu_user_usec: usec(usage.ru_utime),
-                    cpu_system_usec: usec(usage.ru_stime),
-                    exited: libc::WIFEXITED(status),
-                });
                 main_reaped = true;
             }
         } else {
@@ -309,16 +286,6 @@ fn reap(main_pid: i32, end: &mut End) -> bool {
 }
 
 impl End {
-    /// What reaping the main process told, if it was reaped.
-    pub(super) fn main_exit(&self) -> Option<&MainExit> {
-        self.main_exit.as_ref()
-    }
-
-    /// Whether the cgroup is known to be empty (see `emptied`).
-    pub(super) fn cgroup_emptied(&self) -> bool {
-        self.emptied
-    }
-
     pub(super) fn into_outcome(self, usage: Usage, duration_ms: u64) -> Outcome {
         let status = self.wait_status.unwrap_or(0);
         let oom = usage.oom_kills > 0;

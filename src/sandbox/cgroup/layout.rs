@@ -3,14 +3,9 @@
 //! Job cgroups are only ever created under the cgroup this process already
 //! belongs to, in every hierarchy (the host's own management lives in
 //! sibling cgroups we must not touch). Reading `/proc/self/cgroup` gives the
-//! paths, and `statfs` tells a pure v2 host from a hybrid one. Where each
-//! hierarchy is mounted (and which subtree the mount shows) comes from the
-//! kernel for the usual places (`/sys/fs/cgroup`, `…/unified`,
-//! `…/<controller>`): `statx` gives the mount's id and `statmount` its root,
-//! type and options, a few microseconds each. Every launch detects the
-//! layout, and `/proc/self/mountinfo` costs ~0.1 ms to generate and parse,
-//! so it is read only where that falls short: a kernel before 6.11, or a
-//! hierarchy mounted somewhere else.
+//! paths, `statfs` tells a pure v2 host from a hybrid one, and
+//! `/proc/self/mountinfo` where each hierarchy is mounted (and which subtree
+//! the mount shows).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -71,31 +66,13 @@ impl Layout {
     /// Detects the layout of the calling process.
     pub fn detect() -> Result<Layout, LayoutError> {
         let (kind, cgroup) = Self::kind_and_own_paths()?;
-        if let Some(layout) = Self::from_usual_mounts(kind, &cgroup) {
-            return Ok(layout);
-        }
-        Self::from_mountinfo(kind, &cgroup)
-    }
-
-    /// The layout as `/proc/self/mountinfo` describes it (what [`detect`]
-    /// falls back to; public for the test that compares the two).
-    ///
-    /// [`detect`]: Layout::detect
-    pub fn detect_from_mountinfo() -> Result<Layout, LayoutError> {
-        let (kind, cgroup) = Self::kind_and_own_paths()?;
-        Self::from_mountinfo(kind, &cgroup)
-    }
-
-    /// The layout from the kernel's answers about the usual mount points
-    /// alone, if every hierarchy we need is mounted there (public for the
-    /// test that compares it with mountinfo's).
-    pub fn detect_from_usual_mounts() -> Option<Layout> {
-        let (kind, cgroup) = Self::kind_and_own_paths().ok()?;
-        Self::from_usual_mounts(kind, &cgroup)
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| LayoutError::Io("/proc/self/mountinfo", e))?;
+        Self::from_proc(kind, &cgroup, &mountinfo).ok_or(LayoutError::NoCgroup2)
     }
 
     fn kind_and_own_paths() -> Result<(LayoutKind, String), LayoutError> {
-        let cgroup = crate::procfs::read_text("/proc/self/cgroup")
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup")
             .map_err(|e| LayoutError::Io("/proc/self/cgroup", e))?;
         let kind = if is_cgroup2(Path::new("/sys/fs/cgroup")) {
             LayoutKind::V2
@@ -105,34 +82,6 @@ impl Layout {
             return Err(LayoutError::NoCgroup2);
         };
         Ok((kind, cgroup))
-    }
-
-    fn from_mountinfo(kind: LayoutKind, cgroup: &str) -> Result<Layout, LayoutError> {
-        let mountinfo = crate::procfs::read_text("/proc/self/mountinfo")
-            .map_err(|e| LayoutError::Io("/proc/self/mountinfo", e))?;
-        Self::from_proc(kind, cgroup, &mountinfo).ok_or(LayoutError::NoCgroup2)
-    }
-
-    /// The layout if the v2 hierarchy and each v1 controller we use that
-    /// `/proc/self/cgroup` lists are mounted where systemd and the
-    /// distributions mount them; None sends the caller to mountinfo.
-    fn from_usual_mounts(kind: LayoutKind, cgroup: &str) -> Option<Layout> {
-        let v2_point = match kind {
-            LayoutKind::V2 => "/sys/fs/cgroup",
-            LayoutKind::Hybrid => "/sys/fs/cgroup/unified",
-        };
-        let mut mounts = vec![mount_at(v2_point).filter(|m| m.fstype == "cgroup2")?];
-        if kind == LayoutKind::Hybrid {
-            let listed = cgroup.lines().filter_map(|line| line.split(':').nth(1));
-            for controller in listed.flat_map(|list| list.split(',')) {
-                if V1_CONTROLLERS.contains(&controller) {
-                    let mount = mount_at(&format!("/sys/fs/cgroup/{controller}"))
-                        .filter(|m| m.holds(controller))?;
-                    mounts.push(mount);
-                }
-            }
-        }
-        Self::from_mounts(kind, cgroup, &mounts)
     }
 
     /// Builds the layout from the text of `/proc/self/cgroup` and `/proc/self/mountinfo`.
@@ -207,8 +156,7 @@ impl Mount {
     }
 }
 
-/// The cgroup mounts of a mountinfo text (every launch reads it: the other
-/// lines are skipped before anything is allocated for them).
+/// The cgroup mounts of a mountinfo text.
 fn parse_mountinfo(text: &str) -> Vec<Mount> {
     let mut mounts = Vec::new();
     for line in text.lines() {
@@ -237,95 +185,6 @@ fn parse_mountinfo(text: &str) -> Vec<Mount> {
         });
     }
     mounts
-}
-
-/// The mount whose root `path` is (symlinks followed), as the kernel
-/// describes it; None if `path` is not a mount's root or the kernel cannot
-/// say (statmount with options needs Linux 6.11).
-fn mount_at(path: &str) -> Option<Mount> {
-    const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
-    const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
-    const SYS_STATMOUNT: libc::c_long = 457;
-    const STATMOUNT_MNT_ROOT: u64 = 0x08;
-    const STATMOUNT_FS_TYPE: u64 = 0x20;
-    const STATMOUNT_MNT_OPTS: u64 = 0x80;
-    const NEEDED: u64 = STATMOUNT_MNT_ROOT | STATMOUNT_FS_TYPE;
-    /// `struct mnt_id_req`, first version (`MNT_ID_REQ_SIZE_VER0`).
-    #[repr(C)]
-    struct MntIdReq {
-        size: u32,
-        spare: u32,
-        mnt_id: u64,
-        param: u64,
-    }
-    /// Offsets in `struct statmount` (include/uapi/linux/mount.h): the
-    /// fixed part is 512 bytes, then the strings, each field of type
-    /// `[str]` an offset into them.
-    const MNT_OPTS: usize = 4;
-    const FS_TYPE: usize = 36;
-    const MNT_ROOT: usize = 104;
-    const STRINGS: usize = 512;
-
-    let c_path = std::ffi::CString::new(path).ok()?;
-    // SAFETY: statx fills the struct we pass; all-zero is a valid value of it.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: valid path and buffer for the duration of the call.
-    let rc = unsafe {
-        libc::statx(
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            0,
-            STATX_MNT_ID_UNIQUE,
-            &mut stx,
-        )
-    };
-    if rc != 0
-        || stx.stx_mask & STATX_MNT_ID_UNIQUE == 0
-        || stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT == 0
-        || stx.stx_attributes & STATX_ATTR_MOUNT_ROOT == 0
-    {
-        return None;
-    }
-    let req = MntIdReq {
-        size: std::mem::size_of::<MntIdReq>() as u32,
-        spare: 0,
-        mnt_id: stx.stx_mnt_id,
-        param: NEEDED | STATMOUNT_MNT_OPTS,
-    };
-    let mut buf = [0u64; 128]; // 1 KiB (the strings are short), 8-byte aligned like the struct
-    let len = std::mem::size_of_val(&buf);
-    // SAFETY: `req` and `buf` are valid for the call; the kernel writes at
-    // most `len` bytes.
-    let rc = unsafe { libc::syscall(SYS_STATMOUNT, &req, buf.as_mut_ptr(), len, 0) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: a plain byte view of the buffer we own.
-    let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
-    let u32_at =
-        |at: usize| u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    let mask = buf[1]; // `mask`, at byte 8
-    if mask & NEEDED != NEEDED {
-        return None;
-    }
-    let string = |field: usize| -> Option<String> {
-        let tail = bytes.get(STRINGS + u32_at(field) as usize..)?;
-        let end = tail.iter().position(|&b| b == 0)?;
-        String::from_utf8(tail[..end].to_vec()).ok()
-    };
-    Some(Mount {
-        root: string(MNT_ROOT)?,
-        point: PathBuf::from(path),
-        fstype: string(FS_TYPE)?,
-        // The kernel leaves the flag out when there are no options, and
-        // before 6.11 it has none to give: either way no v1 controller is
-        // found here, and the caller reads mountinfo.
-        options: if mask & STATMOUNT_MNT_OPTS != 0 {
-            string(MNT_OPTS)?
-        } else {
-            String::new()
-        },
-    })
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.

@@ -17,8 +17,6 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::procfs::read_text;
-
 pub use layout::{Layout, LayoutError, LayoutKind};
 
 /// A job's cgroup is `<own cgroup>/agent-exec-<job id>` in each hierarchy:
@@ -34,16 +32,6 @@ pub struct Limits {
     pub memory_bytes: Option<u64>,
     pub pids: Option<u64>,
     pub cpus: Option<f64>,
-}
-
-/// What reaping the job's main process told (see [`JobCgroup::usage`]).
-#[derive(Debug, Clone, Copy)]
-pub struct MainExit {
-    /// Its user and system CPU time (wait4's rusage).
-    pub cpu_user_usec: u64,
-    pub cpu_system_usec: u64,
-    /// Whether it exited (rather than being killed by a signal).
-    pub exited: bool,
 }
 
 /// What the cgroup measured over the job's life; `None` where the kernel has no such counter.
@@ -222,42 +210,14 @@ impl JobCgroup {
 
     /// The processes currently in the job's cgroup.
     pub fn pids(&self) -> Vec<i32> {
-        read_text(self.v2_dir.join("cgroup.procs"))
+        fs::read_to_string(self.v2_dir.join("cgroup.procs"))
             .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
             .unwrap_or_default()
     }
 
-    /// Gives every thread in the cgroup `cpus`. A thread started by one we
-    /// had not reached yet kept the old set: the passes go on until one
-    /// finds no thread it has not seen (a thread started after its parent
-    /// got the set inherits it).
-    pub fn give_cpus(&self, cpus: &libc::cpu_set_t) -> io::Result<()> {
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..16 {
-            let mut new = 0;
-            for line in read_text(self.v2_dir.join("cgroup.threads"))?.lines() {
-                let Ok(tid) = line.trim().parse::<i32>() else {
-                    continue;
-                };
-                if !seen.insert(tid) {
-                    continue;
-                }
-                new += 1;
-                match crate::sandbox::affinity::set_for(tid, cpus) {
-                    Ok(()) | Err(libc::ESRCH) => {} // gone already
-                    Err(errno) => return Err(io::Error::from_raw_os_error(errno)),
-                }
-            }
-            if new == 0 {
-                return Ok(());
-            }
-        }
-        Err(io::Error::other("its threads kept multiplying"))
-    }
-
     /// Whether any process is left in the cgroup.
     pub fn populated(&self) -> bool {
-        match read_text(self.v2_dir.join("cgroup.events")) {
+        match fs::read_to_string(self.v2_dir.join("cgroup.events")) {
             Ok(events) => events.lines().any(|l| l.trim() == "populated 1"),
             Err(_) => !self.pids().is_empty(),
         }
@@ -311,7 +271,7 @@ impl JobCgroup {
         // Freezing is asynchronous: wait (bounded) until cgroup.events says so.
         let deadline = Instant::now() + Duration::from_millis(200);
         loop {
-            let done = read_text(self.v2_dir.join("cgroup.events"))
+            let done = fs::read_to_string(self.v2_dir.join("cgroup.events"))
                 .map(|e| e.lines().any(|l| l.trim() == "frozen 1"))
                 .unwrap_or(false);
             if done || !self.populated() {
@@ -339,24 +299,11 @@ impl JobCgroup {
     }
 
     /// Reads the job's accounting; call after the last process is gone.
-    ///
-    /// `main` is what reaping the job's main process told: when
-    /// that process was the job's only task ever (`pids` counts threads), its
-    /// rusage is the cgroup's CPU time, and unless a signal ended it the OOM
-    /// killer (which kills with SIGKILL) cannot have struck, so those two
-    /// counters are not read: two files fewer between a short job's end and
-    /// its answer.
-    pub fn usage(&self, main: Option<&MainExit>) -> Usage {
+    pub fn usage(&self) -> Usage {
         let mut usage = Usage::default();
         self.controllers.peaks(&mut usage);
-        let alone = main.filter(|_| usage.pids_peak == Some(1));
-        if alone.is_none_or(|main| !main.exited) {
-            usage.oom_kills = self.controllers.oom_kills();
-        }
-        if let Some(main) = alone {
-            usage.cpu_user_usec = Some(main.cpu_user_usec);
-            usage.cpu_system_usec = Some(main.cpu_system_usec);
-        } else if let Ok(stat) = read_text(self.v2_dir.join("cpu.stat")) {
+        usage.oom_kills = self.controllers.oom_kills();
+        if let Ok(stat) = fs::read_to_string(self.v2_dir.join("cpu.stat")) {
             for line in stat.lines() {
                 let mut kv = line.split_whitespace();
                 match (kv.next(), kv.next().and_then(|v| v.parse::<u64>().ok())) {
@@ -412,12 +359,12 @@ fn wait_for_events(dir: &Path, deadline: Instant) {
 
 /// Reads a file holding one unsigned integer (`max` reads as None).
 pub(crate) fn read_u64(path: &Path) -> Option<u64> {
-    read_text(path).ok()?.trim().parse().ok()
+    fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// Reads `key value` lines (memory.events, memory.oom_control) and returns `key`'s value.
 pub(crate) fn read_keyed(path: &Path, key: &str) -> Option<u64> {
-    let text = read_text(path).ok()?;
+    let text = fs::read_to_string(path).ok()?;
     text.lines().find_map(|l| {
         let mut kv = l.split_whitespace();
         (kv.next() == Some(key)).then(|| kv.next()?.parse().ok())?

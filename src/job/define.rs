@@ -1,0 +1,257 @@
+//! From a [`JobRequest`] to a job ready to store: the policy resolved,
+//! overrides merged, paths expanded, the host floor checked, secrets
+//! split from what may be shown.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::model::{new_job_id, JobLimits, JobSpec, Secrets, StdinSpec};
+use super::request::JobRequest;
+use super::store::Store;
+use crate::output::mask::mask_str;
+use crate::policy::{
+    self, Floor, OverrideError, PathVars, Policy, PolicyError, PolicyErrorKind, PolicySources,
+};
+use crate::timefmt::{now_ms, rfc3339};
+
+pub const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(5);
+
+/// A job ready to be stored: definition, clear-text secrets, stdin bytes.
+pub struct Defined {
+    pub spec: JobSpec,
+    pub secrets: Secrets,
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// Why a request cannot become a job.
+#[derive(Debug)]
+pub enum DefineError {
+    /// A value of the request is unusable; the text names it.
+    Invalid(String),
+    /// The policy (or floor) file cannot be used.
+    Policy(PolicyError),
+    /// The request loosens what its policy does not let it loosen.
+    OverrideForbidden(String),
+    /// The request asks for more than the host floor allows.
+    Floor(String),
+}
+
+impl fmt::Display for DefineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DefineError::Invalid(m) | DefineError::OverrideForbidden(m) | DefineError::Floor(m) => {
+                f.write_str(m)
+            }
+            DefineError::Policy(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for DefineError {}
+
+pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
+    let id = new_job_id();
+    let created = now_ms();
+    let cwd = resolve_cwd(req.cwd.as_deref())?;
+    if req.argv.is_empty() {
+        return Err(DefineError::Invalid("no command given".into()));
+    }
+
+    let mut env = BTreeMap::new();
+    for (k, v) in &req.env {
+        if k.is_empty() || k.contains(['=', '\0']) || k.contains(char::is_whitespace) {
+            return Err(DefineError::Invalid(format!(
+                "environment variable name {k:?}: expected a non-empty name without '=' or spaces"
+            )));
+        }
+        env.insert(k.clone(), v.clone());
+    }
+
+    // Masks: an env key hides its value; anything else is a literal secret.
+    let mut mask_values = Vec::new();
+    let mut masked = Vec::new();
+    let mut literal = 0;
+    for m in &req.masks {
+        if let Some(v) = env.get(m) {
+            masked.push(m.clone());
+            mask_values.push(v.clone());
+        } else if m.is_empty() {
+            return Err(DefineError::Invalid(
+                "--mask needs a key or a non-empty value".into(),
+            ));
+        } else {
+            literal += 1;
+            masked.push(format!("literal#{literal}"));
+            mask_values.push(m.clone());
+        }
+    }
+    let shown_argv: Vec<String> = req.argv.iter().map(|a| mask_str(a, &mask_values)).collect();
+    let shown_env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| {
+            let v = if req.masks.contains(k) {
+                "***".to_string()
+            } else {
+                mask_str(v, &mask_values)
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    let has_secrets = shown_argv != req.argv || shown_env != env;
+
+    let stdin = match &req.stdin {
+        Some(bytes) => StdinSpec::File {
+            path: store.stdin_path(&id).to_string_lossy().into_owned(),
+            bytes: bytes.len() as u64,
+        },
+        None => StdinSpec::Null,
+    };
+
+    let policy = resolve_policy(req, &cwd)?;
+    let vars = PathVars {
+        cwd: cwd.clone(),
+        home: home_dir(),
+        job_dir: store.files_dir(&id),
+        tmpdir: store.tmp_dir(&id),
+    };
+    let fs = policy.expand_paths(&vars).map_err(|e| {
+        DefineError::Policy(PolicyError::unpositioned(
+            "",
+            PolicyErrorKind::BadValue,
+            e.to_string(),
+        ))
+    })?;
+    let sources = PolicySources::from_env();
+    let floor = Floor::load_from(&sources).map_err(DefineError::Policy)?;
+    floor
+        .check(&policy, &fs)
+        .map_err(|e| DefineError::Floor(e.to_string()))?;
+    if req.inherit_env == Some(true) && !policy.env.inherit {
+        return Err(DefineError::OverrideForbidden(format!(
+            "policy {:?} does not pass the caller's environment to jobs (env.inherit = false); \
+             give the variables the job needs with --env/--env-file, or use a policy that inherits",
+            policy.name
+        )));
+    }
+    let limits = JobLimits {
+        timeout_ms: policy.limits.timeout.map(|d| d.as_millis() as u64),
+        kill_after_ms: req
+            .kill_after
+            .or(policy.limits.kill_after)
+            .unwrap_or(DEFAULT_KILL_AFTER)
+            .as_millis() as u64,
+        memory_bytes: policy.limits.memory,
+        pids: policy.limits.pids,
+        cpus: policy.limits.cpu,
+        log_cap_bytes: req.log_cap.unwrap_or(policy.limits.output_bytes),
+    };
+    let sandbox = policy.sandbox_spec(fs, vars.tmpdir, vars.job_dir);
+
+    let mut tags = Vec::new();
+    for t in &req.tags {
+        check_tag(t)?;
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+
+    let spec = JobSpec {
+        job_id: id,
+        argv: shown_argv,
+        cwd: cwd.to_string_lossy().into_owned(),
+        env: shown_env,
+        inherit_env: req.inherit_env != Some(false) && sandbox.env_inherit,
+        masked,
+        stdin,
+        tags,
+        policy: policy.name.clone(),
+        limits,
+        sandbox,
+        created_at: rfc3339(created),
+        created_at_ms: created,
+        has_secrets,
+    };
+    let secrets = Secrets {
+        argv: if has_secrets {
+            req.argv.clone()
+        } else {
+            Vec::new()
+        },
+        env: if has_secrets { env } else { BTreeMap::new() },
+        mask_values,
+    };
+    Ok(Defined {
+        spec,
+        secrets,
+        stdin: req.stdin.clone(),
+    })
+}
+
+/// Tags are what `list --tag` matches: letters, digits, `.`, `_`, `-`.
+pub fn check_tag(t: &str) -> Result<(), DefineError> {
+    let ok = !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(DefineError::Invalid(format!(
+            "--tag {t:?}: tags are letters, digits, '.', '_' and '-'"
+        )))
+    }
+}
+
+/// The policy asked for, with the request's overrides merged on top
+/// (loosening only where the policy allows it).
+fn resolve_policy(req: &JobRequest, cwd: &Path) -> Result<Policy, DefineError> {
+    let sources = PolicySources::from_env();
+    let name = req.policy.as_deref().unwrap_or("default");
+    let policy = policy::resolve(name, &sources).map_err(DefineError::Policy)?;
+    let absolute = |p: &PathBuf| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            cwd.join(p)
+        }
+    };
+    let mut overrides = req.overrides.clone();
+    overrides.allow_read = overrides.allow_read.iter().map(absolute).collect();
+    overrides.allow_write = overrides.allow_write.iter().map(absolute).collect();
+    let mut policy = policy.apply_overrides(&overrides).map_err(|e| match e {
+        OverrideError::Forbidden { .. } => DefineError::OverrideForbidden(e.to_string()),
+        OverrideError::Invalid { .. } => DefineError::Invalid(e.to_string()),
+    })?;
+    if policy.limits.timeout == Some(Duration::MAX) {
+        policy.limits.timeout = None;
+    }
+    Ok(policy)
+}
+
+fn home_dir() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    home.canonicalize().unwrap_or(home)
+}
+
+/// The job's directory without symlinks: what the record shows and the
+/// sandbox opens is where the job really runs.
+fn resolve_cwd(asked: Option<&Path>) -> Result<PathBuf, DefineError> {
+    let dir = match asked {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_dir()
+            .map_err(|e| DefineError::Invalid(format!("cannot read the current directory: {e}")))?,
+    };
+    let canonical = dir
+        .canonicalize()
+        .map_err(|e| DefineError::Invalid(format!("--cwd {}: {e}", dir.display())))?;
+    if !canonical.is_dir() {
+        return Err(DefineError::Invalid(format!(
+            "--cwd {}: not a directory",
+            dir.display()
+        )));
+    }
+    Ok(canonical)
+}

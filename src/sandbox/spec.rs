@@ -1,0 +1,153 @@
+//! What the sandbox is asked to build for one job: the seam between the
+//! policy (which decides) and the sandbox (which applies).
+//!
+//! The policy module turns a policy and a job's paths into a [`SandboxSpec`]
+//! (`policy::sandbox_spec`); the job store keeps it in the job's definition;
+//! the supervisor hands it to [`super::layers::Layers::prepare`]. The enums
+//! here are the only spelling of each concept from the policy file to the
+//! kernel: a policy's `network.mode = "loopback"` is this [`NetMode`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use super::seccomp::SeccompProfile;
+
+/// What to do when the kernel cannot enforce a requested layer.
+/// Ordered: `Strict` is the stronger guarantee.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    /// Start anyway and report exactly what was not enforced.
+    BestEffort,
+    /// Refuse to start.
+    Strict,
+}
+
+impl Enforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::BestEffort => "best_effort",
+            Enforcement::Strict => "strict",
+        }
+    }
+}
+
+/// Network reach of a job. Ordered from narrowest to widest, so that
+/// `a > b` means "a is looser than b".
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum NetMode {
+    /// Own network namespace with no interface up.
+    None,
+    /// Own network namespace with `lo` up.
+    Loopback,
+    /// The host's network.
+    Host,
+}
+
+impl NetMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetMode::None => "none",
+            NetMode::Loopback => "loopback",
+            NetMode::Host => "host",
+        }
+    }
+
+    /// Whether the job gets a network namespace of its own.
+    pub fn own_namespace(self) -> bool {
+        self != NetMode::Host
+    }
+}
+
+impl fmt::Display for NetMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text was not one of `none`, `loopback`, `host`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetModeError(pub String);
+
+impl fmt::Display for NetModeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid network mode {:?} (expected none, loopback or host)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NetModeError {}
+
+impl FromStr for NetMode {
+    type Err = NetModeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(NetMode::None),
+            "loopback" => Ok(NetMode::Loopback),
+            "host" => Ok(NetMode::Host),
+            _ => Err(NetModeError(s.to_string())),
+        }
+    }
+}
+
+/// The isolation of one job, resolved from its policy when the job is
+/// defined: the job keeps the rules it was created under even if the
+/// policy file changes later. Every path is absolute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    pub enforcement: Enforcement,
+    pub user_ns: bool,
+    pub pid_ns: bool,
+    pub mount_ns: bool,
+    pub ipc_ns: bool,
+    pub uts_ns: bool,
+    pub cgroup_ns: bool,
+    pub hostname: Option<String>,
+    /// Landlock filesystem rules apply (false: the filesystem is not restricted).
+    pub landlock: bool,
+    pub read: Vec<PathBuf>,
+    pub write: Vec<PathBuf>,
+    pub exec: Vec<PathBuf>,
+    /// Private tmpfs mounts (need a mount namespace).
+    pub tmpfs: Vec<PathBuf>,
+    pub network: NetMode,
+    /// TCP ports the job may connect to / bind (host network only; None = any).
+    pub connect_ports: Option<Vec<u16>>,
+    pub bind_ports: Option<Vec<u16>>,
+    pub seccomp: SeccompProfile,
+    /// Syscalls denied on top of the profile.
+    pub seccomp_deny: Vec<String>,
+    /// RLIMIT_FSIZE and RLIMIT_NOFILE.
+    pub file_size: Option<u64>,
+    pub open_files: Option<u64>,
+    /// Which of the caller's variables reach the job: all of them, or those
+    /// the allow-list names (a trailing `*` matches a prefix).
+    pub env_inherit: bool,
+    pub env_allow: Vec<String>,
+    /// Variables the policy always sets.
+    pub env_set: BTreeMap<String, String>,
+    /// The job's private temporary directory ($TMPDIR).
+    pub tmpdir: PathBuf,
+    /// The job's own writable directory ($JOB_DIR), kept with its record.
+    pub files: PathBuf,
+}
+
+impl SandboxSpec {
+    /// Whether strict enforcement is asked for.
+    pub fn strict(&self) -> bool {
+        self.enforcement == Enforcement::Strict
+    }
+}

@@ -1,0 +1,294 @@
+//! The job from launch to result, in the supervisor process.
+//!
+//! Creates the cgroup, launches the child into it, pumps the output into the
+//! logs, enforces the timeout and kill requests on the whole cgroup, reaps,
+//! measures, writes the result atomically and removes the cgroup.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use super::event_loop;
+use crate::job::model::{
+    JobSpec, JobStatus, Outcome, ProcRef, ResultKind, Secrets, State, StdinSpec,
+};
+use crate::job::store::{Store, SECRETS_FILE, STDERR_LOG, STDOUT_LOG};
+use crate::output::mask::Masker;
+use crate::output::pump::{Pump, PIPE_SIZE};
+use crate::sandbox::cgroup::{JobCgroup, Layout, Limits};
+use crate::sandbox::layers::{Layers, LimitsReport};
+use crate::sandbox::{self, LaunchPlan, Stdio};
+use crate::timefmt::now_ms;
+
+/// Runs the job to its end and records the result. Returns the supervisor's exit code.
+pub(super) fn supervise(store: &Store, spec: &JobSpec, secrets: &Secrets, me: ProcRef) -> i32 {
+    let id = spec.job_id.as_str();
+    let started = now_ms();
+    let fail = |message: String, exit_code: i32, unavailable: bool| {
+        record_launch_failure(store, spec, me, started, message, exit_code, unavailable);
+        1
+    };
+
+    // The real argv/env: from the secrets when masking hid them in job.json.
+    let argv = if secrets.argv.is_empty() {
+        &spec.argv
+    } else {
+        &secrets.argv
+    };
+    let explicit_env = if spec.has_secrets {
+        &secrets.env
+    } else {
+        &spec.env
+    };
+    let env = job_environment(spec, explicit_env);
+    let cwd = Path::new(&spec.cwd);
+
+    let layout = match Layout::detect() {
+        Ok(l) => l,
+        Err(e) => return fail(format!("cgroups unavailable: {e}"), 125, true),
+    };
+    // Everything the child needs is prepared before the cgroup exists, so a
+    // bad command or an unavailable layer costs no cgroup at all.
+    let limits_report = LimitsReport {
+        memory_bytes: spec.limits.memory_bytes,
+        pids: spec.limits.pids,
+        cpu: spec.limits.cpus,
+        timeout_s: spec.limits.timeout_ms.map(|ms| ms as f64 / 1000.0),
+        file_size_bytes: spec.sandbox.file_size,
+        open_files: spec.sandbox.open_files,
+    };
+    let layers = match Layers::prepare(&spec.sandbox, cwd, limits_report, layout.kind) {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(
+                format!("the {} layer is unavailable: {}", e.layer, e.message),
+                125,
+                true,
+            )
+        }
+    };
+    let plan = match LaunchPlan::new(argv, &env, cwd, layers) {
+        Ok(p) => p,
+        Err(e) => return fail(e.message, e.exit_code, e.unavailable),
+    };
+    let limits = Limits {
+        memory_bytes: spec.limits.memory_bytes,
+        pids: spec.limits.pids,
+        cpus: spec.limits.cpus,
+    };
+    let cgroup = match JobCgroup::create(&layout, id, &limits) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot set up the job's cgroup: {e}"), 125, true),
+    };
+
+    let io = match open_io(store, spec) {
+        Ok(io) => io,
+        Err(e) => {
+            cgroup.remove();
+            return fail(e, 125, false);
+        }
+    };
+    let masks = &secrets.mask_values;
+    let cap = spec.limits.log_cap_bytes;
+    let pumps = [
+        Pump::new(io.stdout_read, io.stdout_log, Masker::new(masks), cap),
+        Pump::new(io.stderr_read, io.stderr_log, Masker::new(masks), cap),
+    ];
+
+    let launched = sandbox::spawn(&plan, io.child, &cgroup);
+    let child = match launched {
+        Ok(c) => c,
+        Err(e) => {
+            drop(pumps);
+            cgroup.remove();
+            return fail(e.message, e.exit_code, e.unavailable);
+        }
+    };
+
+    // Clear-text secrets are no longer needed on disk once the job runs.
+    if spec.has_secrets {
+        let _ = std::fs::remove_file(store.job_dir(id).join(SECRETS_FILE));
+    }
+
+    let mut report = plan.layers.report.clone();
+    report.record_child(child.landlock, &child.not_applied);
+    let sandbox_report = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
+    drop(plan);
+    drop(env);
+    let mut status = JobStatus::created(spec.created_at_ms);
+    status.state = State::Running;
+    status.supervisor = Some(me);
+    status.pid = Some(child.pid);
+    status.started_at_ms = Some(started);
+    status.updated_at_ms = now_ms();
+    status.sandbox = Some(sandbox_report);
+    // Should this write fail (full disk), the job still runs and its end is recorded.
+    let _ = store.write_status(id, &status);
+
+    let end = event_loop::run_with_init(store, spec, &cgroup, child.pid, pumps, child.init_status);
+
+    // The last process is gone: read the counters (the cgroup goes once the
+    // result is recorded).
+    cgroup.wait_empty(std::time::Duration::from_secs(5));
+    let usage = cgroup.usage();
+
+    let finished = now_ms();
+    let outcome = end.into_outcome(usage, finished.saturating_sub(started));
+    status.state = match outcome.result {
+        ResultKind::Success | ResultKind::ExitCode => State::Exited,
+        ResultKind::Timeout => State::TimedOut,
+        ResultKind::LaunchFailed => State::Failed,
+        ResultKind::Lost => State::Lost,
+        ResultKind::Signal | ResultKind::Oom | ResultKind::Killed => State::Killed,
+    };
+    status.pid = None;
+    status.finished_at_ms = Some(finished);
+    status.updated_at_ms = finished;
+    status.outcome = Some(outcome);
+    // Should this write fail, the next `status` finds us gone and records `lost`.
+    let code = match store.write_status(id, &status) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    };
+    cgroup.remove();
+    empty_tmpdir(&spec.sandbox.tmpdir);
+    code
+}
+
+/// Removes what the job left in its $TMPDIR. An empty one stays (it goes
+/// with the job directory): removing it would free a block for nothing.
+fn empty_tmpdir(dir: &Path) {
+    let has_entries = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+    if has_entries {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// The job's environment: the caller's (all of it, or only what the policy's
+/// allow-list names), the policy's fixed values, then the explicit variables.
+fn job_environment(spec: &JobSpec, explicit: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let sandbox = &spec.sandbox;
+    let allowed = |k: &str| {
+        sandbox
+            .env_allow
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => k.starts_with(prefix),
+                None => pattern == k,
+            })
+    };
+    let mut env: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| spec.inherit_env || allowed(k))
+        .collect();
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    for (k, v) in &sandbox.env_set {
+        env.insert(k.clone(), v.clone());
+    }
+    env.insert(
+        "TMPDIR".into(),
+        sandbox.tmpdir.to_string_lossy().into_owned(),
+    );
+    for (k, v) in explicit {
+        env.insert(k.clone(), v.clone());
+    }
+    env.into_iter().collect()
+}
+
+/// The files and pipes of one launch.
+struct JobIo {
+    child: Stdio,
+    stdout_read: OwnedFd,
+    stderr_read: OwnedFd,
+    stdout_log: File,
+    stderr_log: File,
+}
+
+/// Opens (or makes) a log, never through a symlink planted in its place.
+fn open_log(path: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+fn open_io(store: &Store, spec: &JobSpec) -> Result<JobIo, String> {
+    let dir = store.job_dir(&spec.job_id);
+    let stdin = match &spec.stdin {
+        StdinSpec::Null => File::open("/dev/null"),
+        StdinSpec::File { path, .. } => File::open(path),
+    }
+    .map_err(|e| format!("cannot open the job's stdin: {e}"))?;
+    let log = |name: &str| open_log(&dir.join(name));
+    let (stdout_read, stdout_write) = output_pipe()?;
+    let (stderr_read, stderr_write) = output_pipe()?;
+    Ok(JobIo {
+        child: Stdio {
+            stdin: stdin.into(),
+            stdout: stdout_write,
+            stderr: stderr_write,
+        },
+        stdout_read,
+        stderr_read,
+        stdout_log: log(STDOUT_LOG)?,
+        stderr_log: log(STDERR_LOG)?,
+    })
+}
+
+/// A pipe whose read end is non-blocking (for poll) and whose write end,
+/// handed to the job, stays blocking as programs expect.
+fn output_pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fresh descriptors, owned here.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on a descriptor we own. Sized for the pump (see PIPE_SIZE).
+    unsafe {
+        libc::fcntl(fds[0], libc::F_SETFL, libc::O_NONBLOCK);
+        libc::fcntl(fds[0], libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int);
+    }
+    Ok((r, w))
+}
+
+pub(super) fn record_launch_failure(
+    store: &Store,
+    spec: &JobSpec,
+    me: ProcRef,
+    started: u64,
+    message: String,
+    exit_code: i32,
+    unavailable: bool,
+) {
+    let now = now_ms();
+    let mut status = JobStatus::created(spec.created_at_ms);
+    status.state = State::Failed;
+    status.supervisor = Some(me);
+    status.started_at_ms = Some(started);
+    status.finished_at_ms = Some(now);
+    status.updated_at_ms = now;
+    status.outcome = Some(Outcome {
+        result: ResultKind::LaunchFailed,
+        exit_code: Some(exit_code),
+        signal: None,
+        timed_out: false,
+        oom_killed: false,
+        duration_ms: now.saturating_sub(started),
+        resources: Default::default(),
+        stdout: Default::default(),
+        stderr: Default::default(),
+        message: Some(message),
+        sandbox_unavailable: unavailable,
+    });
+    let _ = std::fs::remove_file(store.job_dir(&spec.job_id).join(SECRETS_FILE));
+    let _ = store.write_status(&spec.job_id, &status);
+}
