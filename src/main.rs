@@ -4,16 +4,12 @@ use std::io::Write;
 
 use clap::Parser;
 
-use agent_exec::cli::{Cli, Command};
-use agent_exec::commands::{dispatch, supervise, Reply};
+use agent_exec::cli::Cli;
+use agent_exec::commands::{dispatch, Reply};
 use agent_exec::response::{AppError, ErrorCode};
 
 fn main() {
     let reply = match Cli::try_parse() {
-        Ok(Cli {
-            root,
-            command: Command::Supervise { job_id },
-        }) => std::process::exit(supervise(root.as_deref(), &job_id)),
         Ok(cli) => dispatch(cli),
         Err(e) => match e.kind() {
             clap::error::ErrorKind::DisplayHelp

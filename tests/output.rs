@@ -225,3 +225,22 @@ fn stdin_is_dev_null_unless_given() {
         "stdin_too_large",
     );
 }
+
+/// The job writes into pipes of 256 KiB, not the kernel's 64 KiB: a
+/// stream then moves much faster through the pump (docs/performance.md).
+#[test]
+fn the_jobs_output_pipes_hold_256_kib() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    // F_GETPIPE_SZ is 1032.
+    let v = env.ok(&[
+        "run",
+        "--",
+        "perl",
+        "-e",
+        "print fcntl(STDOUT, 1032, 0), ' ', fcntl(STDERR, 1032, 0)",
+    ]);
+    assert_eq!(v["stdout"], "262144 262144", "{v:#}");
+}

@@ -56,9 +56,6 @@ pub enum Command {
     /// Run or check a pipeline file: `exec` phases as a DAG of sandboxed jobs.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
-    /// Internal: run as the supervisor of a claimed job (its secrets on stdin).
-    #[command(name = "__supervise", hide = true)]
-    Supervise { job_id: String },
 }
 
 // Everything that defines a job (shared by run and create; built in code by pipelines).

@@ -12,7 +12,7 @@ use crate::job::model::{JobSpec, JobStatus, ResultKind, Secrets, State};
 use crate::job::observe::Watch;
 use crate::job::store::{write_json, Store};
 use crate::response::{AppError, ErrorCode, JobResponseType};
-use crate::supervisor::{self, KillRequest, KILL_REQUEST};
+use crate::supervisor::{self, KillRequest, Waiting, KILL_REQUEST};
 
 const DEFAULT_RUN_UNTIL: Duration = Duration::from_secs(10);
 const DEFAULT_WAIT_UNTIL: Duration = Duration::from_secs(30);
@@ -30,15 +30,8 @@ pub fn run(store: &Store, args: &RunArgs) -> Result<Reply, AppError> {
 }
 
 pub fn create(store: &Store, args: &CreateArgs) -> Result<Reply, AppError> {
-    let defined = define(&job_request(&args.def)?, store)?;
-    // Masks without other secrets still need their values at start time.
-    let keep = defined.spec.has_secrets || !defined.secrets.mask_values.is_empty();
-    let spec = JobSpec {
-        has_secrets: keep,
-        ..defined.spec
-    };
-    let secrets = keep.then_some(&defined.secrets);
-    store.create(&spec, secrets, defined.stdin.as_deref())?;
+    let (spec, secrets, stdin) = define(&job_request(&args.def)?, store)?.for_later_start();
+    store.create(&spec, secrets.as_ref(), stdin.as_deref())?;
     let status = store.read_status(&spec.job_id)?;
     let budget = ExcerptBudget {
         max_bytes: 0,
@@ -127,9 +120,12 @@ fn start_and_observe(
     answer: &Answer,
 ) -> Result<Reply, AppError> {
     let id = &spec.job_id;
-    // Watching before the launch: no state change can slip by unseen.
-    let watch = Watch::state_only(store, id)?;
-    let supervisor = match supervisor::launch(store, id, secrets) {
+    let waiting = if answer.no_wait {
+        Waiting::No
+    } else {
+        Waiting::Yes
+    };
+    let supervisor = match supervisor::launch(store, spec, secrets, waiting) {
         Ok(s) => s,
         Err(e) => {
             // Nothing will ever run this job: leave no claimed job behind
@@ -138,12 +134,11 @@ fn start_and_observe(
             return Err(AppError::from(e).with_job(id));
         }
     };
-    let status = if answer.no_wait {
-        store.read_status(id)?
-    } else {
-        let deadline = answer.until.map(|u| answer.began + u);
-        watch.until(store, id, deadline, |_| false)?
-    };
+    if !answer.no_wait {
+        supervisor.wait_done(answer.until.map(|u| answer.began + u));
+    }
+    // A supervisor that died without recording the end is noticed here.
+    let status = reconcile(store, id, store.read_status(id)?)?;
     reply_to(store, spec, &status, answer, supervisor.pid())
 }
 
@@ -231,7 +226,7 @@ pub fn wait(store: &Store, args: &WaitArgs) -> Result<Reply, AppError> {
     };
     let id = store.resolve(&args.job_id)?;
     let spec = store.read_spec(&id)?;
-    let watch = Watch::state_only(store, &id)?;
+    let watch = Watch::on_demand(store, &id);
     let began = Instant::now();
     let status = watch.until(store, &id, until.map(|u| began + u), |s| {
         s.state.is_terminal()
@@ -281,7 +276,7 @@ pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
     let mut sent = None;
     let mut status = status;
     if !status.state.is_terminal() {
-        let watch = Watch::state_only(store, &id)?;
+        let watch = Watch::on_demand(store, &id);
         write_json(
             &store.job_dir(&id).join(KILL_REQUEST),
             &KillRequest {

@@ -49,15 +49,6 @@ impl Reply {
     }
 }
 
-/// `agent-exec __supervise ID`: becomes the job's supervisor (no JSON
-/// answer: its launcher watches the store); returns the exit code.
-pub fn supervise(root: Option<&std::path::Path>, id: &str) -> i32 {
-    match Store::open(Store::default_root(root)) {
-        Ok(store) => crate::supervisor::process::main(&store, id),
-        Err(_) => 1,
-    }
-}
-
 /// Runs the parsed command line; every failure becomes an `ok: false` reply.
 pub fn dispatch(cli: Cli) -> Reply {
     match execute(cli) {
@@ -101,10 +92,9 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
         Command::Schema
         | Command::Policy(_)
         | Command::Doctor
-        | Command::Supervise { .. }
         | Command::Pipeline(PipelineCommand::Validate { .. }) => Err(AppError::new(
             ErrorCode::Internal,
-            "this command is dispatched elsewhere",
+            "this command is dispatched before the store is opened",
         )),
     }
 }

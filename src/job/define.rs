@@ -25,6 +25,19 @@ pub struct Defined {
     pub stdin: Option<Vec<u8>>,
 }
 
+impl Defined {
+    /// The job as recorded for a start by another process: the secrets
+    /// (masks included, which the logs need) wait in the store until then.
+    pub fn for_later_start(self) -> (JobSpec, Option<Secrets>, Option<Vec<u8>>) {
+        let keep = self.spec.has_secrets || !self.secrets.mask_values.is_empty();
+        let spec = JobSpec {
+            has_secrets: keep,
+            ..self.spec
+        };
+        (spec, keep.then_some(self.secrets), self.stdin)
+    }
+}
+
 /// Why a request cannot become a job.
 #[derive(Debug)]
 pub enum DefineError {

@@ -4,8 +4,14 @@
 //! IN_MOVED_TO on the job directory; the supervisor's pidfd becomes
 //! readable when it dies. Polling both means no sleep loop and no missed
 //! death.
+//!
+//! Closing an inotify instance waits for an SRCU grace period in the
+//! kernel, several milliseconds: [`Watch::until`] makes one only once the
+//! job turns out not to be where the caller wants it yet.
 
+use std::cell::OnceCell;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -15,9 +21,11 @@ use super::liveness::{pidfd_of, reconcile, supervisor_of};
 use super::model::JobStatus;
 use super::store::{Store, StoreError, StoreResult};
 
-/// A watch on one job directory, set up before the event it waits for can happen.
+/// A watch on one job directory.
 pub struct Watch {
-    inotify: Inotify,
+    dir: PathBuf,
+    mask: AddWatchFlags,
+    inotify: OnceCell<Inotify>,
 }
 
 impl Watch {
@@ -25,39 +33,46 @@ impl Watch {
     /// job directory deleted, a file closed after writing (`start.lock`
     /// with the supervisor's identity, a kill request). Not on log writes:
     /// a job streaming output would wake the observer once per write.
+    /// Made at once: no change from now on slips by.
     pub fn state_only(store: &Store, id: &str) -> StoreResult<Watch> {
-        Self::with_mask(
-            store,
-            id,
-            AddWatchFlags::IN_MOVED_TO
+        let watch = Self::on_demand(store, id);
+        watch.inotify()?;
+        Ok(watch)
+    }
+
+    /// Like [`Watch::state_only`], but made only when [`Watch::until`] has
+    /// to wait (it then reads the state again, so nothing slips by).
+    pub fn on_demand(store: &Store, id: &str) -> Watch {
+        Watch {
+            dir: store.job_dir(id),
+            mask: AddWatchFlags::IN_MOVED_TO
                 | AddWatchFlags::IN_CLOSE_WRITE
                 | AddWatchFlags::IN_DELETE_SELF,
-        )
+            inotify: OnceCell::new(),
+        }
     }
 
     /// Also wakes on every write to the logs (for `tail --follow`).
     pub fn with_logs(store: &Store, id: &str) -> StoreResult<Watch> {
-        Self::with_mask(
-            store,
-            id,
-            AddWatchFlags::IN_MOVED_TO
-                | AddWatchFlags::IN_CLOSE_WRITE
-                | AddWatchFlags::IN_DELETE_SELF
-                | AddWatchFlags::IN_MODIFY,
-        )
+        let mut watch = Self::on_demand(store, id);
+        watch.mask |= AddWatchFlags::IN_MODIFY;
+        watch.inotify()?;
+        Ok(watch)
     }
 
-    fn with_mask(store: &Store, id: &str, mask: AddWatchFlags) -> StoreResult<Watch> {
-        let dir = store.job_dir(id);
+    fn inotify(&self) -> StoreResult<&Inotify> {
+        if let Some(inotify) = self.inotify.get() {
+            return Ok(inotify);
+        }
         let failed = |e: nix::Error| StoreError::Io {
             action: "watch",
-            path: dir.clone(),
+            path: self.dir.clone(),
             source: e.into(),
         };
         let inotify =
             Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(failed)?;
-        inotify.add_watch(&dir, mask).map_err(failed)?;
-        Ok(Watch { inotify })
+        inotify.add_watch(&self.dir, self.mask).map_err(failed)?;
+        Ok(self.inotify.get_or_init(|| inotify))
     }
 
     /// Waits until `done(status)` holds, the job is terminal, or the
@@ -85,6 +100,11 @@ impl Watch {
                 }
                 None => None,
             };
+            if self.inotify.get().is_none() {
+                // Made now, then the state is read again before waiting.
+                self.inotify()?;
+                continue;
+            }
             let pidfd = supervisor_of(store, id, &status).and_then(|s| pidfd_of(&s));
             self.wait(pidfd.as_ref().map(|f| f.as_fd()), left);
         }
@@ -92,7 +112,10 @@ impl Watch {
 
     /// Blocks until the directory changes, the pidfd fires, or `left` elapses.
     pub fn wait(&self, pidfd: Option<BorrowedFd<'_>>, left: Option<Duration>) {
-        let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+        let Ok(inotify) = self.inotify() else {
+            return;
+        };
+        let mut fds = vec![PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
         if let Some(p) = pidfd {
             fds.push(PollFd::new(p, PollFlags::POLLIN));
         }
@@ -114,6 +137,6 @@ impl Watch {
         };
         let _ = poll(&mut fds, timeout);
         // Drain queued events; their content does not matter, only that something changed.
-        while self.inotify.read_events().is_ok_and(|e| !e.is_empty()) {}
+        while inotify.read_events().is_ok_and(|e| !e.is_empty()) {}
     }
 }

@@ -198,7 +198,13 @@ impl Store {
                     .map_err(|e| StoreError::io("write", &path, e))?;
             }
             for log in [STDOUT_LOG, STDERR_LOG] {
-                write_atomic(&dir.join(log), b"", 0o600)?;
+                let path = dir.join(log);
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(|e| StoreError::io("write", &path, e))?;
             }
             if let Some(bytes) = stdin {
                 write_atomic(&dir.join(STDIN_FILE), bytes, 0o600)?;

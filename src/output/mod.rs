@@ -3,7 +3,6 @@
 pub mod excerpt;
 pub mod mask;
 pub mod pump;
-mod writer;
 
 use serde::{Deserialize, Serialize};
 

@@ -2,8 +2,9 @@
 //! caller's job store, so it has a job id, logs, a sandbox, limits and accounting, and
 //! `agent-exec status/tail/list --tag pipeline.<run_id>` work on it like on any job.
 //!
-//! The scheduler calls `run_command` from several threads at once; each starts its job's
-//! supervisor as `run` does (`supervisor::launch`), and reaps it once the job has ended.
+//! The scheduler calls `run_command` from several threads at once, so a job is not
+//! started from this (threaded) process: each is recorded here and started by
+//! `agent-exec start --no-wait`, the one way every job is started.
 //!
 //! Interrupts: `cancel_all` raises a flag and drops a `kill.json` in every running job's
 //! directory; that write wakes each waiting thread through its inotify watch, and the
@@ -12,19 +13,20 @@
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use super::runner::{CommandOutcome, CommandRequest, JobRunner};
 use crate::job::define::define;
-use crate::job::liveness::{pidfd_open, reconcile};
+use crate::job::liveness::{pidfd_of, reconcile, supervisor_of};
 use crate::job::model::{JobStatus, ResultKind, State};
 use crate::job::observe::Watch;
 use crate::job::request::JobRequest;
 use crate::job::store::{write_json, Store, STDERR_LOG, STDOUT_LOG};
 use crate::policy::Overrides;
-use crate::supervisor::{self, KillRequest, Supervisor, KILL_REQUEST};
+use crate::supervisor::{KillRequest, KILL_REQUEST};
 
 /// How long the job's processes get between SIGTERM and the cgroup kill on interrupt.
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
@@ -82,14 +84,7 @@ impl<'a> StoreRunner<'a> {
 
     /// Waits (inotify + pidfd, no polling loop) until the job is terminal, stopping it
     /// once the run is cancelled. Returns the final status and whether we stopped it.
-    fn wait_terminal(
-        &self,
-        watch: &Watch,
-        id: &str,
-        supervisor: &Supervisor,
-    ) -> Result<(JobStatus, bool), String> {
-        // Our own child, not reaped yet: its pid cannot be reused.
-        let pidfd = pidfd_open(supervisor.pid());
+    fn wait_terminal(&self, watch: &Watch, id: &str) -> Result<(JobStatus, bool), String> {
         let mut stopped = false;
         loop {
             let status = self
@@ -100,8 +95,8 @@ impl<'a> StoreRunner<'a> {
             if status.state.is_terminal() {
                 return Ok((status, stopped));
             }
-            // Only once the supervisor runs the job has it blocked SIGUSR1 (it would
-            // otherwise die of it); its state change wakes us, so nothing is missed.
+            let pidfd = supervisor_of(self.store, id, &status).and_then(|s| pidfd_of(&s));
+            // Once the job runs, its state change has woken us: nothing is missed.
             if !stopped && status.state == State::Running && self.cancelled.load(Ordering::SeqCst) {
                 stopped = request_kill(self.store, id, pidfd.as_ref())?;
             }
@@ -119,36 +114,27 @@ impl JobRunner for StoreRunner<'_> {
             });
         }
         let defined = define(&self.request(req), self.store).map_err(|e| e.to_string())?;
-        let id = defined.spec.job_id.clone();
+        let (spec, secrets, stdin) = defined.for_later_start();
+        let id = spec.job_id.clone();
         self.store
-            .create(&defined.spec, None, defined.stdin.as_deref())
+            .create(&spec, secrets.as_ref(), stdin.as_deref())
             .map_err(|e| e.to_string())?;
-        // Watch before launching, so no state change can slip by unseen.
-        let watch = self
-            .store
-            .claim_start(&id)
-            .and_then(|()| Watch::state_only(self.store, &id))
-            .map_err(|e| e.to_string());
-        let watch = match watch {
+        // Watch before starting, so no state change can slip by unseen.
+        let watch = match Watch::state_only(self.store, &id) {
             Ok(w) => w,
             Err(e) => {
-                let _ = self.store.delete(&id);
-                return Err(e);
-            }
-        };
-        self.register(&id);
-        let supervisor = match supervisor::launch(self.store, &id, &defined.secrets) {
-            Ok(s) => s,
-            Err(e) => {
-                self.unregister(&id);
-                // Never started: leave no job that would later be reported lost.
                 let _ = self.store.delete(&id);
                 return Err(e.to_string());
             }
         };
-        let waited = self.wait_terminal(&watch, &id, &supervisor);
-        // The supervisor exits right after its housekeeping: this is quick.
-        supervisor.reap();
+        self.register(&id);
+        if let Err(e) = start(self.store, &id) {
+            self.unregister(&id);
+            // Never started: leave no job that would later be reported lost.
+            let _ = self.store.delete(&id);
+            return Err(e);
+        }
+        let waited = self.wait_terminal(&watch, &id);
         self.unregister(&id);
         let (status, stopped) = waited?;
         outcome(self.store, &id, &status, stopped)
@@ -162,6 +148,30 @@ impl JobRunner for StoreRunner<'_> {
             let _ = write_kill_request(self.store, &id);
         }
     }
+}
+
+/// `agent-exec start --no-wait ID`: forks the job's supervisor and answers at once.
+fn start(store: &Store, id: &str) -> Result<(), String> {
+    let out = std::process::Command::new("/proc/self/exe")
+        .arg0("agent-exec")
+        .arg("--root")
+        .arg(store.root())
+        .args(["start", "--no-wait", id])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `agent-exec start`: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    Err(match answer["error"]["message"].as_str() {
+        Some(message) => format!("cannot start job {id}: {message}"),
+        None => format!(
+            "cannot start job {id}: `agent-exec start` ended with {}",
+            out.status
+        ),
+    })
 }
 
 /// The job's final state as a [`CommandOutcome`]; jobs that never ran their command
@@ -218,7 +228,7 @@ fn request_kill(store: &Store, id: &str, supervisor: Option<&OwnedFd>) -> Result
     let Some(pidfd) = supervisor else {
         return Ok(false);
     };
-    // SAFETY: the pidfd pins our own unreaped child, the job's supervisor.
+    // SAFETY: the pidfd pins the job's verified supervisor.
     let r = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 pub use crate::sandbox::{Enforcement, NetMode, NetModeError, SeccompProfile};
 
 /// A fully merged, validated policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Policy {
     /// The name it was asked for by (file stem for a path).
     pub name: String,
@@ -36,7 +36,7 @@ pub struct Policy {
 }
 
 /// Where a policy file was found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PolicySource {
     /// Embedded in the binary from `policies/NAME.toml`.
@@ -58,22 +58,14 @@ impl fmt::Display for PolicySource {
 }
 
 /// Resource limits; `None` means unlimited.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Limits {
     /// Wall-clock limit; then SIGTERM to the whole cgroup.
-    #[serde(
-        rename = "timeout_ms",
-        serialize_with = "duration_ms",
-        deserialize_with = "duration_from_ms"
-    )]
+    #[serde(rename = "timeout_ms", serialize_with = "duration_ms")]
     #[schemars(with = "Option<u64>")]
     pub timeout: Option<Duration>,
     /// Grace after SIGTERM before everything in the cgroup is killed.
-    #[serde(
-        rename = "kill_after_ms",
-        serialize_with = "duration_ms",
-        deserialize_with = "duration_from_ms"
-    )]
+    #[serde(rename = "kill_after_ms", serialize_with = "duration_ms")]
     #[schemars(with = "Option<u64>")]
     pub kill_after: Option<Duration>,
     #[serde(rename = "memory_bytes")]
@@ -94,7 +86,7 @@ pub struct Limits {
 /// `$TMPDIR` optionally followed by `/more`. `write` and `exec` paths are
 /// also readable. With `landlock = false` the filesystem is unrestricted
 /// and the three access lists are empty.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Filesystem {
     /// Whether landlock filesystem rules are applied at all.
     pub landlock: bool,
@@ -107,7 +99,7 @@ pub struct Filesystem {
 
 /// Network mode and, via landlock, the TCP ports a job may use.
 /// A port list of `None` means any port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Network {
     pub mode: NetMode,
     pub connect_ports: Option<Vec<u16>>,
@@ -116,7 +108,7 @@ pub struct Network {
 
 /// Namespaces to unshare. The network namespace is not listed: it follows
 /// `network.mode` (see [`Policy::net_namespace`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Namespaces {
     pub user: bool,
     pub pid: bool,
@@ -129,7 +121,7 @@ pub struct Namespaces {
 }
 
 /// Which environment variables reach the job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct EnvPolicy {
     /// Pass the caller's whole environment.
     pub inherit: bool,
@@ -154,7 +146,7 @@ impl EnvPolicy {
 }
 
 /// Syscall filter: a named profile plus extra denied syscalls.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Seccomp {
     pub profile: SeccompProfile,
     pub deny: Vec<String>,
@@ -162,7 +154,7 @@ pub struct Seccomp {
 
 /// Which command-line overrides may loosen this policy. Tightening is
 /// always allowed.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, JsonSchema)]
 pub struct OverridePermissions {
     pub allow_read: bool,
     pub allow_write: bool,
@@ -276,9 +268,4 @@ pub(crate) fn duration_ms<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S
         Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         None => s.serialize_none(),
     }
-}
-
-/// The inverse of [`duration_ms`], for the built-ins' resolved form.
-fn duration_from_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
 }

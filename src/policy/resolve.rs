@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::builtin::{builtin_names, builtin_resolved, builtin_text};
+use super::builtin::{builtin_names, builtin_text};
 use super::error::{PolicyError, PolicyErrorKind};
 use super::model::{Policy, PolicySource};
 use super::parse::parse_policy;
@@ -250,30 +250,8 @@ fn locate(
 pub fn resolve(name_or_path: &str, sources: &PolicySources) -> Result<Policy, PolicyError> {
     let origin = locate(name_or_path, sources, false, None)
         .map_err(|(kind, message)| PolicyError::unpositioned("", kind, message))?;
-    if let Origin::Builtin(name, _) = origin {
-        // Built-ins extend only built-ins: their resolution depends on
-        // nothing of the host, and was done ahead (`src/policy/resolved`,
-        // kept equal to the TOML by a test).
-        if let Some(policy) = builtin_resolved(name) {
-            return Ok(policy);
-        }
-    }
     let text = origin.text()?;
     load(&origin, &text, sources, &mut Vec::new())
-}
-
-/// A built-in resolved from its TOML text, as [`resolve`] would without
-/// the resolved form (for the test that keeps that form up to date).
-#[cfg(test)]
-pub(crate) fn resolve_builtin_text(name: &str) -> Result<Policy, PolicyError> {
-    let (name, text) = builtin_text(name).expect("a built-in name");
-    let sources = PolicySources::new("/nonexistent", "/nonexistent");
-    load(
-        &Origin::Builtin(name, text),
-        text,
-        &sources,
-        &mut Vec::new(),
-    )
 }
 
 fn load(

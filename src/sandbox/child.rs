@@ -313,7 +313,12 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
                 fail(args, Stage::Init, errno());
             }
             if job > 0 {
-                libc::close(args.report); // the parent waits for EOF on it
+                // The init keeps nothing of the supervisor's but its status
+                // pipe (no exec closes the rest for it); the supervisor
+                // waits for EOF on the report pipe.
+                let status = args.init_status as u32;
+                libc::syscall(libc::SYS_close_range, 3u32, status - 1, 0u32);
+                libc::syscall(libc::SYS_close_range, status + 1, u32::MAX, 0u32);
                 init_loop(job, args.init_status);
             }
         }

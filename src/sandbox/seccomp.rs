@@ -11,11 +11,11 @@
 //!    syscalls under numbers a deny list keyed on x86_64 numbers would not match); and answer
 //!    `clone3` with `ENOSYS`, because its flags live in memory a filter cannot read, so glibc
 //!    falls back to `clone`, whose flags the filter can inspect;
-//! 2. a binary search on the syscall number ([`tree`]): `EPERM` for a denied syscall (or a
-//!    conditional one whose arguments match), allow for everything else.
+//! 2. one block per denied syscall, in number order: `EPERM` for a denied syscall (or a
+//!    conditional one whose arguments match); allow for everything else, at the end.
 //!
-//! Every jump in the prefix lands inside the prefix or on the instruction right after it, where
-//! the search starts with the syscall number in the accumulator.
+//! Every jump lands inside its own block or on the instruction right after it, so no offset
+//! comes near the 255 instructions a conditional jump of classic BPF can reach.
 //!
 //! This is a deny list: syscalls added to future kernels are allowed until listed here.
 
@@ -23,7 +23,6 @@ mod rules;
 mod table;
 #[cfg(test)]
 mod tests;
-mod tree;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -216,16 +215,11 @@ pub fn build(
         return Ok(None);
     }
 
-    // The map keeps them sorted by number, as the search needs.
-    let entries = denies
-        .into_iter()
-        .map(|(nr, conditions)| tree::Entry {
-            nr,
-            conditions: conditions.unwrap_or_default(),
-        })
-        .collect::<Vec<_>>();
     let mut program = prefix();
-    program.extend(tree::lay_out(&entries)?);
+    for (nr, conditions) in &denies {
+        deny_block(*nr, conditions.as_deref().unwrap_or_default(), &mut program)?;
+    }
+    program.push(stmt(BPF_RET_K, RET_ALLOW));
     if program.len() > MAX_INSTRUCTIONS {
         return Err(SeccompError::TooLarge {
             instructions: program.len(),
@@ -273,13 +267,21 @@ const BPF_JEQ_K: u16 = 0x05 | 0x10;
 #[cfg(target_arch = "x86_64")]
 const BPF_JSET_K: u16 = 0x05 | 0x40;
 const BPF_RET_K: u16 = 0x06;
+const BPF_ALU_AND_K: u16 = 0x04 | 0x50;
 
-// Offsets in `struct seccomp_data`.
+// Offsets in `struct seccomp_data`: `nr` (u32), `arch` (u32), `instruction_pointer` (u64),
+// `args[6]` (u64).
 const DATA_NR: u32 = 0;
 const DATA_ARCH: u32 = 4;
+const DATA_ARGS: u32 = 16;
 
 const RET_KILL_PROCESS: u32 = libc::SECCOMP_RET_KILL_PROCESS;
 const RET_ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+const RET_ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+const RET_EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("the seccomp layout loads the low half of a 64-bit argument at its first byte");
 
 const fn stmt(code: u16, k: u32) -> libc::sock_filter {
     libc::sock_filter {
@@ -314,6 +316,45 @@ fn prefix() -> Vec<libc::sock_filter> {
         stmt(BPF_RET_K, RET_ENOSYS),
     ]);
     program
+}
+
+/// The block of one denied syscall, entered with its number in the accumulator: on to the
+/// next block for any other number; `EPERM` for this one, always (no conditions) or when any
+/// condition matches (the arguments are loaded, so the block then ends in a `ret` either way).
+fn deny_block(
+    nr: u32,
+    conditions: &[ArgCondition],
+    out: &mut Vec<libc::sock_filter>,
+) -> Result<(), SeccompError> {
+    if conditions.is_empty() {
+        out.push(jump(BPF_JEQ_K, nr, 0, 1));
+        out.push(stmt(BPF_RET_K, RET_EPERM));
+        return Ok(());
+    }
+    let mut checks = Vec::new();
+    for c in conditions {
+        checks.push(stmt(BPF_LD_W_ABS, DATA_ARGS + 8 * u32::from(c.index)));
+        if c.mask != u32::MAX {
+            checks.push(stmt(BPF_ALU_AND_K, c.mask));
+        }
+        checks.push(jump(BPF_JEQ_K, c.value, 0, 0)); // to the `ret EPERM`, set below
+    }
+    checks.push(stmt(BPF_RET_K, RET_ALLOW));
+    let deny_at = checks.len();
+    for (at, insn) in checks.iter_mut().enumerate() {
+        if insn.code == BPF_JEQ_K {
+            insn.jt = u8::try_from(deny_at - at - 1).map_err(|_| {
+                SeccompError::Compile(format!("the conditions of syscall {nr} are too long"))
+            })?;
+        }
+    }
+    checks.push(stmt(BPF_RET_K, RET_EPERM));
+    let skip = u8::try_from(checks.len()).map_err(|_| {
+        SeccompError::Compile(format!("the conditions of syscall {nr} are too long"))
+    })?;
+    out.push(jump(BPF_JEQ_K, nr, 0, skip));
+    out.extend(checks);
+    Ok(())
 }
 
 fn profile_rules(profile: SeccompProfile) -> impl Iterator<Item = &'static DenyRule> {

@@ -153,7 +153,7 @@ fn run(
             let revents = fds[slot].revents;
             if revents != 0 {
                 // At Eof the job (or all its processes) closed the pipe.
-                let _ = pumps[pump].ready(revents);
+                let _ = pumps[pump].pump();
             }
         }
 

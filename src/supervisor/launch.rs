@@ -1,34 +1,75 @@
-//! The front end's side: starting a job's supervisor.
+//! The CLI's side: starting a job's supervisor.
 //!
-//! One way on every architecture and from any caller, threaded or not: the
-//! supervisor is this binary executed afresh as `agent-exec __supervise ID`.
-//! Nothing of the caller's memory reaches it; its stdin carries the job's
-//! secrets (never a file), its stdout and stderr are /dev/null, and it runs
-//! in a session of its own so that the caller's terminal and process group
-//! signals do not reach it.
+//! One way on every architecture: `agent-exec run` and `agent-exec start`,
+//! which are single-threaded, fork it; every other front end (pipelines)
+//! starts its jobs through `agent-exec start`. The forked supervisor leaves
+//! the caller's session and stdio at once, so that the caller's terminal
+//! and process-group signals do not reach it and whoever reads the caller's
+//! output sees EOF when the caller exits. A caller that waits keeps the
+//! read end of a pipe that the supervisor closes once the job's final state
+//! is recorded.
+//!
+//! The pipe, rather than an inotify watch on the job directory: closing an
+//! inotify instance waits for an SRCU grace period in the kernel, which
+//! made up most of a short job's answer time.
 
 use std::fmt;
-use std::io::Write;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
 
-use crate::job::model::Secrets;
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+
+use super::event_loop::handled_signals;
+use crate::job::model::{JobSpec, Secrets};
 use crate::job::store::Store;
 
-/// The started supervisor; the job outlives this handle (and its caller).
+/// The forked supervisor; the job outlives this handle (and its caller).
 pub struct Supervisor {
-    child: Child,
+    pid: i32,
+    /// Reaches EOF once the job's final state is recorded, or the supervisor died.
+    done: Option<OwnedFd>,
+}
+
+/// Whether the caller waits for the job (and so for the supervisor's note).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    Yes,
+    No,
 }
 
 impl Supervisor {
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.pid
     }
 
-    /// Collects the supervisor once it has exited, for callers that live on
-    /// after their jobs (a caller that exits leaves that to init).
-    pub fn reap(mut self) {
-        let _ = self.child.wait();
+    /// Blocks until the job's final state is recorded (or the supervisor
+    /// is gone), or until `deadline`; returns whether the former. The store
+    /// says what happened.
+    pub fn wait_done(&self, deadline: Option<Instant>) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let Some(done) = &self.done else {
+            return false;
+        };
+        loop {
+            let timeout = match deadline {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    PollTimeout::try_from(left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1)
+                        .unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = [PollFd::new(done.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                // Nothing is ever written: readable means closed.
+                Ok(n) if n > 0 => return true,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return true,
+            }
+        }
     }
 }
 
@@ -44,46 +85,52 @@ impl fmt::Display for LaunchError {
 
 impl std::error::Error for LaunchError {}
 
-/// Starts the supervisor of the job `id`, whose start the caller claimed.
-pub fn launch(store: &Store, id: &str, secrets: &Secrets) -> Result<Supervisor, LaunchError> {
-    let secrets = serde_json::to_vec(secrets)
-        .map_err(|e| LaunchError(format!("cannot encode the job's secrets: {e}")))?;
-    let mut command = Command::new("/proc/self/exe");
-    command
-        .arg0("agent-exec")
-        .arg("--root")
-        .arg(store.root())
-        .arg("__supervise")
-        .arg(id)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let blocked = super::event_loop::handled_signals();
-    // SAFETY: between fork and exec the child only makes two
-    // async-signal-safe calls on its own state.
-    unsafe {
-        command.pre_exec(move || {
-            // A session of its own: the caller's Ctrl-C and hang-up are not
-            // the job's.
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The signals it handles stay blocked across exec until its
-            // signalfd takes them: its pid is public from our answer on, and
-            // an early SIGTERM must stop the job, not kill its supervisor.
-            if libc::sigprocmask(libc::SIG_BLOCK, blocked.as_ref(), std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+/// Forks the supervisor of the job `spec`, whose start the caller claimed.
+///
+/// The caller must be single-threaded (the `run` and `start` commands are):
+/// the child goes on with ordinary code, heap included, which a fork of a
+/// threaded process could find locked by a thread that no longer exists.
+pub fn launch(
+    store: &Store,
+    spec: &JobSpec,
+    secrets: &Secrets,
+    waiting: Waiting,
+) -> Result<Supervisor, LaunchError> {
+    let failed = |what: &str, e: nix::Error| LaunchError(format!("cannot {what}: {e}"));
+    let (done_read, done_write) = match waiting {
+        Waiting::Yes => {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| failed("make a pipe for the supervisor", e))?;
+            (Some(r), Some(w))
+        }
+        Waiting::No => (None, None),
+    };
+    // The supervisor's signals are blocked across the fork: its pid is
+    // public as soon as we answer, and a SIGTERM arriving before its
+    // signalfd takes them must stop the job, not kill its supervisor.
+    let mut ours = SigSet::empty();
+    sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&handled_signals()),
+        Some(&mut ours),
+    )
+    .map_err(|e| failed("block signals", e))?;
+    // SAFETY: the CLI is single-threaded (see above); the child never
+    // returns into the caller's code.
+    let forked = unsafe { nix::unistd::fork() };
+    if let Ok(nix::unistd::ForkResult::Child) = forked {
+        drop(done_read);
+        let code = super::process::main(store, spec, secrets, done_write);
+        // SAFETY: leave without the caller's atexit handlers or buffers.
+        unsafe { libc::_exit(code) }
     }
-    let mut child = command
-        .spawn()
-        .map_err(|e| LaunchError(format!("cannot start the job's supervisor: {e}")))?;
-    // The supervisor reads all of its stdin before anything else, so this
-    // cannot block for long; should it have died, the job is reported lost.
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(&secrets);
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&ours), None);
+    match forked {
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Supervisor {
+            pid: child.as_raw(),
+            done: done_read,
+        }),
+        Ok(nix::unistd::ForkResult::Child) => unreachable!("the child exited above"),
+        Err(e) => Err(failed("fork the supervisor", e)),
     }
-    Ok(Supervisor { child })
 }

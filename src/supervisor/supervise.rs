@@ -23,7 +23,15 @@ use crate::sandbox::{self, LaunchPlan, Stdio};
 use crate::timefmt::now_ms;
 
 /// Runs the job to its end and records the result. Returns the supervisor's exit code.
-pub(super) fn supervise(store: &Store, spec: &JobSpec, secrets: &Secrets, me: ProcRef) -> i32 {
+///
+/// `done` is closed once the result is recorded: the launcher waits for that.
+pub(super) fn supervise(
+    store: &Store,
+    spec: &JobSpec,
+    secrets: &Secrets,
+    me: ProcRef,
+    done: Option<OwnedFd>,
+) -> i32 {
     let id = spec.job_id.as_str();
     let started = now_ms();
     let fail = |message: String, exit_code: i32, unavailable: bool| {
@@ -152,6 +160,7 @@ pub(super) fn supervise(store: &Store, spec: &JobSpec, secrets: &Secrets, me: Pr
         Ok(()) => 0,
         Err(_) => 1,
     };
+    drop(done);
     cgroup.remove();
     empty_tmpdir(&spec.sandbox.tmpdir);
     code
@@ -252,7 +261,7 @@ fn output_pipe() -> Result<(OwnedFd, OwnedFd), String> {
     }
     // SAFETY: fresh descriptors, owned here.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: fcntl on a descriptor we own. Sized for the pump (see PIPE_SIZE).
+    // SAFETY: fcntl on a descriptor we own.
     unsafe {
         libc::fcntl(fds[0], libc::F_SETFL, libc::O_NONBLOCK);
         libc::fcntl(fds[0], libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int);

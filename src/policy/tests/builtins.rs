@@ -114,36 +114,3 @@ fn json_matches_the_schema() {
     bad["limits"]["pids"] = "many".into();
     assert!(!validator.is_valid(&bad));
 }
-
-/// Launches read each built-in's resolved form (`src/policy/resolved/`)
-/// instead of resolving its TOML. That form must be exactly what the TOML
-/// resolves to today: run with `AGENT_EXEC_BLESS=1` after changing a
-/// built-in to write it again.
-#[test]
-fn every_builtin_resolved_form_is_what_its_toml_resolves_to() {
-    let bless = std::env::var_os("AGENT_EXEC_BLESS").is_some_and(|v| v == "1");
-    let mut stale = Vec::new();
-    for name in builtin_names() {
-        let from_toml = super::super::resolve::resolve_builtin_text(name).unwrap();
-        let text = serde_json::to_string_pretty(&from_toml).unwrap() + "\n";
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("src/policy/resolved")
-            .join(format!("{name}.json"));
-        let shipped = std::fs::read_to_string(&path).unwrap_or_default();
-        if shipped != text {
-            if bless {
-                std::fs::write(&path, &text).unwrap();
-            } else {
-                stale.push(path.display().to_string());
-            }
-            continue;
-        }
-        // What a launch gets is what the TOML says, field for field.
-        let launched = resolve(name, &Fx::new().sources).unwrap();
-        assert_eq!(launched, from_toml, "{name}");
-    }
-    assert!(
-        stale.is_empty(),
-        "stale resolved built-ins (run `AGENT_EXEC_BLESS=1 cargo test --lib policy` to rewrite): {stale:?}"
-    );
-}

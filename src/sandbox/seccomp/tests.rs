@@ -363,31 +363,6 @@ fn every_program_answers_as_its_rules_say_for_every_syscall_and_argument() {
 }
 
 #[test]
-fn the_search_is_short_for_every_syscall() {
-    // The kernel runs the program for every syscall number when it is installed (to learn
-    // which numbers need no filter run at all): what makes a launch slow is the longest path
-    // to a decision on the number, not the program's length. A linear layout took up to ~250
-    // steps here.
-    for (profile, extra) in [
-        (SeccompProfile::Default, vec![]),
-        (SeccompProfile::Strict, vec![]),
-        (SeccompProfile::Strict, table::names().collect::<Vec<_>>()),
-    ] {
-        let program = built(profile, &extra);
-        let longest = numbers()
-            .map(|nr| run_counting(program.instructions(), AUDIT_ARCH, i64::from(nr), [0; 6]).1)
-            .max()
-            .unwrap();
-        assert!(
-            longest <= 24,
-            "{profile} + {} extra denies: {longest} steps for one syscall ({} instructions)",
-            extra.len(),
-            program.len()
-        );
-    }
-}
-
-#[test]
 fn syscall_table_resolves_names() {
     assert_eq!(table::number("read"), Some(libc::SYS_read));
     assert_eq!(table::number("clone3"), Some(libc::SYS_clone3));
