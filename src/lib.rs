@@ -1,8 +1,9 @@
 //! agent-exec: every command a durable background job in a real sandbox,
 //! every answer one JSON object.
 //!
-//! Data flows one way: [`cli`] → [`job`] store → [`supervisor`] →
-//! [`sandbox`] → kernel; results flow back through the store.
+//! Data flows one way: [`cli`] → [`commands`] → [`policy`] → [`job`]
+//! (definition, store) → [`supervisor`] → [`sandbox`] → kernel; results
+//! flow back through the store. `docs/architecture.md` walks through it.
 
 // AppError carries the whole JSON error (candidates, location, …); it is
 // built once per failed request, so its size on the error path is irrelevant.

@@ -5,7 +5,7 @@ use crate::job::define::DefineError;
 use crate::job::store::StoreError;
 use crate::policy::PolicyError;
 use crate::response::{AppError, ErrorCode, Location};
-use crate::supervisor::LaunchError;
+use crate::supervisor::SpawnError;
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> AppError {
@@ -50,8 +50,8 @@ impl From<DefineError> for AppError {
     }
 }
 
-impl From<LaunchError> for AppError {
-    fn from(e: LaunchError) -> AppError {
+impl From<SpawnError> for AppError {
+    fn from(e: SpawnError) -> AppError {
         AppError::new(ErrorCode::LaunchFailed, e.to_string())
     }
 }

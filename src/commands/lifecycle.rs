@@ -91,14 +91,7 @@ impl Answer {
         kind: JobResponseType,
         began: Instant,
     ) -> Result<Answer, AppError> {
-        let until = if observe.forever {
-            None
-        } else {
-            Some(match &observe.until {
-                Some(u) => duration("--until", u)?,
-                None => DEFAULT_RUN_UNTIL,
-            })
-        };
+        let until = observation(observe.forever, observe.until.as_deref(), DEFAULT_RUN_UNTIL)?;
         Ok(Answer {
             kind,
             budget: ExcerptBudget::from_args(&observe.excerpt)?,
@@ -216,14 +209,7 @@ pub fn status(store: &Store, args: &JobArg) -> Result<Reply, AppError> {
 
 pub fn wait(store: &Store, args: &WaitArgs) -> Result<Reply, AppError> {
     let budget = ExcerptBudget::from_args(&args.excerpt)?;
-    let until = if args.forever {
-        None
-    } else {
-        Some(match &args.until {
-            Some(u) => duration("--until", u)?,
-            None => DEFAULT_WAIT_UNTIL,
-        })
-    };
+    let until = observation(args.forever, args.until.as_deref(), DEFAULT_WAIT_UNTIL)?;
     let id = store.resolve(&args.job_id)?;
     let spec = store.read_spec(&id)?;
     let watch = Watch::on_demand(store, &id);
@@ -318,6 +304,21 @@ pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
     }
     response.signal_sent = sent;
     Ok(Reply::json(&response))
+}
+
+/// How long to observe: `--until`, `--forever` (None), or the command's default.
+fn observation(
+    forever: bool,
+    until: Option<&str>,
+    default: Duration,
+) -> Result<Option<Duration>, AppError> {
+    if forever {
+        return Ok(None);
+    }
+    Ok(Some(match until {
+        Some(u) => duration("--until", u)?,
+        None => default,
+    }))
 }
 
 fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal, AppError> {

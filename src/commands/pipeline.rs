@@ -54,12 +54,7 @@ pub fn run(store: &Store, args: &PipelineRunArgs) -> Result<Reply, AppError> {
     let max_parallel = args
         .max_parallel
         .as_deref()
-        .map(|s| match s.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(AppError::invalid(format!(
-                "--max-parallel {s:?}: expected a positive whole number"
-            ))),
-        })
+        .map(|s| super::request::positive("--max-parallel", s).map(|n| n as usize))
         .transpose()?;
     let mut p = checked(&args.file)?;
     if let Some(policy) = &args.policy {

@@ -79,12 +79,7 @@ fn overrides(def: &JobDefinition) -> Result<Overrides, AppError> {
         pids: def
             .pids
             .as_deref()
-            .map(|s| match s.trim().parse::<u64>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(AppError::invalid(format!(
-                    "--pids {s:?}: expected a positive whole number"
-                ))),
-            })
+            .map(|s| positive("--pids", s))
             .transpose()?,
         cpus: def
             .cpus
@@ -198,6 +193,15 @@ fn read_stdin(def: &JobDefinition) -> Result<Option<Vec<u8>>, AppError> {
 
 pub fn duration(flag: &str, value: &str) -> Result<Duration, AppError> {
     parse_duration(value).map_err(|e| AppError::invalid(format!("{flag}: {e}")))
+}
+
+pub fn positive(flag: &str, value: &str) -> Result<u64, AppError> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(AppError::invalid(format!(
+            "{flag} {value:?}: expected a positive whole number"
+        ))),
+    }
 }
 
 pub fn size(flag: &str, value: &str) -> Result<u64, AppError> {

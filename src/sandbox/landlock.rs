@@ -508,8 +508,7 @@ impl PreparedLandlock {
     /// Makes only these two syscalls; when Landlock is unavailable it changes nothing and
     /// reports [`Coverage::NotEnforced`].
     ///
-    /// Borrows: the child may share the parent's memory (a vfork-style clone), so it must
-    /// free nothing the parent owns; the ruleset fd closes at exec.
+    /// Borrows: the child frees nothing between clone and exec; the ruleset fd closes at exec.
     pub fn restrict_self(&self) -> Result<LandlockStatus, LandlockError> {
         let status = self.status();
         let Some(ruleset) = &self.ruleset else {

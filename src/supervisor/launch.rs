@@ -75,15 +75,15 @@ impl Supervisor {
 
 /// The supervisor could not be started.
 #[derive(Debug)]
-pub struct LaunchError(String);
+pub struct SpawnError(String);
 
-impl fmt::Display for LaunchError {
+impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for LaunchError {}
+impl std::error::Error for SpawnError {}
 
 /// Forks the supervisor of the job `spec`, whose start the caller claimed.
 ///
@@ -95,8 +95,8 @@ pub fn launch(
     spec: &JobSpec,
     secrets: &Secrets,
     waiting: Waiting,
-) -> Result<Supervisor, LaunchError> {
-    let failed = |what: &str, e: nix::Error| LaunchError(format!("cannot {what}: {e}"));
+) -> Result<Supervisor, SpawnError> {
+    let failed = |what: &str, e: nix::Error| SpawnError(format!("cannot {what}: {e}"));
     let (done_read, done_write) = match waiting {
         Waiting::Yes => {
             let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)

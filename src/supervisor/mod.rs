@@ -14,7 +14,7 @@ mod launch;
 mod process;
 mod supervise;
 
-pub use launch::{launch, LaunchError, Supervisor, Waiting};
+pub use launch::{launch, SpawnError, Supervisor, Waiting};
 
 /// A kill request left by `agent-exec kill` before it signals the supervisor.
 pub const KILL_REQUEST: &str = "kill.json";

@@ -96,11 +96,11 @@ pub(crate) trait Controllers {
 ///
 /// Why not `join(pid)` from the parent: moving another process (or a whole
 /// thread group) takes the kernel's global `cgroup_threadgroup_rwsem` for
-/// writing, which waits for an RCU grace period: 5-18 ms per launch measured
-/// here, the largest single cost of a job on a hybrid host. A thread moving
-/// itself through `tasks` skips that lock (kernel/cgroup: "if the thread is
-/// current ... we can skip the global lock"); it takes 0.04 ms. The child of
-/// a single-threaded supervisor has one thread, so it moves whole.
+/// writing, which waits for an RCU grace period, the dearest step of a
+/// launch on a hybrid host (docs/performance.md). A thread moving itself
+/// through `tasks` skips that lock (kernel/cgroup: "if the thread is
+/// current ... we can skip the global lock"). The child of a
+/// single-threaded supervisor has one thread, so it moves whole.
 pub struct SelfJoin {
     files: Vec<fs::File>,
     fds: Vec<RawFd>,
