@@ -140,3 +140,45 @@ impl Watch {
         while inotify.read_events().is_ok_and(|e| !e.is_empty()) {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::model::State;
+
+    /// Closing an inotify instance waits for an SRCU grace period: a job
+    /// already where the caller wants it is answered without one.
+    #[test]
+    fn a_finished_job_is_observed_without_a_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_path_buf()).unwrap();
+        let req = crate::job::request::JobRequest {
+            argv: vec!["true".into()],
+            ..Default::default()
+        };
+        let defined = crate::job::define::define(&req, &store).unwrap();
+        let id = defined.spec.job_id.clone();
+        store.create(&defined.spec, None, None).unwrap();
+        let mut status = store.read_status(&id).unwrap();
+        status.state = State::Exited;
+        store.write_status(&id, &status).unwrap();
+        let watch = Watch::on_demand(&store, &id);
+        let seen = watch.until(&store, &id, None, |_| false).unwrap();
+        assert_eq!(seen.state, State::Exited);
+        assert!(watch.inotify.get().is_none(), "a watch was made");
+        // A job still created is waited for with one.
+        let other = crate::job::define::define(&req, &store).unwrap();
+        store.create(&other.spec, None, None).unwrap();
+        let watch = Watch::on_demand(&store, &other.spec.job_id);
+        let deadline = Some(Instant::now());
+        watch
+            .until(&store, &other.spec.job_id, deadline, |_| false)
+            .unwrap();
+        assert!(watch.inotify.get().is_none(), "the deadline had passed");
+        let deadline = Some(Instant::now() + Duration::from_millis(20));
+        watch
+            .until(&store, &other.spec.job_id, deadline, |_| false)
+            .unwrap();
+        assert!(watch.inotify.get().is_some(), "waiting needs a watch");
+    }
+}
