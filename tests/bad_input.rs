@@ -183,8 +183,7 @@ fn a_full_disk_gives_store_full_and_a_job_filling_it_still_records_its_result() 
 }
 
 /// A caller that stops reading (closes our stdout before the answer) makes
-/// the write fail with EPIPE; it must not kill us with SIGPIPE (agent-exec
-/// runs without Rust's runtime start-up, which used to ignore it for us).
+/// the write fail with EPIPE; it must not kill us with SIGPIPE.
 #[test]
 fn a_caller_that_stops_reading_does_not_kill_us_with_sigpipe() {
     use std::os::unix::process::ExitStatusExt;
@@ -201,4 +200,41 @@ fn a_caller_that_stops_reading_does_not_kill_us_with_sigpipe() {
     let status = child.wait().expect("wait");
     assert_eq!(status.signal(), None, "{status:?}");
     assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+/// An option we do not know, before the command, is a mistake: a usage
+/// error (exit 2, one JSON object) and no job. After `--`, or once the
+/// command has begun, every word is the command's.
+#[test]
+fn an_unknown_option_is_a_usage_error_before_the_command_and_an_argument_after() {
+    let env = Env::new();
+    for args in [
+        &["run", "--timout", "5", "--", "echo", "hi"][..],
+        &["create", "--bogus", "x", "--", "true"],
+        &["run", "--no-wiat", "echo", "hi"],
+        &["start", "--bogus", "0123"],
+    ] {
+        let (code, v) = env.run(args);
+        assert_eq!(code, 2, "{args:?}: {v:#}");
+        assert_eq!(v["error"]["code"], "usage_error", "{args:?}: {v:#}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("unexpected argument"),
+            "{args:?}: {v:#}"
+        );
+    }
+    assert_eq!(env.ok(&["list"])["count"], 0, "nothing was created");
+    if !privileged() {
+        return;
+    }
+    let v = env.ok(&["run", "--", "echo", "--bogus", "-x"]);
+    assert_eq!(v["stdout"], "--bogus -x\n", "{v:#}");
+    let v = env.ok(&["run", "echo", "-n", "--timeout", "1"]);
+    assert_eq!(
+        v["argv"],
+        serde_json::json!(["echo", "-n", "--timeout", "1"])
+    );
+    assert_eq!(v["stdout"], "--timeout 1", "{v:#}");
 }
