@@ -77,6 +77,30 @@ fn a_created_job_keeps_its_secrets_out_of_the_definition_until_it_starts() {
     );
 }
 
+/// A mask that hides nothing in the definition (a literal secret the
+/// command may print) still reaches the logs of a job started later, and
+/// the job still gets its variables.
+#[test]
+fn a_created_job_with_a_literal_mask_keeps_its_environment() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let c = env.ok(&[
+        "create",
+        "--mask",
+        "sekrit",
+        "--env",
+        "FOO=bar",
+        "--",
+        "sh",
+        "-c",
+        "echo \"FOO=[$FOO] sekrit\"",
+    ]);
+    let v = env.ok(&["start", &job_id(&c)]);
+    assert_eq!(v["stdout"], "FOO=[bar] ***\n", "{v:#}");
+}
+
 #[test]
 fn output_above_the_log_cap_is_counted_truncated_and_reported() {
     if !privileged() {
@@ -243,4 +267,55 @@ fn the_jobs_output_pipes_hold_256_kib() {
         "print fcntl(STDOUT, 1032, 0), ' ', fcntl(STDERR, 1032, 0)",
     ]);
     assert_eq!(v["stdout"], "262144 262144", "{v:#}");
+}
+
+/// Every local user can read a process's command line. A secret given on
+/// the caller's (`--env TOKEN=…`) must not stay readable there for as long
+/// as the job runs: the supervisor replaces it.
+#[test]
+fn a_secret_on_the_command_line_is_not_left_in_the_supervisors() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let secret = "s3cr3t-on-the-command-line";
+    // Control: a process's command line is readable, secret and all.
+    let mut control = std::process::Command::new("perl")
+        .args(["-e", "sleep 5", secret])
+        .spawn()
+        .unwrap();
+    // (It is filled in a moment after the exec that `spawn` waits for.)
+    let path = format!("/proc/{}/cmdline", control.id());
+    eventually(
+        "the control's command line",
+        std::time::Duration::from_secs(5),
+        || {
+            let cmdline = std::fs::read(&path).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(secret)
+        },
+    );
+    control.kill().unwrap();
+    control.wait().unwrap();
+
+    let v = env.ok(&[
+        "run",
+        "--no-wait",
+        "--env",
+        &format!("TOKEN={secret}"),
+        "--mask",
+        "TOKEN",
+        "--",
+        "sleep",
+        "5",
+    ]);
+    let id = job_id(&v);
+    let sup = v["supervisor_pid"].as_i64().unwrap();
+    eventually("the job to run", std::time::Duration::from_secs(5), || {
+        env.ok(&["status", &id])["state"] == "running"
+    });
+    let cmdline = std::fs::read(format!("/proc/{sup}/cmdline")).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(!cmdline.contains(secret), "{cmdline:?}");
+    assert!(cmdline.contains("supervisor"), "{cmdline:?}");
+    env.ok(&["kill", "--signal", "KILL", "--grace", "0", &id]);
 }

@@ -7,7 +7,7 @@ use super::view::{exit_status_of, job_response, ExcerptBudget, Observation};
 use super::Reply;
 use crate::cli::{CreateArgs, JobArg, KillArgs, Observe, RunArgs, StartArgs, WaitArgs};
 use crate::job::define::define;
-use crate::job::liveness::{pidfd_of, reconcile, supervisor_of};
+use crate::job::liveness::{mark_lost, pidfd_of, reconcile, supervisor_of};
 use crate::job::model::{JobSpec, JobStatus, ResultKind, Secrets, State};
 use crate::job::observe::Watch;
 use crate::job::store::{write_json, Store};
@@ -26,7 +26,13 @@ pub fn run(store: &Store, args: &RunArgs) -> Result<Reply, AppError> {
     let defined = define(&job_request(&args.def)?, store)?;
     store.create(&defined.spec, None, defined.stdin.as_deref())?;
     store.claim_start(&defined.spec.job_id)?;
-    start_and_observe(store, &defined.spec, &defined.secrets, &answer)
+    start_and_observe(
+        store,
+        &defined.spec,
+        &defined.secrets,
+        &answer,
+        Unclaim::DeleteJob,
+    )
 }
 
 pub fn create(store: &Store, args: &CreateArgs) -> Result<Reply, AppError> {
@@ -71,7 +77,7 @@ pub fn start(store: &Store, args: &StartArgs) -> Result<Reply, AppError> {
     } else {
         Secrets::default()
     };
-    start_and_observe(store, &spec, &secrets, &answer)
+    start_and_observe(store, &spec, &secrets, &answer, Unclaim::ReleaseClaim)
 }
 
 /// What a `run` or `start` answers with, and when it began.
@@ -111,6 +117,7 @@ fn start_and_observe(
     spec: &JobSpec,
     secrets: &Secrets,
     answer: &Answer,
+    if_not_started: Unclaim,
 ) -> Result<Reply, AppError> {
     let id = &spec.job_id;
     let waiting = if answer.no_wait {
@@ -121,18 +128,33 @@ fn start_and_observe(
     let supervisor = match supervisor::launch(store, spec, secrets, waiting) {
         Ok(s) => s,
         Err(e) => {
-            // Nothing will ever run this job: leave no claimed job behind
-            // that would later read as lost.
-            let _ = store.delete(id);
+            // Nothing will run the job: leave no claim that would later
+            // read as a lost job.
+            let _ = match if_not_started {
+                Unclaim::DeleteJob => store.delete(id),
+                Unclaim::ReleaseClaim => store.release_start(id),
+            };
             return Err(AppError::from(e).with_job(id));
         }
     };
-    if !answer.no_wait {
-        supervisor.wait_done(answer.until.map(|u| answer.began + u));
+    let done = !answer.no_wait && supervisor.wait_done(answer.until.map(|u| answer.began + u));
+    let mut status = store.read_status(id)?;
+    // The pipe closes with the result recorded, or with a supervisor that
+    // died before recording it.
+    if done && !status.state.is_terminal() && supervisor.has_exited() {
+        status = mark_lost(store, id, status);
     }
-    // A supervisor that died without recording the end is noticed here.
-    let status = reconcile(store, id, store.read_status(id)?)?;
+    let status = reconcile(store, id, status)?;
     reply_to(store, spec, &status, answer, supervisor.pid())
+}
+
+/// What undoes a claimed start whose supervisor could not be started.
+#[derive(Clone, Copy)]
+enum Unclaim {
+    /// `run`: the job was made for this start only.
+    DeleteJob,
+    /// `start`: the created job stays, to be started again.
+    ReleaseClaim,
 }
 
 fn reply_to(
@@ -300,7 +322,11 @@ pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
     };
     let mut response = job_response(JobResponseType::Kill, store, &spec, &status, &budget, obs);
     if sent.is_none() && response.message.is_none() {
-        response.message = Some("the job had already ended; nothing was signalled".into());
+        response.message = Some(if status.state.is_terminal() {
+            "the job had already ended; nothing was signalled".into()
+        } else {
+            "the supervisor had not recorded itself yet: the request waits in the store and is carried out as soon as it starts".into()
+        });
     }
     response.signal_sent = sent;
     Ok(Reply::json(&response))

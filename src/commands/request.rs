@@ -95,8 +95,13 @@ fn overrides(def: &JobDefinition) -> Result<Overrides, AppError> {
             None => None,
             Some(t) => {
                 let d = duration("--timeout", t)?;
-                // `--timeout 0` asks for no limit: as loose as it gets.
-                Some(if d.is_zero() { Duration::MAX } else { d })
+                // `--timeout 0` asks for no limit: as loose as it gets. Limits
+                // count whole milliseconds: a shorter one still is one.
+                Some(if d.is_zero() {
+                    Duration::MAX
+                } else {
+                    d.max(Duration::from_millis(1))
+                })
             }
         },
     };
@@ -206,4 +211,26 @@ pub fn positive(flag: &str, value: &str) -> Result<u64, AppError> {
 
 pub fn size(flag: &str, value: &str) -> Result<u64, AppError> {
     parse_size(value).map_err(|e| AppError::invalid(format!("{flag}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout_of(flag: &str) -> Option<Duration> {
+        let def = JobDefinition {
+            timeout: Some(flag.into()),
+            command: vec!["true".into()],
+            ..Default::default()
+        };
+        overrides(&def).unwrap().timeout
+    }
+
+    #[test]
+    fn a_zero_timeout_is_none_and_a_tiny_one_a_millisecond() {
+        assert_eq!(timeout_of("0"), Some(Duration::MAX));
+        assert_eq!(timeout_of("0ms"), Some(Duration::MAX));
+        assert_eq!(timeout_of("0.0001"), Some(Duration::from_millis(1)));
+        assert_eq!(timeout_of("1.5"), Some(Duration::from_millis(1500)));
+    }
 }

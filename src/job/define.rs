@@ -27,7 +27,8 @@ pub struct Defined {
 
 impl Defined {
     /// The job as recorded for a start by another process: the secrets
-    /// (masks included, which the logs need) wait in the store until then.
+    /// (masks included, which the logs need) wait in the store until then,
+    /// and the supervisor then takes argv and env from them.
     pub fn for_later_start(self) -> (JobSpec, Option<Secrets>, Option<Vec<u8>>) {
         let keep = self.spec.has_secrets || !self.secrets.mask_values.is_empty();
         let spec = JobSpec {
@@ -186,13 +187,11 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
         created_at_ms: created,
         has_secrets,
     };
+    // The clear values, whatever the masks hid: a job started later (whose
+    // secrets wait in the store) takes all of its argv and env from here.
     let secrets = Secrets {
-        argv: if has_secrets {
-            req.argv.clone()
-        } else {
-            Vec::new()
-        },
-        env: if has_secrets { env } else { BTreeMap::new() },
+        argv: req.argv.clone(),
+        env,
         mask_values,
     };
     Ok(Defined {

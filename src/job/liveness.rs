@@ -88,7 +88,7 @@ pub fn reconcile(store: &Store, id: &str, status: JobStatus) -> StoreResult<JobS
 }
 
 /// Kills whatever the job left in its cgroup, removes the cgroup, records `lost`.
-fn mark_lost(store: &Store, id: &str, mut status: JobStatus) -> JobStatus {
+pub fn mark_lost(store: &Store, id: &str, mut status: JobStatus) -> JobStatus {
     let mut killed = 0;
     if let Ok(layout) = Layout::detect() {
         let cgroup = JobCgroup::reattach(&layout, id);
@@ -127,5 +127,7 @@ fn mark_lost(store: &Store, id: &str, mut status: JobStatus) -> JobStatus {
     });
     // If the store cannot take the write (full disk), the answer is still honest.
     let _ = store.write_status(id, &status);
+    // Nobody will start it again: secrets kept for its start go too.
+    let _ = std::fs::remove_file(store.job_dir(id).join(super::store::SECRETS_FILE));
     status
 }

@@ -327,6 +327,13 @@ impl Store {
             })
     }
 
+    /// Gives up a claim whose supervisor could not be started: the job can
+    /// be started again.
+    pub fn release_start(&self, id: &str) -> StoreResult<()> {
+        let path = self.job_dir(id).join(START_LOCK);
+        fs::remove_file(&path).map_err(|e| StoreError::io("write", &path, e))
+    }
+
     /// The supervisor recorded in the start lock (between claim and the first state write).
     pub fn start_lock_owner(&self, id: &str) -> Option<ProcRef> {
         let text = fs::read_to_string(self.job_dir(id).join(START_LOCK)).ok()?;

@@ -129,10 +129,14 @@ impl JobRunner for StoreRunner<'_> {
         };
         self.register(&id);
         if let Err(e) = start(self.store, &id) {
-            self.unregister(&id);
-            // Never started: leave no job that would later be reported lost.
-            let _ = self.store.delete(&id);
-            return Err(e);
+            if !self.store.has_start_lock(&id) {
+                self.unregister(&id);
+                // Never started: leave no job that would later be reported lost.
+                let _ = self.store.delete(&id);
+                return Err(e);
+            }
+            // Started after all (a launch failure is an error answer too):
+            // its record tells how it ended.
         }
         let waited = self.wait_terminal(&watch, &id);
         self.unregister(&id);
@@ -157,6 +161,9 @@ fn start(store: &Store, id: &str) -> Result<(), String> {
         .arg("--root")
         .arg(store.root())
         .args(["start", "--no-wait", id])
+        // Out of our process group: a Ctrl-C meant for the pipeline must not
+        // kill it between its fork of the supervisor and its answer.
+        .process_group(0)
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .output()

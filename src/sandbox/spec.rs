@@ -108,6 +108,8 @@ impl FromStr for NetMode {
 /// policy file changes later. Every path is absolute.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SandboxSpec {
+    /// Read also from `strict: bool`, as jobs recorded by earlier versions have it.
+    #[serde(alias = "strict", deserialize_with = "enforcement_or_strict")]
     pub enforcement: Enforcement,
     pub user_ns: bool,
     pub pid_ns: bool,
@@ -145,9 +147,76 @@ pub struct SandboxSpec {
     pub files: PathBuf,
 }
 
+/// `"strict"` / `"best_effort"`, or the `true` / `false` of earlier versions.
+fn enforcement_or_strict<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Enforcement, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Named(Enforcement),
+        Strict(bool),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Named(e) => e,
+        Either::Strict(true) => Enforcement::Strict,
+        Either::Strict(false) => Enforcement::BestEffort,
+    })
+}
+
 impl SandboxSpec {
     /// Whether strict enforcement is asked for.
     pub fn strict(&self) -> bool {
         self.enforcement == Enforcement::Strict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job recorded by an earlier version stays readable (and killable).
+    #[test]
+    fn enforcement_reads_the_strict_flag_of_earlier_versions() {
+        let spec = SandboxSpec {
+            enforcement: Enforcement::Strict,
+            user_ns: true,
+            pid_ns: true,
+            mount_ns: true,
+            ipc_ns: true,
+            uts_ns: true,
+            cgroup_ns: true,
+            hostname: None,
+            landlock: true,
+            read: vec![],
+            write: vec![],
+            exec: vec![],
+            tmpfs: vec![],
+            network: NetMode::None,
+            connect_ports: None,
+            bind_ports: None,
+            seccomp: SeccompProfile::Default,
+            seccomp_deny: vec![],
+            file_size: None,
+            open_files: None,
+            env_inherit: false,
+            env_allow: vec![],
+            env_set: BTreeMap::new(),
+            tmpdir: "/t".into(),
+            files: "/f".into(),
+        };
+        let mut json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["enforcement"], "strict");
+        let back: SandboxSpec = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, spec);
+        let fields = json.as_object_mut().unwrap();
+        fields.remove("enforcement");
+        for (old, now) in [
+            (true, Enforcement::Strict),
+            (false, Enforcement::BestEffort),
+        ] {
+            fields.insert("strict".into(), old.into());
+            let read: SandboxSpec =
+                serde_json::from_value(serde_json::Value::Object(fields.clone())).unwrap();
+            assert_eq!(read.enforcement, now);
+        }
     }
 }

@@ -42,6 +42,16 @@ impl Supervisor {
         self.pid
     }
 
+    /// Whether the supervisor has exited (it is our child: nobody else reaps it).
+    pub fn has_exited(&self) -> bool {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        let pid = nix::unistd::Pid::from_raw(self.pid);
+        !matches!(
+            waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+            Ok(WaitStatus::StillAlive)
+        )
+    }
+
     /// Blocks until the job's final state is recorded (or the supervisor
     /// is gone), or until `deadline`; returns whether the former. The store
     /// says what happened.

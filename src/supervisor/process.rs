@@ -18,6 +18,7 @@ pub(super) fn main(store: &Store, spec: &JobSpec, secrets: &Secrets, done: Optio
     // Blocked by the launcher already; the event loop's signalfd takes them.
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled_signals()), None);
     leave_caller();
+    forget_command_line(&format!("agent-exec: supervisor of {}", spec.job_id));
     // SAFETY: single-threaded process; plain syscalls.
     unsafe {
         // The caller may have left SIGCHLD ignored: we must reap the job ourselves.
@@ -48,6 +49,13 @@ fn leave_caller() {
     // SAFETY: plain syscalls; descriptors 0-2 are ours to replace.
     unsafe {
         libc::setsid();
+        // A Ctrl-C or hang-up of the caller's terminal that came between
+        // the fork and setsid waits, blocked, for the event loop, which
+        // would stop the job for it: an ignored signal is discarded.
+        for sig in [libc::SIGINT, libc::SIGHUP] {
+            libc::signal(sig, libc::SIG_IGN);
+            libc::signal(sig, libc::SIG_DFL);
+        }
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
         if null >= 0 {
             for fd in 0..3 {
@@ -57,4 +65,32 @@ fn leave_caller() {
         }
         libc::chdir(c"/".as_ptr());
     }
+}
+
+/// Replaces the caller's command line, which every local user can read in
+/// `/proc/PID/cmdline` and which may hold secrets (`--env TOKEN=…`), with
+/// `title`: the supervisor lives as long as its job, the caller did not.
+fn forget_command_line(title: &str) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name, which may hold spaces: the third first.
+    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<usize>().ok());
+    let (Some(start), Some(end)) = (field(48), field(49)) else {
+        return;
+    };
+    if end <= start {
+        return;
+    }
+    // SAFETY: [arg_start, arg_end) is this process's own argument area, on
+    // its stack, writable; nothing reads our arguments after this.
+    let area = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
+    area.fill(0);
+    let title = title.as_bytes();
+    let n = title.len().min(area.len() - 1);
+    area[..n].copy_from_slice(&title[..n]);
 }

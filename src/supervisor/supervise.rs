@@ -40,15 +40,10 @@ pub(super) fn supervise(
     };
 
     // The real argv/env: from the secrets when masking hid them in job.json.
-    let argv = if secrets.argv.is_empty() {
-        &spec.argv
+    let (argv, explicit_env) = if spec.has_secrets {
+        (&secrets.argv, &secrets.env)
     } else {
-        &secrets.argv
-    };
-    let explicit_env = if spec.has_secrets {
-        &secrets.env
-    } else {
-        &spec.env
+        (&spec.argv, &spec.env)
     };
     let env = job_environment(spec, explicit_env);
     let cwd = Path::new(&spec.cwd);
