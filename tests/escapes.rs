@@ -728,3 +728,131 @@ fn a_job_launched_without_user_and_pid_namespaces_still_gets_every_other_layer()
         assert!(message.contains(why), "{policy}: {e:#}");
     }
 }
+
+/// A job cannot make a setuid or setgid file, in its own working directory
+/// or anywhere: such a file would outlive the job with its owner's rights
+/// (the caller's, root on CI). chmod(2) is 90, openat(2) 257, mkdir(2) 83.
+#[test]
+fn a_job_cannot_set_setuid_or_setgid_bits() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let script = perl_script(
+        r#"
+        open(my $f, ">", "plain") or die "create: $!"; close($f);
+        RES("chmod_suid", chmod(04755, "plain"));
+        RES("chmod_sgid", chmod(02755, "plain"));
+        my ($made, $dir) = ("made", "dir"); # syscall wants writable strings
+        RES("openat_suid", syscall(257, -100, $made, 0x41, 04755) >= 0);
+        RES("mkdir_sgid", syscall(83, $dir, 02755) == 0);
+        RES("chmod_plain", chmod(0700, "plain"));
+        "#,
+    );
+    let argv = perl(&script, &[]);
+    for policy in ["default", "untrusted", "ci"] {
+        let fx = Fixture::new();
+        let cwd = fx.cwd();
+        // untrusted keeps the working directory read-only: the job works in $TMPDIR.
+        let argv = if policy == "untrusted" {
+            vec!["sh", "-c", r#"cd "$TMPDIR" && perl -e "$1""#, "sh", &script]
+        } else {
+            argv.clone()
+        };
+        let got = env.attempt(policy, &cwd, &[], &[], &argv);
+        assert_eq!(
+            got,
+            format!(
+                "chmod_suid={EPERM} chmod_sgid={EPERM} openat_suid={EPERM} mkdir_sgid={EPERM} chmod_plain=ok"
+            ),
+            "{policy}"
+        );
+        let mode = std::fs::metadata(cwd.join("plain")).map(|m| m.permissions().mode());
+        assert!(mode.is_err() || mode.unwrap() & 0o6000 == 0, "{policy}");
+    }
+    // Control: without a filter the same calls make set-id files.
+    let fx = Fixture::new();
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
+    assert_eq!(
+        got,
+        "chmod_suid=ok chmod_sgid=ok openat_suid=ok mkdir_sgid=ok chmod_plain=ok"
+    );
+    let made = std::fs::metadata(fx.cwd().join("made")).unwrap();
+    assert_eq!(made.permissions().mode() & 0o4000, 0o4000);
+}
+
+/// Another process's descriptors (pidfd_getfd 438, through pidfd_open 434),
+/// kernel object comparisons (kcmp 312) and memory advice (process_madvise
+/// 440) are not for jobs; openat2 (437) answers ENOSYS, so that libc falls
+/// back to openat, whose mode the filter can read.
+#[test]
+fn descriptor_theft_and_unfiltered_opens_are_refused() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let script = perl_script(
+        r#"
+        my $me = 0 + $$; # a number, not the string perl's syscall would pass a pointer to
+        my $pidfd = syscall(434, $me, 0);
+        RES("pidfd_open", $pidfd >= 0);
+        RES("pidfd_getfd", syscall(438, $pidfd, 0, 0) >= 0);
+        RES("kcmp", syscall(312, $me, $me, 0, 0, 0) >= 0);
+        my ($how, $null) = (pack("QQQ", 0, 0, 0), "/dev/null");
+        RES("openat2", syscall(437, -100, $null, $how, 24) >= 0);
+        "#,
+    );
+    let argv = perl(&script, &[]);
+    for policy in ["default", "untrusted", "ci"] {
+        let got = env.attempt(policy, &fx.cwd(), &[], &[], &argv);
+        assert_eq!(
+            got,
+            format!("pidfd_open=ok pidfd_getfd={EPERM} kcmp={EPERM} openat2=38"),
+            "{policy}"
+        );
+    }
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
+    assert_eq!(got, "pidfd_open=ok pidfd_getfd=ok kcmp=ok openat2=ok");
+}
+
+/// Code that never was a file cannot be run: a memfd holding a copy of
+/// /bin/true is not executable in a job's pid namespace (vm.memfd_noexec),
+/// and asking for an executable one (MFD_EXEC) is refused. memfd_create(2)
+/// is 319.
+#[test]
+fn a_memfd_cannot_be_executed() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let script = perl_script(
+        r#"
+        open(my $src, "<", "/bin/true") or die; binmode($src);
+        my $bin = do { local $/; <$src> };
+        my ($name, $name2) = ("code", "code2");
+        my $fd = syscall(319, $name, 0);
+        RES("memfd", $fd >= 0);
+        open(my $m, ">&=", $fd) or die "fdopen: $!"; binmode($m);
+        print $m $bin; $m->flush();
+        my $pid = fork();
+        if ($pid == 0) { exec { "/proc/self/fd/$fd" } "true"; exit(100 + ($! + 0)); }
+        waitpid($pid, 0);
+        push @res, "exec=" . ($? >> 8);
+        RES("mfd_exec", syscall(319, $name2, 0x10) >= 0);
+        "#,
+    );
+    let argv = perl(&script, &[]);
+    for policy in ["default", "untrusted", "ci"] {
+        let got = env.attempt(policy, &fx.cwd(), &[], &[], &argv);
+        // 113: exec failed with EACCES.
+        assert_eq!(
+            got,
+            format!("memfd=ok exec=113 mfd_exec={EPERM}"),
+            "{policy}"
+        );
+    }
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
+    assert_eq!(got, "memfd=ok exec=0 mfd_exec=ok");
+}

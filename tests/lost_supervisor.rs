@@ -72,9 +72,8 @@ fn a_sigkilled_supervisor_takes_the_job_along_and_the_job_is_recorded_as_lost() 
     }
 }
 
-/// The supervisor of a waiting `run` answers for it (see
-/// `supervisor::shared`); killed before it could, the CLI still answers, from
-/// the store, with the verdict any later reader gets.
+/// A waiting `run` whose supervisor is killed answers, from the store, with
+/// the verdict any later reader gets.
 #[test]
 fn a_waiting_run_whose_supervisor_is_killed_answers_that_its_job_was_lost() {
     if !privileged() {

@@ -137,12 +137,16 @@ fn start_and_observe(
             return Err(AppError::from(e).with_job(id));
         }
     };
-    let done = !answer.no_wait && supervisor.wait_done(answer.until.map(|u| answer.began + u));
+    let deadline = answer.until.map(|u| answer.began + u);
+    let done = !answer.no_wait && supervisor.wait_done(deadline);
     let mut status = store.read_status(id)?;
     // The pipe closes with the result recorded, or with a supervisor that
-    // died before recording it.
-    if done && !status.state.is_terminal() && supervisor.has_exited() {
-        status = mark_lost(store, id, status);
+    // is dying without having recorded it.
+    if done && !status.state.is_terminal() && supervisor.wait_exit(deadline) {
+        status = store.read_status(id)?;
+        if !status.state.is_terminal() {
+            status = mark_lost(store, id, status);
+        }
     }
     let status = reconcile(store, id, status)?;
     reply_to(store, spec, &status, answer, supervisor.pid())

@@ -21,6 +21,7 @@ use super::{namespaces, ChildArgs, LaunchError, LaunchPlan};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Stage {
     Cgroup = 1,
+    MemfdNoexec,
     Released,
     MountPrivate,
     MountProc,
@@ -52,8 +53,9 @@ pub(super) enum FailureClass {
 }
 
 impl Stage {
-    const ALL: [Stage; 18] = [
+    const ALL: [Stage; 19] = [
         Stage::Cgroup,
+        Stage::MemfdNoexec,
         Stage::Released,
         Stage::MountPrivate,
         Stage::MountProc,
@@ -81,6 +83,7 @@ impl Stage {
     pub(super) fn name(self) -> &'static str {
         match self {
             Stage::Cgroup => "joining the job's v1 cgroups",
+            Stage::MemfdNoexec => "no executable memfds (vm.memfd_noexec)",
             Stage::Released => "release by the supervisor",
             Stage::MountPrivate => "private mount propagation",
             Stage::MountProc => "fresh /proc",
@@ -103,7 +106,8 @@ impl Stage {
 
     pub(super) fn class(self) -> FailureClass {
         match self {
-            Stage::MountPrivate
+            Stage::MemfdNoexec
+            | Stage::MountPrivate
             | Stage::MountProc
             | Stage::MountTmpfs
             | Stage::Loopback
@@ -209,6 +213,15 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
         // the job runs (see `cgroup::SelfJoin` for why the child moves itself).
         if let Err(e) = super::cgroup::join_self(args.join_fds) {
             fail(args, Stage::Cgroup, e);
+        }
+
+        // While we are still the caller's identity, which the sysctl wants.
+        if layers.namespaces.pid {
+            step(
+                args,
+                Stage::MemfdNoexec,
+                namespaces::forbid_executable_memfds(),
+            );
         }
 
         // Wait until the parent has finished our setup (uid/gid maps).

@@ -282,6 +282,34 @@ pub fn bring_loopback_up() -> Result<(), Errno> {
     Errno::result(rc).map(drop)
 }
 
+/// Child side, as pid 1 of a new pid namespace: no memfd of the namespace
+/// may ever be executed (`vm.memfd_noexec = 2`: a memfd is created sealed
+/// against exec, `MFD_EXEC` is refused), so a job cannot run code that
+/// never was a file under its exec rules. The setting belongs to the pid
+/// namespace; outside one it would change the host's.
+pub fn forbid_executable_memfds() -> Result<(), Errno> {
+    // SAFETY: a constant path; the descriptor is closed before returning.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/sys/vm/memfd_noexec".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: writing a static buffer to the descriptor just opened.
+    let written = unsafe { libc::write(fd, b"2".as_ptr().cast(), 1) };
+    let result = if written == 1 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    };
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(fd) };
+    result
+}
+
 /// Child side: set the hostname of the (new) UTS namespace.
 pub fn set_hostname(name: &CStr) -> Result<(), Errno> {
     let bytes = name.to_bytes();

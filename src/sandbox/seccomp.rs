@@ -9,8 +9,9 @@
 //!    process can still enter the i386 syscall table with `int 0x80`, where the numbers mean
 //!    different syscalls); on x86_64 kill it on x32 syscall numbers (bit 30 set, the same
 //!    syscalls under numbers a deny list keyed on x86_64 numbers would not match); and answer
-//!    `clone3` with `ENOSYS`, because its flags live in memory a filter cannot read, so glibc
-//!    falls back to `clone`, whose flags the filter can inspect;
+//!    `clone3` and `openat2` with `ENOSYS`, because their flags and modes live in memory a
+//!    filter cannot read, so glibc falls back to `clone` and `openat`, whose arguments the
+//!    filter can inspect;
 //! 2. one block per denied syscall, in number order: `EPERM` for a denied syscall (or a
 //!    conditional one whose arguments match); allow for everything else, at the end.
 //!
@@ -229,13 +230,14 @@ pub fn build(
 }
 
 /// What `profile` denies, for reports: syscall names, conditional entries with their condition
-/// (`"clone(CLONE_NEW*)"`), and `"clone3(ENOSYS)"` for the clone3 redirect every filter has.
+/// (`"clone(CLONE_NEW*)"`), and `"clone3(ENOSYS)"`, `"openat2(ENOSYS)"` for the redirects
+/// every filter has.
 /// Excludes the architecture checks, which refuse foreign and x32 syscall entry points outright.
 pub fn denied_syscalls(profile: SeccompProfile) -> Vec<&'static str> {
     if profile == SeccompProfile::None {
         return Vec::new();
     }
-    let mut names = vec!["clone3(ENOSYS)"];
+    let mut names = vec!["clone3(ENOSYS)", "openat2(ENOSYS)"];
     names.extend(profile_rules(profile).map(|rule| rule.label));
     names
 }
@@ -310,11 +312,16 @@ fn prefix() -> Vec<libc::sock_filter> {
         jump(BPF_JSET_K, X32_SYSCALL_BIT, 0, 1),
         stmt(BPF_RET_K, RET_KILL_PROCESS),
     ]);
-    // SYS_clone3 is a small positive number.
-    program.extend([
-        jump(BPF_JEQ_K, libc::SYS_clone3 as u32, 0, 1),
-        stmt(BPF_RET_K, RET_ENOSYS),
-    ]);
+    // Syscalls whose arguments a filter cannot read, answered as a kernel
+    // without them would: libc falls back to one it can (`clone`, whose
+    // namespace flags are checked; `openat`, whose mode is). Small positive
+    // numbers.
+    for nr in [libc::SYS_clone3, libc::SYS_openat2] {
+        program.extend([
+            jump(BPF_JEQ_K, nr as u32, 0, 1),
+            stmt(BPF_RET_K, RET_ENOSYS),
+        ]);
+    }
     program
 }
 

@@ -42,10 +42,16 @@ impl Supervisor {
         self.pid
     }
 
-    /// Whether the supervisor has exited (it is our child: nobody else reaps it).
-    pub fn has_exited(&self) -> bool {
+    /// Waits until the supervisor has exited (or `deadline` passes) and
+    /// reaps it; returns whether it has exited. It is our child: nobody
+    /// else reaps it, and its pid cannot be reused meanwhile.
+    pub fn wait_exit(&self, deadline: Option<Instant>) -> bool {
         use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
         let pid = nix::unistd::Pid::from_raw(self.pid);
+        if let Some(pidfd) = crate::job::liveness::pidfd_open(self.pid) {
+            // Readable once the process has exited.
+            poll_until(&pidfd, deadline);
+        }
         !matches!(
             waitpid(pid, Some(WaitPidFlag::WNOHANG)),
             Ok(WaitStatus::StillAlive)
@@ -56,29 +62,34 @@ impl Supervisor {
     /// is gone), or until `deadline`; returns whether the former. The store
     /// says what happened.
     pub fn wait_done(&self, deadline: Option<Instant>) -> bool {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let Some(done) = &self.done else {
-            return false;
-        };
-        loop {
-            let timeout = match deadline {
-                None => PollTimeout::NONE,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    PollTimeout::try_from(left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1)
-                        .unwrap_or(PollTimeout::MAX)
+        match &self.done {
+            // Nothing is ever written: readable means closed.
+            Some(done) => poll_until(done, deadline),
+            None => false,
+        }
+    }
+}
+
+/// Blocks until `fd` is readable (true) or `deadline` passes (false).
+fn poll_until(fd: &OwnedFd, deadline: Option<Instant>) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
                 }
-            };
-            let mut fds = [PollFd::new(done.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, timeout) {
-                // Nothing is ever written: readable means closed.
-                Ok(n) if n > 0 => return true,
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => return true,
+                PollTimeout::try_from(left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1)
+                    .unwrap_or(PollTimeout::MAX)
             }
+        };
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return true,
         }
     }
 }

@@ -75,6 +75,9 @@ const fn when(
     }
 }
 
+/// `memfd_create`'s flag for an executable memfd (linux/memfd.h; not in every libc yet).
+const MFD_EXEC: u32 = 0x10;
+
 // The constants are small positive values; `as u32` keeps their bit pattern.
 const CLONE_NAMESPACE_FLAGS: [ArgCondition; 8] = [
     ArgCondition::has_bits(0, libc::CLONE_NEWNS as u32),
@@ -103,17 +106,56 @@ const DEVICE_NODE_MKNODAT: [ArgCondition; 2] = [
     ArgCondition::file_type(2, libc::S_IFBLK),
 ];
 
+/// A setuid or setgid bit in the mode argument at `index`: a job never makes
+/// set-id files, which would outlive it on disk with their owner's rights.
+const fn set_id_bits(index: u8) -> [ArgCondition; 2] {
+    [
+        ArgCondition::has_bits(index, libc::S_ISUID),
+        ArgCondition::has_bits(index, libc::S_ISGID),
+    ]
+}
+
+const MODE_ARG_1: [ArgCondition; 2] = set_id_bits(1);
+const MODE_ARG_2: [ArgCondition; 2] = set_id_bits(2);
+const MODE_ARG_3: [ArgCondition; 2] = set_id_bits(3);
+
 /// The `default` profile: what no agent or CI job needs and what is the usual door out of a
-/// sandbox or into the kernel's less-audited corners. Tracing other processes, kernel modules
-/// and kexec, eBPF and perf, the kernel keyring, every mount API, new namespaces (`unshare`,
-/// `setns`, `clone` with a `CLONE_NEW*` flag), io_uring (which bypasses seccomp for the
-/// operations it performs), userfaultfd (a race-widening primitive), `personality` (can
-/// re-enable legacy address-space layouts), accounting, swap, reboot, terminal input injection
-/// (`TIOCSTI`, `TIOCLINUX`) and vsock (a channel to the hypervisor).
+/// sandbox or into the kernel's less-audited corners. Tracing other processes or taking their
+/// descriptors and memory advice, kernel modules and kexec, eBPF and perf, the kernel keyring,
+/// every mount API, new namespaces (`unshare`, `setns`, `clone` with a `CLONE_NEW*` flag),
+/// io_uring (which bypasses seccomp for the operations it performs), userfaultfd (a
+/// race-widening primitive), `personality` (can re-enable legacy address-space layouts),
+/// accounting, swap, reboot, terminal input injection (`TIOCSTI`, `TIOCLINUX`), vsock (a
+/// channel to the hypervisor), setuid and setgid bits on any file the job makes or changes,
+/// and executable memfds (`MFD_EXEC`).
 pub(crate) const DEFAULT: &[DenyRule] = &[
     always("ptrace"),
     always("process_vm_readv"),
     always("process_vm_writev"),
+    always("pidfd_getfd"),
+    always("kcmp"),
+    always("process_madvise"),
+    #[cfg(target_arch = "x86_64")]
+    when("chmod", &MODE_ARG_1, "chmod(S_ISUID|S_ISGID)"),
+    when("fchmod", &MODE_ARG_1, "fchmod(S_ISUID|S_ISGID)"),
+    when("fchmodat", &MODE_ARG_2, "fchmodat(S_ISUID|S_ISGID)"),
+    when("fchmodat2", &MODE_ARG_2, "fchmodat2(S_ISUID|S_ISGID)"),
+    #[cfg(target_arch = "x86_64")]
+    when("open", &MODE_ARG_2, "open(S_ISUID|S_ISGID)"),
+    when("openat", &MODE_ARG_3, "openat(S_ISUID|S_ISGID)"),
+    #[cfg(target_arch = "x86_64")]
+    when("creat", &MODE_ARG_1, "creat(S_ISUID|S_ISGID)"),
+    #[cfg(target_arch = "x86_64")]
+    when("mkdir", &MODE_ARG_1, "mkdir(S_ISUID|S_ISGID)"),
+    when("mkdirat", &MODE_ARG_2, "mkdirat(S_ISUID|S_ISGID)"),
+    #[cfg(target_arch = "x86_64")]
+    when("mknod", &MODE_ARG_1, "mknod(S_ISUID|S_ISGID)"),
+    when("mknodat", &MODE_ARG_2, "mknodat(S_ISUID|S_ISGID)"),
+    when(
+        "memfd_create",
+        &[ArgCondition::has_bits(1, MFD_EXEC)],
+        "memfd_create(MFD_EXEC)",
+    ),
     always("kexec_load"),
     always("kexec_file_load"),
     always("init_module"),
@@ -156,17 +198,14 @@ pub(crate) const DEFAULT: &[DenyRule] = &[
 ];
 
 /// What the `strict` profile adds to `default`, for untrusted code: file handles (the classic
-/// container escape through `open_by_handle_at`), stealing another process's descriptors or
-/// memory advice, `chroot`, quotas, the system clock, host and domain names, device nodes,
+/// container escape through `open_by_handle_at`), `chroot`, quotas, the system clock, host and domain names, device nodes,
 /// `vmsplice` (a history of page-cache bugs), netlink and packet sockets (routing, firewall and
-/// raw-frame interfaces; note that `ip` and `getifaddrs` need netlink), fanotify, `kcmp`, the
-/// kernel log, and obsolete syscalls nobody should call (`lookup_dcookie`, `uselib`, `ustat`,
+/// raw-frame interfaces; note that `ip` and `getifaddrs` need netlink), fanotify, the kernel
+/// log, and obsolete syscalls nobody should call (`lookup_dcookie`, `uselib`, `ustat`,
 /// `sysfs`, `modify_ldt`, `iopl`, `ioperm`, `vhangup`) plus `memfd_secret`.
 pub(crate) const STRICT_EXTRA: &[DenyRule] = &[
     always("open_by_handle_at"),
     always("name_to_handle_at"),
-    always("pidfd_getfd"),
-    always("process_madvise"),
     always("chroot"),
     always("quotactl"),
     always("quotactl_fd"),
@@ -189,7 +228,6 @@ pub(crate) const STRICT_EXTRA: &[DenyRule] = &[
         "socket(AF_NETLINK|AF_PACKET)",
     ),
     always("fanotify_init"),
-    always("kcmp"),
     always("syslog"),
     always("lookup_dcookie"),
     always("memfd_secret"),
