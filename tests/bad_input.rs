@@ -238,3 +238,43 @@ fn an_unknown_option_is_a_usage_error_before_the_command_and_an_argument_after()
     );
     assert_eq!(v["stdout"], "--timeout 1", "{v:#}");
 }
+
+/// Inputs that would grow the CLI without end or hang it are refused at
+/// once: a device or a FIFO as --env-file or --stdin-file, a --log-cap above
+/// what the policy keeps.
+#[test]
+fn endless_or_blocking_inputs_are_refused() {
+    let env = Env::new();
+    let fifo = env.scratch().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path for a new FIFO in the test's own directory.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for args in [
+        vec!["run", "--env-file", "/dev/zero", "--", "true"],
+        vec!["run", "--env-file", fifo.to_str().unwrap(), "--", "true"],
+        vec!["run", "--stdin-file", "/dev/zero", "--", "cat"],
+        vec!["run", "--stdin-file", fifo.to_str().unwrap(), "--", "cat"],
+    ] {
+        let e = env.err(&args, "invalid_argument");
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("not a regular file"),
+            "{args:?}: {message}"
+        );
+    }
+    let big = env.scratch().join("big.env");
+    std::fs::write(&big, "A=".to_string() + &"x".repeat(2 << 20)).unwrap();
+    let e = env.err(
+        &["run", "--env-file", big.to_str().unwrap(), "--", "true"],
+        "invalid_argument",
+    );
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("larger than"));
+    env.err(
+        &["run", "--log-cap", "1G", "--", "true"],
+        "override_forbidden",
+    );
+    assert_eq!(env.ok(&["list"])["count"], 0);
+}

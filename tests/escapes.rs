@@ -856,3 +856,142 @@ fn a_memfd_cannot_be_executed() {
     let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
     assert_eq!(got, "memfd=ok exec=0 mfd_exec=ok");
 }
+
+/// A working directory of `/` (cron, a service, a careless caller) would
+/// make `$CWD` the whole host: refused, saying how to pass one, unless a
+/// policy names it. So is a working directory inside the job store.
+#[test]
+fn the_host_root_or_the_store_is_never_a_working_directory() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    for policy in ["default", "untrusted", "ci"] {
+        // untrusted only reads its working directory, and names /etc and /usr.
+        let refused: &[&str] = if policy == "untrusted" {
+            &["/"]
+        } else {
+            &["/", "/etc", "/usr"]
+        };
+        for cwd in refused {
+            let (code, v) = env.run(&["run", "--policy", policy, "--cwd", cwd, "--", "true"]);
+            assert_eq!(code, 1, "{policy} {cwd}: {v:#}");
+            assert_eq!(v["error"]["code"], "invalid_argument", "{v:#}");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.contains("--cwd DIR"), "{message}");
+        }
+        // --allow-write of a system directory is refused the same way.
+        let fx = Fixture::new();
+        let (code, v) = env.run(&[
+            "run",
+            "--policy",
+            policy,
+            "--cwd",
+            s(&fx.cwd()),
+            "--allow-write",
+            "/etc",
+            "--",
+            "true",
+        ]);
+        assert_eq!(code, 1, "{policy}: {v:#}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("/etc"),
+            "{v:#}"
+        );
+    }
+    // Inside the store.
+    std::fs::create_dir_all(env.root().join("sub")).unwrap();
+    let (code, v) = env.run(&["run", "--cwd", s(&env.root().join("sub")), "--", "true"]);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("job store"),
+        "{v:#}"
+    );
+    assert!(env.job_ids().is_empty(), "nothing ran");
+    // Control: a policy that names `/` gets it.
+    let fx = Fixture::new();
+    let policy = write_file(
+        &fx.sub("policies"),
+        "root-reader.toml",
+        "extends = \"default\"\n[filesystem]\nread = [\"/\"]\nwrite = [\"$TMPDIR\"]\n",
+    );
+    let v = env.job(s(&policy), Path::new("/"), &[], &[], &["true"]);
+    assert_eq!(v["result"], "success", "{v:#}");
+}
+
+/// The host floor holds for what is launched: a record edited between
+/// `create` and `start` (to the host network, no seccomp, no Landlock) is
+/// refused at launch; and the grace after SIGTERM counts against the
+/// floor's longest time, so `--kill-after` cannot stretch it.
+#[test]
+fn the_floor_is_checked_again_at_launch_and_counts_the_kill_grace() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let floor = write_file(
+        &fx.sub("etc"),
+        "floor.toml",
+        "network = \"loopback\"\nallow_permissive = false\nrequire_seccomp = true\nmax_timeout = \"10m\"\n",
+    );
+    let vars = [("AGENT_EXEC_FLOOR", floor.as_path())];
+    let cwd = fx.cwd();
+    for policy in ["default", "untrusted"] {
+        let (code, v) = env.run_with(
+            &vars,
+            &[
+                "run",
+                "--policy",
+                policy,
+                "--cwd",
+                s(&cwd),
+                "--kill-after",
+                "1h",
+                "--",
+                "true",
+            ],
+        );
+        assert_eq!(code, 1, "{policy}: {v:#}");
+        assert_eq!(v["error"]["code"], "floor_violation", "{v:#}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("limits.kill_after"),
+            "{v:#}"
+        );
+    }
+    let edit = |id: &str| {
+        let path = env.root().join(id).join("job.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        spec["sandbox"]["network"] = "host".into();
+        spec["sandbox"]["seccomp"] = "none".into();
+        spec["sandbox"]["landlock"] = false.into();
+        std::fs::write(&path, spec.to_string()).unwrap();
+    };
+    let c = env.ok(&["create", "--cwd", s(&cwd), "--", "true"]);
+    let id = job_id(&c);
+    edit(&id);
+    let (code, v) = env.run_with(&vars, &["start", &id]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["error"]["code"], "launch_failed", "{v:#}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("host floor"),
+        "{v:#}"
+    );
+    // Control: without a floor the edited record is what runs.
+    let c = env.ok(&["create", "--cwd", s(&cwd), "--", "true"]);
+    let id = job_id(&c);
+    edit(&id);
+    let v = env.ok(&["start", &id]);
+    assert_eq!(v["sandbox"]["network"], "host", "{v:#}");
+    assert_eq!(v["sandbox"]["seccomp"], "none", "{v:#}");
+}

@@ -13,6 +13,40 @@ use crate::units::{parse_duration, parse_size};
 
 /// Largest stdin accepted with --stdin / --stdin-file (it is stored in the job directory).
 pub const STDIN_MAX_BYTES: u64 = 16 << 20;
+/// Largest --env-file read.
+pub const ENV_FILE_MAX_BYTES: u64 = 1 << 20;
+
+/// The bytes of a regular file of at most `limit` bytes (`Ok(Err(limit))`
+/// when larger). A device, a FIFO or a directory is refused: `/dev/zero`
+/// would grow us without end, a FIFO hang us.
+fn read_regular_file(
+    flag: &str,
+    path: &Path,
+    limit: u64,
+) -> Result<Result<Vec<u8>, u64>, AppError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let failed = |e: std::io::Error| AppError::invalid(format!("{flag} {}: {e}", path.display()));
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(failed)?;
+    if !file.metadata().map_err(failed)?.is_file() {
+        return Err(AppError::invalid(format!(
+            "{flag} {}: not a regular file",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
+    if bytes.len() as u64 > limit {
+        return Ok(Err(limit));
+    }
+    Ok(Ok(bytes))
+}
 
 pub fn job_request(def: &JobDefinition) -> Result<JobRequest, AppError> {
     // Environment: files first, then --env (later wins).
@@ -123,8 +157,14 @@ fn parse_env_entry(entry: &str) -> Option<(String, String)> {
 /// `KEY=VALUE` lines; `export ` prefixes, blank lines and `#` comments are accepted;
 /// a value wrapped in matching quotes loses them.
 fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, AppError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| AppError::invalid(format!("--env-file {}: {e}", path.display())))?;
+    let bytes = read_regular_file("--env-file", path, ENV_FILE_MAX_BYTES)?.map_err(|limit| {
+        AppError::invalid(format!(
+            "--env-file {}: larger than {limit} bytes",
+            path.display()
+        ))
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| AppError::invalid(format!("--env-file {}: not UTF-8 text", path.display())))?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -184,13 +224,8 @@ fn read_stdin(def: &JobDefinition) -> Result<Option<Vec<u8>>, AppError> {
         return Ok(Some(text.clone().into_bytes()));
     }
     if let Some(path) = &def.stdin_file {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| AppError::invalid(format!("--stdin-file {}: {e}", path.display())))?;
-        if meta.len() > STDIN_MAX_BYTES {
-            return Err(too_large(&format!("--stdin-file {}", path.display())));
-        }
-        let bytes = std::fs::read(path)
-            .map_err(|e| AppError::invalid(format!("--stdin-file {}: {e}", path.display())))?;
+        let bytes = read_regular_file("--stdin-file", path, STDIN_MAX_BYTES)?
+            .map_err(|_| too_large(&format!("--stdin-file {}", path.display())))?;
         return Ok(Some(bytes));
     }
     Ok(None)

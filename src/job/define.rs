@@ -123,7 +123,7 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
         None => StdinSpec::Null,
     };
 
-    let policy = resolve_policy(req, &cwd)?;
+    let (policy, as_written) = resolve_policy(req, &cwd)?;
     let vars = PathVars {
         cwd: cwd.clone(),
         home: home_dir(),
@@ -137,11 +137,7 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
             e.to_string(),
         ))
     })?;
-    let sources = PolicySources::from_env();
-    let floor = Floor::load_from(&sources).map_err(DefineError::Policy)?;
-    floor
-        .check(&policy, &fs)
-        .map_err(|e| DefineError::Floor(e.to_string()))?;
+
     if req.inherit_env == Some(true) && !policy.env.inherit {
         return Err(DefineError::OverrideForbidden(format!(
             "policy {:?} does not pass the caller's environment to jobs (env.inherit = false); \
@@ -159,9 +155,27 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
         memory_bytes: policy.limits.memory,
         pids: policy.limits.pids,
         cpus: policy.limits.cpu,
-        log_cap_bytes: req.log_cap.unwrap_or(policy.limits.output_bytes),
+        log_cap_bytes: match req.log_cap {
+            Some(cap) if cap > policy.limits.output_bytes => {
+                return Err(DefineError::OverrideForbidden(format!(
+                    "policy {:?} caps each log at {} (limits.output_bytes); --log-cap may only lower it",
+                    policy.name,
+                    crate::units::format_size(policy.limits.output_bytes)
+                )))
+            }
+            Some(cap) => cap,
+            None => policy.limits.output_bytes,
+        },
     };
-    let sandbox = policy.sandbox_spec(fs, vars.tmpdir, vars.job_dir);
+    let own = super::grants::OwnDirs {
+        store: store.root(),
+        tmpdir: &vars.tmpdir,
+        job_dir: &vars.job_dir,
+    };
+    let resolved = super::grants::resolve(&as_written, fs, &cwd, &own)?;
+    let mut sandbox = policy.sandbox_spec(resolved.fs, vars.tmpdir, vars.job_dir);
+    sandbox.links = resolved.links;
+    sandbox.store = store.root().to_path_buf();
 
     let mut tags = Vec::new();
     for t in &req.tags {
@@ -171,6 +185,10 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
         }
     }
 
+    let policy_file = match &policy.source {
+        policy::PolicySource::File { path } => Some(path.clone()),
+        _ => None,
+    };
     let spec = JobSpec {
         job_id: id,
         argv: shown_argv,
@@ -181,6 +199,7 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
         stdin,
         tags,
         policy: policy.name.clone(),
+        policy_file,
         limits,
         sandbox,
         created_at: rfc3339(created),
@@ -194,11 +213,32 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
         env,
         mask_values,
     };
+    // The floor judges what will be launched; the supervisor judges it
+    // again at launch, should the record have changed since.
+    check_floor(&spec).map_err(|e| match e {
+        FloorCheck::Unreadable(e) => DefineError::Policy(e),
+        FloorCheck::Refused(e) => DefineError::Floor(e.to_string()),
+    })?;
     Ok(Defined {
         spec,
         secrets,
         stdin: req.stdin.clone(),
     })
+}
+
+/// Why a job may not run on this host.
+pub enum FloorCheck {
+    /// The floor file cannot be used (a host with a broken floor runs nothing).
+    Unreadable(PolicyError),
+    Refused(crate::policy::FloorError),
+}
+
+/// Holds `spec` against the host floor.
+pub fn check_floor(spec: &JobSpec) -> Result<(), FloorCheck> {
+    let floor = Floor::load_from(&PolicySources::from_env()).map_err(FloorCheck::Unreadable)?;
+    floor
+        .check_subject(&spec.floor_subject())
+        .map_err(FloorCheck::Refused)
 }
 
 /// Tags are what `list --tag` matches: letters, digits, `.`, `_`, `-`.
@@ -217,7 +257,8 @@ pub fn check_tag(t: &str) -> Result<(), DefineError> {
 
 /// The policy asked for, with the request's overrides merged on top
 /// (loosening only where the policy allows it).
-fn resolve_policy(req: &JobRequest, cwd: &Path) -> Result<Policy, DefineError> {
+/// Also returns the policy as its files say, before the overrides.
+fn resolve_policy(req: &JobRequest, cwd: &Path) -> Result<(Policy, Policy), DefineError> {
     let sources = PolicySources::from_env();
     let name = req.policy.as_deref().unwrap_or("default");
     let policy = policy::resolve(name, &sources).map_err(DefineError::Policy)?;
@@ -231,14 +272,14 @@ fn resolve_policy(req: &JobRequest, cwd: &Path) -> Result<Policy, DefineError> {
     let mut overrides = req.overrides.clone();
     overrides.allow_read = overrides.allow_read.iter().map(absolute).collect();
     overrides.allow_write = overrides.allow_write.iter().map(absolute).collect();
-    let mut policy = policy.apply_overrides(&overrides).map_err(|e| match e {
+    let mut merged = policy.apply_overrides(&overrides).map_err(|e| match e {
         OverrideError::Forbidden { .. } => DefineError::OverrideForbidden(e.to_string()),
         OverrideError::Invalid { .. } => DefineError::Invalid(e.to_string()),
     })?;
-    if policy.limits.timeout == Some(Duration::MAX) {
-        policy.limits.timeout = None;
+    if merged.limits.timeout == Some(Duration::MAX) {
+        merged.limits.timeout = None;
     }
-    Ok(policy)
+    Ok((merged, policy))
 }
 
 fn home_dir() -> PathBuf {

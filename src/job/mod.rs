@@ -2,6 +2,7 @@
 //! of supervisors, observation.
 
 pub mod define;
+pub mod grants;
 pub mod liveness;
 pub mod model;
 pub mod observe;

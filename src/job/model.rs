@@ -5,6 +5,7 @@
 //! supervisor while it lives, a CLI process that finds the supervisor dead.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,9 @@ pub struct JobSpec {
     pub stdin: StdinSpec,
     pub tags: Vec<String>,
     pub policy: String,
+    /// The policy file, when the policy was named by path.
+    #[serde(default)]
+    pub policy_file: Option<PathBuf>,
     pub limits: JobLimits,
     /// The isolation resolved from `policy`.
     pub sandbox: SandboxSpec,
@@ -114,6 +118,39 @@ pub struct JobSpec {
     pub created_at_ms: u64,
     /// True when `secrets.json` holds the unmasked argv/env until launch.
     pub has_secrets: bool,
+}
+
+impl JobSpec {
+    /// The job as the host floor judges it: what it will be launched with.
+    pub fn floor_subject(&self) -> crate::policy::FloorSubject<'_> {
+        let s = &self.sandbox;
+        crate::policy::FloorSubject {
+            policy_name: &self.policy,
+            policy_file: self.policy_file.as_deref(),
+            landlock: s.landlock,
+            enforcement: s.enforcement,
+            seccomp: s.seccomp,
+            namespaces: [
+                s.user_ns,
+                s.pid_ns,
+                s.mount_ns,
+                s.ipc_ns,
+                s.uts_ns,
+                s.cgroup_ns,
+            ],
+            network: s.network,
+            timeout: self.limits.timeout_ms.map(std::time::Duration::from_millis),
+            kill_after: Some(std::time::Duration::from_millis(self.limits.kill_after_ms)),
+            memory: self.limits.memory_bytes,
+            pids: self.limits.pids,
+            cpu: self.limits.cpus,
+            output_bytes: self.limits.log_cap_bytes,
+            read: &s.read,
+            write: &s.write,
+            exec: &s.exec,
+            env_inherit: self.inherit_env,
+        }
+    }
 }
 
 /// The clear-text values behind masks, needed until the job is launched.

@@ -371,8 +371,29 @@ impl Store {
     }
 }
 
+/// Largest record read: a job's definition with its whole environment fits
+/// many times over; anything bigger was not written by us.
+const RECORD_MAX_BYTES: u64 = 16 << 20;
+
+/// Reads a record, never through a symlink planted in its place, and never
+/// more than [`RECORD_MAX_BYTES`].
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> StoreResult<T> {
-    let bytes = fs::read(path).map_err(|e| StoreError::io("read", path, e))?;
+    use std::io::Read;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| StoreError::io("read", path, e))?;
+    let mut bytes = Vec::new();
+    file.take(RECORD_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| StoreError::io("read", path, e))?;
+    if bytes.len() as u64 > RECORD_MAX_BYTES {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!("larger than {RECORD_MAX_BYTES} bytes"),
+        });
+    }
     serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),

@@ -56,9 +56,69 @@ pub struct Floor {
     pub max_pids: Option<u64>,
     pub max_cpu: Option<f64>,
     pub writable: Option<Vec<PathBuf>>,
+    /// Every read path must lie within one of these.
+    pub readable: Option<Vec<PathBuf>>,
+    /// Whether a job may receive the caller's whole environment.
+    pub allow_env_inherit: bool,
+    #[serde(rename = "max_output_bytes")]
+    pub max_output: Option<u64>,
     pub require_seccomp: bool,
     pub require_enforcement: Option<Enforcement>,
     pub require_namespaces: Vec<String>,
+}
+
+/// A job as the floor judges it: what its policy asks for, or what its
+/// record says it will launch with.
+#[derive(Debug, Clone)]
+pub struct FloorSubject<'a> {
+    pub policy_name: &'a str,
+    /// The policy file, for a policy named by path.
+    pub policy_file: Option<&'a Path>,
+    pub landlock: bool,
+    pub enforcement: Enforcement,
+    pub seccomp: SeccompProfile,
+    /// user, pid, mount, ipc, uts, cgroup (the order of `NS_FLAGS`).
+    pub namespaces: [bool; 6],
+    pub network: NetMode,
+    pub timeout: Option<Duration>,
+    pub kill_after: Option<Duration>,
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    pub cpu: Option<f64>,
+    pub output_bytes: u64,
+    pub read: &'a [PathBuf],
+    pub write: &'a [PathBuf],
+    pub exec: &'a [PathBuf],
+    pub env_inherit: bool,
+}
+
+impl<'a> FloorSubject<'a> {
+    /// A policy (after overrides) with its paths expanded for one job.
+    pub fn of_policy(p: &'a Policy, fs: &'a ExpandedFilesystem) -> FloorSubject<'a> {
+        let ns = &p.namespaces;
+        FloorSubject {
+            policy_name: &p.name,
+            policy_file: match &p.source {
+                PolicySource::File { path } => Some(path),
+                _ => None,
+            },
+            landlock: fs.landlock,
+            enforcement: p.enforcement,
+            seccomp: p.seccomp.profile,
+            namespaces: [ns.user, ns.pid, ns.mount, ns.ipc, ns.uts, ns.cgroup],
+            network: p.network.mode,
+            timeout: p.limits.timeout,
+            kill_after: p.limits.kill_after,
+            memory: p.limits.memory,
+            pids: p.limits.pids,
+            cpu: p.limits.cpu,
+            output_bytes: p.limits.output_bytes,
+            read: &fs.read,
+            write: &fs.write,
+            exec: &fs.exec,
+            env_inherit: p.env.inherit,
+        }
+    }
 }
 
 impl Default for Floor {
@@ -73,6 +133,9 @@ impl Default for Floor {
             max_pids: None,
             max_cpu: None,
             writable: None,
+            readable: None,
+            allow_env_inherit: true,
+            max_output: None,
             require_seccomp: false,
             require_enforcement: None,
             require_namespaces: Vec::new(),
@@ -113,6 +176,9 @@ const FLOOR_KEYS: &[&str] = &[
     "max_pids",
     "max_cpu",
     "writable",
+    "readable",
+    "allow_env_inherit",
+    "max_output_bytes",
     "require_seccomp",
     "require_enforcement",
     "require_namespaces",
@@ -171,7 +237,16 @@ impl Floor {
             f.max_cpu = i.positive_float(false)?;
         }
         if let Some(i) = get("writable") {
-            f.writable = Some(writable(&i)?);
+            f.writable = Some(absolute_paths(&i)?);
+        }
+        if let Some(i) = get("readable") {
+            f.readable = Some(absolute_paths(&i)?);
+        }
+        if let Some(i) = get("allow_env_inherit") {
+            f.allow_env_inherit = i.bool()?;
+        }
+        if let Some(i) = get("max_output_bytes") {
+            f.max_output = i.size(false)?;
         }
         if let Some(i) = get("require_seccomp") {
             f.require_seccomp = i.bool()?;
@@ -196,6 +271,12 @@ impl Floor {
     /// Checks a policy (after command-line overrides) and its expanded
     /// paths against the floor; the first excess is the error.
     pub fn check(&self, p: &Policy, fs: &ExpandedFilesystem) -> Result<(), FloorError> {
+        self.check_subject(&FloorSubject::of_policy(p, fs))
+    }
+
+    /// Checks a job against the floor: when it is defined, and again when
+    /// it is launched (its record may have been edited since).
+    pub fn check_subject(&self, j: &FloorSubject<'_>) -> Result<(), FloorError> {
         let deny = |field: &str, requested: String, allowed: String| {
             Err(FloorError {
                 field: field.to_string(),
@@ -205,19 +286,19 @@ impl Floor {
         };
 
         if let Some(allowed) = &self.allowed_policies {
-            let ok = allowed.iter().any(|entry| match &p.source {
-                PolicySource::File { path } => entry.contains('/') && Path::new(entry) == path,
-                _ => !entry.contains('/') && *entry == p.name,
+            let ok = allowed.iter().any(|entry| match j.policy_file {
+                Some(path) => entry.contains('/') && Path::new(entry) == path,
+                None => !entry.contains('/') && *entry == j.policy_name,
             });
             if !ok {
-                let requested = match &p.source {
-                    PolicySource::File { path } => path.display().to_string(),
-                    _ => p.name.clone(),
+                let requested = match j.policy_file {
+                    Some(path) => path.display().to_string(),
+                    None => j.policy_name.to_string(),
                 };
                 return deny("policy", requested, format!("only {}", allowed.join(", ")));
             }
         }
-        if !self.allow_permissive && !p.filesystem.landlock {
+        if !self.allow_permissive && !j.landlock {
             return deny(
                 "filesystem.landlock",
                 "false".into(),
@@ -225,24 +306,22 @@ impl Floor {
             );
         }
         if let Some(required) = self.require_enforcement {
-            if p.enforcement < required {
+            if j.enforcement < required {
                 return deny(
                     "enforcement",
-                    p.enforcement.as_str().into(),
+                    j.enforcement.as_str().into(),
                     format!("only {}", required.as_str()),
                 );
             }
         }
-        if self.require_seccomp && p.seccomp.profile == SeccompProfile::None {
+        if self.require_seccomp && j.seccomp == SeccompProfile::None {
             return deny(
                 "seccomp.profile",
                 "none".into(),
                 "only a seccomp filter (default or strict)".into(),
             );
         }
-        let ns = &p.namespaces;
-        let on = [ns.user, ns.pid, ns.mount, ns.ipc, ns.uts, ns.cgroup];
-        for (name, enabled) in NS_FLAGS.iter().zip(on) {
+        for (name, enabled) in NS_FLAGS.iter().zip(j.namespaces) {
             if !enabled && self.require_namespaces.iter().any(|r| r == name) {
                 return deny(
                     &format!("namespaces.{name}"),
@@ -252,61 +331,88 @@ impl Floor {
             }
         }
         if let Some(widest) = self.network {
-            if p.network.mode > widest {
+            if j.network > widest {
                 return deny(
                     "network.mode",
-                    p.network.mode.to_string(),
+                    j.network.to_string(),
                     format!("at most {widest}"),
                 );
             }
         }
         if let Some(max) = self.max_timeout {
-            if p.limits.timeout.is_none_or(|t| t > max) {
-                return deny(
-                    "limits.timeout",
-                    format_opt_duration(p.limits.timeout),
-                    format!("at most {}", format_duration(max)),
-                );
+            // The grace after SIGTERM is time the job lives on: it counts too.
+            for (field, value) in [
+                ("limits.timeout", j.timeout),
+                ("limits.kill_after", j.kill_after),
+            ] {
+                if value.is_none_or(|t| t > max) {
+                    return deny(
+                        field,
+                        format_opt_duration(value),
+                        format!("at most {}", format_duration(max)),
+                    );
+                }
             }
         }
         if let Some(max) = self.max_memory {
-            if p.limits.memory.is_none_or(|m| m > max) {
+            if j.memory.is_none_or(|m| m > max) {
                 return deny(
                     "limits.memory",
-                    format_opt_size(p.limits.memory),
+                    format_opt_size(j.memory),
                     format!("at most {}", crate::units::format_size(max)),
                 );
             }
         }
         if let Some(max) = self.max_pids {
-            if p.limits.pids.is_none_or(|n| n > max) {
-                let requested = p.limits.pids.map_or("none".into(), |n| n.to_string());
+            if j.pids.is_none_or(|n| n > max) {
+                let requested = j.pids.map_or("none".into(), |n| n.to_string());
                 return deny("limits.pids", requested, format!("at most {max}"));
             }
         }
         if let Some(max) = self.max_cpu {
-            if p.limits.cpu.is_none_or(|c| c > max) {
-                let requested = p.limits.cpu.map_or("none".into(), |c| c.to_string());
+            if j.cpu.is_none_or(|c| c > max) {
+                let requested = j.cpu.map_or("none".into(), |c| c.to_string());
                 return deny("limits.cpu", requested, format!("at most {max}"));
             }
         }
-        if let Some(roots) = &self.writable {
+        if let Some(max) = self.max_output {
+            if j.output_bytes > max {
+                return deny(
+                    "limits.output_bytes",
+                    crate::units::format_size(j.output_bytes),
+                    format!("at most {}", crate::units::format_size(max)),
+                );
+            }
+        }
+        if !self.allow_env_inherit && j.env_inherit {
+            return deny(
+                "env.inherit",
+                "true".into(),
+                "only false (allow_env_inherit = false)".into(),
+            );
+        }
+        // Whatever the job may write or execute it may read as well.
+        let readable: Vec<&PathBuf> = j.read.iter().chain(j.write).chain(j.exec).collect();
+        let writable: Vec<&PathBuf> = j.write.iter().collect();
+        for (field, roots, paths) in [
+            ("filesystem.write", &self.writable, writable),
+            ("filesystem.read", &self.readable, readable),
+        ] {
+            let Some(roots) = roots else {
+                continue;
+            };
             let roots: Vec<PathBuf> = roots.iter().map(|r| canonical(r)).collect();
             let listed = || {
                 let names: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
                 format!("only paths within {}", names.join(", "))
             };
-            if !fs.landlock {
-                return deny(
-                    "filesystem.write",
-                    "/ (filesystem.landlock = false)".into(),
-                    listed(),
-                );
+            if !j.landlock {
+                return deny(field, "/ (filesystem.landlock = false)".into(), listed());
             }
-            for path in &fs.write {
+            for path in paths {
                 let real = canonical(path);
                 if !roots.iter().any(|r| real.starts_with(r)) {
-                    return deny("filesystem.write", real.display().to_string(), listed());
+                    return deny(field, real.display().to_string(), listed());
                 }
             }
         }
@@ -320,7 +426,7 @@ fn canonical(path: &Path) -> PathBuf {
     fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-fn writable(item: &Item<'_, '_>) -> Result<Vec<PathBuf>, PolicyError> {
+fn absolute_paths(item: &Item<'_, '_>) -> Result<Vec<PathBuf>, PolicyError> {
     let mut out = Vec::new();
     for element in item.array()? {
         let text = element.str()?;

@@ -26,7 +26,7 @@ mod tests;
 
 pub use builtin::builtin_names;
 pub use error::{PolicyError, PolicyErrorKind};
-pub use floor::{Floor, FloorError};
+pub use floor::{Floor, FloorError, FloorSubject};
 pub use model::{
     Enforcement, EnvPolicy, Filesystem, Limits, Namespaces, NetMode, NetModeError, Network,
     OverridePermissions, Policy, PolicySource, Seccomp, SeccompProfile,

@@ -32,6 +32,8 @@ impl Policy {
             write: fs.write,
             exec: fs.exec,
             tmpfs: fs.tmpfs,
+            links: Vec::new(),
+            store: PathBuf::new(),
             network: self.network.mode,
             connect_ports: self.network.connect_ports.clone(),
             bind_ports: self.network.bind_ports.clone(),

@@ -125,6 +125,13 @@ pub struct SandboxSpec {
     pub exec: Vec<PathBuf>,
     /// Private tmpfs mounts (need a mount namespace).
     pub tmpfs: Vec<PathBuf>,
+    /// Symlinks on the way to the grants, recreated in the job's view:
+    /// (link, target as read).
+    #[serde(default)]
+    pub links: Vec<(PathBuf, PathBuf)>,
+    /// The job store, never visible inside even where a grant holds it.
+    #[serde(default)]
+    pub store: PathBuf,
     pub network: NetMode,
     /// TCP ports the job may connect to / bind (host network only; None = any).
     pub connect_ports: Option<Vec<u16>>,
@@ -190,6 +197,8 @@ mod tests {
             write: vec![],
             exec: vec![],
             tmpfs: vec![],
+            links: vec![],
+            store: "/s".into(),
             network: NetMode::None,
             connect_ports: None,
             bind_ports: None,

@@ -11,6 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::event_loop;
+use crate::job::define::FloorCheck;
 use crate::job::model::{
     JobSpec, JobStatus, Outcome, ProcRef, ResultKind, Secrets, State, StdinSpec,
 };
@@ -47,6 +48,18 @@ pub(super) fn supervise(
     };
     let env = job_environment(spec, explicit_env);
     let cwd = Path::new(&spec.cwd);
+
+    // The host floor holds for what is launched, whatever the record says
+    // now (it may have been edited since the job was defined).
+    match crate::job::define::check_floor(spec) {
+        Ok(()) => {}
+        Err(FloorCheck::Refused(e)) => {
+            return fail(format!("the host floor refuses this job: {e}"), 125, false)
+        }
+        Err(FloorCheck::Unreadable(e)) => {
+            return fail(format!("the host floor cannot be read: {e}"), 125, false)
+        }
+    }
 
     let layout = match Layout::detect() {
         Ok(l) => l,

@@ -1,0 +1,198 @@
+//! The paths a job is granted, as they will be launched.
+//!
+//! Every grant is resolved once, here, into the real path it names: the
+//! record keeps real paths, so that what `status` shows is what the job
+//! gets, and the launch refuses a path that has gained a symlink since
+//! (`sandbox::view`). The symlinks met on the way (`/bin -> usr/bin`) are
+//! remembered, for the job's view to have them too. Grants no job may have
+//! are refused with the reason.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::define::DefineError;
+use crate::policy::{ExpandedFilesystem, Policy};
+
+/// Top-level directories of the host that no grant may be, unless a policy
+/// names it (a working directory of `/` must not make the host writable).
+const SYSTEM_ROOTS: [&str; 9] = [
+    "/", "/usr", "/etc", "/var", "/boot", "/proc", "/sys", "/dev", "/run",
+];
+
+/// The grants of one job, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub fs: ExpandedFilesystem,
+    /// Symlinks met on the way to a grant: (link, its target as read).
+    pub links: Vec<(PathBuf, PathBuf)>,
+}
+
+/// The job's own directories, which lie inside the store by design.
+pub struct OwnDirs<'a> {
+    pub store: &'a Path,
+    pub tmpdir: &'a Path,
+    pub job_dir: &'a Path,
+}
+
+/// Resolves every grant of `fs` (expanded for a job in `cwd`), and refuses
+/// the grants no job may have; `policy` is the policy as its files say,
+/// before the command line's overrides (what it names it may grant).
+pub fn resolve(
+    policy: &Policy,
+    fs: ExpandedFilesystem,
+    cwd: &Path,
+    own: &OwnDirs<'_>,
+) -> Result<Resolved, DefineError> {
+    if cwd.starts_with(own.store) {
+        return Err(DefineError::Invalid(format!(
+            "the working directory {} lies inside the job store {}: run the job from a \
+             project directory, or pass --cwd DIR",
+            cwd.display(),
+            own.store.display()
+        )));
+    }
+    let mut links = Vec::new();
+    let mut real = |paths: Vec<PathBuf>| -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for path in paths {
+            let resolved = resolve_links(&path, &mut links);
+            if !out.contains(&resolved) {
+                out.push(resolved);
+            }
+        }
+        out
+    };
+    let fs = ExpandedFilesystem {
+        landlock: fs.landlock,
+        read: real(fs.read),
+        write: real(fs.write),
+        exec: real(fs.exec),
+        tmpfs: real(fs.tmpfs),
+    };
+    let named = |templates: &[PathBuf]| -> Vec<PathBuf> {
+        templates
+            .iter()
+            .filter(|t| !t.to_string_lossy().starts_with('$'))
+            .cloned()
+            .collect()
+    };
+    let f = &policy.filesystem;
+    for (class, granted, by_name) in [
+        ("read", &fs.read, named(&f.read)),
+        ("write", &fs.write, named(&f.write)),
+        ("exec", &fs.exec, named(&f.exec)),
+    ] {
+        for path in granted {
+            let system = SYSTEM_ROOTS.iter().any(|r| Path::new(r) == path);
+            if system && !by_name.contains(path) {
+                return Err(refusal(class, path, cwd, "a system directory"));
+            }
+            let own_dir = path.starts_with(own.tmpdir) || path.starts_with(own.job_dir);
+            if path.starts_with(own.store) && !own_dir {
+                return Err(refusal(class, path, cwd, "inside the job store"));
+            }
+        }
+    }
+    links.sort();
+    links.dedup();
+    Ok(Resolved { fs, links })
+}
+
+fn refusal(class: &str, path: &Path, cwd: &Path, what: &str) -> DefineError {
+    let hint = if path == cwd {
+        "it is the working directory: run the job from a project directory, or pass --cwd DIR"
+            .to_string()
+    } else {
+        "grant a directory within it instead".to_string()
+    };
+    DefineError::Invalid(format!(
+        "the job would be granted {class} access to {}, {what}; {hint}",
+        path.display()
+    ))
+}
+
+/// `path` with every symlink on the way resolved (as written from the
+/// first component that does not exist: it grants nothing), recording each
+/// symlink met.
+fn resolve_links(path: &Path, links: &mut Vec<(PathBuf, PathBuf)>) -> PathBuf {
+    walk(PathBuf::from("/"), path, links, 0)
+}
+
+/// Walks `rest` from the real directory `cur`.
+fn walk(mut cur: PathBuf, rest: &Path, links: &mut Vec<(PathBuf, PathBuf)>, depth: u32) -> PathBuf {
+    let mut missing = false;
+    for component in rest.components() {
+        let name = match component {
+            Component::Normal(name) => name,
+            Component::ParentDir => {
+                if !missing {
+                    cur.pop();
+                    continue;
+                }
+                cur.push("..");
+                continue;
+            }
+            _ => continue,
+        };
+        let next = cur.join(name);
+        if missing {
+            cur = next;
+            continue;
+        }
+        match std::fs::symlink_metadata(&next) {
+            Ok(meta) if meta.file_type().is_symlink() && depth < 40 => {
+                let Ok(target) = std::fs::read_link(&next) else {
+                    cur = next;
+                    continue;
+                };
+                links.push((next, target.clone()));
+                let from = if target.is_absolute() {
+                    PathBuf::from("/")
+                } else {
+                    cur.clone()
+                };
+                cur = walk(from, &target, links, depth + 1);
+            }
+            Ok(_) => cur = next,
+            Err(_) => {
+                missing = true;
+                cur = next;
+            }
+        }
+    }
+    cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn links_are_resolved_and_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        symlink("usr/bin", root.join("bin")).unwrap();
+        symlink(root.join("usr"), root.join("abs")).unwrap();
+        let mut links = Vec::new();
+        assert_eq!(
+            resolve_links(&root.join("bin"), &mut links),
+            root.join("usr/bin")
+        );
+        assert_eq!(
+            resolve_links(&root.join("abs/bin"), &mut links),
+            root.join("usr/bin")
+        );
+        assert_eq!(
+            resolve_links(&root.join("missing/x"), &mut links),
+            root.join("missing/x")
+        );
+        assert_eq!(
+            links,
+            [
+                (root.join("bin"), PathBuf::from("usr/bin")),
+                (root.join("abs"), root.join("usr"))
+            ]
+        );
+    }
+}
