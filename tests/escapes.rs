@@ -20,13 +20,29 @@ use common::*;
 
 const EPERM: &str = "1";
 const ESRCH: &str = "3";
+const ENOENT: &str = "2";
 const EACCES: &str = "13";
+const EROFS: &str = "30";
 const ENOTTY: &str = "25";
 const ENETUNREACH: &str = "101";
 const ECONNREFUSED: &str = "111";
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap()
+}
+
+/// `base` without the mount namespace, and so without the new root:
+/// Landlock is then the filesystem's only wall, and this tests it alone.
+fn landlock_only(fx: &Fixture, base: &str) -> String {
+    let policy = write_file(
+        &fx.sub("policies"),
+        &format!("{base}-landlock-only.toml"),
+        &format!(
+            "extends = \"{base}\"\n[namespaces]\nmount = false\npid = false\n\
+             [filesystem]\ntmpfs = []\n"
+        ),
+    );
+    s(&policy).to_string()
 }
 
 /// Appends to a file; then creates a new file (both paths from argv).
@@ -46,7 +62,11 @@ fn writing_outside_the_allowed_paths_is_denied() {
     let victim = write_file(&fx.outside(), "victim.txt", "original\n");
     let created = fx.outside().join("created.txt");
     let script = perl_script(WRITE_SCRIPT);
-    for policy in CONFINED {
+    // What is not granted does not exist in the new root; without it,
+    // Landlock refuses.
+    let mut cases: Vec<(String, &str)> = CONFINED.iter().map(|p| (p.to_string(), ENOENT)).collect();
+    cases.extend(CONFINED.iter().map(|p| (landlock_only(&fx, p), EACCES)));
+    for (policy, errno) in &cases {
         let got = env.attempt(
             policy,
             &fx.cwd(),
@@ -54,7 +74,7 @@ fn writing_outside_the_allowed_paths_is_denied() {
             &[],
             &perl(&script, &[s(&victim), s(&created)]),
         );
-        assert_eq!(got, format!("append={EACCES} create={EACCES}"), "{policy}");
+        assert_eq!(got, format!("append={errno} create={errno}"), "{policy}");
         assert_eq!(read(&victim), "original\n", "{policy}");
         assert!(!created.exists(), "{policy}");
     }
@@ -84,9 +104,11 @@ fn writing_through_a_symlink_inside_the_working_directory_is_denied() {
     symlink(fx.outside(), fx.cwd().join("dirlink")).unwrap();
     let script = perl_script(WRITE_SCRIPT);
     let argv = perl(&script, &["link", "dirlink/created.txt"]);
-    for policy in CONFINED {
+    let mut cases: Vec<(String, &str)> = CONFINED.iter().map(|p| (p.to_string(), ENOENT)).collect();
+    cases.extend(CONFINED.iter().map(|p| (landlock_only(&fx, p), EACCES)));
+    for (policy, errno) in &cases {
         let got = env.attempt(policy, &fx.cwd(), &[], &[], &argv);
-        assert_eq!(got, format!("append={EACCES} create={EACCES}"), "{policy}");
+        assert_eq!(got, format!("append={errno} create={errno}"), "{policy}");
         assert_eq!(read(&victim), "original\n", "{policy}");
         assert!(!fx.outside().join("created.txt").exists(), "{policy}");
     }
@@ -116,9 +138,12 @@ fn a_hardlink_made_by_the_job_does_not_reach_a_file_outside() {
     );
     let argv = perl(&script, &[s(&victim)]);
     for policy in CONFINED {
+        // The file outside is not in the job's view at all.
         let got = env.attempt(policy, &fx.cwd(), &[], &[], &argv);
-        // Landlock refuses to reparent a file into a directory where it
-        // would gain rights (EXDEV), or the directory is read-only (EACCES).
+        assert_eq!(got, format!("link={ENOENT}"), "{policy}");
+        // Landlock alone refuses to reparent a file into a directory where
+        // it would gain rights (EXDEV), or the directory is read-only (EACCES).
+        let got = env.attempt(&landlock_only(&fx, policy), &fx.cwd(), &[], &[], &argv);
         assert!(
             got == "link=18" || got == format!("link={EACCES}"),
             "{policy}: {got}"
@@ -147,35 +172,46 @@ fn a_read_only_file_cannot_be_truncated() {
     let fx = Fixture::new();
     let script = perl_script(TRUNCATE_SCRIPT);
 
-    // default: a file outside made readable with --allow-read.
+    // The new root mounts read grants read-only (EROFS); Landlock alone refuses too.
     let ro = write_file(&fx.outside(), "ro.txt", "keep me\n");
-    let got = env.attempt(
-        "default",
-        &fx.cwd(),
-        &["--allow-read", s(&fx.outside())],
-        &[],
-        &perl(&script, &[s(&ro)]),
-    );
-    assert_eq!(
-        got,
-        format!("read=ok truncate={EACCES} open_trunc={EACCES}")
-    );
-    assert_eq!(read(&ro), "keep me\n");
-
-    // untrusted: the working directory itself is read-only.
     let in_cwd = write_file(&fx.cwd(), "ro.txt", "keep me\n");
-    let got = env.attempt(
-        "untrusted",
-        &fx.cwd(),
-        &[],
-        &[],
-        &perl(&script, &["ro.txt"]),
-    );
-    assert_eq!(
-        got,
-        format!("read=ok truncate={EACCES} open_trunc={EACCES}")
-    );
-    assert_eq!(read(&in_cwd), "keep me\n");
+    for (wall, errno) in [("new root", EROFS), ("landlock", EACCES)] {
+        let policy = |base: &str| {
+            if wall == "new root" {
+                base.to_string()
+            } else {
+                landlock_only(&fx, base)
+            }
+        };
+        // default: a file outside made readable with --allow-read.
+        let got = env.attempt(
+            &policy("default"),
+            &fx.cwd(),
+            &["--allow-read", s(&fx.outside())],
+            &[],
+            &perl(&script, &[s(&ro)]),
+        );
+        assert_eq!(
+            got,
+            format!("read=ok truncate={errno} open_trunc={errno}"),
+            "{wall}"
+        );
+        assert_eq!(read(&ro), "keep me\n");
+        // untrusted: the working directory itself is read-only.
+        let got = env.attempt(
+            &policy("untrusted"),
+            &fx.cwd(),
+            &[],
+            &[],
+            &perl(&script, &["ro.txt"]),
+        );
+        assert_eq!(
+            got,
+            format!("read=ok truncate={errno} open_trunc={errno}"),
+            "{wall}"
+        );
+        assert_eq!(read(&in_cwd), "keep me\n");
+    }
 
     let got = env.attempt("permissive", &fx.cwd(), &[], &[], &perl(&script, &[s(&ro)]));
     assert_eq!(got, "read=ok truncate=ok open_trunc=ok");
@@ -537,9 +573,9 @@ fn tiocsti_cannot_inject_terminal_input() {
         &argv,
     );
     assert_eq!(got, format!("stdin={EPERM} pty={EPERM}"));
-    // untrusted cannot be given the pty; the filter still answers first.
+    // Every job has a private devpts; the filter still answers first.
     let got = env.attempt("untrusted", &fx.cwd(), &[], &[], &argv);
-    assert_eq!(got, format!("stdin={EPERM} ptmx={EACCES}"));
+    assert_eq!(got, format!("stdin={EPERM} pty={EPERM}"));
 
     let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
     assert_eq!(got, format!("stdin={ENOTTY} pty=ok"));
@@ -635,7 +671,12 @@ fn a_job_cannot_tamper_with_its_own_job_record() {
             );
             continue;
         }
-        assert_eq!(got, format!("log={EACCES} plant={EACCES}"), "{policy}");
+        // The store is not in the job's view: the path leads nowhere, or
+        // into the job's own private /tmp (the test's store is under /tmp).
+        assert!(
+            got == format!("log={ENOENT} plant={ENOENT}") || got == "log=ok plant=ok",
+            "{policy}: {got}"
+        );
         assert_eq!(
             read(&victim),
             "precious\n",
@@ -651,9 +692,10 @@ fn a_job_cannot_tamper_with_its_own_job_record() {
     }
 }
 
-/// A job with neither a user nor a pid namespace (its command is the
-/// cloned child itself, with no init in between) must still get every
-/// other layer: Landlock, seccomp, no capabilities, no_new_privs. And a
+/// A job with neither a user, a pid nor a mount namespace (its command is
+/// the cloned child itself, with no init in between, on the host's root)
+/// must still get every other layer: Landlock, seccomp, no capabilities,
+/// no_new_privs. And a
 /// failure at exec itself must still come back as the job's launch failure.
 #[test]
 fn a_job_launched_without_user_and_pid_namespaces_still_gets_every_other_layer() {
@@ -665,7 +707,8 @@ fn a_job_launched_without_user_and_pid_namespaces_still_gets_every_other_layer()
     let policy = write_file(
         &fx.sub("policies"),
         "hostids.toml",
-        "extends = \"default\"\n[namespaces]\nuser = false\npid = false\n",
+        "extends = \"default\"\n[namespaces]\nuser = false\npid = false\nmount = false\n\
+         [filesystem]\ntmpfs = []\n",
     );
     let victim = write_file(&fx.outside(), "victim.txt", "original\n");
     let created = fx.outside().join("created.txt");
@@ -994,4 +1037,130 @@ fn the_floor_is_checked_again_at_launch_and_counts_the_kill_grace() {
     let v = env.ok(&["start", &id]);
     assert_eq!(v["sandbox"]["network"], "host", "{v:#}");
     assert_eq!(v["sandbox"]["seccomp"], "none", "{v:#}");
+}
+
+/// A host unix socket (a root daemon's, docker's) cannot be reached by its
+/// path: what the policy does not grant is not in the job's view (there is
+/// no /run), whatever the empty network namespace leaves open to paths.
+#[test]
+fn a_host_unix_socket_is_not_in_the_view() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let path = fx.outside().join("daemon.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let script = perl_script(
+        r#"
+        use Socket;
+        socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
+        RES("connect", connect($s, pack_sockaddr_un($ARGV[0])));
+        RES("run", -e "/run");
+        "#,
+    );
+    let argv = perl(&script, &[s(&path)]);
+    for policy in ["default", "untrusted", "ci"] {
+        let got = env.attempt(policy, &fx.cwd(), &[], &[], &argv);
+        assert_eq!(got, format!("connect={ENOENT} run={ENOENT}"), "{policy}");
+    }
+    assert!(listener.accept().is_err(), "nobody connected");
+    let got = env.attempt("permissive", &fx.cwd(), &[], &[], &argv);
+    assert_eq!(got, "connect=ok run=ok");
+    assert!(listener.accept().is_ok(), "the control connected");
+}
+
+/// The job store is never in the view, even when a grant holds it: a job
+/// whose working directory contains the store sees no other job's record,
+/// secrets or logs.
+#[test]
+fn the_store_is_hidden_even_inside_a_granted_tree() {
+    if !privileged() {
+        return;
+    }
+    let fx = Fixture::new();
+    let store = fx.cwd().join("store");
+    let cwd = fx.cwd();
+    let agent = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("--root")
+            .arg(&store)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let (code, v) = parse_one(&out);
+        assert_eq!(code, 0, "{args:?}: {v:#}");
+        v
+    };
+    // Another job, created (its secrets wait in the store) and left there.
+    let other = job_id(&agent(&[
+        "create",
+        "--env",
+        "TOKEN=s3cr3t",
+        "--mask",
+        "TOKEN",
+        "--",
+        "true",
+    ]));
+    let secrets = store.join(&other).join("secrets.json");
+    assert!(secrets.exists());
+    let record = store.join(&other).join("job.json");
+    let script = perl_script(
+        r#"
+        my ($f, $d);
+        RES("secrets", open($f, "<", $ARGV[0]));
+        RES("record", -e $ARGV[1]);
+        opendir($d, $ARGV[2]) or die "opendir: $!";
+        push @res, "entries=" . scalar(grep { !/^\./ } readdir($d));
+        "#,
+    );
+    let argv = perl(&script, &[s(&secrets), s(&record), s(&store)]);
+    for policy in ["default", "untrusted", "ci", "permissive"] {
+        let mut args = vec!["run", "--policy", policy, "--cwd", s(&cwd), "--"];
+        args.extend(argv.iter().copied());
+        let v = agent(&args);
+        assert_eq!(v["state"], "exited", "{v:#}");
+        let want = if policy == "permissive" {
+            // Control: without a view of its own the job reads them.
+            "secrets=ok record=ok entries=5".to_string()
+        } else {
+            // An empty, read-only directory is all there is, but for the
+            // job's own (where its $TMPDIR and $JOB_DIR are mounted).
+            format!("secrets={ENOENT} record={ENOENT} entries=1")
+        };
+        assert_eq!(result_line(&v), want, "{policy}");
+    }
+}
+
+/// A program the policy does not let the job execute cannot be run through
+/// the dynamic loader either: `ld.so ./program` maps it executable, which
+/// the `noexec` mount of a place without exec rights refuses (Landlock's
+/// exec right covers execve only).
+#[test]
+fn the_dynamic_loader_cannot_run_what_may_not_be_executed() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let sh = r#"cp /bin/true "$TMPDIR/t" && chmod +x "$TMPDIR/t" || exit 90
+        "$TMPDIR/t"; direct=$?
+        /lib64/ld-linux-x86-64.so.2 "$TMPDIR/t" 2>/dev/null; loader=$?
+        echo "RESULT direct=$direct loader=$loader""#;
+    for policy in ["default", "untrusted"] {
+        let got = env.attempt(policy, &fx.cwd(), &[], &[], &["sh", "-c", sh]);
+        assert!(got.starts_with("direct=126 loader="), "{policy}: {got}");
+        assert_ne!(got, "direct=126 loader=0", "{policy}: the loader ran it");
+    }
+    // Control: Landlock alone stops execve, not the loader.
+    let got = env.attempt(
+        &landlock_only(&fx, "default"),
+        &fx.cwd(),
+        &[],
+        &[],
+        &["sh", "-c", sh],
+    );
+    assert_eq!(got, "direct=126 loader=0");
 }

@@ -24,6 +24,7 @@ pub(super) enum Stage {
     MemfdNoexec,
     Released,
     MountPrivate,
+    NewRoot,
     MountProc,
     MountTmpfs,
     Loopback,
@@ -53,11 +54,12 @@ pub(super) enum FailureClass {
 }
 
 impl Stage {
-    const ALL: [Stage; 19] = [
+    const ALL: [Stage; 20] = [
         Stage::Cgroup,
         Stage::MemfdNoexec,
         Stage::Released,
         Stage::MountPrivate,
+        Stage::NewRoot,
         Stage::MountProc,
         Stage::MountTmpfs,
         Stage::Loopback,
@@ -86,6 +88,7 @@ impl Stage {
             Stage::MemfdNoexec => "no executable memfds (vm.memfd_noexec)",
             Stage::Released => "release by the supervisor",
             Stage::MountPrivate => "private mount propagation",
+            Stage::NewRoot => "new root",
             Stage::MountProc => "fresh /proc",
             Stage::MountTmpfs => "private tmpfs",
             Stage::Loopback => "loopback interface",
@@ -108,6 +111,7 @@ impl Stage {
         match self {
             Stage::MemfdNoexec
             | Stage::MountPrivate
+            | Stage::NewRoot
             | Stage::MountProc
             | Stage::MountTmpfs
             | Stage::Loopback
@@ -235,15 +239,22 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
         // shows only our pid namespace, then the private tmpfs directories.
         if layers.namespaces.mount {
             step(args, Stage::MountPrivate, namespaces::make_mounts_private());
-            if layers.fresh_proc {
-                step(args, Stage::MountProc, namespaces::mount_fresh_proc());
-            }
-            for path in &layers.tmpfs {
-                step(
-                    args,
-                    Stage::MountTmpfs,
-                    namespaces::mount_tmpfs(path, 256 << 20),
-                );
+            if let Some(root) = &layers.root {
+                // No half-built view ever runs a job, whatever the enforcement.
+                if let Err(e) = super::view::build(root, c"/tmp") {
+                    fail(args, Stage::NewRoot, e as i32);
+                }
+            } else {
+                if layers.fresh_proc {
+                    step(args, Stage::MountProc, namespaces::mount_fresh_proc());
+                }
+                for path in &layers.tmpfs {
+                    step(
+                        args,
+                        Stage::MountTmpfs,
+                        namespaces::mount_tmpfs(path, 256 << 20),
+                    );
+                }
             }
         }
         if layers.loopback {

@@ -95,6 +95,9 @@ pub enum PathAccess {
     Write,
     /// As [`FsRules::exec`].
     Exec,
+    /// Listing directories only (no file's content): for the skeleton of a
+    /// new root, whose every entry is a grant of its own.
+    List,
 }
 
 /// Failure to build or apply the Landlock layer.
@@ -212,6 +215,7 @@ fn rights_for(access: PathAccess) -> BitFlags<AccessFs> {
         PathAccess::Read => read_rights(),
         PathAccess::Write => write_rights(),
         PathAccess::Exec => exec_rights(),
+        PathAccess::List => AccessFs::ReadDir.into(),
     }
 }
 
@@ -301,9 +305,9 @@ pub struct PreparedLandlock {
     status: Coverage,
     missing: Vec<&'static str>,
     skipped: Vec<PathBuf>,
-    /// Raw right masks per [`PathAccess`] (read, write, exec), limited to what the ruleset
-    /// handles on this kernel, for rules added from the child.
-    masks: [u64; 3],
+    /// Raw right masks per [`PathAccess`] (read, write, exec, list), limited to what the
+    /// ruleset handles on this kernel, for rules added from the child.
+    masks: [u64; 4],
     file_mask: u64,
 }
 
@@ -317,6 +321,48 @@ pub struct PreparedLandlock {
 /// and listed in [`PreparedLandlock::missing_features`].
 pub fn prepare(
     fs: &FsRules,
+    net: &NetRules,
+    scopes: &Scopes,
+    required: Enforcement,
+) -> Result<PreparedLandlock, LandlockError> {
+    let mut opened = Vec::new();
+    let mut absent = Vec::new();
+    for (paths, access) in [
+        (&fs.read, PathAccess::Read),
+        (&fs.write, PathAccess::Write),
+        (&fs.exec, PathAccess::Exec),
+    ] {
+        for path in paths {
+            match open_rule_path(path)? {
+                Some((fd, is_dir)) => opened.push((fd, access, is_dir)),
+                None => absent.push(path.clone()),
+            }
+        }
+    }
+    let rules: Vec<OpenedRule<'_>> = opened
+        .iter()
+        .map(|(fd, access, is_dir)| OpenedRule {
+            fd: fd.as_fd(),
+            access: *access,
+            is_dir: *is_dir,
+        })
+        .collect();
+    prepare_opened(&rules, &absent, net, scopes, required)
+}
+
+/// A rule on a path opened by the caller (`O_PATH`).
+#[derive(Clone, Copy, Debug)]
+pub struct OpenedRule<'a> {
+    pub fd: BorrowedFd<'a>,
+    pub access: PathAccess,
+    pub is_dir: bool,
+}
+
+/// [`prepare`] on paths the caller opened itself (the very descriptors it
+/// mounts), `absent` being the granted paths that did not exist.
+pub fn prepare_opened(
+    rules: &[OpenedRule<'_>],
+    absent: &[PathBuf],
     net: &NetRules,
     scopes: &Scopes,
     required: Enforcement,
@@ -353,26 +399,16 @@ pub fn prepare(
     let mut created = ruleset.create()?;
 
     let mut skipped = Vec::new();
-    let classes = [
-        (&fs.read, read_rights()),
-        (&fs.write, write_rights()),
-        (&fs.exec, exec_rights()),
-    ];
-    for (paths, rights) in classes {
-        for path in paths {
-            match open_rule_path(path)? {
-                Some((fd, is_dir)) => {
-                    let rights = if is_dir {
-                        rights
-                    } else {
-                        rights & file_rights()
-                    };
-                    created = created.add_rule(PathBeneath::new(fd, rights))?;
-                }
-                None => skipped.push(path.clone()),
-            }
-        }
+    for rule in rules {
+        let rights = rights_for(rule.access);
+        let rights = if rule.is_dir {
+            rights
+        } else {
+            rights & file_rights()
+        };
+        created = created.add_rule(PathBeneath::new(rule.fd, rights))?;
     }
+    skipped.extend(absent.iter().cloned());
     if net.restrict_tcp {
         for port in &net.connect {
             created = created.add_rule(NetPort::new(*port, AccessNet::ConnectTcp))?;
@@ -398,6 +434,7 @@ pub fn prepare(
             mask(PathAccess::Read),
             mask(PathAccess::Write),
             mask(PathAccess::Exec),
+            mask(PathAccess::List),
         ],
         file_mask: (file_rights() & supported).bits(),
     })
@@ -476,6 +513,7 @@ impl PreparedLandlock {
             PathAccess::Read => 0,
             PathAccess::Write => 1,
             PathAccess::Exec => 2,
+            PathAccess::List => 3,
         };
         let mut allowed = self.masks[index];
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {

@@ -20,6 +20,7 @@ use super::namespaces::NamespaceSet;
 use super::rlimits::RlimitPlan;
 use super::seccomp::{self, SeccompProfile, SeccompProgram};
 use super::spec::{NetMode, SandboxSpec};
+use super::view::RootPlan;
 
 /// The uid/gid the job sees inside its user namespace.
 pub const INSIDE_UID: u32 = 1000;
@@ -28,6 +29,8 @@ pub const INSIDE_GID: u32 = 1000;
 /// Everything the child applies, in the order [`super::child`] applies it.
 pub struct Layers {
     pub namespaces: NamespaceSet,
+    /// The new root, when the filesystem is confined in a mount namespace.
+    pub root: Option<RootPlan>,
     /// (inside uid, inside gid, outside uid, outside gid) for the user namespace.
     pub id_map: Option<(u32, u32, u32, u32)>,
     pub fresh_proc: bool,
@@ -83,6 +86,31 @@ pub struct LimitsReport {
     pub open_files: Option<u64>,
 }
 
+/// The size of each private tmpfs (`/tmp`, `$TMPDIR`).
+const TMPFS_BYTES: u64 = 256 << 20;
+
+/// Landlock's rules on the grants the new root opened: each grant gets the
+/// rights of every list that names it.
+fn root_rules<'a>(spec: &SandboxSpec, root: &'a RootPlan) -> Vec<landlock::OpenedRule<'a>> {
+    let mut rules = Vec::new();
+    for grant in &root.grants {
+        for (list, access) in [
+            (&spec.read, PathAccess::Read),
+            (&spec.write, PathAccess::Write),
+            (&spec.exec, PathAccess::Exec),
+        ] {
+            if list.contains(&grant.path) {
+                rules.push(landlock::OpenedRule {
+                    fd: std::os::fd::AsFd::as_fd(&grant.fd),
+                    access,
+                    is_dir: grant.is_dir,
+                });
+            }
+        }
+    }
+    rules
+}
+
 /// A layer the kernel cannot provide under strict enforcement.
 #[derive(Debug)]
 pub struct Unavailable {
@@ -113,11 +141,32 @@ impl Layers {
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let id_map = spec.user_ns.then_some((INSIDE_UID, INSIDE_GID, uid, gid));
 
-        // A private tmpfs over a directory that holds the job's working
-        // directory or $TMPDIR would hide them from the job: skip it and say so.
+        // A confined filesystem in a mount namespace of its own gets a new
+        // root holding only its grants; the grants it opens are Landlock's too.
+        let root = if spec.mount_ns && spec.landlock {
+            Some(
+                RootPlan::prepare(spec, TMPFS_BYTES).map_err(|e| Unavailable {
+                    layer: "new root",
+                    message: e.to_string(),
+                })?,
+            )
+        } else {
+            None
+        };
+
+        // Without a new root: a private tmpfs over a directory that holds
+        // the job's working directory or $TMPDIR would hide them from the
+        // job: skip it and say so.
         let mut tmpfs = Vec::new();
         let mut tmpfs_paths = Vec::new();
-        if spec.mount_ns {
+        if let Some(root) = &root {
+            tmpfs_paths = root
+                .own_places()
+                .iter()
+                .filter(|(p, a)| *a == PathAccess::Write && !p.as_bytes().starts_with(b"/dev/"))
+                .map(|(p, _)| PathBuf::from(p.to_string_lossy().into_owned()))
+                .collect();
+        } else if spec.mount_ns {
             for path in &spec.tmpfs {
                 if cwd.starts_with(path) || spec.tmpdir.starts_with(path) {
                     not_applied.push(format!(
@@ -168,17 +217,32 @@ impl Layers {
                 abstract_unix: spec.landlock,
                 signal: spec.landlock,
             };
-            let prepared =
-                landlock::prepare(&fs, &net, &scopes, spec.enforcement).map_err(|e| {
-                    Unavailable {
-                        layer: "landlock",
-                        message: e.to_string(),
-                    }
-                })?;
+            let prepared = match &root {
+                Some(root) => {
+                    let rules = root_rules(spec, root);
+                    let missing: Vec<PathBuf> = root.missing.clone();
+                    landlock::prepare_opened(&rules, &missing, &net, &scopes, spec.enforcement)
+                }
+                None => landlock::prepare(&fs, &net, &scopes, spec.enforcement),
+            }
+            .map_err(|e| Unavailable {
+                layer: "landlock",
+                message: e.to_string(),
+            })?;
             for m in prepared.missing_features() {
                 not_applied.push(format!("landlock: {m} (kernel ABI {:?})", prepared.abi()));
             }
-            if spec.landlock {
+            if let Some(root) = &root {
+                landlock_child_rules = root
+                    .own_places()
+                    .into_iter()
+                    .filter(|(p, _)| {
+                        // /proc only where the policy reads it.
+                        p.as_bytes() != b"/proc"
+                            || spec.read.iter().any(|r| r == Path::new("/proc"))
+                    })
+                    .collect();
+            } else if spec.landlock {
                 if spec.pid_ns && spec.mount_ns && spec.read.iter().any(|p| p == Path::new("/proc"))
                 {
                     landlock_child_rules.push((cstring(Path::new("/proc")), PathAccess::Read));
@@ -233,6 +297,7 @@ impl Layers {
             not_applied,
         };
         Ok(Layers {
+            root,
             namespaces,
             id_map,
             fresh_proc: spec.pid_ns && spec.mount_ns,

@@ -18,6 +18,7 @@ pub mod seccomp;
 mod spec;
 #[cfg(test)]
 mod test_fork;
+pub mod view;
 
 pub use spec::{Enforcement, NetMode, NetModeError, SandboxSpec, SeccompProfile};
 
