@@ -1164,3 +1164,79 @@ fn the_dynamic_loader_cannot_run_what_may_not_be_executed() {
     );
     assert_eq!(got, "direct=126 loader=0");
 }
+
+/// pid 1 of the job is a freshly exec'd init, not a copy of the supervisor:
+/// its environment (the caller's, secrets and all, in a copy), memory and
+/// descriptors are out of reach, its command line names nothing of the
+/// caller, and its status pipe cannot be fed a forged wait status. The
+/// control is a process of the job's own, same uid, same layers: there the
+/// same reads and the same reopening of a pipe through `/proc` succeed.
+#[test]
+fn pid_1_is_a_fresh_init_that_gives_nothing_away() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let script = perl_script(
+        r#"
+        sub slurp { my ($p) = @_; my $f; open($f, "<", $p) or return undef; local $/; my $d = <$f>; return $d // ""; }
+        sub forge {
+            my ($pid) = @_;
+            my @got;
+            opendir(my $d, "/proc/$pid/fd") or return "list" . ($! + 0);
+            for my $n (grep { /^\d+$/ && $_ > 2 } readdir($d)) {
+                my $w;
+                if (open($w, ">", "/proc/$pid/fd/$n")) {
+                    # A wait status of 0 (success) and no leftovers, as the init writes it.
+                    syswrite($w, pack("LL", 0, 0)); close($w); push @got, "ok";
+                } else { push @got, $! + 0; }
+            }
+            my %u = map { $_ => 1 } @got;
+            return join(",", sort keys %u);
+        }
+        # Control: a child of ours holding a pipe, with the secret in its environment.
+        my ($r, $w);
+        { local $^F = 100; pipe($r, $w) or die; } # kept across the kid's exec
+        my $kid = fork();
+        if ($kid == 0) { close($r); $ENV{PROBE} = $ARGV[0]; exec("sleep", "30"); exit(1); }
+        close($w);
+        select(undef, undef, undef, 0.2);
+        my $env = slurp("/proc/$kid/environ");
+        RES("kid_environ", defined $env && index($env, $ARGV[0]) >= 0);
+        push @res, "kid_fd=" . forge($kid);
+        kill("KILL", $kid); waitpid($kid, 0);
+        # The attack on pid 1.
+        RES("environ", defined slurp("/proc/1/environ"));
+        RES("mem", defined slurp("/proc/1/mem"));
+        RES("maps", defined slurp("/proc/1/maps"));
+        push @res, "fd=" . forge(1);
+        my $cmd = slurp("/proc/1/cmdline") // "";
+        push @res, "cmdline=" . (split(/\0/, $cmd))[0];
+        push @res, "leak=" . (index($cmd, $ARGV[0]) >= 0 ? "yes" : "no");
+        DONE();
+        exit(3);
+        "#,
+    );
+    let secret = "s3cret-of-the-caller";
+    let argv = perl(&script, &[secret]);
+    for policy in ["default", "untrusted", "ci"] {
+        let v = env.job(
+            policy,
+            &fx.cwd(),
+            &["--env", &format!("SECRET={secret}"), "--mask", "SECRET"],
+            &[("CALLER_SECRET", secret)],
+            &argv,
+        );
+        assert_eq!(
+            result_line(&v),
+            format!(
+                "kid_environ=ok kid_fd=ok environ={EACCES} mem={EACCES} maps={EACCES} \
+                 fd={EACCES} cmdline=agent-exec-init leak=no"
+            ),
+            "{policy}"
+        );
+        // Not recorded as success: the forged status never reached the init's pipe.
+        assert_eq!(v["exit_code"], 3, "{v:#}");
+    }
+}

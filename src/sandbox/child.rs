@@ -326,84 +326,40 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
             }
         }
 
-        if layers.namespaces.pid {
-            // We are pid 1 of the job's pid namespace. The kernel drops every
-            // signal that init has no handler for, so a command running as
-            // init would ignore the timeout's SIGTERM, and orphans would pile
-            // up unreaped. Stay as a minimal init and run the command as pid 2,
-            // inside every layer applied above.
+        if let Some(init) = args.init {
+            // We are pid 1 of the job's pid namespace (see `init` for why
+            // the command is pid 2 and pid 1 a fresh exec). The command is
+            // forked now, inside every layer applied above, and waits for
+            // the init to be up before its exec.
             let job = libc::fork();
             if job < 0 {
                 fail(args, Stage::Init, errno());
             }
-            if job > 0 {
-                // The init keeps nothing of the supervisor's but its status
-                // pipe (no exec closes the rest for it); the supervisor
-                // waits for EOF on the report pipe.
-                let status = args.init_status as u32;
-                libc::syscall(libc::SYS_close_range, 3u32, status - 1, 0u32);
-                libc::syscall(libc::SYS_close_range, status + 1, u32::MAX, 0u32);
-                init_loop(job, args.init_status);
+            if job == 0 {
+                let mut go = [0u8; 1];
+                if libc::read(args.hold_read, go.as_mut_ptr().cast(), 1) != 1 {
+                    // The init never came up; it has said why.
+                    libc::_exit(125);
+                }
+                exec(args.plan);
+                fail(args, Stage::Exec, errno());
             }
+            if job != super::init::COMMAND_PID {
+                fail(args, Stage::Init, libc::EINVAL);
+            }
+            // The init's two descriptors survive its exec; everything else
+            // of ours closes there.
+            for fd in [args.init_status, args.hold_write] {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    fail(args, Stage::Init, errno());
+                }
+            }
+            let e = init.exec();
+            fail(args, Stage::Init, e);
         }
         exec(args.plan);
         fail(args, Stage::Exec, errno());
     }
-}
-
-/// pid 1 of the job: reap everything; when the command ends, tell the
-/// supervisor its wait status and how many processes it left behind, then
-/// exit (the kernel kills whatever is left in the namespace).
-unsafe fn init_loop(job: i32, status_fd: i32) -> ! {
-    loop {
-        let mut status = 0;
-        let pid = libc::waitpid(-1, &mut status, 0);
-        if pid == job {
-            let leftovers = count_other_processes();
-            let mut msg = [0u8; 8];
-            msg[..4].copy_from_slice(&status.to_ne_bytes());
-            msg[4..].copy_from_slice(&leftovers.to_ne_bytes());
-            libc::write(status_fd, msg.as_ptr().cast(), msg.len());
-            libc::_exit(0);
-        }
-        if pid < 0 && errno() != libc::EINTR {
-            libc::_exit(0);
-        }
-    }
-}
-
-/// Processes in our pid namespace other than us, read from our fresh /proc
-/// with getdents64 into a stack buffer (no allocation).
-unsafe fn count_other_processes() -> u32 {
-    let fd = libc::open(
-        c"/proc".as_ptr(),
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-    );
-    if fd < 0 {
-        return 0;
-    }
-    let mut count = 0;
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len());
-        if n <= 0 {
-            break;
-        }
-        let mut off = 0usize;
-        while off < n as usize {
-            // struct linux_dirent64 { u64 ino; i64 off; u16 reclen; u8 type; char name[]; }
-            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-            let name = &buf[off + 19..off + reclen];
-            let len = name.iter().position(|b| *b == 0).unwrap_or(name.len());
-            let name = &name[..len];
-            if !name.is_empty() && name.iter().all(u8::is_ascii_digit) && name != b"1" {
-                count += 1;
-            }
-            off += reclen;
-        }
-    }
-    libc::close(fd);
-    count
 }
 
 /// A setup step: fatal under strict enforcement, a note under best effort.
@@ -472,6 +428,21 @@ pub(super) fn describe_failure(stage: Stage, errno: i32, plan: &LaunchPlan) -> L
             "cannot enter the working directory {:?}: {err}",
             plan.cwd
         )),
+        FailureClass::Runner if stage == Stage::Init => {
+            // The init is this binary, exec'd inside the job's view.
+            let hint = match super::init::interpreter() {
+                Some(loader) => format!(
+                    "; agent-exec is dynamically linked and its loader {} must be executable \
+                     in the job's view (grant it in filesystem.exec), or install the static \
+                     build (scripts/build-release.sh)",
+                    loader.display()
+                ),
+                None => String::new(),
+            };
+            LaunchError::runner(format!(
+                "cannot start the job's init (agent-exec-init): {err}{hint}"
+            ))
+        }
         FailureClass::Runner => {
             LaunchError::runner(format!("cannot start the job ({}): {err}", stage.name()))
         }

@@ -321,6 +321,7 @@ pub struct PreparedLandlock {
 /// and listed in [`PreparedLandlock::missing_features`].
 pub fn prepare(
     fs: &FsRules,
+    extra: &[OpenedRule<'_>],
     net: &NetRules,
     scopes: &Scopes,
     required: Enforcement,
@@ -346,6 +347,7 @@ pub fn prepare(
             access: *access,
             is_dir: *is_dir,
         })
+        .chain(extra.iter().copied())
         .collect();
     prepare_opened(&rules, &absent, net, scopes, required)
 }
@@ -588,6 +590,7 @@ mod tests {
     fn prepare_fs(fs: &FsRules) -> PreparedLandlock {
         prepare(
             fs,
+            &[],
             &NetRules::default(),
             &Scopes::default(),
             Enforcement::Strict,
@@ -803,6 +806,7 @@ mod tests {
         };
         prepare(
             &FsRules::default(),
+            &[],
             &net,
             &Scopes::default(),
             Enforcement::Strict,
@@ -859,6 +863,7 @@ mod tests {
         };
         prepare(
             &FsRules::default(),
+            &[],
             &NetRules::default(),
             &scopes,
             Enforcement::Strict,

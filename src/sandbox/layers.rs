@@ -7,6 +7,7 @@
 //! `not_applied` under best effort. Nothing is reported that was not set up.
 
 use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -40,6 +41,8 @@ pub struct Layers {
     pub rlimits: RlimitPlan,
     pub caps: CapDropPlan,
     pub landlock: Option<PreparedLandlock>,
+    /// This binary, which pid 1 of a pid namespace execs as the job's init.
+    pub init_exe: Option<OwnedFd>,
     /// Mounts made by the child need their own rules (rules follow inodes).
     pub landlock_child_rules: Vec<(CString, PathAccess)>,
     pub seccomp: Option<SeccompProgram>,
@@ -187,6 +190,26 @@ impl Layers {
                 .push("tmpfs: needs a mount namespace, which the policy does not ask for".into());
         }
 
+        // pid 1 of a pid namespace execs this binary as the job's init.
+        let init_exe = if spec.pid_ns {
+            Some(super::init::open_exe().map_err(|e| Unavailable {
+                layer: "pid namespace init",
+                message: format!("cannot open agent-exec's own binary: {e}"),
+            })?)
+        } else {
+            None
+        };
+        // Landlock must let the init be exec'd: a rule on that one file.
+        let init_rule: Vec<landlock::OpenedRule<'_>> = init_exe
+            .iter()
+            .filter(|_| spec.landlock)
+            .map(|exe| landlock::OpenedRule {
+                fd: exe.as_fd(),
+                access: PathAccess::Exec,
+                is_dir: false,
+            })
+            .collect();
+
         let landlock_wanted = spec.landlock
             || (spec.network == NetMode::Host
                 && (spec.connect_ports.is_some() || spec.bind_ports.is_some()));
@@ -219,11 +242,12 @@ impl Layers {
             };
             let prepared = match &root {
                 Some(root) => {
-                    let rules = root_rules(spec, root);
+                    let mut rules = root_rules(spec, root);
+                    rules.extend(init_rule.iter().copied());
                     let missing: Vec<PathBuf> = root.missing.clone();
                     landlock::prepare_opened(&rules, &missing, &net, &scopes, spec.enforcement)
                 }
-                None => landlock::prepare(&fs, &net, &scopes, spec.enforcement),
+                None => landlock::prepare(&fs, &init_rule, &net, &scopes, spec.enforcement),
             }
             .map_err(|e| Unavailable {
                 layer: "landlock",
@@ -296,7 +320,9 @@ impl Layers {
             limits,
             not_applied,
         };
+        drop(init_rule);
         Ok(Layers {
+            init_exe,
             root,
             namespaces,
             id_map,

@@ -10,6 +10,7 @@
 pub mod caps;
 pub mod cgroup;
 mod child;
+pub mod init;
 pub mod landlock;
 pub mod layers;
 pub mod namespaces;
@@ -23,7 +24,7 @@ pub mod view;
 pub use spec::{Enforcement, NetMode, NetModeError, SandboxSpec, SeccompProfile};
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use crate::sandbox::cgroup::JobCgroup;
@@ -206,8 +207,18 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     let (go_read, go_write) = pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
     let (report_read, report_write) =
         pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
+    //    `status` carries the command's wait status from the init, `hold`
+    //    keeps the command from its exec until the init is up.
     let (status_read, status_write) =
         pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
+    let (hold_read, hold_write) = pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
+    let init = plan.layers.init_exe.as_ref().map(|exe| {
+        init::InitImage::new(
+            exe.as_fd(),
+            status_write.as_raw_fd(),
+            hold_write.as_raw_fd(),
+        )
+    });
     //    The v1 controllers' `tasks` files, for the child to move itself
     //    (see `SelfJoin` for why the parent does not move it).
     let self_join = cgroup
@@ -229,6 +240,9 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         go: go_read.as_raw_fd(),
         report: report_write.as_raw_fd(),
         init_status: status_write.as_raw_fd(),
+        init: init.as_ref(),
+        hold_read: hold_read.as_raw_fd(),
+        hold_write: hold_write.as_raw_fd(),
         parent_pid,
         join_fds: self_join.raw_fds(),
     };
@@ -267,6 +281,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     drop(go_read);
     drop(report_write);
     drop(status_write);
+    drop((hold_read, hold_write));
     drop(stdio); // the child holds its ends; ours would keep the pipes from reaching EOF
 
     drop(self_join);
@@ -348,6 +363,10 @@ pub(crate) struct ChildArgs<'a> {
     go: RawFd,
     report: RawFd,
     init_status: RawFd,
+    /// With a pid namespace: how pid 1 becomes the fresh init.
+    init: Option<&'a init::InitImage<'a>>,
+    hold_read: RawFd,
+    hold_write: RawFd,
     parent_pid: i32,
     /// v1 `tasks` files the child writes `0` into before it may go on.
     join_fds: &'a [RawFd],
