@@ -172,10 +172,12 @@ fn a_read_only_file_cannot_be_truncated() {
     let fx = Fixture::new();
     let script = perl_script(TRUNCATE_SCRIPT);
 
-    // The new root mounts read grants read-only (EROFS); Landlock alone refuses too.
+    // The new root mounts read grants read-only (EROFS), and a host file the
+    // job does not own is not its to write (EACCES, checked first by
+    // truncate); Landlock alone refuses too.
     let ro = write_file(&fx.outside(), "ro.txt", "keep me\n");
     let in_cwd = write_file(&fx.cwd(), "ro.txt", "keep me\n");
-    for (wall, errno) in [("new root", EROFS), ("landlock", EACCES)] {
+    for (wall, errno, not_own) in [("new root", EROFS, EACCES), ("landlock", EACCES, EACCES)] {
         let policy = |base: &str| {
             if wall == "new root" {
                 base.to_string()
@@ -193,7 +195,7 @@ fn a_read_only_file_cannot_be_truncated() {
         );
         assert_eq!(
             got,
-            format!("read=ok truncate={errno} open_trunc={errno}"),
+            format!("read=ok truncate={not_own} open_trunc={errno}"),
             "{wall}"
         );
         assert_eq!(read(&ro), "keep me\n");
@@ -1232,11 +1234,140 @@ fn pid_1_is_a_fresh_init_that_gives_nothing_away() {
             result_line(&v),
             format!(
                 "kid_environ=ok kid_fd=ok environ={EACCES} mem={EACCES} maps={EACCES} \
-                 fd={EACCES} cmdline=agent-exec-init leak=no"
+                 fd=list{EACCES} cmdline=agent-exec-init leak=no"
             ),
             "{policy}"
         );
         // Not recorded as success: the forged status never reached the init's pipe.
         assert_eq!(v["exit_code"], 3, "{v:#}");
     }
+}
+
+/// A root caller's job is an unprivileged host user, so host permissions
+/// guard the host whatever the other walls do: a root-only file the policy
+/// lets it read, a file readable only by root's group, and root-only files
+/// of its own /proc are refused. The caller's own trees are idmapped: in the
+/// working directory the job works as the owner, and what it creates there
+/// belongs to the caller on disk. The control is the same job under
+/// `permissive`, which runs as the caller (root, without capabilities:
+/// what its owner and group bits allow).
+#[test]
+fn a_root_callers_job_is_an_unprivileged_host_user() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    let root_only = write_file(&fx.outside(), "root-only", "secret\n");
+    mode(&root_only, 0o600).unwrap();
+    // Another user's file that root's group may read.
+    let group_only = write_file(&fx.outside(), "group-only", "secret\n");
+    mode(&group_only, 0o040).unwrap();
+    std::os::unix::fs::chown(&group_only, Some(12345), Some(0)).unwrap();
+    let script = perl_script(
+        r#"
+        sub can_read { my $f; open($f, "<", $_[0]) && defined(<$f>) }
+        RES("root_only", can_read($ARGV[0]));
+        RES("group_only", can_read($ARGV[1]));
+        RES("timer_list", can_read("/proc/timer_list"));
+        RES("slabinfo", can_read("/proc/slabinfo"));
+        my $f;
+        RES("create", open($f, ">", "made-by-job") && close($f));
+        push @res, "owner_inside=" . (stat("made-by-job"))[4];
+        RES("chmod_own", chmod(0640, "made-by-job"));
+        open(my $m, "<", "/proc/self/uid_map"); my @map = split(" ", scalar <$m>);
+        push @res, "host_uid=$map[1]";
+        "#,
+    );
+    let argv = perl(&script, &[s(&root_only), s(&group_only)]);
+    let outside = fx.outside();
+    let grant = ["--allow-read", s(&outside)];
+    let floor = write_file(&fx.sub("etc"), "floor.toml", "job_uid = 2000000123\n");
+    for (policy, host_uid, vars) in [
+        ("default", "2000000000", vec![]),
+        ("ci", "2000000000", vec![]),
+        (
+            "default",
+            "2000000123",
+            vec![("AGENT_EXEC_FLOOR", s(&floor))],
+        ),
+    ] {
+        let made = fx.cwd().join("made-by-job");
+        let _ = std::fs::remove_file(&made);
+        let v = env.job(policy, &fx.cwd(), &grant, &vars, &argv);
+        assert_eq!(
+            result_line(&v),
+            format!(
+                "root_only={EACCES} group_only={EACCES} timer_list={EACCES} slabinfo={EACCES} \
+                 create=ok owner_inside=1000 chmod_own=ok host_uid={host_uid}"
+            ),
+            "{policy}: {v:#}"
+        );
+        assert_eq!(v["sandbox"]["host_uid"].to_string(), host_uid, "{v:#}");
+        // On disk, what the job made is the caller's.
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&made).unwrap().uid(), 0);
+    }
+    // untrusted: the working directory is read-only, yet still the job's to read.
+    let v = env.job("untrusted", &fx.cwd(), &[], &[], &["cat", "made-by-job"]);
+    assert_eq!(v["exit_code"], 0, "{v:#}");
+
+    // Control: the caller's own identity reads everything.
+    let got = env.attempt("permissive", &fx.cwd(), &grant, &[], &argv);
+    assert_eq!(
+        got,
+        "root_only=ok group_only=ok timer_list=ok slabinfo=ok create=ok owner_inside=0 \
+         chmod_own=ok host_uid=0"
+    );
+}
+
+/// A caller's tree on a filesystem that cannot be idmapped (ramfs, mounted
+/// by the test in a mount namespace of its own): `strict` refuses to start,
+/// naming the path; `best_effort` starts and says so in `not_applied`,
+/// and the job, not the owner there, cannot write.
+#[test]
+fn a_tree_that_cannot_be_idmapped_is_refused_or_reported() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let dir = fx.sub("ramfs");
+    let best_effort = write_file(
+        &fx.sub("policies"),
+        "best-effort.toml",
+        "extends = \"default\"\nenforcement = \"best_effort\"\n",
+    );
+    let run = |policy: &str| {
+        let inner = format!(
+            "mount -t ramfs none '{dir}' && exec '{bin}' --root '{root}' run --policy '{policy}' \
+             --cwd '{dir}' -- sh -c 'echo RESULT; touch x'",
+            dir = s(&dir),
+            bin = bin(),
+            root = s(&env.root()),
+        );
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &inner])
+            .output()
+            .unwrap();
+        parse_one(&out)
+    };
+    let (code, v) = run("default");
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["error"]["code"], "sandbox_unavailable", "{v:#}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(s(&dir)) && message.contains("idmapped"),
+        "{v:#}"
+    );
+    let (code, v) = run(s(&best_effort));
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["exit_code"], 1, "{v:#}");
+    let noted = v["sandbox"]["not_applied"].to_string();
+    assert!(
+        noted.contains(&format!("idmapped mount of {}", s(&dir))),
+        "{v:#}"
+    );
+    assert!(!dir.join("x").exists());
 }

@@ -171,10 +171,12 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
         store: store.root(),
         tmpdir: &vars.tmpdir,
         job_dir: &vars.job_dir,
+        home: &vars.home,
     };
     let resolved = super::grants::resolve(&as_written, fs, &cwd, &own)?;
     let mut sandbox = policy.sandbox_spec(resolved.fs, vars.tmpdir, vars.job_dir);
     sandbox.links = resolved.links;
+    sandbox.own_trees = resolved.own_trees;
     sandbox.store = store.root().to_path_buf();
 
     let mut tags = Vec::new();
@@ -215,7 +217,7 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
     };
     // The floor judges what will be launched; the supervisor judges it
     // again at launch, should the record have changed since.
-    check_floor(&spec).map_err(|e| match e {
+    check_floor(&spec).map(drop).map_err(|e| match e {
         FloorCheck::Unreadable(e) => DefineError::Policy(e),
         FloorCheck::Refused(e) => DefineError::Floor(e.to_string()),
     })?;
@@ -233,12 +235,13 @@ pub enum FloorCheck {
     Refused(crate::policy::FloorError),
 }
 
-/// Holds `spec` against the host floor.
-pub fn check_floor(spec: &JobSpec) -> Result<(), FloorCheck> {
+/// Holds `spec` against the host floor; the floor, when it allows the job.
+pub fn check_floor(spec: &JobSpec) -> Result<Floor, FloorCheck> {
     let floor = Floor::load_from(&PolicySources::from_env()).map_err(FloorCheck::Unreadable)?;
     floor
         .check_subject(&spec.floor_subject())
-        .map_err(FloorCheck::Refused)
+        .map_err(FloorCheck::Refused)?;
+    Ok(floor)
 }
 
 /// Tags are what `list --tag` matches: letters, digits, `.`, `_`, `-`.

@@ -24,13 +24,17 @@ pub struct Resolved {
     pub fs: ExpandedFilesystem,
     /// Symlinks met on the way to a grant: (link, its target as read).
     pub links: Vec<(PathBuf, PathBuf)>,
+    /// The grants that are the caller's own trees (see `SandboxSpec::own_trees`).
+    pub own_trees: Vec<PathBuf>,
 }
 
-/// The job's own directories, which lie inside the store by design.
+/// The job's own directories, which lie inside the store by design, and
+/// the caller's home.
 pub struct OwnDirs<'a> {
     pub store: &'a Path,
     pub tmpdir: &'a Path,
     pub job_dir: &'a Path,
+    pub home: &'a Path,
 }
 
 /// Resolves every grant of `fs` (expanded for a job in `cwd`), and refuses
@@ -94,7 +98,37 @@ pub fn resolve(
     }
     links.sort();
     links.dedup();
-    Ok(Resolved { fs, links })
+    let own_trees = own_trees(&fs, cwd, own.home);
+    Ok(Resolved {
+        fs,
+        links,
+        own_trees,
+    })
+}
+
+/// The grants that are the caller's own trees: every write path, and what
+/// is granted of the working directory or of `$HOME`. Never a system
+/// directory, `/dev` or `/proc`: those are the host's, whoever the caller.
+fn own_trees(fs: &ExpandedFilesystem, cwd: &Path, home: &Path) -> Vec<PathBuf> {
+    let host = |p: &Path| {
+        SYSTEM_ROOTS.iter().any(|r| Path::new(r) == p)
+            || p.starts_with("/dev")
+            || p.starts_with("/proc")
+            || p.starts_with("/sys")
+    };
+    let caller_home = !host(home) && home.is_absolute();
+    let mut out: Vec<PathBuf> = Vec::new();
+    let all = fs.read.iter().chain(&fs.write).chain(&fs.exec);
+    for path in all {
+        let own = fs.write.contains(path)
+            || path.starts_with(cwd)
+            || (caller_home && path.starts_with(home));
+        if own && !host(path) && !out.contains(path) {
+            out.push(path.clone());
+        }
+    }
+    out.sort();
+    out
 }
 
 fn refusal(class: &str, path: &Path, cwd: &Path, what: &str) -> DefineError {

@@ -20,6 +20,8 @@
 //! require_seccomp = true             # refuse seccomp.profile = "none"
 //! require_enforcement = "strict"     # refuse best_effort
 //! require_namespaces = ["user", "pid", "mount"]
+//! job_uid = 2000000000               # who a root caller's jobs are on the host
+//! job_gid = 2000000000               #   (never root; this is the default)
 //! ```
 
 use std::fmt;
@@ -39,6 +41,7 @@ use super::parse::NS_FLAGS;
 use super::paths::{check_template, ExpandedFilesystem};
 use super::reader::{Doc, Item, Section};
 use super::resolve::{read_capped, PolicySources};
+use crate::sandbox::identity::{HostIdentity, DEFAULT_JOB_ID};
 
 /// The host's limits on every job. `Default` is "no floor".
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
@@ -65,6 +68,8 @@ pub struct Floor {
     pub require_seccomp: bool,
     pub require_enforcement: Option<Enforcement>,
     pub require_namespaces: Vec<String>,
+    /// The unprivileged host user a root caller's jobs run as.
+    pub job_identity: HostIdentity,
 }
 
 /// A job as the floor judges it: what its policy asks for, or what its
@@ -139,6 +144,10 @@ impl Default for Floor {
             require_seccomp: false,
             require_enforcement: None,
             require_namespaces: Vec::new(),
+            job_identity: HostIdentity {
+                uid: DEFAULT_JOB_ID,
+                gid: DEFAULT_JOB_ID,
+            },
         }
     }
 }
@@ -182,6 +191,8 @@ const FLOOR_KEYS: &[&str] = &[
     "require_seccomp",
     "require_enforcement",
     "require_namespaces",
+    "job_uid",
+    "job_gid",
 ];
 
 impl Floor {
@@ -256,6 +267,22 @@ impl Floor {
                 "strict" => Enforcement::Strict,
                 _ => Enforcement::BestEffort,
             });
+        }
+        for (key, slot) in [
+            ("job_uid", &mut f.job_identity.uid),
+            ("job_gid", &mut f.job_identity.gid),
+        ] {
+            if let Some(i) = get(key) {
+                // Root (0) would undo the point; -1 is "no id" to the kernel.
+                match i.count(false)?.map(u32::try_from) {
+                    Some(Ok(id)) if id != u32::MAX => *slot = id,
+                    _ => {
+                        return Err(
+                            i.bad_value(format!("{key} must be an id from 1 to {}", u32::MAX - 1))
+                        )
+                    }
+                }
+            }
         }
         if let Some(i) = get("require_namespaces") {
             for element in i.array()? {

@@ -33,6 +33,7 @@ impl Policy {
             exec: fs.exec,
             tmpfs: fs.tmpfs,
             links: Vec::new(),
+            own_trees: Vec::new(),
             store: PathBuf::new(),
             network: self.network.mode,
             connect_ports: self.network.connect_ports.clone(),

@@ -127,10 +127,14 @@ pub struct CapDropReport {
 /// `NO_SETUID_FIXUP`, `NO_CAP_AMBIENT_RAISE` and the locks of those and of `KEEP_CAPS`), then
 /// `capset` of effective, permitted and inheritable to empty.
 ///
+/// With `switch_to`, the process also changes to that uid/gid once the securebits are set (so
+/// the change keeps, for a moment, the capabilities it needs) and before the sets are emptied:
+/// how the host's root becomes an unprivileged user without a user namespace.
+///
 /// Child-side: raw syscalls only. `EPERM` from the bounding-set drop or from the securebits is
 /// ignored only when the process does not have `CAP_SETPCAP` (see [`CapDropReport`]); any other
 /// failure is returned.
-pub fn drop_all(plan: &CapDropPlan) -> Result<CapDropReport, Errno> {
+pub fn drop_all(plan: &CapDropPlan, switch_to: Option<(u32, u32)>) -> Result<CapDropReport, Errno> {
     let mut report = CapDropReport {
         bounding_set_cleared: true,
         securebits_locked: true,
@@ -168,6 +172,11 @@ pub fn drop_all(plan: &CapDropPlan) -> Result<CapDropReport, Errno> {
             Err(Errno::EPERM) if !has_effective(CAP_SETPCAP)? => report.securebits_locked = false,
             Err(errno) => return Err(errno),
         }
+    }
+
+    if let Some((uid, gid)) = switch_to {
+        // SAFETY: raw set*id calls on our own process.
+        unsafe { super::identity::become_ids(uid, gid) }.map_err(Errno::from_raw)?;
     }
 
     let mut header = CapHeader {
@@ -297,7 +306,7 @@ mod tests {
                 expect_ok("open 0000 file before the drop", fd.into())?;
                 libc::close(fd);
             }
-            let report = drop_all(&plan).map_err(|e| format!("drop_all: {e}"))?;
+            let report = drop_all(&plan, None).map_err(|e| format!("drop_all: {e}"))?;
             if !(report.bounding_set_cleared && report.securebits_locked) {
                 return Err(format!("root child report: {report:?}"));
             }
@@ -331,7 +340,7 @@ mod tests {
     fn root_child_cannot_regain_capabilities_through_execve() {
         let plan = CapDropPlan::detect().unwrap();
         assert_child_ok(|| {
-            drop_all(&plan).map_err(|e| format!("drop_all: {e}"))?;
+            drop_all(&plan, None).map_err(|e| format!("drop_all: {e}"))?;
             // uid 0 would normally get a full permitted set at execve; NOROOT and the empty
             // bounding set prevent it.
             let output = std::process::Command::new("/bin/cat")
@@ -370,7 +379,7 @@ mod tests {
             let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
             expect_ok("capset without CAP_SETPCAP", rc)?;
 
-            let report = drop_all(&plan).map_err(|e| format!("drop_all: {e}"))?;
+            let report = drop_all(&plan, None).map_err(|e| format!("drop_all: {e}"))?;
             let expected = CapDropReport {
                 bounding_set_cleared: false,
                 securebits_locked: false,

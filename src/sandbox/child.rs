@@ -23,6 +23,7 @@ pub(super) enum Stage {
     Cgroup = 1,
     MemfdNoexec,
     Released,
+    Identity,
     MountPrivate,
     NewRoot,
     MountProc,
@@ -54,10 +55,11 @@ pub(super) enum FailureClass {
 }
 
 impl Stage {
-    const ALL: [Stage; 20] = [
+    const ALL: [Stage; 21] = [
         Stage::Cgroup,
         Stage::MemfdNoexec,
         Stage::Released,
+        Stage::Identity,
         Stage::MountPrivate,
         Stage::NewRoot,
         Stage::MountProc,
@@ -87,6 +89,7 @@ impl Stage {
             Stage::Cgroup => "joining the job's v1 cgroups",
             Stage::MemfdNoexec => "no executable memfds (vm.memfd_noexec)",
             Stage::Released => "release by the supervisor",
+            Stage::Identity => "unprivileged host identity",
             Stage::MountPrivate => "private mount propagation",
             Stage::NewRoot => "new root",
             Stage::MountProc => "fresh /proc",
@@ -110,6 +113,7 @@ impl Stage {
     pub(super) fn class(self) -> FailureClass {
         match self {
             Stage::MemfdNoexec
+            | Stage::Identity
             | Stage::MountPrivate
             | Stage::NewRoot
             | Stage::MountProc
@@ -234,6 +238,16 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
             fail(args, Stage::Released, 0);
         }
 
+        // Who the job is on the host. In our user namespace, before the
+        // mounts: the files they make must belong to a mapped id. (Our
+        // capabilities there stay: the namespace's root is not mapped.)
+        let switch_early = layers.namespaces.user;
+        if let (Some((uid, gid)), true) = (layers.switch_ids, switch_early) {
+            if let Err(e) = super::identity::become_ids(uid, gid) {
+                fail(args, Stage::Identity, e);
+            }
+        }
+
         // Mounts, in our own mount namespace: first make every mount private
         // so nothing we do propagates back to the host, then a /proc that
         // shows only our pid namespace, then the private tmpfs directories.
@@ -300,7 +314,10 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
         }
 
         // No capabilities in any set, the bounding set emptied, securebits locked.
-        if let Err(e) = super::caps::drop_all(&layers.caps) {
+        // Without a user namespace we are the host's root until here, and
+        // become the job's host user as the capabilities go.
+        let switch_late = layers.switch_ids.filter(|_| !switch_early);
+        if let Err(e) = super::caps::drop_all(&layers.caps, switch_late) {
             fail(args, Stage::Caps, e as i32);
         }
         // Always: no exec can grant privileges again (setuid bits, file caps).

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::caps::CapDropPlan;
 use super::cgroup::LayoutKind;
+use super::identity::{HostIdentity, IdmapUserns};
 use super::landlock::{
     self, FsRules, LandlockStatus, NetRules, PathAccess, PreparedLandlock, Scopes,
 };
@@ -34,6 +35,9 @@ pub struct Layers {
     pub root: Option<RootPlan>,
     /// (inside uid, inside gid, outside uid, outside gid) for the user namespace.
     pub id_map: Option<(u32, u32, u32, u32)>,
+    /// The ids the child switches to (of its user namespace, or host ids
+    /// without one): a root caller's job is not root.
+    pub switch_ids: Option<(u32, u32)>,
     pub fresh_proc: bool,
     pub tmpfs: Vec<CString>,
     pub loopback: bool,
@@ -65,6 +69,10 @@ pub struct SandboxReport {
     /// The job's uid and gid as it sees them.
     pub uid: u32,
     pub gid: u32,
+    /// The job's uid and gid as the host sees them (what host file
+    /// permissions judge).
+    pub host_uid: u32,
+    pub host_gid: u32,
     pub hostname: Option<String>,
     pub tmpfs: Vec<String>,
     pub limits: LimitsReport,
@@ -123,11 +131,13 @@ pub struct Unavailable {
 
 impl Layers {
     /// Prepares every layer of `spec` for a job running in `cwd`.
+    /// `job_identity` is who a root caller's jobs are on the host.
     pub fn prepare(
         spec: &SandboxSpec,
         cwd: &Path,
         limits: LimitsReport,
         cgroup: LayoutKind,
+        job_identity: HostIdentity,
     ) -> Result<Layers, Unavailable> {
         let mut not_applied = Vec::new();
         let net_ns = spec.network.own_namespace();
@@ -140,15 +150,34 @@ impl Layers {
             cgroup: spec.cgroup_ns,
             net: net_ns,
         };
-        // SAFETY: getuid/getgid have no preconditions.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let id_map = spec.user_ns.then_some((INSIDE_UID, INSIDE_GID, uid, gid));
-
         // A confined filesystem in a mount namespace of its own gets a new
         // root holding only its grants; the grants it opens are Landlock's too.
-        let root = if spec.mount_ns && spec.landlock {
+        let new_root = spec.mount_ns && spec.landlock;
+        // A root caller's job with a new root runs as an unprivileged host
+        // user, working in the caller's trees through idmapped mounts.
+        let caller = HostIdentity::caller();
+        let unprivileged = caller.uid == 0 && new_root;
+        let host = if unprivileged { job_identity } else { caller };
+        let idmap = if unprivileged {
+            Some(IdmapUserns::new(caller, host).map_err(|e| Unavailable {
+                layer: "host identity",
+                message: format!("cannot prepare the idmapped mounts: {e}"),
+            })?)
+        } else {
+            None
+        };
+        let id_map = spec
+            .user_ns
+            .then_some((INSIDE_UID, INSIDE_GID, host.uid, host.gid));
+        let switch_ids = unprivileged.then_some(if spec.user_ns {
+            (INSIDE_UID, INSIDE_GID)
+        } else {
+            (host.uid, host.gid)
+        });
+        let root = if new_root {
+            let userns = idmap.as_ref().map(|u| u.0.as_fd());
             Some(
-                RootPlan::prepare(spec, TMPFS_BYTES).map_err(|e| Unavailable {
+                RootPlan::prepare(spec, TMPFS_BYTES, userns).map_err(|e| Unavailable {
                     layer: "new root",
                     message: e.to_string(),
                 })?,
@@ -156,6 +185,13 @@ impl Layers {
         } else {
             None
         };
+        drop(idmap);
+        for (path, e) in root.iter().flat_map(|r| &r.not_idmapped) {
+            not_applied.push(format!(
+                "idmapped mount of {}: {e} (the job works there as another user)",
+                path.display()
+            ));
+        }
 
         // Without a new root: a private tmpfs over a directory that holds
         // the job's working directory or $TMPDIR would hide them from the
@@ -306,8 +342,10 @@ impl Layers {
             no_new_privs: true,
             capabilities: "none",
             network: spec.network,
-            uid: if spec.user_ns { INSIDE_UID } else { uid },
-            gid: if spec.user_ns { INSIDE_GID } else { gid },
+            uid: if spec.user_ns { INSIDE_UID } else { host.uid },
+            gid: if spec.user_ns { INSIDE_GID } else { host.gid },
+            host_uid: host.uid,
+            host_gid: host.gid,
             hostname: if spec.uts_ns {
                 spec.hostname.clone()
             } else {
@@ -326,6 +364,7 @@ impl Layers {
             root,
             namespaces,
             id_map,
+            switch_ids,
             fresh_proc: spec.pid_ns && spec.mount_ns,
             tmpfs,
             loopback: spec.network == NetMode::Loopback,

@@ -10,6 +10,7 @@
 pub mod caps;
 pub mod cgroup;
 mod child;
+pub mod identity;
 pub mod init;
 pub mod landlock;
 pub mod layers;
@@ -201,6 +202,12 @@ fn resolve_program(name: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, La
 /// Launches the job: the one place that shows the order of the layers.
 pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Launched, LaunchError> {
     let ns_flags = plan.layers.namespaces.clone_flags();
+    // 0. A job that is not to be root keeps none of root's groups.
+    if plan.layers.switch_ids.is_some() {
+        identity::drop_supplementary_groups().map_err(|e| {
+            LaunchError::runner(format!("cannot drop the supplementary groups: {e}"))
+        })?;
+    }
     // 1. Channels to the child, made before the clone. `go` holds the child
     //    until the parent's half of the setup is done; `report` carries an
     //    errno back if exec fails (CLOEXEC: a successful exec closes it).

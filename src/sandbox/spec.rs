@@ -129,6 +129,11 @@ pub struct SandboxSpec {
     /// (link, target as read).
     #[serde(default)]
     pub links: Vec<(PathBuf, PathBuf)>,
+    /// The caller's own trees among the grants (working directory, write
+    /// paths, what lies under `$HOME`): mounted idmapped when the job runs
+    /// as another host user, so that the job works in them as their owner.
+    #[serde(default)]
+    pub own_trees: Vec<PathBuf>,
     /// The job store, never visible inside even where a grant holds it.
     #[serde(default)]
     pub store: PathBuf,
@@ -198,6 +203,7 @@ mod tests {
             exec: vec![],
             tmpfs: vec![],
             links: vec![],
+            own_trees: vec![],
             store: "/s".into(),
             network: NetMode::None,
             connect_ports: None,

@@ -43,6 +43,7 @@ const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 // <linux/openat2.h>
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 const RESOLVE_NO_SYMLINKS: u64 = 0x04;
@@ -109,6 +110,9 @@ pub struct RootPlan {
     pub grants: Vec<Grant>,
     /// Granted paths that do not exist: they grant nothing.
     pub missing: Vec<PathBuf>,
+    /// The caller's trees mounted without their idmap (best effort only:
+    /// the filesystem cannot idmap), with the reason.
+    pub not_idmapped: Vec<(PathBuf, io::Error)>,
 }
 
 /// Why the view cannot be prepared.
@@ -118,6 +122,9 @@ pub enum ViewError {
     /// into a real path when the job was defined, so one was planted since.
     Symlink(PathBuf),
     Io(&'static str, PathBuf, io::Error),
+    /// One of the caller's trees cannot be mounted idmapped, and the policy
+    /// is strict.
+    Idmap(PathBuf, io::Error),
 }
 
 impl fmt::Display for ViewError {
@@ -130,6 +137,12 @@ impl fmt::Display for ViewError {
                 p.display()
             ),
             ViewError::Io(what, p, e) => write!(f, "cannot {what} {}: {e}", p.display()),
+            ViewError::Idmap(p, e) => write!(
+                f,
+                "{} cannot be mounted idmapped ({e}), so the job could not work in it as its \
+                 owner; its filesystem does not support idmapped mounts",
+                p.display()
+            ),
         }
     }
 }
@@ -180,6 +193,14 @@ pub fn open_grant(path: &Path) -> Result<Option<(OwnedFd, bool)>, ViewError> {
 
 /// A detached copy of the mount tree at `fd` with `attrs` set on all of it.
 fn detached_tree(fd: BorrowedFd<'_>, attrs: u64, path: &Path) -> Result<OwnedFd, ViewError> {
+    let tree = clone_tree(fd, path)?;
+    set_attr(&tree, attrs, None)
+        .map_err(|e| ViewError::Io("set the mount attributes of", path.to_path_buf(), e))?;
+    Ok(tree)
+}
+
+/// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy.
+fn clone_tree(fd: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, ViewError> {
     // SAFETY: an empty path with AT_EMPTY_PATH names `fd` itself.
     let tree = unsafe {
         libc::syscall(
@@ -200,12 +221,17 @@ fn detached_tree(fd: BorrowedFd<'_>, attrs: u64, path: &Path) -> Result<OwnedFd,
         ));
     }
     // SAFETY: a fresh descriptor that nothing else owns.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(tree as RawFd) })
+}
+
+/// `mount_setattr(AT_RECURSIVE)` on a detached tree: `attrs`, or the idmap
+/// of `userns`.
+fn set_attr(tree: &OwnedFd, attrs: u64, userns: Option<BorrowedFd<'_>>) -> io::Result<()> {
     let attr = MountAttr {
         attr_set: attrs,
         attr_clr: 0,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd: userns.map(|u| u.as_raw_fd() as u64).unwrap_or(0),
     };
     // SAFETY: a valid mount_attr of the size passed, on our detached tree.
     let rc = unsafe {
@@ -219,18 +245,20 @@ fn detached_tree(fd: BorrowedFd<'_>, attrs: u64, path: &Path) -> Result<OwnedFd,
         )
     };
     if rc < 0 {
-        return Err(ViewError::Io(
-            "set the mount attributes of",
-            path.to_path_buf(),
-            io::Error::last_os_error(),
-        ));
+        return Err(io::Error::last_os_error());
     }
-    Ok(tree)
+    Ok(())
 }
 
 impl RootPlan {
-    /// The view of `spec`: the grants cloned, the rest planned.
-    pub fn prepare(spec: &SandboxSpec, tmpfs_bytes: u64) -> Result<RootPlan, ViewError> {
+    /// The view of `spec`: the grants cloned, the rest planned. With
+    /// `idmap`, the caller's own trees (`spec.own_trees`) are mounted
+    /// through it.
+    pub fn prepare(
+        spec: &SandboxSpec,
+        tmpfs_bytes: u64,
+        idmap: Option<BorrowedFd<'_>>,
+    ) -> Result<RootPlan, ViewError> {
         // What each granted path may do, inherited down the tree.
         let mut flags: BTreeMap<PathBuf, (bool, bool)> = BTreeMap::new();
         for (list, write, exec) in [
@@ -250,6 +278,9 @@ impl RootPlan {
                 .filter(|(p, _)| path.starts_with(p))
                 .fold((false, false), |(w, x), (_, (pw, px))| (w || *pw, x || *px))
         };
+        let idmapped =
+            |path: &Path| idmap.is_some() && spec.own_trees.iter().any(|t| path.starts_with(t));
+        let mut not_idmapped = Vec::new();
 
         let mut grants = Vec::new();
         let mut missing = Vec::new();
@@ -269,14 +300,14 @@ impl RootPlan {
                 || tmpfs_places.contains(&path);
             // A grant whose nearest granted ancestor already shows it as it
             // must be needs no mount of its own.
-            let own = effective(path);
+            let own = (effective(path), idmapped(path));
             let shown = flags
                 .keys()
                 .filter(|p| *p != path && path.starts_with(p))
                 .max_by_key(|p| p.components().count())
-                .map(|parent| effective(parent) == own);
+                .map(|parent| (effective(parent), idmapped(parent)) == own);
             if !special && shown != Some(true) {
-                let (write, exec) = own;
+                let ((write, exec), own_tree) = own;
                 let mut attrs = MOUNT_ATTR_NOSUID;
                 // A device the policy grants must stay one.
                 if !path.starts_with("/dev") {
@@ -289,6 +320,14 @@ impl RootPlan {
                     attrs |= MOUNT_ATTR_NOEXEC;
                 }
                 let tree = detached_tree(fd.as_fd(), attrs, path)?;
+                if let (true, Some(userns)) = (own_tree, idmap) {
+                    if let Err(e) = set_attr(&tree, MOUNT_ATTR_IDMAP, Some(userns)) {
+                        if spec.strict() {
+                            return Err(ViewError::Idmap(path.clone(), e));
+                        }
+                        not_idmapped.push((path.clone(), e));
+                    }
+                }
                 places.push(place(path, Item::Tree { tree, is_dir }));
             }
             grants.push(Grant {
@@ -348,6 +387,7 @@ impl RootPlan {
             read_only_at_end,
             grants,
             missing,
+            not_idmapped,
         })
     }
 

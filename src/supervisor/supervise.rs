@@ -51,15 +51,15 @@ pub(super) fn supervise(
 
     // The host floor holds for what is launched, whatever the record says
     // now (it may have been edited since the job was defined).
-    match crate::job::define::check_floor(spec) {
-        Ok(()) => {}
+    let floor = match crate::job::define::check_floor(spec) {
+        Ok(floor) => floor,
         Err(FloorCheck::Refused(e)) => {
             return fail(format!("the host floor refuses this job: {e}"), 125, false)
         }
         Err(FloorCheck::Unreadable(e)) => {
             return fail(format!("the host floor cannot be read: {e}"), 125, false)
         }
-    }
+    };
 
     let layout = match Layout::detect() {
         Ok(l) => l,
@@ -75,7 +75,13 @@ pub(super) fn supervise(
         file_size_bytes: spec.sandbox.file_size,
         open_files: spec.sandbox.open_files,
     };
-    let layers = match Layers::prepare(&spec.sandbox, cwd, limits_report, layout.kind) {
+    let layers = match Layers::prepare(
+        &spec.sandbox,
+        cwd,
+        limits_report,
+        layout.kind,
+        floor.job_identity,
+    ) {
         Ok(l) => l,
         Err(e) => {
             return fail(
