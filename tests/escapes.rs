@@ -39,7 +39,7 @@ fn landlock_only(fx: &Fixture, base: &str) -> String {
         &format!("{base}-landlock-only.toml"),
         &format!(
             "extends = \"{base}\"\n[namespaces]\nmount = false\npid = false\n\
-             [filesystem]\ntmpfs = []\n"
+             [filesystem]\ntmpfs = []\ndeny = []\nread_only = []\n"
         ),
     );
     s(&policy).to_string()
@@ -710,7 +710,7 @@ fn a_job_launched_without_user_and_pid_namespaces_still_gets_every_other_layer()
         &fx.sub("policies"),
         "hostids.toml",
         "extends = \"default\"\n[namespaces]\nuser = false\npid = false\nmount = false\n\
-         [filesystem]\ntmpfs = []\n",
+         [filesystem]\ntmpfs = []\ndeny = []\nread_only = []\n",
     );
     let victim = write_file(&fx.outside(), "victim.txt", "original\n");
     let created = fx.outside().join("created.txt");
@@ -1370,4 +1370,85 @@ fn a_tree_that_cannot_be_idmapped_is_refused_or_reported() {
         "{v:#}"
     );
     assert!(!dir.join("x").exists());
+}
+
+/// Inside what a policy grants, the built-ins hide the usual credentials
+/// of `$HOME` and keep what would later run as the caller (git's hooks and
+/// config, shell start-up files) read-only in the writable working
+/// directory. The mount points cannot be moved away either. The control
+/// is `permissive`; naming a hidden path on the command line shows it.
+#[test]
+fn credentials_are_hidden_and_hooks_are_read_only() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let home = fx.sub("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    write_file(&home.join(".ssh"), "id_ed25519", "PRIVATE KEY\n");
+    write_file(&home, ".netrc", "machine x password y\n");
+    std::fs::create_dir_all(home.join(".cargo")).unwrap();
+    write_file(&home.join(".cargo"), "credentials.toml", "token = \"t\"\n");
+    write_file(&home, ".gitconfig", "[user]\n");
+    let cwd = fx.cwd();
+    std::fs::create_dir_all(cwd.join(".git/hooks")).unwrap();
+    write_file(&cwd.join(".git"), "config", "[core]\n");
+    write_file(&cwd, ".bashrc", "# rc\n");
+    let script = perl_script(
+        r##"
+        my $h = $ARGV[0];
+        sub can_read { my $f; open($f, "<", $_[0]) && defined(<$f>) }
+        sub can_append { my $f; open($f, ">>", $_[0]) && (print $f "# pwned\n") && close($f) }
+        RES("ssh_key", can_read("$h/.ssh/id_ed25519"));
+        opendir(my $d, "$h/.ssh"); push @res, "ssh_entries=" . scalar(grep { !/^\./ } readdir($d));
+        RES("netrc", can_read("$h/.netrc"));
+        RES("cargo_token", can_read("$h/.cargo/credentials.toml"));
+        RES("gitconfig", can_read("$h/.gitconfig"));
+        my $hook;
+        RES("hook", open($hook, ">", ".git/hooks/pre-commit") && close($hook));
+        RES("git_config", can_append(".git/config"));
+        RES("bashrc", can_append(".bashrc"));
+        my $ok;
+        RES("own_file", open($ok, ">", "work.txt") && close($ok));
+        RES("move_hooks", rename(".git/hooks", ".git/hooks-moved"));
+        "##,
+    );
+    let vars = [("HOME", s(&home))];
+    let argv = perl(&script, &[s(&home)]);
+    let read_home = ["--allow-read", s(&home)];
+    for (policy, extra) in [("ci", &[][..]), ("default", &read_home[..])] {
+        let v = env.job(policy, &cwd, extra, &vars, &argv);
+        assert_eq!(
+            result_line(&v),
+            format!(
+                "ssh_key={ENOENT} ssh_entries=0 netrc={EACCES} cargo_token={EACCES} \
+                 gitconfig=ok hook={EROFS} git_config={EROFS} bashrc={EROFS} own_file=ok \
+                 move_hooks=16"
+            ),
+            "{policy}: {v:#}"
+        );
+    }
+    assert_eq!(read(&cwd.join(".git/config")), "[core]\n");
+    assert_eq!(read(&cwd.join(".bashrc")), "# rc\n");
+    assert!(!cwd.join(".git/hooks/pre-commit").exists());
+
+    // Named on the command line, a hidden path is shown.
+    let ssh = home.join(".ssh");
+    let v = env.job(
+        "default",
+        &cwd,
+        &["--allow-read", s(&ssh)],
+        &vars,
+        &["cat", s(&ssh.join("id_ed25519"))],
+    );
+    assert_eq!(v["stdout"], "PRIVATE KEY\n", "{v:#}");
+
+    // Control: without the view, every attempt succeeds.
+    let got = env.attempt("permissive", &cwd, &[], &vars, &argv);
+    assert_eq!(
+        got,
+        "ssh_key=ok ssh_entries=1 netrc=ok cargo_token=ok gitconfig=ok hook=ok git_config=ok \
+         bashrc=ok own_file=ok move_hooks=ok"
+    );
 }

@@ -71,7 +71,21 @@ pub fn resolve(
         write: real(fs.write),
         exec: real(fs.exec),
         tmpfs: real(fs.tmpfs),
+        deny: real(fs.deny),
+        read_only: real(fs.read_only),
     };
+    // The most specific rule wins; on a tie, the grant (a command line's
+    // `--allow-read ~/.ssh` shows what the policy would hide).
+    let mut fs = fs;
+    let granted: Vec<PathBuf> = fs
+        .read
+        .iter()
+        .chain(&fs.write)
+        .chain(&fs.exec)
+        .cloned()
+        .collect();
+    fs.deny.retain(|p| !granted.contains(p));
+    fs.read_only.retain(|p| !fs.write.contains(p));
     let named = |templates: &[PathBuf]| -> Vec<PathBuf> {
         templates
             .iter()

@@ -95,6 +95,11 @@ pub struct Filesystem {
     pub exec: Vec<PathBuf>,
     /// Private tmpfs mounts (need the mount namespace).
     pub tmpfs: Vec<PathBuf>,
+    /// Hidden inside what the lists grant: an empty directory or an
+    /// unopenable file over each (need the job's own root).
+    pub deny: Vec<PathBuf>,
+    /// Read-only inside what the lists let the job write.
+    pub read_only: Vec<PathBuf>,
 }
 
 /// Network mode and, via landlock, the TCP ports a job may use.
@@ -193,6 +198,8 @@ impl Policy {
                 write: Vec::new(),
                 exec: Vec::new(),
                 tmpfs: Vec::new(),
+                deny: Vec::new(),
+                read_only: Vec::new(),
             },
             network: Network {
                 mode: NetMode::None,

@@ -57,6 +57,8 @@ pub(crate) struct FilesystemPatch {
     pub write: Option<Vec<PathBuf>>,
     pub exec: Option<Vec<PathBuf>>,
     pub tmpfs: Option<Vec<PathBuf>>,
+    pub deny: Option<Vec<PathBuf>>,
+    pub read_only: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default)]
@@ -107,7 +109,15 @@ const LIMIT_KEYS: &[&str] = &[
     "open_files",
     "output_bytes",
 ];
-const FS_KEYS: &[&str] = &["landlock", "read", "write", "exec", "tmpfs"];
+const FS_KEYS: &[&str] = &[
+    "landlock",
+    "read",
+    "write",
+    "exec",
+    "tmpfs",
+    "deny",
+    "read_only",
+];
 const NET_KEYS: &[&str] = &["mode", "connect_ports", "bind_ports"];
 pub(crate) const NS_FLAGS: [&str; 6] = ["user", "pid", "mount", "ipc", "uts", "cgroup"];
 const ENV_KEYS: &[&str] = &["inherit", "allow", "set"];
@@ -181,6 +191,8 @@ pub(crate) fn parse_policy(doc: &Doc<'_>) -> Result<PolicyFile, PolicyError> {
         f.write = read(&sec, "write", spans, paths)?;
         f.exec = read(&sec, "exec", spans, paths)?;
         f.tmpfs = read(&sec, "tmpfs", spans, paths)?;
+        f.deny = read(&sec, "deny", spans, paths)?;
+        f.read_only = read(&sec, "read_only", spans, paths)?;
     }
 
     if let Some(sec) = top.section("network")? {
@@ -389,12 +401,17 @@ impl PolicyFile {
             pf.read.clear();
             pf.write.clear();
             pf.exec.clear();
+            // No view of its own: nothing to hide or protect inside it.
+            pf.deny.clear();
+            pf.read_only.clear();
         }
         set(&mut pf.landlock, f.landlock);
         set(&mut pf.read, f.read.clone());
         set(&mut pf.write, f.write.clone());
         set(&mut pf.exec, f.exec.clone());
         set(&mut pf.tmpfs, f.tmpfs.clone());
+        set(&mut pf.deny, f.deny.clone());
+        set(&mut pf.read_only, f.read_only.clone());
 
         let n = &self.network;
         if n.mode.is_some() {

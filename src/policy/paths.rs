@@ -102,6 +102,8 @@ pub struct ExpandedFilesystem {
     pub write: Vec<PathBuf>,
     pub exec: Vec<PathBuf>,
     pub tmpfs: Vec<PathBuf>,
+    pub deny: Vec<PathBuf>,
+    pub read_only: Vec<PathBuf>,
 }
 
 fn expand_one(template: &Path, vars: &PathVars) -> Result<PathBuf, ExpandError> {
@@ -147,6 +149,8 @@ impl Policy {
             write: expand_list(&fs.write, vars)?,
             exec: expand_list(&fs.exec, vars)?,
             tmpfs: expand_list(&fs.tmpfs, vars)?,
+            deny: expand_list(&fs.deny, vars)?,
+            read_only: expand_list(&fs.read_only, vars)?,
         })
     }
 }

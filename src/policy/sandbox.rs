@@ -32,6 +32,8 @@ impl Policy {
             write: fs.write,
             exec: fs.exec,
             tmpfs: fs.tmpfs,
+            deny: fs.deny,
+            read_only: fs.read_only,
             links: Vec::new(),
             own_trees: Vec::new(),
             store: PathBuf::new(),

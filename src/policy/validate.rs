@@ -37,6 +37,17 @@ pub(crate) fn find_conflict(p: &Policy) -> Option<Conflict> {
             "filesystem.tmpfs needs namespaces.mount = true: without a mount namespace the tmpfs would be mounted on the host",
         );
     }
+    for (field, set) in [
+        ("filesystem.deny", !p.filesystem.deny.is_empty()),
+        ("filesystem.read_only", !p.filesystem.read_only.is_empty()),
+    ] {
+        if set && !ns.mount {
+            return conflict(
+                &[field, "namespaces.mount"],
+                "filesystem.deny and filesystem.read_only need namespaces.mount = true: they are mounts in the job's own view of the filesystem (set them to [] for a job without one)",
+            );
+        }
+    }
     if ns.hostname.is_some() && !ns.uts {
         return conflict(
             &["namespaces.hostname", "namespaces.uts"],

@@ -186,6 +186,17 @@ impl Layers {
             None
         };
         drop(idmap);
+        for path in root.iter().flat_map(|r| &r.unprotected) {
+            not_applied.push(format!(
+                "read_only {}: it does not exist, so the job could create it",
+                path.display()
+            ));
+        }
+        if root.is_none() && !(spec.deny.is_empty() && spec.read_only.is_empty()) {
+            // The policy check makes this unreachable; keep the report honest anyway.
+            not_applied
+                .push("filesystem.deny and read_only: the job has no view of its own".into());
+        }
         for (path, e) in root.iter().flat_map(|r| &r.not_idmapped) {
             not_applied.push(format!(
                 "idmapped mount of {}: {e} (the job works there as another user)",

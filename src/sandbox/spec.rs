@@ -125,6 +125,12 @@ pub struct SandboxSpec {
     pub exec: Vec<PathBuf>,
     /// Private tmpfs mounts (need a mount namespace).
     pub tmpfs: Vec<PathBuf>,
+    /// Hidden inside the grants (an empty directory, or an unopenable file).
+    #[serde(default)]
+    pub deny: Vec<PathBuf>,
+    /// Read-only inside the write grants.
+    #[serde(default)]
+    pub read_only: Vec<PathBuf>,
     /// Symlinks on the way to the grants, recreated in the job's view:
     /// (link, target as read).
     #[serde(default)]
@@ -202,6 +208,8 @@ mod tests {
             write: vec![],
             exec: vec![],
             tmpfs: vec![],
+            deny: vec![],
+            read_only: vec![],
             links: vec![],
             own_trees: vec![],
             store: "/s".into(),

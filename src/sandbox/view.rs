@@ -113,6 +113,9 @@ pub struct RootPlan {
     /// The caller's trees mounted without their idmap (best effort only:
     /// the filesystem cannot idmap), with the reason.
     pub not_idmapped: Vec<(PathBuf, io::Error)>,
+    /// `read_only` paths that do not exist in a directory the job may
+    /// write: nothing to mount over, so the job could create them.
+    pub unprotected: Vec<PathBuf>,
 }
 
 /// Why the view cannot be prepared.
@@ -374,6 +377,58 @@ impl RootPlan {
             read_only_at_end.push(hide.rel.clone());
             places.push(hide);
         }
+        // Inside the grants: what the policy hides, and what it keeps
+        // read-only in a tree the job may write.
+        let granted = |p: &Path| flags.keys().any(|g| p.starts_with(g));
+        for path in spec.deny.iter().filter(|p| granted(p)) {
+            match open_grant(path)? {
+                None => {}
+                Some((_, true)) => {
+                    let hide = place(path, Item::Hide);
+                    read_only_at_end.push(hide.rel.clone());
+                    places.push(hide);
+                }
+                Some((_, false)) => {
+                    // A file: the host's /dev/null, which `nodev` makes unopenable.
+                    let null = Path::new("/dev/null");
+                    let (fd, _) = open_grant(null)?.ok_or_else(|| {
+                        ViewError::Io("open", null.to_path_buf(), io::ErrorKind::NotFound.into())
+                    })?;
+                    let attrs = MOUNT_ATTR_RDONLY
+                        | MOUNT_ATTR_NOSUID
+                        | MOUNT_ATTR_NODEV
+                        | MOUNT_ATTR_NOEXEC;
+                    let tree = detached_tree(fd.as_fd(), attrs, path)?;
+                    places.push(place(
+                        path,
+                        Item::Tree {
+                            tree,
+                            is_dir: false,
+                        },
+                    ));
+                }
+            }
+        }
+        let mut unprotected = Vec::new();
+        for path in spec.read_only.iter().filter(|p| effective(p).0) {
+            let Some((fd, is_dir)) = open_grant(path)? else {
+                if path.parent().is_some_and(Path::is_dir) {
+                    unprotected.push(path.clone());
+                }
+                continue;
+            };
+            let mut attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+            if !effective(path).1 {
+                attrs |= MOUNT_ATTR_NOEXEC;
+            }
+            let tree = detached_tree(fd.as_fd(), attrs, path)?;
+            if let (true, Some(userns)) = (idmapped(path), idmap) {
+                // As the tree around it: a failure there was reported already.
+                let _ = set_attr(&tree, MOUNT_ATTR_IDMAP, Some(userns));
+            }
+            places.push(place(path, Item::Tree { tree, is_dir }));
+        }
+
         // Parents first: a place is made inside what its ancestors show.
         places.sort_by_key(|p| p.ancestors.len());
         let links = spec
@@ -388,6 +443,7 @@ impl RootPlan {
             grants,
             missing,
             not_idmapped,
+            unprotected,
         })
     }
 

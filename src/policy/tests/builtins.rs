@@ -26,6 +26,23 @@ fn default_is_fully_isolated() {
     assert_eq!(p.limits.output_bytes, 64 << 20);
     assert_eq!(p.seccomp.profile, SeccompProfile::Default);
     assert_eq!(p.filesystem.tmpfs, [PathBuf::from("/tmp")]);
+    for secret in [
+        "$HOME/.ssh",
+        "$HOME/.aws",
+        "$HOME/.netrc",
+        "$HOME/.config/gh",
+    ] {
+        assert!(
+            p.filesystem.deny.contains(&PathBuf::from(secret)),
+            "{secret}"
+        );
+    }
+    for kept in ["$CWD/.git/hooks", "$CWD/.git/config", "$CWD/.bashrc"] {
+        assert!(
+            p.filesystem.read_only.contains(&PathBuf::from(kept)),
+            "{kept}"
+        );
+    }
     assert!(!p.env.inherit);
     assert!(p.env.allows("PATH") && p.env.allows("LC_ALL") && !p.env.allows("AWS_SECRET"));
     assert_eq!(

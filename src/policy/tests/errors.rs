@@ -469,6 +469,14 @@ fn impossible_combinations_point_at_the_line_that_caused_them() {
         "tmpfs would be mounted on the host",
     );
     check(
+        "[filesystem]\ndeny = [\"$HOME/.ssh\"]\n[namespaces]\npid = false\nmount = false\n",
+        2,
+        8,
+        "filesystem.deny",
+        Conflict,
+        "mounts in the job's own view",
+    );
+    check(
         "[namespaces]\nuts = false\nhostname = \"box\"\n",
         3,
         12,
