@@ -1452,3 +1452,51 @@ fn credentials_are_hidden_and_hooks_are_read_only() {
          bashrc=ok own_file=ok move_hooks=ok"
     );
 }
+
+/// A job cannot fill the host's disk through its own directories: `/tmp`,
+/// `$TMPDIR` and `$JOB_DIR` are each capped at `limits.disk` (ENOSPC past
+/// it), and what the job leaves in `$JOB_DIR` is kept in the store when it
+/// ends. The control is `permissive`, whose `$TMPDIR` and `$JOB_DIR` are
+/// host directories.
+#[test]
+fn the_jobs_own_directories_are_capped_at_limits_disk() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let policy = write_file(
+        &fx.sub("policies"),
+        "small-disk.toml",
+        "extends = \"default\"\n[limits]\ndisk = \"1M\"\n",
+    );
+    let script = perl_script(
+        r#"
+        my $chunk = "x" x 65536;
+        my @labels = ("tmp", "tmpdir", "job_dir");
+        for my $dir ($ARGV[0], $ENV{TMPDIR}, $ENV{JOB_DIR}) {
+            my $f; my $ok = open($f, ">", "$dir/fill");
+            if ($ok) { for (1 .. 32) { $ok = syswrite($f, $chunk); last unless $ok; } }
+            RES(shift(@labels), $ok);
+            unlink("$dir/fill");
+        }
+        my $k; open($k, ">", "$ENV{JOB_DIR}/kept.txt") && (print $k "result\n") && close($k);
+        "#,
+    );
+    let v = env.job(s(&policy), &fx.cwd(), &[], &[], &perl(&script, &["/tmp"]));
+    assert_eq!(result_line(&v), "tmp=28 tmpdir=28 job_dir=28", "{v:#}");
+    assert_eq!(v["sandbox"]["limits"]["disk_bytes"], 1 << 20, "{v:#}");
+    let kept = env.root().join(job_id(&v)).join("files/kept.txt");
+    assert_eq!(read(&kept), "result\n");
+
+    // Without a view, /tmp would be the host's: a directory of the test's stands for it.
+    let tmp = fx.sub("tmp");
+    let v = env.job(
+        "permissive",
+        &fx.cwd(),
+        &[],
+        &[],
+        &perl(&script, &[s(&tmp)]),
+    );
+    assert_eq!(result_line(&v), "tmp=ok tmpdir=ok job_dir=ok", "{v:#}");
+}

@@ -145,6 +145,7 @@ impl JobSpec {
             pids: self.limits.pids,
             cpu: self.limits.cpus,
             output_bytes: self.limits.log_cap_bytes,
+            disk: s.disk,
             read: &s.read,
             write: &s.write,
             exec: &s.exec,

@@ -16,6 +16,7 @@
 //! max_memory = "4G"                  # also refuses memory = "none"
 //! max_pids = 1024
 //! max_cpu = 2.0
+//! max_disk = "1G"                    # also refuses disk = "none"
 //! writable = ["/home", "/tmp", "/var/tmp"]  # every write path must lie within one
 //! require_seccomp = true             # refuse seccomp.profile = "none"
 //! require_enforcement = "strict"     # refuse best_effort
@@ -58,6 +59,8 @@ pub struct Floor {
     pub max_memory: Option<u64>,
     pub max_pids: Option<u64>,
     pub max_cpu: Option<f64>,
+    #[serde(rename = "max_disk_bytes")]
+    pub max_disk: Option<u64>,
     pub writable: Option<Vec<PathBuf>>,
     /// Every read path must lie within one of these.
     pub readable: Option<Vec<PathBuf>>,
@@ -91,6 +94,7 @@ pub struct FloorSubject<'a> {
     pub pids: Option<u64>,
     pub cpu: Option<f64>,
     pub output_bytes: u64,
+    pub disk: Option<u64>,
     pub read: &'a [PathBuf],
     pub write: &'a [PathBuf],
     pub exec: &'a [PathBuf],
@@ -118,6 +122,7 @@ impl<'a> FloorSubject<'a> {
             pids: p.limits.pids,
             cpu: p.limits.cpu,
             output_bytes: p.limits.output_bytes,
+            disk: p.limits.disk,
             read: &fs.read,
             write: &fs.write,
             exec: &fs.exec,
@@ -137,6 +142,7 @@ impl Default for Floor {
             max_memory: None,
             max_pids: None,
             max_cpu: None,
+            max_disk: None,
             writable: None,
             readable: None,
             allow_env_inherit: true,
@@ -184,6 +190,7 @@ const FLOOR_KEYS: &[&str] = &[
     "max_memory",
     "max_pids",
     "max_cpu",
+    "max_disk",
     "writable",
     "readable",
     "allow_env_inherit",
@@ -255,6 +262,9 @@ impl Floor {
         }
         if let Some(i) = get("allow_env_inherit") {
             f.allow_env_inherit = i.bool()?;
+        }
+        if let Some(i) = get("max_disk") {
+            f.max_disk = i.size(false)?;
         }
         if let Some(i) = get("max_output_bytes") {
             f.max_output = i.size(false)?;
@@ -400,6 +410,15 @@ impl Floor {
             if j.cpu.is_none_or(|c| c > max) {
                 let requested = j.cpu.map_or("none".into(), |c| c.to_string());
                 return deny("limits.cpu", requested, format!("at most {max}"));
+            }
+        }
+        if let Some(max) = self.max_disk {
+            if j.disk.is_none_or(|d| d > max) {
+                return deny(
+                    "limits.disk",
+                    format_opt_size(j.disk),
+                    format!("at most {}", crate::units::format_size(max)),
+                );
             }
         }
         if let Some(max) = self.max_output {

@@ -80,6 +80,9 @@ pub struct Limits {
     pub open_files: Option<u64>,
     /// Cap of each of stdout.log and stderr.log; always set.
     pub output_bytes: u64,
+    /// Size of each of the job's own directories: `/tmp`, `$TMPDIR`, `$JOB_DIR`.
+    #[serde(rename = "disk_bytes")]
+    pub disk: Option<u64>,
 }
 
 /// Path templates: absolute paths, or `$CWD`, `$HOME`, `$JOB_DIR`,
@@ -191,6 +194,7 @@ impl Policy {
                 file_size: None,
                 open_files: None,
                 output_bytes: 64 << 20,
+                disk: None,
             },
             filesystem: Filesystem {
                 landlock: true,

@@ -48,6 +48,7 @@ pub(crate) struct LimitsPatch {
     pub file_size: Option<Option<u64>>,
     pub open_files: Option<Option<u64>>,
     pub output_bytes: Option<u64>,
+    pub disk: Option<Option<u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +109,7 @@ const LIMIT_KEYS: &[&str] = &[
     "file_size",
     "open_files",
     "output_bytes",
+    "disk",
 ];
 const FS_KEYS: &[&str] = &[
     "landlock",
@@ -181,6 +183,7 @@ pub(crate) fn parse_policy(doc: &Doc<'_>) -> Result<PolicyFile, PolicyError> {
         l.file_size = read(&sec, "file_size", spans, |i| i.size(true))?;
         l.open_files = read(&sec, "open_files", spans, |i| i.count(true))?;
         l.output_bytes = read(&sec, "output_bytes", spans, |i| i.size(false))?.flatten();
+        l.disk = read(&sec, "disk", spans, |i| i.size(true))?;
     }
 
     if let Some(sec) = top.section("filesystem")? {
@@ -394,6 +397,7 @@ impl PolicyFile {
         set(&mut pl.file_size, l.file_size);
         set(&mut pl.open_files, l.open_files);
         set(&mut pl.output_bytes, l.output_bytes);
+        set(&mut pl.disk, l.disk);
 
         let f = &self.filesystem;
         let pf = &mut p.filesystem;

@@ -42,6 +42,7 @@ impl Policy {
             bind_ports: self.network.bind_ports.clone(),
             seccomp: self.seccomp.profile,
             seccomp_deny: self.seccomp.deny.clone(),
+            disk: self.limits.disk,
             file_size: self.limits.file_size,
             open_files: self.limits.open_files,
             env_inherit: self.env.inherit,

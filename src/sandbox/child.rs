@@ -266,7 +266,7 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
                     step(
                         args,
                         Stage::MountTmpfs,
-                        namespaces::mount_tmpfs(path, 256 << 20),
+                        namespaces::mount_tmpfs(path, layers.tmpfs_bytes),
                     );
                 }
             }

@@ -934,7 +934,7 @@ mod tests {
                 "unshare(NEWNS)",
             )?;
             ctx(make_mounts_private(), "make_mounts_private")?;
-            ctx(mount_tmpfs(&d_c, 1 << 20), "mount_tmpfs")
+            ctx(mount_tmpfs(&d_c, Some(1 << 20)), "mount_tmpfs")
         };
         let result = in_child(|| {
             mount_over_d()?;

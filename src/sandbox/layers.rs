@@ -40,6 +40,8 @@ pub struct Layers {
     pub switch_ids: Option<(u32, u32)>,
     pub fresh_proc: bool,
     pub tmpfs: Vec<CString>,
+    /// Their size (`limits.disk`).
+    pub tmpfs_bytes: Option<u64>,
     pub loopback: bool,
     pub hostname: Option<CString>,
     pub rlimits: RlimitPlan,
@@ -95,10 +97,9 @@ pub struct LimitsReport {
     pub timeout_s: Option<f64>,
     pub file_size_bytes: Option<u64>,
     pub open_files: Option<u64>,
+    /// The size of each of the job's own directories (`/tmp`, `$TMPDIR`, `$JOB_DIR`).
+    pub disk_bytes: Option<u64>,
 }
-
-/// The size of each private tmpfs (`/tmp`, `$TMPDIR`).
-const TMPFS_BYTES: u64 = 256 << 20;
 
 /// Landlock's rules on the grants the new root opened: each grant gets the
 /// rights of every list that names it.
@@ -177,7 +178,7 @@ impl Layers {
         let root = if new_root {
             let userns = idmap.as_ref().map(|u| u.0.as_fd());
             Some(
-                RootPlan::prepare(spec, TMPFS_BYTES, userns).map_err(|e| Unavailable {
+                RootPlan::prepare(spec, userns, host).map_err(|e| Unavailable {
                     layer: "new root",
                     message: e.to_string(),
                 })?,
@@ -196,6 +197,12 @@ impl Layers {
             // The policy check makes this unreachable; keep the report honest anyway.
             not_applied
                 .push("filesystem.deny and read_only: the job has no view of its own".into());
+        }
+        if root.is_none() && spec.disk.is_some() && spec.write.contains(&spec.files) {
+            not_applied.push(
+                "limits.disk: $JOB_DIR is a host directory, uncapped, without the job's own root"
+                    .into(),
+            );
         }
         for (path, e) in root.iter().flat_map(|r| &r.not_idmapped) {
             not_applied.push(format!(
@@ -378,6 +385,7 @@ impl Layers {
             switch_ids,
             fresh_proc: spec.pid_ns && spec.mount_ns,
             tmpfs,
+            tmpfs_bytes: spec.disk,
             loopback: spec.network == NetMode::Loopback,
             hostname: if spec.uts_ns {
                 spec.hostname.as_deref().map(|h| cstring(Path::new(h)))

@@ -180,7 +180,12 @@ pub fn mount_fresh_proc() -> Result<(), Errno> {
 /// Child side: mount a private tmpfs of at most `size_bytes` on `path` (nosuid, nodev).
 ///
 /// `size_bytes == 0` is rejected with `EINVAL`, because tmpfs reads `size=0` as "unlimited".
-pub fn mount_tmpfs(path: &CStr, size_bytes: u64) -> Result<(), Errno> {
+pub fn mount_tmpfs(path: &CStr, size_bytes: Option<u64>) -> Result<(), Errno> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let Some(size_bytes) = size_bytes else {
+        // The kernel's default size: half the memory.
+        return mount(Some(c"tmpfs"), path, Some(c"tmpfs"), flags, None::<&CStr>);
+    };
     if size_bytes == 0 {
         return Err(Errno::EINVAL);
     }
@@ -191,13 +196,7 @@ pub fn mount_tmpfs(path: &CStr, size_bytes: u64) -> Result<(), Errno> {
     let digits = write_decimal(size_bytes, &mut data[prefix.len()..]);
     let data = CStr::from_bytes_until_nul(&data[..prefix.len() + digits + 1])
         .map_err(|_| Errno::EINVAL)?;
-    mount(
-        Some(c"tmpfs"),
-        path,
-        Some(c"tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(data),
-    )
+    mount(Some(c"tmpfs"), path, Some(c"tmpfs"), flags, Some(data))
 }
 
 /// Writes `value` in decimal at the start of `out` and returns the number of digits.
@@ -471,10 +470,10 @@ mod tests {
         let result = in_child(|| {
             ctx(unshare(CloneFlags::CLONE_NEWNS), "unshare(NEWNS)")?;
             ctx(make_mounts_private(), "make_mounts_private")?;
-            if mount_tmpfs(&target, 0) != Err(Errno::EINVAL) {
+            if mount_tmpfs(&target, Some(0)) != Err(Errno::EINVAL) {
                 return Err("size 0 must be rejected".into());
             }
-            ctx(mount_tmpfs(&target, 1 << 20), "mount_tmpfs")?;
+            ctx(mount_tmpfs(&target, Some(1 << 20)), "mount_tmpfs")?;
             let st = statfs(&target)?;
             if st.f_type != libc::TMPFS_MAGIC {
                 return Err(format!("f_type {:#x} is not tmpfs", st.f_type));

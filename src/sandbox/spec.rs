@@ -150,6 +150,10 @@ pub struct SandboxSpec {
     pub seccomp: SeccompProfile,
     /// Syscalls denied on top of the profile.
     pub seccomp_deny: Vec<String>,
+    /// The size of each of the job's own directories (`/tmp`, `$TMPDIR`,
+    /// `$JOB_DIR`); `None`: the kernel's tmpfs default (half the memory).
+    #[serde(default = "disk_of_earlier_versions")]
+    pub disk: Option<u64>,
     /// RLIMIT_FSIZE and RLIMIT_NOFILE.
     pub file_size: Option<u64>,
     pub open_files: Option<u64>,
@@ -163,6 +167,11 @@ pub struct SandboxSpec {
     pub tmpdir: PathBuf,
     /// The job's own writable directory ($JOB_DIR), kept with its record.
     pub files: PathBuf,
+}
+
+/// Jobs recorded before `limits.disk` had 256 MiB tmpfs.
+fn disk_of_earlier_versions() -> Option<u64> {
+    Some(256 << 20)
 }
 
 /// `"strict"` / `"best_effort"`, or the `true` / `false` of earlier versions.
@@ -218,6 +227,7 @@ mod tests {
             bind_ports: None,
             seccomp: SeccompProfile::Default,
             seccomp_deny: vec![],
+            disk: Some(1 << 20),
             file_size: None,
             open_files: None,
             env_inherit: false,

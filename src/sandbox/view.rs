@@ -27,6 +27,7 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 
+use super::identity::HostIdentity;
 use super::spec::SandboxSpec;
 
 /// Devices every job gets in its `/dev`, as the host has them.
@@ -89,6 +90,10 @@ enum Item {
     Dev,
     /// An empty directory hiding what a grant would show (the store).
     Hide,
+    /// A filesystem the parent made (`$JOB_DIR`'s tmpfs), moved in like a tree.
+    Mount {
+        fd: OwnedFd,
+    },
 }
 
 struct Place {
@@ -116,6 +121,9 @@ pub struct RootPlan {
     /// `read_only` paths that do not exist in a directory the job may
     /// write: nothing to mount over, so the job could create them.
     pub unprotected: Vec<PathBuf>,
+    /// The root of `$JOB_DIR`'s tmpfs, for the supervisor to copy into the
+    /// store when the job ends.
+    pub job_dir: Option<OwnedFd>,
 }
 
 /// Why the view cannot be prepared.
@@ -257,10 +265,11 @@ impl RootPlan {
     /// The view of `spec`: the grants cloned, the rest planned. With
     /// `idmap`, the caller's own trees (`spec.own_trees`) are mounted
     /// through it.
+    /// `job` is who the job is on the host (the owner of its own directories).
     pub fn prepare(
         spec: &SandboxSpec,
-        tmpfs_bytes: u64,
         idmap: Option<BorrowedFd<'_>>,
+        job: HostIdentity,
     ) -> Result<RootPlan, ViewError> {
         // What each granted path may do, inherited down the tree.
         let mut flags: BTreeMap<PathBuf, (bool, bool)> = BTreeMap::new();
@@ -300,7 +309,8 @@ impl RootPlan {
                 || DEVICES.iter().any(|d| path == &Path::new("/dev").join(d))
                 || path.starts_with("/dev/pts")
                 || path == Path::new("/dev/ptmx")
-                || tmpfs_places.contains(&path);
+                || tmpfs_places.contains(&path)
+                || path == &spec.files;
             // A grant whose nearest granted ancestor already shows it as it
             // must be needs no mount of its own.
             let own = (effective(path), idmapped(path));
@@ -358,9 +368,10 @@ impl RootPlan {
         if spec.pid_ns {
             places.push(place(Path::new("/proc"), Item::Proc));
         }
+        let size = spec.disk.map(|b| format!("size={b},")).unwrap_or_default();
         for path in tmpfs_places {
             let mode = if path == &spec.tmpdir { "0700" } else { "1777" };
-            let data = format!("size={tmpfs_bytes},mode={mode}");
+            let data = format!("{size}mode={mode}");
             places.push(place(
                 path,
                 Item::Tmpfs {
@@ -368,6 +379,14 @@ impl RootPlan {
                     noexec: !effective(path).1,
                 },
             ));
+        }
+        // $JOB_DIR: a tmpfs made here, whose content the supervisor keeps.
+        let mut job_dir = None;
+        if flags.contains_key(&spec.files) {
+            let (fd, root) = job_dir_tmpfs(spec.disk, job, !effective(&spec.files).1)
+                .map_err(|e| ViewError::Io("make the tmpfs of", spec.files.clone(), e))?;
+            places.push(place(&spec.files, Item::Mount { fd }));
+            job_dir = Some(root);
         }
         // The store, wherever a grant shows it (its tmp/ and files/ below are
         // mounted on their own, deeper, so after it).
@@ -444,6 +463,7 @@ impl RootPlan {
             missing,
             not_idmapped,
             unprotected,
+            job_dir,
         })
     }
 
@@ -461,7 +481,9 @@ impl RootPlan {
         let mut out = vec![(CString::from(c"/"), PathAccess::List)];
         for p in &self.places {
             match p.item {
-                Item::Tmpfs { .. } => out.push((absolute(&p.rel), PathAccess::Write)),
+                Item::Tmpfs { .. } | Item::Mount { .. } => {
+                    out.push((absolute(&p.rel), PathAccess::Write))
+                }
                 Item::Proc => out.push((absolute(&p.rel), PathAccess::Read)),
                 Item::Dev => {
                     out.push((c"/dev/shm".into(), PathAccess::Write));
@@ -492,6 +514,85 @@ fn place(path: &Path, item: Item) -> Place {
         rel,
         ancestors,
         item,
+    }
+}
+
+/// A detached tmpfs of `size` (its mount, and its root directory opened),
+/// owned by `owner`: the job's `$JOB_DIR`. Made by the parent, so that the
+/// supervisor still holds it when the job's mount namespace is gone.
+fn job_dir_tmpfs(
+    size: Option<u64>,
+    owner: HostIdentity,
+    noexec: bool,
+) -> io::Result<(OwnedFd, OwnedFd)> {
+    const FSOPEN_CLOEXEC: u32 = 1;
+    const FSCONFIG_SET_STRING: u32 = 1;
+    const FSCONFIG_CMD_CREATE: u32 = 6;
+    const FSMOUNT_CLOEXEC: u32 = 1;
+    let owned = |rc: libc::c_long| -> io::Result<OwnedFd> {
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
+    };
+    // SAFETY (block): the new mount API on C strings we own.
+    unsafe {
+        let fs = owned(libc::syscall(
+            libc::SYS_fsopen,
+            c"tmpfs".as_ptr(),
+            FSOPEN_CLOEXEC,
+        ))?;
+        let mut options = vec![
+            ("mode".to_string(), "0700".to_string()),
+            ("uid".to_string(), owner.uid.to_string()),
+            ("gid".to_string(), owner.gid.to_string()),
+        ];
+        if let Some(bytes) = size {
+            options.push(("size".to_string(), bytes.to_string()));
+        }
+        for (key, value) in options {
+            let key = CString::new(key).unwrap_or_default();
+            let value = CString::new(value).unwrap_or_default();
+            if libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                value.as_ptr(),
+                0,
+            ) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        ) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+        if noexec {
+            attrs |= MOUNT_ATTR_NOEXEC;
+        }
+        let mount = owned(libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            attrs as libc::c_uint,
+        ))?;
+        let root = owned(libc::openat(
+            mount.as_raw_fd(),
+            c".".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        ) as libc::c_long)?;
+        Ok((mount, root))
     }
 }
 
@@ -542,6 +643,17 @@ pub fn build(plan: &RootPlan, scratch: &std::ffi::CStr) -> Result<(), Errno> {
                     check_long(libc::syscall(
                         libc::SYS_move_mount,
                         tree.as_raw_fd(),
+                        c"".as_ptr(),
+                        libc::AT_FDCWD,
+                        place.rel.as_ptr(),
+                        MOVE_MOUNT_F_EMPTY_PATH,
+                    ))?;
+                }
+                Item::Mount { fd } => {
+                    make_dir(&place.rel, 0o755)?;
+                    check_long(libc::syscall(
+                        libc::SYS_move_mount,
+                        fd.as_raw_fd(),
                         c"".as_ptr(),
                         libc::AT_FDCWD,
                         place.rel.as_ptr(),

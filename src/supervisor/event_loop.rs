@@ -47,6 +47,16 @@ pub(super) struct End {
     message: Option<String>,
 }
 
+impl End {
+    /// Adds a note to the result's message.
+    pub(super) fn note(&mut self, note: String) {
+        self.message = Some(match self.message.take() {
+            Some(m) => format!("{m}; {note}"),
+            None => note,
+        });
+    }
+}
+
 pub(super) fn run_with_init(
     store: &Store,
     spec: &JobSpec,

@@ -10,6 +10,7 @@
 //! through one `poll` on one thread ([`event_loop`]).
 
 mod event_loop;
+mod job_dir;
 mod launch;
 mod process;
 mod supervise;

@@ -74,6 +74,7 @@ pub(super) fn supervise(
         timeout_s: spec.limits.timeout_ms.map(|ms| ms as f64 / 1000.0),
         file_size_bytes: spec.sandbox.file_size,
         open_files: spec.sandbox.open_files,
+        disk_bytes: spec.sandbox.disk,
     };
     let layers = match Layers::prepare(
         &spec.sandbox,
@@ -137,6 +138,8 @@ pub(super) fn supervise(
     let mut report = plan.layers.report.clone();
     report.record_child(child.landlock, &child.not_applied);
     let sandbox_report = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
+    let mut plan = plan;
+    let job_dir = plan.layers.root.as_mut().and_then(|r| r.job_dir.take());
     drop(plan);
     drop(env);
     let mut status = JobStatus::created(spec.created_at_ms);
@@ -149,7 +152,16 @@ pub(super) fn supervise(
     // Should this write fail (full disk), the job still runs and its end is recorded.
     let _ = store.write_status(id, &status);
 
-    let end = event_loop::run_with_init(store, spec, &cgroup, child.pid, pumps, child.init_status);
+    let mut end =
+        event_loop::run_with_init(store, spec, &cgroup, child.pid, pumps, child.init_status);
+
+    // What the job left in its $JOB_DIR is kept with its record, in place
+    // before the result says the job is over.
+    if let Some(root) = job_dir {
+        if let Err(e) = super::job_dir::copy_out(&root, &store.files_dir(id)) {
+            end.note(format!("$JOB_DIR could not be kept in the store: {e}"));
+        }
+    }
 
     // The last process is gone: read the counters (the cgroup goes once the
     // result is recorded).
@@ -214,6 +226,11 @@ fn job_environment(spec: &JobSpec, explicit: &BTreeMap<String, String>) -> Vec<(
     env.insert(
         "TMPDIR".into(),
         sandbox.tmpdir.to_string_lossy().into_owned(),
+    );
+    // Where to leave what is kept with the job's record.
+    env.insert(
+        "JOB_DIR".into(),
+        sandbox.files.to_string_lossy().into_owned(),
     );
     for (k, v) in explicit {
         env.insert(k.clone(), v.clone());

@@ -95,6 +95,34 @@ fn bad_floor_files_have_positions() {
     assert_eq!(e.kind, PolicyErrorKind::WrongType);
     let e = err("max_pids = [\n");
     assert_eq!(e.kind, PolicyErrorKind::Syntax);
+    for bad in ["job_uid = 0\n", "job_gid = 4294967295\n", "job_uid = 1.5\n"] {
+        let e = err(bad);
+        assert_eq!((e.line, e.column), (1, 11), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn the_disk_cap_and_the_jobs_host_identity() {
+    let fx = Fx::new();
+    let d = fx.builtin("default");
+    assert_eq!(d.limits.disk, Some(256 << 20));
+    assert_eq!(fx.builtin("untrusted").limits.disk, Some(256 << 20));
+    let f = floor(&fx, "max_disk = \"128M\"\njob_uid = 3000\njob_gid = 3001\n");
+    assert_eq!(
+        check(&f, &d).unwrap_err().to_string(),
+        "host floor forbids limits.disk = 256M (the floor allows at most 128M)"
+    );
+    let mut p = d.clone();
+    p.limits.disk = None;
+    assert_eq!(check(&f, &p).unwrap_err().requested, "none");
+    p.limits.disk = Some(64 << 20);
+    check(&f, &p).unwrap();
+    assert_eq!((f.job_identity.uid, f.job_identity.gid), (3000, 3001));
+    let none = floor(&fx, "");
+    assert_eq!(
+        none.job_identity.uid,
+        crate::sandbox::identity::DEFAULT_JOB_ID
+    );
 }
 
 #[test]
