@@ -1500,3 +1500,43 @@ fn the_jobs_own_directories_are_capped_at_limits_disk() {
     );
     assert_eq!(result_line(&v), "tmp=ok tmpdir=ok job_dir=ok", "{v:#}");
 }
+
+/// The store is written and read only as itself: a log replaced by a hard
+/// link to someone's file (which truncation would empty) or by a symlink
+/// makes the launch refuse, and `tail` does not read through a link. The
+/// store is out of every job's view, so the planting here is done by the
+/// test, as anyone who could write the store would. The control is the
+/// same job with its logs left alone.
+#[test]
+fn the_store_is_never_written_or_read_through_a_planted_link() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let victim = write_file(&fx.outside(), "victim.txt", "precious\n");
+    let cwd = fx.cwd();
+    let create = || job_id(&env.ok(&["create", "--cwd", s(&cwd), "--", "echo", "hello"]));
+    for plant in ["hardlink", "symlink"] {
+        let id = create();
+        let log = env.root().join(&id).join("stdout.log");
+        let _ = std::fs::remove_file(&log);
+        match plant {
+            "hardlink" => std::fs::hard_link(&victim, &log).unwrap(),
+            _ => symlink(&victim, &log).unwrap(),
+        }
+        let (code, v) = env.run(&["start", &id]);
+        assert_eq!(code, 1, "{plant}: {v:#}");
+        assert_eq!(v["error"]["code"], "launch_failed", "{plant}: {v:#}");
+        assert_eq!(read(&victim), "precious\n", "{plant}");
+        let t = env.run(&["tail", &id]).1;
+        assert!(
+            !t.to_string().contains("precious"),
+            "{plant}: tail read through the link: {t:#}"
+        );
+    }
+    // Control: the same job, its log left alone.
+    let id = create();
+    let v = env.ok(&["start", &id]);
+    assert_eq!(v["stdout"], "hello\n", "{v:#}");
+}

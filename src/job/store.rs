@@ -400,6 +400,47 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> StoreResult<T> {
     })
 }
 
+/// Opens a log or input of the store for reading: never through a symlink
+/// or hard link planted in its place (which would show someone's file as the
+/// job's output), never a fifo or device that would block or feed endlessly.
+pub fn open_plain(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::MetadataExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Err(io::Error::other(format!(
+            "{} is not a plain file of its own; refusing to read it",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// Opens (or makes) a log for the supervisor to write from its start:
+/// never through a symlink planted in its place, and never a file that is
+/// also elsewhere (a hard link to someone's file would be truncated with it).
+pub fn open_log_for_writing(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::MetadataExt;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Err(io::Error::other(format!(
+            "{} is not a plain file of its own; refusing to write it",
+            path.display()
+        )));
+    }
+    file.set_len(0)?;
+    Ok(file)
+}
+
 fn encode<T: Serialize>(path: &Path, value: &T) -> StoreResult<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
         path: path.to_path_buf(),

@@ -26,7 +26,7 @@ pub fn head_and_tail(
     max_bytes: u64,
     tail_lines: Option<usize>,
 ) -> io::Result<Excerpt> {
-    let file = match File::open(path) {
+    let file = match crate::job::store::open_plain(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Excerpt::default()),
         Err(e) => return Err(e),
@@ -63,7 +63,7 @@ pub fn head_and_tail(
 /// The bytes `[offset, offset + max_bytes)` of the log, cut back to a character boundary.
 /// Returns the excerpt and the offset to continue from.
 pub fn from_offset(path: &Path, offset: u64, max_bytes: u64) -> io::Result<(Excerpt, u64)> {
-    let file = match File::open(path) {
+    let file = match crate::job::store::open_plain(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Excerpt::default(), offset)),
         Err(e) => return Err(e),

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 
 use nix::sys::signal::{sigprocmask, SigmaskHow};
 
@@ -33,6 +34,7 @@ pub(super) fn main(store: &Store, spec: &JobSpec, secrets: &Secrets, done: Optio
     // one write: a reader never sees the pid without its start time).
     let recorded = std::fs::OpenOptions::new()
         .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(store.job_dir(&spec.job_id).join(START_LOCK))
         .and_then(|mut lock| lock.write_all(format!("{} {}", me.pid, me.start_time).as_bytes()));
     if recorded.is_err() {

@@ -5,9 +5,8 @@
 //! measures, writes the result atomically and removes the cgroup.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::event_loop;
@@ -247,15 +246,8 @@ struct JobIo {
     stderr_log: File,
 }
 
-/// Opens (or makes) a log, never through a symlink planted in its place.
 fn open_log(path: &Path) -> Result<File, String> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(path)
+    crate::job::store::open_log_for_writing(path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
@@ -263,7 +255,7 @@ fn open_io(store: &Store, spec: &JobSpec) -> Result<JobIo, String> {
     let dir = store.job_dir(&spec.job_id);
     let stdin = match &spec.stdin {
         StdinSpec::Null => File::open("/dev/null"),
-        StdinSpec::File { path, .. } => File::open(path),
+        StdinSpec::File { path, .. } => crate::job::store::open_plain(Path::new(path)),
     }
     .map_err(|e| format!("cannot open the job's stdin: {e}"))?;
     let log = |name: &str| open_log(&dir.join(name));
