@@ -1370,6 +1370,41 @@ fn a_tree_that_cannot_be_idmapped_is_refused_or_reported() {
         "{v:#}"
     );
     assert!(!dir.join("x").exists());
+    // doctor, run there, names the tree and the policies it stops; run in a
+    // tree that can be idmapped (the control), it finds nothing missing.
+    let doctor = |cwd: &Path| {
+        let inner = format!(
+            "mount -t ramfs none '{dir}' && cd '{cwd}' && exec '{bin}' doctor",
+            dir = s(&dir),
+            cwd = s(cwd),
+            bin = bin(),
+        );
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &inner])
+            .output()
+            .unwrap();
+        parse_one(&out).1
+    };
+    let v = doctor(&dir);
+    let cwd = &v["identity"]["idmapped_mounts"][0];
+    assert_eq!(cwd["tree"], "cwd", "{v:#}");
+    assert_eq!(cwd["available"], false, "{v:#}");
+    let default = v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "default")
+        .unwrap();
+    assert!(
+        default["missing"].to_string().contains("idmapped mount"),
+        "{v:#}"
+    );
+    let v = doctor(&fx.cwd());
+    assert_eq!(
+        v["identity"]["idmapped_mounts"][0]["available"], true,
+        "{v:#}"
+    );
+    assert_eq!(v["identity"]["uid"], 2_000_000_000u32, "{v:#}");
 }
 
 /// Inside what a policy grants, the built-ins hide the usual credentials

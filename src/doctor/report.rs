@@ -4,6 +4,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::identity::{probe_identity, IdentityProbe};
 use super::probe::{probe_host, HostProbe};
 use crate::policy::{self, NetMode, Policy, PolicySources, SeccompProfile};
 use crate::sandbox::cgroup::{dir_name, JobCgroup, Layout, LayoutKind, Limits};
@@ -46,6 +47,9 @@ pub struct PolicyVerdict {
 pub struct DoctorReport {
     pub cgroup: CgroupProbe,
     pub host: HostProbe,
+    /// Who a job is on the host, and which of the caller's trees can be
+    /// shown to it idmapped.
+    pub identity: IdentityProbe,
     pub policies: Vec<PolicyVerdict>,
     /// The `default` policy can be fully enforced (the exit status says the same).
     pub default_enforceable: bool,
@@ -54,6 +58,7 @@ pub struct DoctorReport {
 pub fn diagnose(sources: &PolicySources) -> DoctorReport {
     let host = probe_host();
     let cgroup = probe_cgroup();
+    let identity = probe_identity(sources);
     let mut policies = Vec::new();
     let names: Vec<String> = match policy::list(sources) {
         Ok(list) => list.into_iter().map(|e| e.name).collect(),
@@ -61,7 +66,7 @@ pub fn diagnose(sources: &PolicySources) -> DoctorReport {
     };
     for name in names {
         match policy::resolve(&name, sources) {
-            Ok(p) => policies.push(verdict(&p, &host, &cgroup)),
+            Ok(p) => policies.push(verdict(&p, &host, &cgroup, &identity)),
             Err(e) => policies.push(PolicyVerdict {
                 name,
                 enforcement: "unknown".into(),
@@ -77,13 +82,32 @@ pub fn diagnose(sources: &PolicySources) -> DoctorReport {
     DoctorReport {
         cgroup,
         host,
+        identity,
         policies,
         default_enforceable,
     }
 }
 
-fn verdict(p: &Policy, host: &HostProbe, cgroup: &CgroupProbe) -> PolicyVerdict {
+fn verdict(
+    p: &Policy,
+    host: &HostProbe,
+    cgroup: &CgroupProbe,
+    identity: &IdentityProbe,
+) -> PolicyVerdict {
     let mut missing = Vec::new();
+    // A root caller's job with a new root works in the working directory
+    // through an idmapped mount.
+    let new_root = p.namespaces.mount && p.filesystem.landlock;
+    if new_root && identity.unprivileged {
+        for tree in identity.idmapped_mounts.iter().filter(|t| t.tree == "cwd") {
+            if !tree.available {
+                missing.push(format!(
+                    "idmapped mount of the working directory {}",
+                    tree.path
+                ));
+            }
+        }
+    }
     if !cgroup.available {
         missing.push("cgroup v2".to_string());
     }

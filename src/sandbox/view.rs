@@ -261,6 +261,16 @@ fn set_attr(tree: &OwnedFd, attrs: u64, userns: Option<BorrowedFd<'_>>) -> io::R
     Ok(())
 }
 
+/// Whether `path`'s mount tree can be shown idmapped through `userns`, as a
+/// job's view would show it (for `doctor`).
+pub fn can_idmap(path: &Path, userns: BorrowedFd<'_>) -> Result<(), String> {
+    let (fd, _) = open_grant(path)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} does not exist", path.display()))?;
+    let tree = clone_tree(fd.as_fd(), path).map_err(|e| e.to_string())?;
+    set_attr(&tree, MOUNT_ATTR_IDMAP, Some(userns)).map_err(|e| e.to_string())
+}
+
 impl RootPlan {
     /// The view of `spec`: the grants cloned, the rest planned. With
     /// `idmap`, the caller's own trees (`spec.own_trees`) are mounted
