@@ -1312,6 +1312,16 @@ fn a_root_callers_job_is_an_unprivileged_host_user() {
     // untrusted: the working directory is read-only, yet still the job's to read.
     let v = env.job("untrusted", &fx.cwd(), &[], &[], &["cat", "made-by-job"]);
     assert_eq!(v["exit_code"], 0, "{v:#}");
+    // A caller's 0700 tree in the shared-memory tmpfs is the caller's too.
+    if Path::new("/dev/shm").is_dir() {
+        let shm = tempfile::Builder::new()
+            .prefix("agent-exec-test-")
+            .tempdir_in("/dev/shm")
+            .unwrap();
+        write_file(shm.path(), "in-shm", "mine\n");
+        let v = env.job("default", shm.path(), &[], &[], &["cat", "in-shm"]);
+        assert_eq!(v["stdout"], "mine\n", "{v:#}");
+    }
 
     // Control: the caller's own identity reads everything.
     let got = env.attempt("permissive", &fx.cwd(), &grant, &[], &argv);

@@ -122,11 +122,14 @@ pub fn resolve(
 
 /// The grants that are the caller's own trees: every write path, and what
 /// is granted of the working directory or of `$HOME`. Never a system
-/// directory, `/dev` or `/proc`: those are the host's, whoever the caller.
+/// directory, a device, `/proc` or `/sys`: those are the host's, whoever
+/// the caller (an idmapped `/dev/null` would let the job chmod the host's).
+/// A directory the caller made in the shared-memory tmpfs is its own.
 fn own_trees(fs: &ExpandedFilesystem, cwd: &Path, home: &Path) -> Vec<PathBuf> {
     let host = |p: &Path| {
+        let in_shm = p.starts_with("/dev/shm") && p != Path::new("/dev/shm");
         SYSTEM_ROOTS.iter().any(|r| Path::new(r) == p)
-            || p.starts_with("/dev")
+            || (p.starts_with("/dev") && !in_shm)
             || p.starts_with("/proc")
             || p.starts_with("/sys")
     };
@@ -214,6 +217,34 @@ fn walk(mut cur: PathBuf, rest: &Path, links: &mut Vec<(PathBuf, PathBuf)>, dept
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn own_trees_are_the_callers_never_the_hosts() {
+        let paths = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
+        let fs = ExpandedFilesystem {
+            landlock: true,
+            read: paths(&["/usr", "/etc", "/dev/null", "/home/u/.cargo", "/dev/shm/w"]),
+            write: paths(&["/dev/shm/w", "/dev/null", "/srv/out", "/dev/shm"]),
+            exec: paths(&["/usr", "/home/u/.cargo/bin"]),
+            tmpfs: Vec::new(),
+            deny: Vec::new(),
+            read_only: Vec::new(),
+        };
+        assert_eq!(
+            own_trees(&fs, Path::new("/dev/shm/w"), Path::new("/home/u")),
+            paths(&[
+                "/dev/shm/w",
+                "/home/u/.cargo",
+                "/home/u/.cargo/bin",
+                "/srv/out"
+            ])
+        );
+        // A home that is a system directory makes nothing of it the caller's.
+        assert_eq!(
+            own_trees(&fs, Path::new("/srv/out"), Path::new("/")),
+            paths(&["/dev/shm/w", "/srv/out"])
+        );
+    }
 
     #[test]
     fn links_are_resolved_and_remembered() {
