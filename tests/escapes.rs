@@ -23,6 +23,7 @@ const ESRCH: &str = "3";
 const ENOENT: &str = "2";
 const EACCES: &str = "13";
 const EROFS: &str = "30";
+const EBUSY: &str = "16";
 const ENOTTY: &str = "25";
 const ENETUNREACH: &str = "101";
 const ECONNREFUSED: &str = "111";
@@ -1136,6 +1137,68 @@ fn the_store_is_hidden_even_inside_a_granted_tree() {
     }
 }
 
+/// A job cannot move what the view hides out from under its mount: renaming
+/// a directory above the store (or above a denied path) in a writable tree
+/// would move it on the host, where the next job in that tree would see it
+/// unhidden. Every directory between the grant and the hidden place is a
+/// mount point in the view, so the rename fails with EBUSY. The control is
+/// a sibling directory, which the same job renames freely.
+#[test]
+fn what_the_view_hides_cannot_be_moved_away() {
+    if !privileged() {
+        return;
+    }
+    let fx = Fixture::new();
+    let cwd = fx.cwd();
+    let store = cwd.join("a/b/store");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::create_dir_all(cwd.join("c")).unwrap();
+    std::fs::create_dir_all(cwd.join("d/e")).unwrap();
+    let secret = write_file(&cwd.join("d/e"), "secret", "key\n");
+    let policy = write_file(
+        &fx.sub("policies"),
+        "deny.toml",
+        "extends = \"default\"\n[filesystem]\ndeny = [\"$CWD/d/e/secret\"]\n",
+    );
+    let agent = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("--root")
+            .arg(&store)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        parse_one(&out)
+    };
+    let script = perl_script(
+        r#"
+        RES("sibling", rename("c", "c2") && rename("c2", "c"));
+        RES("above_store", rename("a", "a2"));
+        RES("between", rename("a/b", "a/b2"));
+        RES("above_secret", rename("d", "d2"));
+        "#,
+    );
+    let argv = perl(&script, &[]);
+    // Under default, d holds nothing hidden: the job may move it (a control).
+    // Under a policy that denies d/e/secret, d is pinned like the store.
+    for (policy, above_secret) in [("default", "ok"), (s(&policy), EBUSY)] {
+        let mut args = vec!["run", "--policy", policy, "--cwd", s(&cwd), "--"];
+        args.extend(argv.iter().copied());
+        let (code, v) = agent(&args);
+        assert_eq!(code, 0, "{v:#}");
+        assert_eq!(
+            result_line(&v),
+            format!("sibling=ok above_store={EBUSY} between={EBUSY} above_secret={above_secret}"),
+            "{policy}: {v:#}"
+        );
+        assert!(store.join(job_id(&v)).join("job.json").exists());
+        if cwd.join("d2").exists() {
+            std::fs::rename(cwd.join("d2"), cwd.join("d")).unwrap();
+        }
+    }
+    assert_eq!(read(&secret), "key\n");
+}
+
 /// A program the policy does not let the job execute cannot be run through
 /// the dynamic loader either: `ld.so ./program` maps it executable, which
 /// the `noexec` mount of a place without exec rights refuses (Landlock's
@@ -1165,6 +1228,10 @@ fn the_dynamic_loader_cannot_run_what_may_not_be_executed() {
         &["sh", "-c", sh],
     );
     assert_eq!(got, "direct=126 loader=0");
+    // Where the policy grants exec ($TMPDIR under ci), the job's own tmpfs
+    // runs what it built, both ways.
+    let got = env.attempt("ci", &fx.cwd(), &[], &[], &["sh", "-c", sh]);
+    assert_eq!(got, "direct=0 loader=0");
 }
 
 /// pid 1 of the job is a freshly exec'd init, not a copy of the supervisor:

@@ -93,6 +93,7 @@ enum Item {
     /// A filesystem the parent made (`$JOB_DIR`'s tmpfs), moved in like a tree.
     Mount {
         fd: OwnedFd,
+        noexec: bool,
     },
 }
 
@@ -307,6 +308,11 @@ impl RootPlan {
         let mut grants = Vec::new();
         let mut missing = Vec::new();
         let mut places = Vec::new();
+        // Grants that got a mount of their own (a mount point cannot be renamed).
+        let mut mounted: Vec<PathBuf> = Vec::new();
+        // What the view mounts over inside the grants (the store, deny,
+        // read_only): its ancestors in a writable grant get pinned below.
+        let mut covered: Vec<PathBuf> = Vec::new();
         let tmpfs_places: Vec<&PathBuf> = spec.tmpfs.iter().chain([&spec.tmpdir]).collect();
         for (path, _) in flags.iter() {
             let Some((fd, is_dir)) = open_grant(path)? else {
@@ -352,6 +358,7 @@ impl RootPlan {
                     }
                 }
                 places.push(place(path, Item::Tree { tree, is_dir }));
+                mounted.push(path.clone());
             }
             grants.push(Grant {
                 path: path.clone(),
@@ -393,9 +400,10 @@ impl RootPlan {
         // $JOB_DIR: a tmpfs made here, whose content the supervisor keeps.
         let mut job_dir = None;
         if flags.contains_key(&spec.files) {
-            let (fd, root) = job_dir_tmpfs(spec.disk, job, !effective(&spec.files).1)
+            let noexec = !effective(&spec.files).1;
+            let (fd, root) = job_dir_tmpfs(spec.disk, job, noexec)
                 .map_err(|e| ViewError::Io("make the tmpfs of", spec.files.clone(), e))?;
-            places.push(place(&spec.files, Item::Mount { fd }));
+            places.push(place(&spec.files, Item::Mount { fd, noexec }));
             job_dir = Some(root);
         }
         // The store, wherever a grant shows it (its tmp/ and files/ below are
@@ -405,6 +413,7 @@ impl RootPlan {
             let hide = place(&spec.store, Item::Hide);
             read_only_at_end.push(hide.rel.clone());
             places.push(hide);
+            covered.push(spec.store.clone());
         }
         // Inside the grants: what the policy hides, and what it keeps
         // read-only in a tree the job may write.
@@ -416,6 +425,7 @@ impl RootPlan {
                     let hide = place(path, Item::Hide);
                     read_only_at_end.push(hide.rel.clone());
                     places.push(hide);
+                    covered.push(path.clone());
                 }
                 Some((_, false)) => {
                     // A file: the host's /dev/null, which `nodev` makes unopenable.
@@ -435,6 +445,7 @@ impl RootPlan {
                             is_dir: false,
                         },
                     ));
+                    covered.push(path.clone());
                 }
             }
         }
@@ -456,6 +467,53 @@ impl RootPlan {
                 let _ = set_attr(&tree, MOUNT_ATTR_IDMAP, Some(userns));
             }
             places.push(place(path, Item::Tree { tree, is_dir }));
+            covered.push(path.clone());
+        }
+
+        // A mount point cannot be renamed, but its parent directories can:
+        // a job that renames `a` in its writable tree moves `a/b/store` and
+        // its hiding mount along on the host, and the next job, hiding the
+        // store where it was, would see it where it is now. So every
+        // directory between a writable grant and what the view covers in it
+        // is pinned: mounted over itself, as the grant shows it.
+        for path in covered.iter().filter(|p| effective(p).0) {
+            let Some(grant) = mounted
+                .iter()
+                .filter(|g| path.starts_with(g) && *g != path)
+                .max_by_key(|g| g.components().count())
+                .cloned()
+            else {
+                continue;
+            };
+            let between: Vec<PathBuf> = path
+                .ancestors()
+                .skip(1)
+                .take_while(|a| *a != grant.as_path())
+                .map(Path::to_path_buf)
+                .collect();
+            for dir in between {
+                if mounted.contains(&dir) {
+                    continue;
+                }
+                let Some((fd, _)) = open_grant(&dir)? else {
+                    continue;
+                };
+                let (write, exec) = effective(&dir);
+                let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+                if !write {
+                    attrs |= MOUNT_ATTR_RDONLY;
+                }
+                if !exec {
+                    attrs |= MOUNT_ATTR_NOEXEC;
+                }
+                let tree = detached_tree(fd.as_fd(), attrs, &dir)?;
+                if let (true, Some(userns)) = (idmapped(&dir), idmap) {
+                    // As the tree around it: a failure there was reported already.
+                    let _ = set_attr(&tree, MOUNT_ATTR_IDMAP, Some(userns));
+                }
+                places.push(place(&dir, Item::Tree { tree, is_dir: true }));
+                mounted.push(dir);
+            }
         }
 
         // Parents first: a place is made inside what its ancestors show.
@@ -491,8 +549,13 @@ impl RootPlan {
         let mut out = vec![(CString::from(c"/"), PathAccess::List)];
         for p in &self.places {
             match p.item {
-                Item::Tmpfs { .. } | Item::Mount { .. } => {
-                    out.push((absolute(&p.rel), PathAccess::Write))
+                Item::Tmpfs { noexec, .. } | Item::Mount { noexec, .. } => {
+                    out.push((absolute(&p.rel), PathAccess::Write));
+                    // Where the policy grants exec, the mount allows it, and
+                    // so must Landlock.
+                    if !noexec {
+                        out.push((absolute(&p.rel), PathAccess::Exec));
+                    }
                 }
                 Item::Proc => out.push((absolute(&p.rel), PathAccess::Read)),
                 Item::Dev => {
@@ -659,7 +722,7 @@ pub fn build(plan: &RootPlan, scratch: &std::ffi::CStr) -> Result<(), Errno> {
                         MOVE_MOUNT_F_EMPTY_PATH,
                     ))?;
                 }
-                Item::Mount { fd } => {
+                Item::Mount { fd, .. } => {
                     make_dir(&place.rel, 0o755)?;
                     check_long(libc::syscall(
                         libc::SYS_move_mount,
