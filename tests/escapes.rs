@@ -1192,6 +1192,12 @@ fn what_the_view_hides_cannot_be_moved_away() {
             "{policy}: {v:#}"
         );
         assert!(store.join(job_id(&v)).join("job.json").exists());
+        // No repository here: nothing to keep read-only, and the job is told.
+        let noted = v["sandbox"]["not_applied"].to_string();
+        assert!(
+            noted.contains(&format!("{}/.git", s(&cwd))) && noted.contains("could create them"),
+            "{v:#}"
+        );
         if cwd.join("d2").exists() {
             std::fs::rename(cwd.join("d2"), cwd.join("d")).unwrap();
         }
@@ -1503,6 +1509,7 @@ fn credentials_are_hidden_and_hooks_are_read_only() {
     std::fs::create_dir_all(home.join(".cargo")).unwrap();
     write_file(&home.join(".cargo"), "credentials.toml", "token = \"t\"\n");
     write_file(&home, ".gitconfig", "[user]\n");
+    write_file(&home, ".pgpass", "db:5432:*:u:pw\n");
     let cwd = fx.cwd();
     std::fs::create_dir_all(cwd.join(".git/hooks")).unwrap();
     write_file(&cwd.join(".git"), "config", "[core]\n");
@@ -1523,7 +1530,10 @@ fn credentials_are_hidden_and_hooks_are_read_only() {
         RES("bashrc", can_append(".bashrc"));
         my $ok;
         RES("own_file", open($ok, ">", "work.txt") && close($ok));
+        RES("commondir", open($hook, ">", ".git/commondir") && close($hook));
         RES("move_hooks", rename(".git/hooks", ".git/hooks-moved"));
+        RES("move_git", rename(".git", ".git-moved"));
+        RES("pgpass", can_read("$h/.pgpass"));
         "##,
     );
     let vars = [("HOME", s(&home))];
@@ -1536,7 +1546,7 @@ fn credentials_are_hidden_and_hooks_are_read_only() {
             format!(
                 "ssh_key={ENOENT} ssh_entries=0 netrc={EACCES} cargo_token={EACCES} \
                  gitconfig=ok hook={EROFS} git_config={EROFS} bashrc={EROFS} own_file=ok \
-                 move_hooks=16"
+                 commondir={EROFS} move_hooks={EROFS} move_git={EBUSY} pgpass={EACCES}"
             ),
             "{policy}: {v:#}"
         );
@@ -1561,7 +1571,7 @@ fn credentials_are_hidden_and_hooks_are_read_only() {
     assert_eq!(
         got,
         "ssh_key=ok ssh_entries=1 netrc=ok cargo_token=ok gitconfig=ok hook=ok git_config=ok \
-         bashrc=ok own_file=ok move_hooks=ok"
+         bashrc=ok own_file=ok commondir=ok move_hooks=ok move_git=ok pgpass=ok"
     );
 }
 

@@ -187,10 +187,17 @@ impl Layers {
             None
         };
         drop(idmap);
-        for path in root.iter().flat_map(|r| &r.unprotected) {
+        // One entry for all of them: a directory that is not a repository
+        // lacks every one of the built-ins' paths, and that is one fact.
+        let unprotected: Vec<String> = root
+            .iter()
+            .flat_map(|r| &r.unprotected)
+            .map(|p| p.display().to_string())
+            .collect();
+        if !unprotected.is_empty() {
             not_applied.push(format!(
-                "read_only {}: it does not exist, so the job could create it",
-                path.display()
+                "read_only: {} do not exist, so the job could create them",
+                unprotected.join(", ")
             ));
         }
         if root.is_none() && !(spec.deny.is_empty() && spec.read_only.is_empty()) {

@@ -31,13 +31,15 @@ fn default_is_fully_isolated() {
         "$HOME/.aws",
         "$HOME/.netrc",
         "$HOME/.config/gh",
+        "$HOME/.pgpass",
+        "$HOME/.claude",
     ] {
         assert!(
             p.filesystem.deny.contains(&PathBuf::from(secret)),
             "{secret}"
         );
     }
-    for kept in ["$CWD/.git/hooks", "$CWD/.git/config", "$CWD/.bashrc"] {
+    for kept in ["$CWD/.git", "$CWD/.bashrc", "$HOME/.gitconfig"] {
         assert!(
             p.filesystem.read_only.contains(&PathBuf::from(kept)),
             "{kept}"
