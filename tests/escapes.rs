@@ -917,7 +917,17 @@ fn the_host_root_or_the_store_is_never_a_working_directory() {
         let refused: &[&str] = if policy == "untrusted" {
             &["/"]
         } else {
-            &["/", "/etc", "/usr"]
+            // Whatever lies in a system tree or a shared directory is not the
+            // caller's to hand over (the job would own it, idmapped).
+            &[
+                "/",
+                "/etc",
+                "/usr",
+                "/usr/bin",
+                "/usr/local/lib",
+                "/tmp",
+                "/home",
+            ]
         };
         for cwd in refused {
             let (code, v) = env.run(&["run", "--policy", policy, "--cwd", cwd, "--", "true"]);
@@ -956,7 +966,35 @@ fn the_host_root_or_the_store_is_never_a_working_directory() {
             .contains("job store"),
         "{v:#}"
     );
-    assert!(env.job_ids().is_empty(), "nothing ran");
+    // The caller's home, or a directory above it, as a writable tree.
+    let fx = Fixture::new();
+    let home = fx.sub("home");
+    for cwd in [home.clone(), fx.sub("")] {
+        let (code, v) = env.run_with(&[("HOME", &home)], &["run", "--cwd", s(&cwd), "--", "true"]);
+        assert_eq!(code, 1, "{v:#}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("home directory"),
+            "{v:#}"
+        );
+    }
+    // ... but read-only, it is fine.
+    let (code, v) = env.run_with(
+        &[("HOME", &home)],
+        &[
+            "run",
+            "--policy",
+            "untrusted",
+            "--cwd",
+            s(&home),
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(env.job_ids().len(), 1, "nothing else ran");
     // Control: a policy that names `/` gets it.
     let fx = Fixture::new();
     let policy = write_file(

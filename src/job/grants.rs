@@ -18,6 +18,47 @@ const SYSTEM_ROOTS: [&str; 9] = [
     "/", "/usr", "/etc", "/var", "/boot", "/proc", "/sys", "/dev", "/run",
 ];
 
+/// Trees of the host that no write grant may lie in, unless a policy names
+/// it: a root caller's job owns its write grants (they are idmapped), so
+/// `--cwd /usr/bin` would let it replace the host's programs. (`/dev` is
+/// never idmapped; its devices are granted by name.)
+const SYSTEM_TREES: [&str; 11] = [
+    "/usr", "/etc", "/boot", "/proc", "/sys", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+    "/libx32",
+];
+
+/// Shared directories of the host that no write grant may be (what lies in
+/// them is someone's), unless a policy names it.
+const SHARED_DIRS: [&str; 11] = [
+    "/home",
+    "/srv",
+    "/opt",
+    "/tmp",
+    "/mnt",
+    "/media",
+    "/var/tmp",
+    "/var/lib",
+    "/var/cache",
+    "/run/user",
+    "/dev/shm",
+];
+
+/// Why a write grant is the host's rather than the caller's, if it is.
+fn host_write(path: &Path, home: &Path) -> Option<&'static str> {
+    if SYSTEM_TREES.iter().any(|t| path.starts_with(t)) {
+        return Some("inside a system directory");
+    }
+    if SHARED_DIRS.iter().any(|d| Path::new(d) == path) {
+        return Some("a directory shared by every user");
+    }
+    if home != Path::new("/") && home.starts_with(path) {
+        return Some(
+            "your home directory or above it (start-up files, keys and tokens live there)",
+        );
+    }
+    None
+}
+
 /// The grants of one job, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -103,6 +144,11 @@ pub fn resolve(
             let system = SYSTEM_ROOTS.iter().any(|r| Path::new(r) == path);
             if system && !by_name.contains(path) {
                 return Err(refusal(class, path, cwd, "a system directory"));
+            }
+            if class == "write" && !by_name.contains(path) {
+                if let Some(what) = host_write(path, own.home) {
+                    return Err(refusal(class, path, cwd, what));
+                }
             }
             let own_dir = path.starts_with(own.tmpdir) || path.starts_with(own.job_dir);
             if path.starts_with(own.store) && !own_dir {
