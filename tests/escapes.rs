@@ -1649,6 +1649,20 @@ fn the_jobs_own_directories_are_capped_at_limits_disk() {
     let kept = env.root().join(job_id(&v)).join("files/kept.txt");
     assert_eq!(read(&kept), "result\n");
 
+    // A hole and hard links cost the tmpfs little, the store's copy no more
+    // than limits.disk: the copy stops there and the result says so.
+    let sh = r#"truncate -s 2G "$JOB_DIR/hole" && head -c 512K /dev/zero > "$JOB_DIR/half" &&
+        for i in 1 2 3 4 5 6 7 8; do ln "$JOB_DIR/half" "$JOB_DIR/l$i"; done"#;
+    let v = env.job(s(&policy), &fx.cwd(), &[], &[], &["sh", "-c", sh]);
+    assert_eq!(v["exit_code"], 0, "{v:#}");
+    let files = env.root().join(job_id(&v)).join("files");
+    let kept: u64 = std::fs::read_dir(&files)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(kept <= 1 << 20, "{kept} bytes kept");
+    assert!(v["message"].to_string().contains("only in part"), "{v:#}");
+
     // Without a view, /tmp would be the host's: a directory of the test's stands for it.
     let tmp = fx.sub("tmp");
     let v = env.job(

@@ -21,6 +21,10 @@ use std::path::Path;
 /// Deeper than any real tree; a job's deliberately deep one stops here.
 const MAX_DEPTH: usize = 64;
 
+/// More entries than any real job leaves; a job making millions of empty
+/// files (which cost the store an inode each) stops here.
+const MAX_ENTRIES: u64 = 100_000;
+
 /// What was copied, and what was left out.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Copied {
@@ -28,17 +32,45 @@ pub struct Copied {
     pub bytes: u64,
     /// Entries not copied: special files, or below [`MAX_DEPTH`].
     pub skipped: u64,
+    /// The copy stopped at its byte or entry budget: the store has less
+    /// than the job left.
+    pub incomplete: bool,
 }
 
-/// Copies the tree under `from` (the tmpfs's root) into the directory `to`.
-pub fn copy_out(from: &OwnedFd, to: &Path) -> io::Result<Copied> {
+/// Copies the tree under `from` (the tmpfs's root) into the directory `to`,
+/// writing at most `max_bytes`: what the tmpfs held, as the job could
+/// fill it. Sparse files and hard links inside would otherwise multiply
+/// on the store's disk (a 100 TB hole costs the tmpfs nothing).
+pub fn copy_out(from: &OwnedFd, to: &Path, max_bytes: u64) -> io::Result<Copied> {
     let dest = open_dir_at(libc::AT_FDCWD, &cstring(to.as_os_str().as_bytes())?)?;
     let mut copied = Copied::default();
-    copy_dir(from.as_raw_fd(), dest.as_raw_fd(), 0, &mut copied)?;
+    let mut budget = Budget {
+        bytes: max_bytes,
+        entries: MAX_ENTRIES,
+    };
+    copy_dir(
+        from.as_raw_fd(),
+        dest.as_raw_fd(),
+        0,
+        &mut copied,
+        &mut budget,
+    )?;
     Ok(copied)
 }
 
-fn copy_dir(from: RawFd, to: RawFd, depth: usize, copied: &mut Copied) -> io::Result<()> {
+/// What the copy may still write.
+struct Budget {
+    bytes: u64,
+    entries: u64,
+}
+
+fn copy_dir(
+    from: RawFd,
+    to: RawFd,
+    depth: usize,
+    copied: &mut Copied,
+    budget: &mut Budget,
+) -> io::Result<()> {
     // A fresh descriptor for the listing, which consumes it.
     let listing = open_dir_at(from, c".")?;
     let mut dir = nix::dir::Dir::from_fd(listing).map_err(io::Error::from)?;
@@ -49,6 +81,11 @@ fn copy_dir(from: RawFd, to: RawFd, depth: usize, copied: &mut Copied) -> io::Re
         .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
         .collect();
     for name in names {
+        if budget.entries == 0 || copied.incomplete {
+            copied.incomplete = true;
+            return Ok(());
+        }
+        budget.entries -= 1;
         let st = stat_at(from, &name)?;
         let mode = st.st_mode & 0o777;
         match st.st_mode & libc::S_IFMT {
@@ -62,14 +99,26 @@ fn copy_dir(from: RawFd, to: RawFd, depth: usize, copied: &mut Copied) -> io::Re
                 }
                 let sub_from = open_dir_at(from, &name)?;
                 let sub_to = open_dir_at(to, &name)?;
-                copy_dir(sub_from.as_raw_fd(), sub_to.as_raw_fd(), depth + 1, copied)?;
+                copy_dir(
+                    sub_from.as_raw_fd(),
+                    sub_to.as_raw_fd(),
+                    depth + 1,
+                    copied,
+                    budget,
+                )?;
             }
             libc::S_IFREG => {
-                let mut src = File::from(open_at(from, &name, libc::O_RDONLY, 0)?);
+                use std::io::Read;
+                let src = File::from(open_at(from, &name, libc::O_RDONLY, 0)?);
                 let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
                 let mut dst = File::from(open_at(to, &name, flags, mode)?);
-                copied.bytes += io::copy(&mut src, &mut dst)?;
+                let n = io::copy(&mut src.take(budget.bytes), &mut dst)?;
+                budget.bytes -= n;
+                copied.bytes += n;
                 copied.files += 1;
+                if n < st.st_size as u64 {
+                    copied.incomplete = true;
+                }
             }
             libc::S_IFLNK => {
                 let target = nix::fcntl::readlinkat(
@@ -148,7 +197,8 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
 
         let root = File::open(from.path()).unwrap();
-        let copied = copy_out(&OwnedFd::from(root), to.path()).unwrap();
+        let copied = copy_out(&OwnedFd::from(root), to.path(), 1 << 20).unwrap();
+        assert!(!copied.incomplete);
         assert_eq!(copied.files, 3);
         assert_eq!(copied.skipped, 1);
         let t = to.path();
@@ -165,5 +215,28 @@ mod tests {
         let link = std::fs::symlink_metadata(t.join("link")).unwrap();
         assert!(link.file_type().is_symlink());
         assert!(!t.join("fifo").exists());
+    }
+
+    #[test]
+    fn holes_and_hard_links_cannot_make_the_copy_bigger_than_its_budget() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        // 1 GiB of hole, and 20 names of one 64 KiB file.
+        let sparse = File::create(from.path().join("sparse")).unwrap();
+        sparse.set_len(1 << 30).unwrap();
+        std::fs::write(from.path().join("big"), vec![7u8; 64 << 10]).unwrap();
+        for i in 0..20 {
+            std::fs::hard_link(from.path().join("big"), from.path().join(format!("l{i}"))).unwrap();
+        }
+        let root = File::open(from.path()).unwrap();
+        let budget = 256 << 10;
+        let copied = copy_out(&OwnedFd::from(root), to.path(), budget).unwrap();
+        assert!(copied.incomplete);
+        assert!(copied.bytes <= budget, "{copied:?}");
+        let on_disk: u64 = std::fs::read_dir(to.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(on_disk <= budget, "{on_disk}");
     }
 }

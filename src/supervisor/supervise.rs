@@ -10,6 +10,9 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 
 use super::event_loop;
+
+/// What `$JOB_DIR`'s copy may write when the policy sets no `limits.disk`.
+const DEFAULT_JOB_DIR_COPY: u64 = 256 << 20;
 use crate::job::define::FloorCheck;
 use crate::job::model::{
     JobSpec, JobStatus, Outcome, ProcRef, ResultKind, Secrets, State, StdinSpec,
@@ -157,8 +160,14 @@ pub(super) fn supervise(
     // What the job left in its $JOB_DIR is kept with its record, in place
     // before the result says the job is over.
     if let Some(root) = job_dir {
-        if let Err(e) = super::job_dir::copy_out(&root, &store.files_dir(id)) {
-            end.note(format!("$JOB_DIR could not be kept in the store: {e}"));
+        let cap = spec.sandbox.disk.unwrap_or(DEFAULT_JOB_DIR_COPY);
+        match super::job_dir::copy_out(&root, &store.files_dir(id), cap) {
+            Ok(c) if c.incomplete => end.note(format!(
+                "$JOB_DIR was kept in the store only in part: the copy stops at {cap} bytes \
+                 (limits.disk) and 100000 entries"
+            )),
+            Ok(_) => {}
+            Err(e) => end.note(format!("$JOB_DIR could not be kept in the store: {e}")),
         }
     }
 
