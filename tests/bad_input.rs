@@ -51,6 +51,53 @@ fn a_missing_command_is_launch_failed_127_and_an_unexecutable_file_126() {
     );
 }
 
+/// The program is looked up like execvp does: a PATH entry the job cannot
+/// execute (a version manager's shim under `$HOME`, outside the places the
+/// policy lets it execute from) is skipped and the next entry tried. The
+/// control is `permissive`, which may run the shim. When nothing on PATH
+/// may run, the error says where the program is and why.
+#[test]
+fn a_program_the_job_may_not_execute_is_skipped_like_execvp_does() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let home = fx.sub("home");
+    let shims = fx.sub("home/.pyenv/shims");
+    let shim = write_file(&shims, "perl", "#!/bin/sh\necho shim\n");
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", s(&shims));
+    let run = |policy: &str, path: &str| {
+        env.run_with(
+            &[("HOME", &home), ("PATH", std::path::Path::new(path))],
+            &[
+                "run",
+                "--policy",
+                policy,
+                "--cwd",
+                s(&fx.cwd()),
+                "--",
+                "perl",
+                "-e",
+                "print qq(real\\n)",
+            ],
+        )
+    };
+    let (_, v) = run("default", &path);
+    assert_eq!(v["stdout"], "real\n", "{v:#}");
+    let (_, v) = run("permissive", &path);
+    assert_eq!(v["stdout"], "shim\n", "{v:#}");
+    let (code, v) = run("default", s(&shims));
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["error"]["exit_code"], 126, "{v:#}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(s(&shim)) && message.contains("filesystem.exec"),
+        "{message}"
+    );
+}
+
 #[test]
 fn bad_durations_sizes_and_values_are_invalid_argument_errors() {
     let env = Env::new();

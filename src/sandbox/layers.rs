@@ -53,7 +53,26 @@ pub struct Layers {
     pub landlock_child_rules: Vec<(CString, PathAccess)>,
     pub seccomp: Option<SeccompProgram>,
     pub strict: bool,
+    /// Where the job may execute programs (real paths), when the filesystem
+    /// is confined; `None`: anywhere. The program lookup skips what lies
+    /// elsewhere, as execvp skips what it cannot execute.
+    pub exec_places: Option<ExecPlaces>,
     pub report: SandboxReport,
+}
+
+/// The places a confined job may execute from, and what is hidden in them.
+#[derive(Debug, Clone)]
+pub struct ExecPlaces {
+    pub granted: Vec<std::path::PathBuf>,
+    pub denied: Vec<std::path::PathBuf>,
+}
+
+impl ExecPlaces {
+    /// Whether the job may execute the file at `real` (a path without symlinks).
+    pub fn allow(&self, real: &Path) -> bool {
+        self.granted.iter().any(|g| real.starts_with(g))
+            && !self.denied.iter().any(|d| real.starts_with(d))
+    }
 }
 
 /// What the job's `sandbox` field says: the layers as applied.
@@ -410,6 +429,10 @@ impl Layers {
             landlock_child_rules,
             seccomp,
             strict: spec.strict(),
+            exec_places: spec.landlock.then(|| ExecPlaces {
+                granted: spec.exec.clone(),
+                denied: spec.deny.clone(),
+            }),
             report,
         })
     }

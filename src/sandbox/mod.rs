@@ -108,7 +108,7 @@ impl LaunchPlan {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str())
             .unwrap_or("/usr/local/bin:/usr/bin:/bin");
-        let program = resolve_program(name, path_var, cwd)?;
+        let program = resolve_program(name, path_var, cwd, layers.exec_places.as_ref())?;
         let cstr = |s: &str, what: &str| {
             CString::new(s)
                 .map_err(|_| LaunchError::runner(format!("{what} contains a NUL byte: {s:?}")))
@@ -145,13 +145,34 @@ impl LaunchPlan {
 }
 
 /// Searches PATH in the parent, so that "not found" (127) and "not
-/// executable" (126) are known before anything is cloned.
-fn resolve_program(name: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, LaunchError> {
+/// executable" (126) are known before anything is cloned. Like execvp, an
+/// entry the job cannot execute is skipped and the next one tried: with a
+/// confined filesystem that is also one outside the places it may execute
+/// from (a version manager's shim under `$HOME` before `/usr/bin`).
+fn resolve_program(
+    name: &str,
+    path_var: &str,
+    cwd: &Path,
+    places: Option<&layers::ExecPlaces>,
+) -> Result<PathBuf, LaunchError> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &Path| {
         std::fs::metadata(p)
             .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
             .unwrap_or(false)
+    };
+    let may_run = |p: &Path| match places {
+        None => true,
+        Some(places) => p.canonicalize().is_ok_and(|real| places.allow(&real)),
+    };
+    let refused = |p: &Path| LaunchError {
+        message: format!(
+            "cannot execute {name:?}: {} lies outside every path the policy lets the job \
+             execute (filesystem.exec)",
+            p.display()
+        ),
+        exit_code: 126,
+        unavailable: false,
     };
     if name.contains('/') {
         let p = cwd.join(name);
@@ -171,32 +192,35 @@ fn resolve_program(name: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, La
                 exit_code: 126,
                 unavailable: false,
             }),
+            Ok(_) if !may_run(&p) => Err(refused(&p)),
             Ok(_) => Ok(p),
         };
     }
-    let mut not_executable = None;
+    let mut not_runnable: Option<LaunchError> = None;
     for dir in path_var.split(':') {
         let dir = if dir.is_empty() { "." } else { dir };
         let candidate = cwd.join(dir).join(name);
         if executable(&candidate) {
-            return Ok(candidate);
-        }
-        if candidate.is_file() && not_executable.is_none() {
-            not_executable = Some(candidate);
+            if may_run(&candidate) {
+                return Ok(candidate);
+            }
+            not_runnable.get_or_insert_with(|| refused(&candidate));
+        } else if candidate.is_file() && not_runnable.is_none() {
+            not_runnable = Some(LaunchError {
+                message: format!(
+                    "cannot execute {name:?}: {} is not executable",
+                    candidate.display()
+                ),
+                exit_code: 126,
+                unavailable: false,
+            });
         }
     }
-    match not_executable {
-        Some(p) => Err(LaunchError {
-            message: format!("cannot execute {name:?}: {} is not executable", p.display()),
-            exit_code: 126,
-            unavailable: false,
-        }),
-        None => Err(LaunchError {
-            message: format!("command not found: {name:?} (searched PATH={path_var})"),
-            exit_code: 127,
-            unavailable: false,
-        }),
-    }
+    Err(not_runnable.unwrap_or_else(|| LaunchError {
+        message: format!("command not found: {name:?} (searched PATH={path_var})"),
+        exit_code: 127,
+        unavailable: false,
+    }))
 }
 
 /// Launches the job: the one place that shows the order of the layers.
