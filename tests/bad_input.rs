@@ -325,3 +325,51 @@ fn endless_or_blocking_inputs_are_refused() {
     );
     assert_eq!(env.ok(&["list"])["count"], 0);
 }
+
+/// A job store that another user could change (it, or a directory above it
+/// that is not sticky, is theirs or writable by them) is refused: they could
+/// swap a created job's record for one of theirs, which `start` would run
+/// as the caller. The control is the same store made private.
+#[test]
+fn a_store_another_user_could_change_is_refused() {
+    if !privileged() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let agent = |root: &std::path::Path| {
+        parse_one(
+            &Command::new(bin())
+                .args(["--root", s(root), "list"])
+                .output()
+                .unwrap(),
+        )
+    };
+    let theirs = fx.sub("theirs/store");
+    std::os::unix::fs::chown(&theirs, Some(12345), Some(12345)).unwrap();
+    let open_parent = fx.sub("open");
+    mode(&open_parent, 0o777);
+    let under_open = fx.sub("open/store");
+    for (root, why) in [
+        (&theirs, "belongs to uid 12345"),
+        (&under_open, "writable by other users"),
+    ] {
+        let (code, v) = agent(root);
+        assert_eq!(code, 1, "{v:#}");
+        assert_eq!(v["error"]["code"], "store_unavailable", "{v:#}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(why),
+            "{v:#}"
+        );
+    }
+    // Control: once private, both are fine.
+    std::os::unix::fs::chown(&theirs, Some(0), Some(0)).unwrap();
+    mode(&open_parent, 0o755);
+    for root in [&theirs, &under_open] {
+        let (code, v) = agent(root);
+        assert_eq!(code, 0, "{v:#}");
+    }
+}

@@ -21,6 +21,7 @@ impl From<StoreError> for AppError {
                 AppError::new(ErrorCode::InvalidState, message).with_job(&id)
             }
             StoreError::Corrupt { .. } => AppError::new(ErrorCode::IoError, message),
+            StoreError::Unsafe { .. } => AppError::new(ErrorCode::StoreUnavailable, message),
             StoreError::Io { ref source, .. } => {
                 let (code, hint) = match source.raw_os_error() {
                     Some(libc::ENOSPC | libc::EDQUOT) => (

@@ -52,6 +52,8 @@ pub enum StoreError {
     },
     /// A record that cannot be decoded.
     Corrupt { path: PathBuf, message: String },
+    /// Someone else could change the store under us (`reason` says how).
+    Unsafe { path: PathBuf, reason: String },
 }
 
 impl StoreError {
@@ -96,6 +98,12 @@ impl fmt::Display for StoreError {
             StoreError::Corrupt { path, message } => {
                 write!(f, "{} is not valid: {message}", path.display())
             }
+            StoreError::Unsafe { path, reason } => write!(
+                f,
+                "refusing the job store {}: {reason}; anyone who can change it could \
+                 rewrite a job before it starts. Pick another with --root or AGENT_EXEC_ROOT",
+                path.display()
+            ),
         }
     }
 }
@@ -127,8 +135,16 @@ impl Store {
         if let Some(p) = env_path("XDG_STATE_HOME") {
             return p.join("agent-exec");
         }
+        // Without $HOME, the home the user database gives (never a shared
+        // directory such as /tmp, where another user could make it first).
         env_path("HOME")
-            .unwrap_or_else(|| PathBuf::from("/tmp"))
+            .or_else(|| {
+                nix::unistd::User::from_uid(nix::unistd::getuid())
+                    .ok()
+                    .flatten()
+                    .map(|u| u.dir)
+            })
+            .unwrap_or_else(|| PathBuf::from("/nonexistent"))
             .join(".local/state/agent-exec")
     }
 
@@ -148,6 +164,12 @@ impl Store {
                 .create(&root)
                 .map_err(|e| StoreError::io("write", &root, e))?;
         }
+        // The real path: it is what the sandbox hides from jobs, and a
+        // symlink in it would hide the link and show the store.
+        let root = root
+            .canonicalize()
+            .map_err(|e| StoreError::io("read", &root, e))?;
+        check_ownership(&root)?;
         Ok(Store { root })
     }
 
@@ -439,6 +461,32 @@ pub fn open_log_for_writing(path: &Path) -> io::Result<File> {
     }
     file.set_len(0)?;
     Ok(file)
+}
+
+/// See [`Store::open`]: the store and every directory above it belong to
+/// us or to root, and only the sticky directories above it (`/tmp`) may be
+/// writable by others.
+fn check_ownership(root: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    for (depth, dir) in root.ancestors().enumerate() {
+        let meta = fs::metadata(dir).map_err(|e| StoreError::io("read", dir, e))?;
+        let unsafe_because = if meta.uid() != me && meta.uid() != 0 {
+            Some(format!("{} belongs to uid {}", dir.display(), meta.uid()))
+        } else if meta.mode() & 0o022 != 0 && (depth == 0 || meta.mode() & 0o1000 == 0) {
+            Some(format!("{} is writable by other users", dir.display()))
+        } else {
+            None
+        };
+        if let Some(reason) = unsafe_because {
+            return Err(StoreError::Unsafe {
+                path: root.to_path_buf(),
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn encode<T: Serialize>(path: &Path, value: &T) -> StoreResult<Vec<u8>> {
