@@ -21,6 +21,9 @@ use std::path::Path;
 /// Deeper than any real tree; a job's deliberately deep one stops here.
 const MAX_DEPTH: usize = 64;
 
+/// What a directory costs the store's disk, counted against the budget.
+const DIR_COST: u64 = 4096;
+
 /// More entries than any real job leaves; a job making millions of empty
 /// files (which cost the store an inode each) stops here.
 const MAX_ENTRIES: u64 = 100_000;
@@ -90,6 +93,12 @@ fn copy_dir(
         let mode = st.st_mode & 0o777;
         match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR if depth < MAX_DEPTH => {
+                // A directory costs the store a block however empty it is.
+                if budget.bytes < DIR_COST {
+                    copied.incomplete = true;
+                    return Ok(());
+                }
+                budget.bytes -= DIR_COST;
                 // SAFETY: mkdirat with a NUL-terminated name, relative to our descriptor.
                 if unsafe { libc::mkdirat(to, name.as_ptr(), mode | 0o700) } != 0 {
                     let e = io::Error::last_os_error();
@@ -215,6 +224,19 @@ mod tests {
         let link = std::fs::symlink_metadata(t.join("link")).unwrap();
         assert!(link.file_type().is_symlink());
         assert!(!t.join("fifo").exists());
+    }
+
+    #[test]
+    fn empty_directories_count_against_the_budget() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        for i in 0..100 {
+            std::fs::create_dir(from.path().join(format!("d{i}"))).unwrap();
+        }
+        let root = File::open(from.path()).unwrap();
+        let copied = copy_out(&OwnedFd::from(root), to.path(), 10 * DIR_COST).unwrap();
+        assert!(copied.incomplete);
+        assert_eq!(std::fs::read_dir(to.path()).unwrap().count(), 10);
     }
 
     #[test]
