@@ -748,13 +748,13 @@ fn a_job_launched_without_user_and_pid_namespaces_still_gets_every_other_layer()
         "{v:#}"
     );
 
-    // The program is found and executable, but exec fails: Landlock allows
-    // no exec from the working directory, and without Landlock the kernel
-    // does not know the format.
+    // The program is found and executable, but may not run: the policy
+    // allows no exec from the working directory (said before anything is
+    // cloned), and without confinement the kernel does not know the format.
     let bogus = write_file(&fx.cwd(), "bogus", "\u{7f}ELF, but not really\n");
     std::fs::set_permissions(&bogus, std::fs::Permissions::from_mode(0o755)).unwrap();
     for (policy, why) in [
-        (s(&policy), "Permission denied"),
+        (s(&policy), "filesystem.exec"),
         ("permissive", "Exec format error"),
     ] {
         let e = env.err(
@@ -927,6 +927,9 @@ fn the_host_root_or_the_store_is_never_a_working_directory() {
                 "/usr/local/lib",
                 "/tmp",
                 "/home",
+                "/var/log",
+                "/var/lib",
+                "/opt",
             ]
         };
         for cwd in refused {
@@ -1173,6 +1176,32 @@ fn the_store_is_hidden_even_inside_a_granted_tree() {
         };
         assert_eq!(result_line(&v), want, "{policy}");
     }
+    // The same store named through a symlink from elsewhere is the same
+    // store, and just as hidden.
+    let link = fx.sub("links").join("store");
+    symlink(&store, &link).unwrap();
+    let mut args = vec![
+        "--root",
+        s(&link),
+        "run",
+        "--policy",
+        "default",
+        "--cwd",
+        s(&cwd),
+        "--",
+    ];
+    args.extend(argv.iter().copied());
+    let out = Command::new(bin())
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (_, v) = parse_one(&out);
+    assert_eq!(
+        result_line(&v),
+        format!("secrets={ENOENT} record={ENOENT} entries=1"),
+        "{v:#}"
+    );
 }
 
 /// A job cannot move what the view hides out from under its mount: renaming
@@ -1713,4 +1742,40 @@ fn the_store_is_never_written_or_read_through_a_planted_link() {
     let id = create();
     let v = env.ok(&["start", &id]);
     assert_eq!(v["stdout"], "hello\n", "{v:#}");
+}
+
+/// A working directory is not a way to name what the policy hides: a
+/// symlink one job leaves in its tree (`frontend -> ../.ssh`,
+/// `sub -> .git`) cannot make the next job's `--cwd` a denied directory or
+/// a git directory. The control is a symlink to an ordinary directory.
+#[test]
+fn a_planted_symlink_cannot_make_a_hidden_place_the_working_directory() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let home = fx.sub("home");
+    let ssh = fx.sub("home/.ssh");
+    write_file(&ssh, "id_ed25519", "PRIVATE KEY\n");
+    let project = fx.sub("home/project");
+    std::fs::create_dir_all(project.join(".git/hooks")).unwrap();
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    symlink("../.ssh", project.join("frontend")).unwrap();
+    symlink(".git", project.join("sub")).unwrap();
+    symlink("src", project.join("code")).unwrap();
+    let run = |cwd: &Path| env.run_with(&[("HOME", &home)], &["run", "--cwd", s(cwd), "--", "ls"]);
+    for (planted, what) in [("frontend", "filesystem.deny"), ("sub", "git directory")] {
+        let (code, v) = run(&project.join(planted));
+        assert_eq!(code, 1, "{planted}: {v:#}");
+        assert_eq!(v["error"]["code"], "invalid_argument", "{v:#}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(what),
+            "{v:#}"
+        );
+    }
+    let (code, v) = run(&project.join("code"));
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["exit_code"], 0, "{v:#}");
+    assert_eq!(read(&ssh.join("id_ed25519")), "PRIVATE KEY\n");
 }

@@ -20,41 +20,43 @@ const SYSTEM_ROOTS: [&str; 9] = [
 
 /// Trees of the host that no write grant may lie in, unless a policy names
 /// it: a root caller's job owns its write grants (they are idmapped), so
-/// `--cwd /usr/bin` would let it replace the host's programs. (`/dev` is
-/// never idmapped; its devices are granted by name.)
-const SYSTEM_TREES: [&str; 11] = [
+/// `--cwd /usr/bin` would let it replace the host's programs, and
+/// `/var/lib/dpkg` the scripts the package manager runs. (`/dev` is never
+/// idmapped; its devices are granted by name.) Below `/var/tmp` is the
+/// caller's own.
+const SYSTEM_TREES: [&str; 14] = [
     "/usr", "/etc", "/boot", "/proc", "/sys", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
-    "/libx32",
+    "/libx32", "/var", "/run", "/opt",
 ];
 
 /// Shared directories of the host that no write grant may be (what lies in
 /// them is someone's), unless a policy names it.
-const SHARED_DIRS: [&str; 11] = [
+const SHARED_DIRS: [&str; 10] = [
     "/home",
     "/srv",
-    "/opt",
     "/tmp",
     "/mnt",
     "/media",
     "/var/tmp",
-    "/var/lib",
-    "/var/cache",
     "/run/user",
     "/dev/shm",
+    "/root",
+    "/nonexistent",
 ];
 
 /// Why a write grant is the host's rather than the caller's, if it is.
 fn host_write(path: &Path, home: &Path) -> Option<&'static str> {
-    if SYSTEM_TREES.iter().any(|t| path.starts_with(t)) {
+    let own_tmp = path.starts_with("/var/tmp") && path != Path::new("/var/tmp");
+    if SYSTEM_TREES.iter().any(|t| path.starts_with(t)) && !own_tmp {
         return Some("inside a system directory");
-    }
-    if SHARED_DIRS.iter().any(|d| Path::new(d) == path) {
-        return Some("a directory shared by every user");
     }
     if home != Path::new("/") && home.starts_with(path) {
         return Some(
             "your home directory or above it (start-up files, keys and tokens live there)",
         );
+    }
+    if SHARED_DIRS.iter().any(|d| Path::new(d) == path) {
+        return Some("a directory shared by every user");
     }
     None
 }
@@ -115,6 +117,24 @@ pub fn resolve(
         deny: real(fs.deny),
         read_only: real(fs.read_only),
     };
+    // A working directory is not a way to name a hidden place: a symlink
+    // one job leaves (`frontend -> ../.ssh`, `sub -> .git`) would make the
+    // next job's `--cwd` the very place the policy hides or keeps read-only.
+    if let Some(hidden) = fs.deny.iter().find(|d| cwd.starts_with(d)) {
+        return Err(DefineError::Invalid(format!(
+            "the working directory {} lies in {}, which the policy hides (filesystem.deny); \
+             run the job from a project directory, or pass --cwd DIR",
+            cwd.display(),
+            hidden.display()
+        )));
+    }
+    if cwd.components().any(|c| c.as_os_str() == ".git") {
+        return Err(DefineError::Invalid(format!(
+            "the working directory {} lies in a git directory, which would make its hooks and \
+             config writable; run the job from the work tree, or pass --cwd DIR",
+            cwd.display()
+        )));
+    }
     // The most specific rule wins; on a tie, the grant (a command line's
     // `--allow-read ~/.ssh` shows what the policy would hide).
     let mut fs = fs;
