@@ -531,3 +531,81 @@ fn run_reports_the_sandbox_layers_the_job_really_has() {
     let v = env.job("default", &fx.cwd(), &[], &[], &perl(&script, &[]));
     assert_eq!(result_line(&v), "bind=ok connect=101");
 }
+
+/// Path flags mean what a shell user means: `~` and `$HOME` (quoted, so the
+/// shell left them alone) expand to the caller's home, a relative path is
+/// relative to `--cwd`, a path that does not exist is an error naming it
+/// (nothing is created), and `--allow-exec` lets the job run what it built.
+#[test]
+fn path_flags_expand_like_a_shell_and_must_exist() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let home = fx.sub("home");
+    let cache = fx.sub("home/cache");
+    let notes = write_file(&home, "notes.txt", "remember\n");
+    let data = write_file(&fx.sub("data"), "input.txt", "42\n");
+    let cwd = fx.cwd();
+    let tool = write_file(&fx.sub("cwd/bin"), "tool", "#!/bin/sh\necho built\n");
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = |flags: &[&str], cmd: &str| {
+        let mut args = vec!["run", "--cwd", s(&cwd)];
+        args.extend_from_slice(flags);
+        args.extend(["--", "sh", "-c", cmd]);
+        env.run_with(&[("HOME", &home)], &args)
+    };
+    let (code, v) = run(
+        &[
+            "--allow-write",
+            "$HOME/cache",
+            "--allow-read",
+            "~/notes.txt",
+            "--allow-read",
+            "../data",
+        ],
+        &format!(
+            "echo made > {}/made && cat {} {}",
+            s(&cache),
+            s(&notes),
+            s(&data)
+        ),
+    );
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["stdout"], "remember\n42\n", "{v:#}");
+    assert_eq!(
+        std::fs::read_to_string(cache.join("made")).unwrap(),
+        "made\n"
+    );
+
+    for (flag, path, named) in [
+        ("--allow-read", "~/missing", "/home/missing"),
+        ("--allow-write", "$HOME/nope", "/home/nope"),
+        ("--allow-read", "$NOTAVAR/x", "$NOTAVAR"),
+    ] {
+        let before = env.job_ids().len();
+        let (code, v) = run(&[flag, path], "true");
+        assert_eq!(code, 1, "{flag} {path}: {v:#}");
+        assert_eq!(v["error"]["code"], "invalid_argument", "{v:#}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(flag) && message.contains(named),
+            "{message}"
+        );
+        assert_eq!(env.job_ids().len(), before, "nothing was created");
+    }
+
+    // What the job built runs where --allow-exec says; without it, no.
+    let (_, v) = run(&[], "./bin/tool");
+    assert_eq!(v["exit_code"], 126, "{v:#}");
+    let (_, v) = run(&["--allow-exec", "bin"], "./bin/tool");
+    assert_eq!(v["stdout"], "built\n", "{v:#}");
+    // untrusted lets nothing be loosened.
+    let (code, v) = run(
+        &["--policy", "untrusted", "--allow-exec", "bin"],
+        "./bin/tool",
+    );
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["error"]["code"], "override_forbidden", "{v:#}");
+}

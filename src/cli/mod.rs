@@ -103,6 +103,9 @@ pub struct JobDefinition {
     /// Also allow writing this path (if the policy lets the command line loosen it; repeatable).
     #[arg(long = "allow-write", value_name = "PATH")]
     pub allow_write: Vec<PathBuf>,
+    /// Also allow executing programs under this path (if the policy lets the command line loosen it; repeatable).
+    #[arg(long = "allow-exec", value_name = "PATH")]
+    pub allow_exec: Vec<PathBuf>,
     /// Network: none (empty namespace), loopback (lo only) or host.
     #[arg(long, value_name = "none|loopback|host")]
     pub net: Option<String>,

@@ -97,6 +97,7 @@ fn overrides(def: &JobDefinition) -> Result<Overrides, AppError> {
     let overrides = Overrides {
         allow_read: def.allow_read.clone(),
         allow_write: def.allow_write.clone(),
+        allow_exec: def.allow_exec.clone(),
         net: def
             .net
             .as_deref()

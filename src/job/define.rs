@@ -123,13 +123,13 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
         None => StdinSpec::Null,
     };
 
-    let (policy, as_written) = resolve_policy(req, &cwd)?;
     let vars = PathVars {
         cwd: cwd.clone(),
         home: home_dir(),
         job_dir: store.files_dir(&id),
         tmpdir: store.tmp_dir(&id),
     };
+    let (policy, as_written) = resolve_policy(req, &vars)?;
     let fs = policy.expand_paths(&vars).map_err(|e| {
         DefineError::Policy(PolicyError::unpositioned(
             "",
@@ -261,20 +261,21 @@ pub fn check_tag(t: &str) -> Result<(), DefineError> {
 /// The policy asked for, with the request's overrides merged on top
 /// (loosening only where the policy allows it).
 /// Also returns the policy as its files say, before the overrides.
-fn resolve_policy(req: &JobRequest, cwd: &Path) -> Result<(Policy, Policy), DefineError> {
+fn resolve_policy(req: &JobRequest, vars: &PathVars) -> Result<(Policy, Policy), DefineError> {
     let sources = PolicySources::from_env();
     let name = req.policy.as_deref().unwrap_or("default");
     let policy = policy::resolve(name, &sources).map_err(DefineError::Policy)?;
-    let absolute = |p: &PathBuf| {
-        if p.is_absolute() {
-            p.clone()
-        } else {
-            cwd.join(p)
-        }
-    };
     let mut overrides = req.overrides.clone();
-    overrides.allow_read = overrides.allow_read.iter().map(absolute).collect();
-    overrides.allow_write = overrides.allow_write.iter().map(absolute).collect();
+    for (flag, list) in [
+        ("--allow-read", &mut overrides.allow_read),
+        ("--allow-write", &mut overrides.allow_write),
+        ("--allow-exec", &mut overrides.allow_exec),
+    ] {
+        *list = list
+            .iter()
+            .map(|p| path_flag(flag, p, vars))
+            .collect::<Result<_, _>>()?;
+    }
     let mut merged = policy.apply_overrides(&overrides).map_err(|e| match e {
         OverrideError::Forbidden { .. } => DefineError::OverrideForbidden(e.to_string()),
         OverrideError::Invalid { .. } => DefineError::Invalid(e.to_string()),
@@ -283,6 +284,47 @@ fn resolve_policy(req: &JobRequest, cwd: &Path) -> Result<(Policy, Policy), Defi
         merged.limits.timeout = None;
     }
     Ok((merged, policy))
+}
+
+/// A path flag as a shell user means it: `~`, `$HOME`, `$CWD`, `$TMPDIR`
+/// and `$JOB_DIR` (also `${NAME}`) expand as in policy files, a relative
+/// path is relative to the job's working directory, and a path that does
+/// not exist is an error naming it (it would grant nothing, silently).
+/// The job's own `$TMPDIR` and `$JOB_DIR` are made with the job.
+fn path_flag(flag: &str, raw: &Path, vars: &PathVars) -> Result<PathBuf, DefineError> {
+    let text = raw.to_string_lossy();
+    let (head, rest) = match text.split_once('/') {
+        Some((head, rest)) => (head, rest),
+        None => (text.as_ref(), ""),
+    };
+    let named = head
+        .strip_prefix("${")
+        .and_then(|h| h.strip_suffix('}'))
+        .or_else(|| head.strip_prefix('$'));
+    let (base, own): (Option<&Path>, bool) = match (head, named) {
+        ("~", _) | (_, Some("HOME")) => (Some(&vars.home), false),
+        (_, Some("CWD")) => (Some(&vars.cwd), false),
+        (_, Some("TMPDIR")) => (Some(&vars.tmpdir), true),
+        (_, Some("JOB_DIR")) => (Some(&vars.job_dir), true),
+        (_, Some(other)) => {
+            return Err(DefineError::Invalid(format!(
+                "{flag} {text}: ${other} is not a path variable; use $HOME, $CWD, $TMPDIR, \
+                 $JOB_DIR or ~"
+            )))
+        }
+        _ => (None, false),
+    };
+    let path = match base {
+        Some(base) if rest.is_empty() => base.to_path_buf(),
+        Some(base) => base.join(rest),
+        None => vars.cwd.join(raw),
+    };
+    if own {
+        return Ok(path);
+    }
+    // The real path, `..` resolved as the kernel would (through symlinks).
+    path.canonicalize()
+        .map_err(|e| DefineError::Invalid(format!("{flag} {text}: {}: {e}", path.display())))
 }
 
 fn home_dir() -> PathBuf {

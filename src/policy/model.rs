@@ -166,6 +166,7 @@ pub struct Seccomp {
 pub struct OverridePermissions {
     pub allow_read: bool,
     pub allow_write: bool,
+    pub allow_exec: bool,
     pub net: bool,
     pub memory: bool,
     pub pids: bool,

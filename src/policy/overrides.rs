@@ -15,6 +15,7 @@ pub struct Overrides {
     /// Absolute paths (the CLI resolves relative ones against its cwd).
     pub allow_read: Vec<PathBuf>,
     pub allow_write: Vec<PathBuf>,
+    pub allow_exec: Vec<PathBuf>,
     pub net: Option<NetMode>,
     pub memory: Option<u64>,
     pub pids: Option<u64>,
@@ -77,6 +78,7 @@ impl Policy {
         for (field, paths, permitted) in [
             ("allow_read", &o.allow_read, self.overrides.allow_read),
             ("allow_write", &o.allow_write, self.overrides.allow_write),
+            ("allow_exec", &o.allow_exec, self.overrides.allow_exec),
         ] {
             for path in paths {
                 if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
@@ -98,10 +100,10 @@ impl Policy {
                     "only the paths it lists".to_string(),
                 ));
             }
-            let list = if field == "allow_read" {
-                &mut p.filesystem.read
-            } else {
-                &mut p.filesystem.write
+            let list = match field {
+                "allow_read" => &mut p.filesystem.read,
+                "allow_write" => &mut p.filesystem.write,
+                _ => &mut p.filesystem.exec,
             };
             for path in paths {
                 let path: PathBuf = path.components().collect();

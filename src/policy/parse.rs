@@ -33,7 +33,7 @@ pub(crate) struct PolicyFile {
     pub namespaces: NamespacesPatch,
     pub env: EnvPatch,
     pub seccomp: SeccompPatch,
-    pub overrides: [Option<bool>; 7],
+    pub overrides: [Option<bool>; 8],
     pub spans: Spans,
 }
 
@@ -124,9 +124,10 @@ const NET_KEYS: &[&str] = &["mode", "connect_ports", "bind_ports"];
 pub(crate) const NS_FLAGS: [&str; 6] = ["user", "pid", "mount", "ipc", "uts", "cgroup"];
 const ENV_KEYS: &[&str] = &["inherit", "allow", "set"];
 const SECCOMP_KEYS: &[&str] = &["profile", "deny"];
-pub(crate) const OVERRIDE_KEYS: [&str; 7] = [
+pub(crate) const OVERRIDE_KEYS: [&str; 8] = [
     "allow_read",
     "allow_write",
+    "allow_exec",
     "net",
     "memory",
     "pids",
@@ -455,6 +456,7 @@ impl PolicyFile {
         let slots = [
             &mut o.allow_read,
             &mut o.allow_write,
+            &mut o.allow_exec,
             &mut o.net,
             &mut o.memory,
             &mut o.pids,

@@ -91,6 +91,14 @@ fn loosening_a_locked_policy_names_the_field_and_policy() {
         .0,
         "allow_read"
     );
+    assert_eq!(
+        one(Overrides {
+            allow_exec: vec!["/srv".into()],
+            ..Overrides::default()
+        })
+        .0,
+        "allow_exec"
+    );
     let e = u
         .apply_overrides(&Overrides {
             allow_write: vec!["/srv".into(), "/data".into()],
@@ -134,6 +142,7 @@ fn permitted_loosening_applies() {
     let o = Overrides {
         allow_read: vec!["/srv/data/".into(), "/usr".into()],
         allow_write: vec!["/srv/out".into()],
+        allow_exec: vec!["/srv/tools".into()],
         net: Some(NetMode::Host),
         memory: Some(8 << 30),
         pids: Some(10_000),
@@ -151,6 +160,7 @@ fn permitted_loosening_applies() {
     );
     assert!(p.filesystem.read.contains(&PathBuf::from("/srv/data")));
     assert_eq!(p.filesystem.write.last(), Some(&PathBuf::from("/srv/out")));
+    assert_eq!(p.filesystem.exec.last(), Some(&PathBuf::from("/srv/tools")));
     assert_eq!(p.network.mode, NetMode::Host);
     assert!(!p.namespace_names().contains(&"net"));
     assert_eq!(p.limits.memory, Some(8 << 30));
