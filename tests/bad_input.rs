@@ -64,7 +64,7 @@ fn a_program_the_job_may_not_execute_is_skipped_like_execvp_does() {
     let env = Env::new();
     let fx = Fixture::new();
     let home = fx.sub("home");
-    let shims = fx.sub("home/.pyenv/shims");
+    let shims = fx.sub("home/.some-version-manager/shims");
     let shim = write_file(&shims, "perl", "#!/bin/sh\necho shim\n");
     std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!("{}:/usr/bin:/bin", s(&shims));

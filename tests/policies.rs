@@ -198,7 +198,9 @@ fn policy_list_and_show_cover_built_in_and_host_policies() {
     // untrusted inherits what it does not set.
     let u = &env.ok(&["policy", "show", "untrusted"])["policy"];
     assert_eq!(u["inherits"], json!(["default"]));
-    assert_eq!(u["filesystem"]["read"], d["filesystem"]["read"]);
+    // ... and sets its own lists: nothing of $HOME, nothing it writes runs.
+    assert!(!u["filesystem"]["read"].to_string().contains("$HOME"));
+    assert!(!u["filesystem"]["exec"].to_string().contains("$CWD"));
     assert_eq!(u["filesystem"]["write"], json!(["$TMPDIR", "/dev/null"]));
     assert_eq!(u["overrides"]["allow_write"], false);
     let p = &env.ok(&["policy", "show", "permissive"])["policy"];
@@ -420,7 +422,7 @@ echo "uid:$(id -u)"
 echo "pid:$$"
 echo "host:$(hostname)"
 echo "ifaces:$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ',')"
-echo "root:$(test -e /root && echo host || echo new)"
+echo "root:$(test -e /var && echo host || echo new)"
 "#;
 
 fn facts(v: &Value) -> Vec<String> {
@@ -596,10 +598,15 @@ fn path_flags_expand_like_a_shell_and_must_exist() {
         assert_eq!(env.job_ids().len(), before, "nothing was created");
     }
 
-    // What the job built runs where --allow-exec says; without it, no.
-    let (_, v) = run(&[], "./bin/tool");
+    // A program outside what the policy lets run runs where --allow-exec
+    // says; without it, no. (default runs what is in the working directory.)
+    let tools = fx.sub("tools");
+    let tool = write_file(&tools, "tool", "#!/bin/sh\necho built\n");
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let call = format!("{}/tool", s(&tools));
+    let (_, v) = run(&["--allow-read", "../tools"], &call);
     assert_eq!(v["exit_code"], 126, "{v:#}");
-    let (_, v) = run(&["--allow-exec", "bin"], "./bin/tool");
+    let (_, v) = run(&["--allow-exec", "../tools"], &call);
     assert_eq!(v["stdout"], "built\n", "{v:#}");
     // untrusted lets nothing be loosened.
     let (code, v) = run(

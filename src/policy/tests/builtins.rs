@@ -58,10 +58,18 @@ fn default_is_fully_isolated() {
         assert!(fs.read.contains(&PathBuf::from(dir)), "{dir} not readable");
     }
     assert_eq!(
-        fs.write,
+        fs.write[..4],
         ["/work/app", "/tmp", "/state/jobs/j1", "/dev/null"].map(PathBuf::from)
     );
-    assert!(!fs.exec.contains(&PathBuf::from("/work/app")));
+    // The rest of what may be written is the toolchains' caches in $HOME.
+    assert!(fs.write[4..].iter().all(|p| p.starts_with("/home/dev/")));
+    // What the job builds runs, and so do the toolchains of $HOME.
+    for dir in ["/work/app", "/home/dev/.cargo/bin", "/home/dev/.pyenv"] {
+        assert!(
+            fs.exec.contains(&PathBuf::from(dir)),
+            "{dir} not executable"
+        );
+    }
 }
 
 #[test]
@@ -72,6 +80,14 @@ fn untrusted_is_tighter_than_default() {
     assert!(u.filesystem.read.contains(&PathBuf::from("$CWD")));
     assert!(!u.filesystem.write.contains(&PathBuf::from("$CWD")));
     assert!(u.filesystem.write.contains(&PathBuf::from("$TMPDIR")));
+    // Nothing of $HOME, nothing of what the job writes runs.
+    let fs = [&u.filesystem.read, &u.filesystem.write, &u.filesystem.exec];
+    assert!(fs.iter().all(|l| l.iter().all(|p| !p.starts_with("$HOME"))));
+    assert!(!u
+        .filesystem
+        .exec
+        .iter()
+        .any(|p| p.starts_with("$CWD") || p.starts_with("$TMPDIR")));
     assert_eq!(u.seccomp.profile, SeccompProfile::Strict);
     assert_eq!(u.limits.memory, Some(512 << 20));
     assert_eq!(u.limits.pids, Some(128));

@@ -70,7 +70,7 @@ fn lists_replace_and_settings_reset_what_depends_on_them() {
         .load("extends = \"default\"\n[filesystem]\nread = [\"/usr\"]\n")
         .unwrap();
     assert_eq!(p.filesystem.read, [PathBuf::from("/usr")]);
-    assert_eq!(p.filesystem.write.len(), 4);
+    assert_eq!(p.filesystem.write[0], PathBuf::from("$CWD"));
 
     // landlock = false drops the inherited lists instead of conflicting.
     let p = fx
@@ -217,7 +217,12 @@ fn list_shows_builtins_host_policies_and_broken_files() {
         .contains("broken.toml:1:8: unclosed table"));
     let default = &entries[2];
     assert_eq!(default.source, PolicySource::Builtin);
-    assert!(!default.shadows_builtin && default.description.starts_with("Isolated job"));
+    assert!(
+        !default.shadows_builtin
+            && default
+                .description
+                .starts_with("An agent's build-and-test loop")
+    );
 
     // No host directory at all: just the built-ins.
     let none = PolicySources::new(fx.dir.path().join("absent"), fx.dir.path().join("f"));

@@ -1,0 +1,176 @@
+//! The everyday loop of an agent, under the `default` policy with no flag:
+//! build and test a small real project with each toolchain of the machine,
+//! as the caller is (its real `$HOME` with rustup's cargo and pyenv's
+//! shims, its real `PATH`). A toolchain this machine lacks is skipped with
+//! a printed reason; cargo and python are always there.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use common::*;
+
+/// Runs `script` under `default` in `cwd`, with the caller's environment.
+fn default_job(env: &Env, cwd: &Path, script: &str) -> Value {
+    let (code, v) = env.run(&[
+        "run",
+        "--forever",
+        "--cwd",
+        s(cwd),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["policy"], "default", "{v:#}");
+    assert_eq!(v["exit_code"], 0, "{script}: {v:#}");
+    v
+}
+
+fn have(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: {program} is not installed on this machine");
+    }
+    found
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// cargo through rustup's proxy in `~/.cargo/bin`, a path dependency, and a
+/// registry crate from the cache (offline: the job has no network).
+#[test]
+fn cargo_builds_and_tests_with_a_path_dependency_and_a_cached_crate() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let cwd = fx.cwd();
+    write(
+        &cwd,
+        "util/Cargo.toml",
+        "[package]\nname = \"util\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    );
+    write(&cwd, "util/src/lib.rs", "pub fn two() -> i32 { 2 }\n");
+    write(
+        &cwd,
+        "app/Cargo.toml",
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+         [dependencies]\nutil = { path = \"../util\" }\nlibc = \"0.2\"\n",
+    );
+    write(
+        &cwd,
+        "app/src/lib.rs",
+        "pub fn four() -> i32 { util::two() * 2 }\n\
+         pub fn pid() -> i32 { unsafe { libc::getpid() } }\n\
+         #[test]\nfn adds() { assert_eq!(four(), 4); assert!(pid() > 0); }\n",
+    );
+    let v = default_job(&env, &cwd, "cd app && cargo test --offline 2>&1");
+    let out = v["stdout"].as_str().unwrap();
+    assert!(out.contains("test adds ... ok"), "{out}");
+}
+
+/// python3 as the caller's PATH finds it (a pyenv shim first), a venv in
+/// the project, and unittest run from the venv.
+#[test]
+fn python_makes_a_venv_and_runs_unittest() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let cwd = fx.cwd();
+    write(
+        &cwd,
+        "test_sum.py",
+        "import unittest\n\nclass Sum(unittest.TestCase):\n    def test_sum(self):\n        \
+         self.assertEqual(sum([1, 2]), 3)\n",
+    );
+    let v = default_job(
+        &env,
+        &cwd,
+        "python3 -m venv .venv && .venv/bin/python -m unittest -v 2>&1",
+    );
+    let out = v["stdout"].as_str().unwrap();
+    assert!(out.contains("test_sum") && out.contains("OK"), "{out}");
+    assert!(cwd.join(".venv/bin/python").exists());
+}
+
+/// An npm script that calls a program of `node_modules/.bin`.
+#[test]
+fn npm_runs_a_script_from_node_modules_bin() {
+    if !privileged() || !have("npm") {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let cwd = fx.cwd();
+    write(
+        &cwd,
+        "package.json",
+        r#"{"name": "p", "version": "1.0.0", "scripts": {"test": "node -e 'console.log(6*7)' && greet"}}"#,
+    );
+    write(&cwd, "node_modules/.bin/greet", "#!/bin/sh\necho hello\n");
+    std::fs::set_permissions(
+        cwd.join("node_modules/.bin/greet"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let v = default_job(&env, &cwd, "npm test 2>&1");
+    let out = v["stdout"].as_str().unwrap();
+    assert!(out.contains("42") && out.contains("hello"), "{out}");
+}
+
+/// make, cc, and the program just built.
+#[test]
+fn make_builds_with_cc_and_runs_the_program() {
+    if !privileged() || !have("make") || !have("cc") {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let cwd = fx.cwd();
+    write(
+        &cwd,
+        "hello.c",
+        "#include <stdio.h>\nint main(void) { puts(\"built\"); return 0; }\n",
+    );
+    write(
+        &cwd,
+        "Makefile",
+        "hello: hello.c\n\tcc -o hello hello.c\ntest: hello\n\t./hello\n",
+    );
+    let v = default_job(&env, &cwd, "make -s test 2>&1");
+    assert!(v["stdout"].as_str().unwrap().contains("built"), "{v:#}");
+}
+
+/// go test, which builds its test binary in `$TMPDIR` and runs it there.
+#[test]
+fn go_tests_a_module() {
+    if !privileged() || !have("go") {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let cwd = fx.cwd();
+    write(&cwd, "go.mod", "module example.com/m\n\ngo 1.19\n");
+    write(
+        &cwd,
+        "m_test.go",
+        "package m\n\nimport \"testing\"\n\nfunc TestSum(t *testing.T) {\n\tif 1+2 != 3 {\n\t\tt.Fatal(\"sum\")\n\t}\n}\n",
+    );
+    let v = default_job(&env, &cwd, "go test ./... 2>&1");
+    assert!(v["stdout"].as_str().unwrap().contains("ok"), "{v:#}");
+}
