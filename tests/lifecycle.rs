@@ -656,3 +656,60 @@ fn a_waiting_runs_supervisor_shares_neither_its_memory_nor_its_fate() {
     });
     assert_cgroups_removed(&id);
 }
+
+/// As in a shell: one argument after `--` is a command line (`sh -c`),
+/// several are argv; piped or redirected stdin reaches the job, and an
+/// idle pipe (a harness that keeps stdin open) is not waited on.
+#[test]
+fn a_shell_line_and_piped_stdin_work_as_in_a_shell() {
+    if !privileged() {
+        return;
+    }
+    use std::io::Write;
+    use std::process::Stdio;
+    let env = Env::new();
+    let v = env.ok(&["run", "--", "echo a && echo b | tr b c"]);
+    assert_eq!(v["stdout"], "a\nc\n", "{v:#}");
+    assert_eq!(
+        v["argv"],
+        serde_json::json!(["sh", "-c", "echo a && echo b | tr b c"])
+    );
+    let v = env.ok(&["run", "--", "echo", "a && b"]);
+    assert_eq!(v["stdout"], "a && b\n", "{v:#}");
+
+    // Piped.
+    let mut child = env
+        .cmd(&["run", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped in\n")
+        .unwrap();
+    let (_, v) = parse_one(&child.wait_with_output().unwrap());
+    assert_eq!(v["stdout"], "piped in\n", "{v:#}");
+    // Redirected from a file.
+    let input = write_file(&env.scratch(), "input.txt", "from a file\n");
+    let out = env
+        .cmd(&["run", "--", "cat"])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(parse_one(&out).1["stdout"], "from a file\n");
+    // A pipe kept open with nothing in it: the job gets no input, at once.
+    let mut child = env
+        .cmd(&["run", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _keep_open = child.stdin.take();
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    assert_eq!(parse_one(&out).1["stdout"], "", "no input, no hang");
+}

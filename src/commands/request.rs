@@ -69,7 +69,7 @@ pub fn job_request(def: &JobDefinition) -> Result<JobRequest, AppError> {
         None
     };
     Ok(JobRequest {
-        argv: def.command.clone(),
+        argv: command_argv(&def.command),
         cwd: def.cwd.clone(),
         env,
         inherit_env,
@@ -89,6 +89,24 @@ pub fn job_request(def: &JobDefinition) -> Result<JobRequest, AppError> {
             .map(|s| size("--log-cap", s))
             .transpose()?,
     })
+}
+
+/// A single argument after `--` is a shell command line, as with
+/// tumf/agent-exec (`run -- "make && make test"`), and runs through
+/// `sh -c`; two or more are the program and its arguments. A single plain
+/// word (no character a shell would treat specially) runs directly: the
+/// shell would only exec it.
+fn command_argv(command: &[String]) -> Vec<String> {
+    let plain = |word: &str| {
+        !word.is_empty()
+            && word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c))
+    };
+    match command {
+        [line] if !plain(line) => vec!["sh".into(), "-c".into(), line.clone()],
+        _ => command.to_vec(),
+    }
 }
 
 /// The sandbox flags, parsed; whether the policy lets them loosen it is
@@ -229,7 +247,81 @@ fn read_stdin(def: &JobDefinition) -> Result<Option<Vec<u8>>, AppError> {
             .map_err(|_| too_large(&format!("--stdin-file {}", path.display())))?;
         return Ok(Some(bytes));
     }
-    Ok(None)
+    forwarded_stdin().map_err(|e| match e {
+        Forward::TooLarge => too_large("stdin"),
+        Forward::Failed(message) => AppError::invalid(message),
+    })
+}
+
+/// How long a piped stdin may take to show its first byte (or its end) to
+/// be forwarded: `echo hi | agent-exec run -- cat` has written by then; a
+/// pipe that an agent's harness merely keeps open is left alone.
+const STDIN_READY_MS: u16 = 20;
+/// How long a piped stdin that has started may take to end.
+const STDIN_END_MS: u64 = 5_000;
+
+enum Forward {
+    TooLarge,
+    Failed(String),
+}
+
+/// The caller's stdin, when it is redirected from a file or piped with
+/// data ready: forwarded to the job, as a shell user expects. A terminal is
+/// never read, and nothing waits on a pipe that has nothing to say.
+fn forwarded_stdin() -> Result<Option<Vec<u8>>, Forward> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::stat::{fstat, SFlag};
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(None);
+    }
+    let Ok(st) = fstat(stdin.as_fd()) else {
+        return Ok(None);
+    };
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    let read_all = |deadline: Option<std::time::Instant>| -> Result<Vec<u8>, Forward> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        let mut handle = stdin.lock();
+        loop {
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+                let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+                if ms == 0 || poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0) == 0 {
+                    return Err(Forward::Failed(format!(
+                        "stdin is a pipe still open after {} s; close it, or give the input \
+                         with --stdin-file",
+                        STDIN_END_MS / 1000
+                    )));
+                }
+            }
+            let n = handle
+                .read(&mut chunk)
+                .map_err(|e| Forward::Failed(format!("cannot read stdin: {e}")))?;
+            if n == 0 {
+                return Ok(buf);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.len() as u64 > STDIN_MAX_BYTES {
+                return Err(Forward::TooLarge);
+            }
+        }
+    };
+    if kind == SFlag::S_IFREG {
+        return read_all(None).map(|b| (!b.is_empty()).then_some(b));
+    }
+    if kind != SFlag::S_IFIFO && kind != SFlag::S_IFSOCK {
+        return Ok(None);
+    }
+    let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+    let ready = poll(&mut fds, PollTimeout::from(STDIN_READY_MS)).unwrap_or(0) > 0;
+    if !ready {
+        return Ok(None);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(STDIN_END_MS);
+    read_all(Some(deadline)).map(|b| (!b.is_empty()).then_some(b))
 }
 
 pub fn duration(flag: &str, value: &str) -> Result<Duration, AppError> {
@@ -260,6 +352,20 @@ mod tests {
             ..Default::default()
         };
         overrides(&def).unwrap().timeout
+    }
+
+    #[test]
+    fn one_argument_is_a_shell_line_unless_it_is_a_plain_word() {
+        let argv =
+            |words: &[&str]| command_argv(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            argv(&["make && make test"]),
+            ["sh", "-c", "make && make test"]
+        );
+        assert_eq!(argv(&["ls *.rs"]), ["sh", "-c", "ls *.rs"]);
+        assert_eq!(argv(&["/usr/bin/true"]), ["/usr/bin/true"]);
+        assert_eq!(argv(&["echo", "a && b"]), ["echo", "a && b"]);
+        assert_eq!(argv(&[""]), ["sh", "-c", ""]);
     }
 
     #[test]
