@@ -235,9 +235,15 @@ pub struct JobResponse {
     /// The excerpt leaves bytes out.
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
-    /// The log itself hit the per-log cap; output beyond it was counted but not stored.
+    /// The log does not hold every byte the job wrote (it hit the per-log cap).
     pub stdout_log_truncated: bool,
     pub stderr_log_truncated: bool,
+    /// Past the cap a log keeps its head and its tail: how many bytes it left
+    /// out between them, and the offset in the log of the marker line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_log_omitted: Option<crate::output::Omitted>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_log_omitted: Option<crate::output::Omitted>,
     pub stdout_log_path: String,
     pub stderr_log_path: String,
     /// Terminal only.

@@ -120,10 +120,53 @@ fn output_above_the_log_cap_is_counted_truncated_and_reported() {
     assert_eq!(v["result"], "success");
     assert_eq!(v["stdout_total_bytes"], 1_000_000);
     assert_eq!(v["stdout_log_truncated"], true);
+    // The head and the tail of 32 KiB each, and the marker between them.
+    assert_eq!(v["stdout_log_omitted"]["at"], 32 * 1024, "{v:#}");
+    assert_eq!(
+        v["stdout_log_omitted"]["bytes"],
+        1_000_000 - 64 * 1024,
+        "{v:#}"
+    );
     let len = std::fs::metadata(v["stdout_log_path"].as_str().unwrap())
         .unwrap()
         .len();
-    assert_eq!(len, 64 * 1024);
+    assert!(len > 64 * 1024 && len < 64 * 1024 + 200, "{len}");
+}
+
+/// A test run's summary is at the end: past the cap (the built-in 64 MiB),
+/// a 100 MiB log keeps its last line, and `tail` shows it.
+#[test]
+fn a_log_past_its_cap_keeps_its_last_line() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let v = env.ok(&[
+        "run",
+        "--forever",
+        "--",
+        "perl",
+        "-e",
+        "my $l = ('x' x 1023) . qq(\\n); print $l for 1 .. 102400; print qq(LAST LINE\\n)",
+    ]);
+    assert_eq!(v["exit_code"], 0, "{v:#}");
+    assert_eq!(v["stdout_total_bytes"], 100 * 1024 * 1024 + 10, "{v:#}");
+    assert_eq!(v["stdout_log_truncated"], true);
+    assert_eq!(
+        v["stdout_log_omitted"]["bytes"],
+        36 * 1024 * 1024 + 10,
+        "{v:#}"
+    );
+    assert!(
+        v["stdout"].as_str().unwrap().ends_with("LAST LINE\n"),
+        "{v:#}"
+    );
+    let id = job_id(&v);
+    let t = env.ok(&["tail", "--lines", "1", &id]);
+    assert!(t["stdout"].as_str().unwrap().ends_with("] …\nLAST LINE\n"), "{t:#}");
+    let log = std::fs::read(v["stdout_log_path"].as_str().unwrap()).unwrap();
+    assert!(log.ends_with(b"LAST LINE\n"));
+    assert!(String::from_utf8_lossy(&log[32 << 20..(32 << 20) + 200]).contains("bytes omitted"));
 }
 
 #[test]
@@ -136,7 +179,7 @@ fn excerpts_keep_head_and_tail_within_max_bytes() {
     let out = v["stdout"].as_str().unwrap();
     assert!(out.starts_with("1\n2\n3\n"), "{out}");
     assert!(out.ends_with("9999\n10000\n"), "{out}");
-    assert!(out.contains("bytes omitted; full log: "), "{out}");
+    assert!(out.contains("bytes omitted; log: "), "{out}");
     assert!(out.contains(v["stdout_log_path"].as_str().unwrap()));
     assert_eq!(v["stdout_truncated"], true);
     assert_eq!(v["stdout_total_bytes"], 48894);
@@ -220,7 +263,12 @@ fn stdin_is_dev_null_unless_given() {
     }
     let env = Env::new();
     // `cat` would hang forever on a terminal; with /dev/null it ends at once.
-    assert_eq!(env.ok(&["run", "--", "cat"])["stdout"], "");
+    let out = env
+        .cmd(&["run", "--", "cat"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(parse_one(&out).1["stdout"], "");
     assert_eq!(
         env.ok(&["run", "--stdin", "from flag", "--", "cat"])["stdout"],
         "from flag"

@@ -97,6 +97,8 @@ pub fn job_response(
         stderr_truncated: err.truncated,
         stdout_log_truncated: outcome.is_some_and(|o| o.stdout.log_truncated),
         stderr_log_truncated: outcome.is_some_and(|o| o.stderr.log_truncated),
+        stdout_log_omitted: outcome.and_then(|o| o.stdout.log_omitted),
+        stderr_log_omitted: outcome.and_then(|o| o.stderr.log_omitted),
         stdout_log_path: stdout_path.to_string_lossy().into_owned(),
         stderr_log_path: stderr_path.to_string_lossy().into_owned(),
         resources: outcome.map(|o| o.resources.clone()),

@@ -444,9 +444,11 @@ pub fn open_plain(path: &Path) -> io::Result<File> {
 /// Opens (or makes) a log for the supervisor to write from its start:
 /// never through a symlink planted in its place, and never a file that is
 /// also elsewhere (a hard link to someone's file would be truncated with it).
+/// Readable too: past its cap the pump puts the log's tail in order.
 pub fn open_log_for_writing(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::MetadataExt;
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .mode(0o600)

@@ -89,10 +89,7 @@ pub fn from_offset(path: &Path, offset: u64, max_bytes: u64) -> io::Result<(Exce
 }
 
 pub fn marker(omitted: u64, path: &Path) -> String {
-    format!(
-        "\n… [{omitted} bytes omitted; full log: {}] …\n",
-        path.display()
-    )
+    format!("\n… [{omitted} bytes omitted; log: {}] …\n", path.display())
 }
 
 fn last_lines(
@@ -199,7 +196,7 @@ mod tests {
             .text
             .starts_with(std::str::from_utf8(&body[..50]).unwrap()));
         assert!(e.text.ends_with(std::str::from_utf8(&body[950..]).unwrap()));
-        assert!(e.text.contains("[900 bytes omitted; full log: "));
+        assert!(e.text.contains("[900 bytes omitted; log: "));
     }
 
     #[test]

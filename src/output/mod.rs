@@ -6,6 +6,17 @@ pub mod pump;
 
 use serde::{Deserialize, Serialize};
 
+/// The middle of a stream that a capped log left out.
+#[derive(
+    Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub struct Omitted {
+    /// Offset in the log of the marker line that stands for them.
+    pub at: u64,
+    /// How many bytes of the stream (after masking) are not in the log.
+    pub bytes: u64,
+}
+
 /// What became of one of the job's output streams.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct StreamStats {
@@ -13,8 +24,12 @@ pub struct StreamStats {
     pub total_bytes: u64,
     /// Bytes kept in the log (after masking, up to the cap).
     pub log_bytes: u64,
-    /// The per-log cap was hit: the log holds only the first `log_bytes`.
+    /// The log does not hold every byte the job wrote (the cap was hit).
     pub log_truncated: bool,
+    /// Past the cap, the log keeps its head and its tail: the bytes left out
+    /// between them, and where in the log the marker saying so stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_omitted: Option<Omitted>,
     /// Why the log could not be written, if it could not (disk full, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_error: Option<String>,

@@ -1,9 +1,13 @@
 //! The log pump: moves one of the job's output pipes into its log file.
 //!
 //! Bytes are counted as the job wrote them, masked as they stream, and stored
-//! up to the per-log cap; past the cap the pipe is still drained (a job must
-//! never block on a full pipe) but nothing more reaches the disk. A failed
-//! write (disk full) stops storing and is reported, never fatal to the job.
+//! up to the per-log cap. Past the cap the log keeps its head (the first half
+//! of the cap) and its tail (the last half: where a test run's summary is):
+//! the tail half of the file becomes a ring that the newest bytes overwrite,
+//! and when the stream ends the ring is put in order behind a marker line
+//! saying how much was left out. The pipe is always drained (a job must
+//! never block on a full pipe). A failed write (disk full) stops storing and
+//! is reported, never fatal to the job.
 //!
 //! Each read lands behind what the masker held back from the previous one
 //! (the start of a secret whose end has not arrived yet); the masked result
@@ -12,9 +16,10 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 
 use super::mask::Masker;
-use super::StreamStats;
+use super::{Omitted, StreamStats};
 
 /// The capacity the supervisor gives the job's output pipes, and the most
 /// the pump reads at once: all a full pipe holds. With the kernel's 64 KiB
@@ -42,6 +47,8 @@ pub struct Pump {
     held: usize,
     /// The masked bytes of one read, written at once.
     out: Vec<u8>,
+    /// Bytes stored past the cap, into the ring of the log's tail half.
+    ring_written: u64,
 }
 
 impl Pump {
@@ -56,7 +63,13 @@ impl Pump {
             buf: vec![0; hold_back + CHUNK],
             held: 0,
             out: Vec::new(),
+            ring_written: 0,
         }
+    }
+
+    /// Where the tail half of the log starts (the head is before it).
+    fn tail_start(&self) -> u64 {
+        self.cap / 2
     }
 
     /// The pipe's raw fd for poll, while it is open.
@@ -138,7 +151,7 @@ impl Pump {
         self.buf = bytes;
     }
 
-    /// Appends `bytes` to the log, cut at the cap.
+    /// Appends `bytes` to the log up to the cap, and past it into the ring.
     fn store(&mut self, bytes: &[u8]) {
         if !self.storing() {
             self.dropped();
@@ -146,18 +159,93 @@ impl Pump {
         }
         let room = self.cap - self.stats.log_bytes;
         let take = (bytes.len() as u64).min(room) as usize;
-        if take < bytes.len() {
-            self.stats.log_truncated = true;
+        if let Err(e) = self.log.write_all(&bytes[..take]) {
+            self.stats.log_error = Some(format!("log write failed: {e}"));
+            return;
         }
-        match self.log.write_all(&bytes[..take]) {
-            Ok(()) => self.stats.log_bytes += take as u64,
-            Err(e) => self.stats.log_error = Some(format!("log write failed: {e}")),
+        self.stats.log_bytes += take as u64;
+        let rest = &bytes[take..];
+        if rest.is_empty() {
+            return;
+        }
+        self.stats.log_truncated = true;
+        // A cap too small to hold a head and a tail keeps the head only.
+        let ring = self.cap - self.tail_start();
+        if self.cap < 2 {
+            return;
+        }
+        // Only the last `ring` bytes of `rest` can survive in the ring.
+        let skip = rest.len().saturating_sub(ring as usize);
+        self.ring_written += skip as u64;
+        let mut rest = &rest[skip..];
+        while !rest.is_empty() {
+            let at = self.ring_written % ring;
+            let n = rest.len().min((ring - at) as usize);
+            if let Err(e) = self.log.write_all_at(&rest[..n], self.tail_start() + at) {
+                self.stats.log_error = Some(format!("log write failed: {e}"));
+                return;
+            }
+            self.ring_written += n as u64;
+            rest = &rest[n..];
         }
     }
 
     /// Whether bytes still reach the log.
     fn storing(&self) -> bool {
-        self.stats.log_error.is_none() && self.stats.log_bytes < self.cap
+        self.stats.log_error.is_none() && (self.stats.log_bytes < self.cap || self.cap >= 2)
+    }
+
+    /// Puts the ring in order behind a marker: head, marker, tail.
+    fn finish_ring(&mut self) {
+        if self.ring_written == 0 || self.stats.log_error.is_some() {
+            return;
+        }
+        let start = self.tail_start();
+        let ring = self.cap - start;
+        let marker = format!(
+            "\n… [{} bytes omitted: the log keeps the first {} and the last {} bytes] …\n",
+            self.ring_written, start, ring
+        );
+        // The tail in order is ring[k..] + ring[..k]; it is written after
+        // the end of the file with the marker in front, then moved down to
+        // `start` (forward, so the overlap of the two ranges is safe).
+        let k = self.ring_written % ring;
+        let result = (|| -> io::Result<()> {
+            let end = self.cap;
+            self.log.write_all_at(marker.as_bytes(), end)?;
+            let mut at = end + marker.len() as u64;
+            let mut chunk = vec![0u8; CHUNK.min(ring as usize)];
+            for (from, to) in [(start + k, start + ring), (start, start + k)] {
+                let mut pos = from;
+                while pos < to {
+                    let n = ((to - pos) as usize).min(chunk.len());
+                    self.log.read_exact_at(&mut chunk[..n], pos)?;
+                    self.log.write_all_at(&chunk[..n], at)?;
+                    pos += n as u64;
+                    at += n as u64;
+                }
+            }
+            let moved = marker.len() as u64 + ring;
+            let mut done = 0;
+            while done < moved {
+                let n = ((moved - done) as usize).min(chunk.len());
+                self.log.read_exact_at(&mut chunk[..n], end + done)?;
+                self.log.write_all_at(&chunk[..n], start + done)?;
+                done += n as u64;
+            }
+            self.log.set_len(start + moved)
+        })();
+        match result {
+            Ok(()) => {
+                self.stats.log_bytes = start + marker.len() as u64 + ring;
+                self.stats.log_omitted = Some(Omitted {
+                    at: start,
+                    bytes: self.ring_written,
+                });
+            }
+            Err(e) => self.stats.log_error = Some(format!("log write failed: {e}")),
+        }
+        self.ring_written = 0;
     }
 
     /// Output that was not stored: past the cap (a failed log is not truncated, it failed).
@@ -175,6 +263,7 @@ impl Pump {
         if self.held > 0 {
             self.take(self.held, true);
         }
+        self.finish_ring();
     }
 }
 
@@ -253,6 +342,7 @@ mod tests {
     fn log_in(dir: &tempfile::TempDir) -> (File, std::path::PathBuf) {
         let path = dir.path().join("out.log");
         let f = OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(true)
@@ -315,6 +405,29 @@ mod tests {
         assert_eq!(stats.total_bytes, text.len() as u64);
     }
 
+    /// What a log of `cap` keeps of `full`: all of it, or its head and its
+    /// tail around a marker (just the head when the cap is too small).
+    fn kept(full: &[u8], cap: u64) -> Vec<u8> {
+        let len = full.len() as u64;
+        if len <= cap {
+            return full.to_vec();
+        }
+        if cap < 2 {
+            return full[..cap as usize].to_vec();
+        }
+        let (head, tail) = (cap / 2, cap - cap / 2);
+        let mut out = full[..head as usize].to_vec();
+        out.extend_from_slice(
+            format!(
+                "\n… [{} bytes omitted: the log keeps the first {head} and the last {tail} bytes] …\n",
+                len - cap
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&full[(len - tail) as usize..]);
+        out
+    }
+
     #[test]
     fn masked_output_is_capped_where_the_cap_falls() {
         let dir = tempfile::tempdir().unwrap();
@@ -331,11 +444,16 @@ mod tests {
             let (log, path) = log_in(&dir);
             let chunks: Vec<&[u8]> = text.chunks(40_000).collect();
             let stats = pump_chunks(&chunks, log, masker(&["hunter2"]), cap);
-            let stored = cap.min(len) as usize;
-            assert_eq!(read(&path), &full[..stored], "cap {cap}");
+            let want = kept(&full, cap);
+            assert_eq!(read(&path), want, "cap {cap}");
             assert_eq!(stats.total_bytes, text.len() as u64);
-            assert_eq!(stats.log_bytes, stored as u64);
+            assert_eq!(stats.log_bytes, want.len() as u64);
             assert_eq!(stats.log_truncated, cap < len, "cap {cap}");
+            let omitted = (cap < len && cap >= 2).then_some(Omitted {
+                at: cap / 2,
+                bytes: len - cap,
+            });
+            assert_eq!(stats.log_omitted, omitted, "cap {cap}");
         }
     }
 
@@ -389,16 +507,22 @@ mod tests {
     }
 
     #[test]
-    fn cap_stops_storing_but_keeps_counting() {
+    fn past_the_cap_the_log_keeps_its_head_and_its_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, path) = log_in(&dir);
-        let bytes = data(3 * CHUNK);
-        let cap = CHUNK as u64 + 7;
-        let stats = pump_all(bytes.clone(), log, None, cap);
-        assert_eq!(stats.total_bytes, bytes.len() as u64);
-        assert_eq!(stats.log_bytes, cap);
-        assert!(stats.log_truncated);
-        assert_eq!(read(&path), &bytes[..cap as usize]);
+        for (size, cap) in [
+            (3 * CHUNK, CHUNK as u64 + 7),
+            (3 * CHUNK + 1, 3),
+            (10 * CHUNK + 5, 2 * CHUNK as u64 + 1),
+        ] {
+            let (log, path) = log_in(&dir);
+            let bytes = data(size);
+            let stats = pump_all(bytes.clone(), log, None, cap);
+            assert_eq!(stats.total_bytes, bytes.len() as u64);
+            assert!(stats.log_truncated);
+            let want = kept(&bytes, cap);
+            assert_eq!(stats.log_bytes, want.len() as u64);
+            assert!(read(&path) == want, "size {size} cap {cap}");
+        }
     }
 
     #[test]
