@@ -250,6 +250,9 @@ pub struct JobResponse {
     pub resources: Option<Resources>,
     /// What isolation was applied (once started).
     pub sandbox: Option<serde_json::Value>,
+    /// `--publish`: the host's loopback ports that reach the job's, while it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<crate::job::model::Publish>,
     /// Keys set with --env / --env-file.
     pub env_keys: Vec<String>,
     /// Names of masked values (env keys, or `literal#N`).

@@ -713,3 +713,65 @@ fn a_shell_line_and_piped_stdin_work_as_in_a_shell() {
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
     assert_eq!(parse_one(&out).1["stdout"], "", "no input, no hang");
 }
+
+/// `--publish PORT:0`: a server the job starts in its own network is
+/// reached from the host's loopback through the port the result names.
+/// The control is the job's port itself, which the host cannot reach.
+#[test]
+fn a_published_port_reaches_the_jobs_server_from_the_host() {
+    if !privileged() {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    let env = Env::new();
+    let server = "import socket\n\
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+        s.bind(('127.0.0.1', 47613)); s.listen(5)\n\
+        while True:\n    c, _ = s.accept(); c.sendall(b'echo:' + c.recv(100)); c.close()\n";
+    let v = env.ok(&[
+        "run",
+        "--no-wait",
+        "--net",
+        "loopback",
+        "--publish",
+        "47613:0",
+        "--",
+        "python3",
+        "-c",
+        server,
+    ]);
+    let id = job_id(&v);
+    let mut host_port = 0;
+    eventually(
+        "the port is published and served",
+        Duration::from_secs(10),
+        || {
+            let s = env.ok(&["status", &id]);
+            host_port = s["published"][0]["host_port"].as_u64().unwrap_or(0);
+            host_port != 0
+                && std::net::TcpStream::connect(("127.0.0.1", host_port as u16))
+                    .ok()
+                    .and_then(|mut c| {
+                        c.write_all(b"ping\n").ok()?;
+                        let mut line = String::new();
+                        BufReader::new(c).read_line(&mut line).ok()?;
+                        (line == "echo:ping\n").then_some(())
+                    })
+                    .is_some()
+        },
+    );
+    let s = env.ok(&["status", &id]);
+    assert_eq!(s["published"][0]["port"], 47613, "{s:#}");
+    // Control: the job's own port is not the host's.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", 47613)).is_err());
+    env.ok(&["kill", &id]);
+    env.ok(&["wait", &id]);
+    // Once the job is over, nothing listens and nothing is claimed.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", host_port as u16)).is_err());
+    assert!(env.ok(&["status", &id])["published"].is_null());
+    // Publishing needs the job's own loopback.
+    env.err(
+        &["run", "--publish", "47613", "--", "true"],
+        "invalid_argument",
+    );
+}

@@ -163,7 +163,10 @@ fn a_log_past_its_cap_keeps_its_last_line() {
     );
     let id = job_id(&v);
     let t = env.ok(&["tail", "--lines", "1", &id]);
-    assert!(t["stdout"].as_str().unwrap().ends_with("] …\nLAST LINE\n"), "{t:#}");
+    assert!(
+        t["stdout"].as_str().unwrap().ends_with("] …\nLAST LINE\n"),
+        "{t:#}"
+    );
     let log = std::fs::read(v["stdout_log_path"].as_str().unwrap()).unwrap();
     assert!(log.ends_with(b"LAST LINE\n"));
     assert!(String::from_utf8_lossy(&log[32 << 20..(32 << 20) + 200]).contains("bytes omitted"));

@@ -118,9 +118,12 @@ pub struct JobDefinition {
     /// CPU bandwidth limit in CPUs (e.g. 1.5).
     #[arg(long, value_name = "CPUS", allow_hyphen_values = true)]
     pub cpus: Option<String>,
-    /// Per-log size cap: output beyond it is counted but not stored (default 64M).
+    /// Per-log size cap: past it the log keeps its head and its tail (default 64M).
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub log_cap: Option<String>,
+    /// Forward the host's 127.0.0.1:HOST_PORT (default: PORT; 0: any free one) to the job's port PORT (needs --net loopback; repeatable).
+    #[arg(long, value_name = "PORT[:HOST_PORT]")]
+    pub publish: Vec<String>,
     /// The command and its arguments (best after `--`). Everything from the
     /// first word that is not an option of ours belongs to the command.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]

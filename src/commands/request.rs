@@ -88,7 +88,31 @@ pub fn job_request(def: &JobDefinition) -> Result<JobRequest, AppError> {
             .as_deref()
             .map(|s| size("--log-cap", s))
             .transpose()?,
+        publish: def
+            .publish
+            .iter()
+            .map(|p| publish(p))
+            .collect::<Result<_, _>>()?,
     })
+}
+
+/// `PORT[:HOST_PORT]`.
+fn publish(text: &str) -> Result<crate::job::model::Publish, AppError> {
+    let bad = || {
+        AppError::invalid(format!(
+            "--publish {text:?}: expected PORT or PORT:HOST_PORT, ports 1-65535 (host port 0: any)"
+        ))
+    };
+    let (port, host_port) = match text.split_once(':') {
+        Some((p, h)) => (p, h),
+        None => (text, text),
+    };
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host_port: u16 = host_port.parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(bad());
+    }
+    Ok(crate::job::model::Publish { port, host_port })
 }
 
 /// A single argument after `--` is a shell command line, as with

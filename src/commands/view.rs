@@ -103,6 +103,11 @@ pub fn job_response(
         stderr_log_path: stderr_path.to_string_lossy().into_owned(),
         resources: outcome.map(|o| o.resources.clone()),
         sandbox: status.sandbox.clone(),
+        published: if status.state == crate::job::model::State::Running {
+            status.published.clone()
+        } else {
+            Vec::new()
+        },
         env_keys: spec.env.keys().cloned().collect(),
         masked: spec.masked.clone(),
         pid: status.pid,

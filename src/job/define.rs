@@ -177,6 +177,15 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
     let mut sandbox = policy.sandbox_spec(resolved.fs, vars.tmpdir, vars.job_dir);
     sandbox.links = resolved.links;
     sandbox.own_trees = resolved.own_trees;
+    // A published port is forwarded into the job's own network, where
+    // loopback must be up; the host's network needs no forwarding.
+    if !req.publish.is_empty() && sandbox.network != crate::sandbox::NetMode::Loopback {
+        return Err(DefineError::Invalid(format!(
+            "--publish forwards into the job's loopback, but its network is {}: add --net \
+             loopback",
+            sandbox.network
+        )));
+    }
     sandbox.store = store.root().to_path_buf();
 
     let mut tags = Vec::new();
@@ -207,6 +216,7 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
         created_at: rfc3339(created),
         created_at_ms: created,
         has_secrets,
+        publish: req.publish.clone(),
     };
     // The clear values, whatever the masks hid: a job started later (whose
     // secrets wait in the store) takes all of its argv and env from here.

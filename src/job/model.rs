@@ -118,6 +118,20 @@ pub struct JobSpec {
     pub created_at_ms: u64,
     /// True when `secrets.json` holds the unmasked argv/env until launch.
     pub has_secrets: bool,
+    /// Ports of the job's network namespace forwarded from the host's loopback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<Publish>,
+}
+
+/// `--publish PORT[:HOST_PORT]`: connections to the host's
+/// `127.0.0.1:HOST_PORT` reach the job's `127.0.0.1:PORT`. Asked with host
+/// port 0, any free one; recorded with the one it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Publish {
+    /// The port the job listens on, in its own network namespace.
+    pub port: u16,
+    /// The host's loopback port that reaches it.
+    pub host_port: u16,
 }
 
 impl JobSpec {
@@ -228,6 +242,9 @@ pub struct JobStatus {
     /// Set when `kill` asked the job to stop: the result then reads `killed`.
     #[serde(default)]
     pub kill_requested: bool,
+    /// Where the job's published ports are reachable (while it runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<Publish>,
 }
 
 impl JobStatus {
@@ -242,6 +259,7 @@ impl JobStatus {
             outcome: None,
             sandbox: None,
             kill_requested: false,
+            published: Vec::new(),
         }
     }
 }

@@ -36,4 +36,6 @@ pub struct JobRequest {
     pub kill_after: Option<Duration>,
     /// Cap of each log file.
     pub log_cap: Option<u64>,
+    /// Ports to forward from the host's loopback into the job's network.
+    pub publish: Vec<crate::job::model::Publish>,
 }

@@ -13,6 +13,7 @@ mod event_loop;
 mod job_dir;
 mod launch;
 mod process;
+mod publish;
 mod supervise;
 
 pub use launch::{launch, SpawnError, Supervisor, Waiting};

@@ -122,6 +122,16 @@ pub(super) fn supervise(
         Pump::new(io.stderr_read, io.stderr_log, Masker::new(masks), cap),
     ];
 
+    // Published ports are bound before the job starts: a port in use fails
+    // the launch, not the job.
+    let listeners = match super::publish::Listeners::bind(&spec.publish) {
+        Ok(l) => l,
+        Err(e) => {
+            drop(pumps);
+            cgroup.remove();
+            return fail(e, 125, false);
+        }
+    };
     let launched = sandbox::spawn(&plan, io.child, &cgroup);
     let child = match launched {
         Ok(c) => c,
@@ -151,6 +161,11 @@ pub(super) fn supervise(
     status.started_at_ms = Some(started);
     status.updated_at_ms = now_ms();
     status.sandbox = Some(sandbox_report);
+    status.published = listeners.published();
+    if let Err(e) = listeners.forward_into(child.pid) {
+        status.published.clear();
+        eprintln!("agent-exec: cannot forward the published ports: {e}");
+    }
     // Should this write fail (full disk), the job still runs and its end is recorded.
     let _ = store.write_status(id, &status);
 

@@ -1,0 +1,101 @@
+//! `--publish`: the host's loopback ports that reach the job's own.
+//!
+//! The listening sockets are made on the host before the job starts (a
+//! port in use fails the launch, not the job). Once the job runs, one
+//! thread enters the job's network namespace (`setns` changes only the
+//! calling thread's) and accepts: each connection gets a socket made there,
+//! to the job's `127.0.0.1:PORT`, and two threads copying the bytes each
+//! way. Nothing is added to the sandbox; the threads end with the
+//! supervisor, when the job is over.
+
+use std::io;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use crate::job::model::Publish;
+
+/// The host side, bound before the launch.
+pub struct Listeners {
+    bound: Vec<(Publish, TcpListener)>,
+}
+
+impl Listeners {
+    /// Binds `127.0.0.1:HOST_PORT` for each port (0: any free one).
+    pub fn bind(ports: &[Publish]) -> Result<Listeners, String> {
+        let mut bound = Vec::new();
+        for p in ports {
+            let listener = TcpListener::bind(("127.0.0.1", p.host_port)).map_err(|e| {
+                format!(
+                    "cannot publish port {} on 127.0.0.1:{}: {e}",
+                    p.port, p.host_port
+                )
+            })?;
+            let host_port = listener
+                .local_addr()
+                .map_err(|e| format!("cannot publish port {}: {e}", p.port))?
+                .port();
+            bound.push((
+                Publish {
+                    port: p.port,
+                    host_port,
+                },
+                listener,
+            ));
+        }
+        Ok(Listeners { bound })
+    }
+
+    /// What is published where, for the record.
+    pub fn published(&self) -> Vec<Publish> {
+        self.bound.iter().map(|(p, _)| *p).collect()
+    }
+
+    /// Starts forwarding into the network namespace of `pid` (the job's
+    /// pid 1, as the host sees it).
+    pub fn forward_into(self, pid: i32) -> io::Result<()> {
+        if self.bound.is_empty() {
+            return Ok(());
+        }
+        let netns: OwnedFd = std::fs::File::open(format!("/proc/{pid}/ns/net"))?.into();
+        for (publish, listener) in self.bound {
+            let netns = netns.try_clone()?;
+            std::thread::Builder::new()
+                .name(format!("publish-{}", publish.port))
+                .spawn(move || accept_loop(netns, listener, publish.port))?;
+        }
+        Ok(())
+    }
+}
+
+fn accept_loop(netns: OwnedFd, listener: TcpListener, port: u16) {
+    // SAFETY: setns on a namespace descriptor we own; it changes this
+    // thread's network namespace only (sockets made later are the job's).
+    if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return;
+    }
+    for client in listener.incoming() {
+        let Ok(client) = client else { continue };
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(job) => relay(client, job),
+            // Nothing listens yet: the client sees the connection close.
+            Err(_) => drop(client),
+        }
+    }
+}
+
+/// Copies both ways until each side is done, then closes.
+fn relay(client: TcpStream, job: TcpStream) {
+    let pairs = [
+        (client.try_clone(), job.try_clone()),
+        (job.try_clone(), client.try_clone()),
+    ];
+    for pair in pairs {
+        let (Ok(mut from), Ok(mut to)) = pair else {
+            return;
+        };
+        let _ = std::thread::Builder::new().spawn(move || {
+            let _ = io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Write);
+        });
+    }
+}
