@@ -250,6 +250,10 @@ pub struct JobResponse {
     pub resources: Option<Resources>,
     /// What isolation was applied (once started).
     pub sandbox: Option<serde_json::Value>,
+    /// What the job tried and the sandbox refused (from its own error
+    /// messages, matched to the policy), each with what would allow it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denials: Vec<crate::supervisor::Denial>,
     /// `--publish`: the host's loopback ports that reach the job's, while it runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<crate::job::model::Publish>,

@@ -616,3 +616,67 @@ fn path_flags_expand_like_a_shell_and_must_exist() {
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(v["error"]["code"], "override_forbidden", "{v:#}");
 }
+
+/// A block says why: what the job tried and the sandbox refused is listed
+/// in `denials`, each with the flag that would allow it, and a failed job
+/// says so in `message`. Only what the sandbox caused counts: a path that
+/// does not exist on the host either, or the same errors under
+/// `permissive`, give none.
+#[test]
+fn a_block_says_why_with_the_flag_that_allows_it() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let secret = write_file(&fx.outside(), "secret.txt", "s\n");
+    let readable = fx.sub("readable");
+    let script = format!(
+        "cat {secret}; cat {missing}; touch {readable}/new; \
+         python3 -c 'import socket; socket.getaddrinfo(\"pypi.org\", 443)'; exit 1",
+        secret = s(&secret),
+        missing = s(&fx.outside().join("not-there")),
+        readable = s(&readable),
+    );
+    let v = env.job(
+        "default",
+        &fx.cwd(),
+        &["--allow-read", s(&readable)],
+        &[],
+        &["sh", "-c", &script],
+    );
+    let denials = v["denials"].as_array().expect("denials").clone();
+    let hints: Vec<String> = denials
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}",
+                d["kind"].as_str().unwrap(),
+                d["hint"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(denials.len(), 3, "{v:#}");
+    assert!(
+        hints[0].starts_with(&format!("filesystem --allow-read {}", s(&secret))),
+        "{hints:?}"
+    );
+    assert!(
+        hints[1].starts_with(&format!("filesystem --allow-write {}", s(&readable))),
+        "{hints:?}"
+    );
+    assert!(
+        hints[2].starts_with("network the job's network is none"),
+        "{hints:?}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("the sandbox refused"),
+        "{v:#}"
+    );
+    // Control: without the sandbox the same commands are refused nothing.
+    let v = env.job("permissive", &fx.cwd(), &[], &[], &["sh", "-c", &script]);
+    assert!(v["denials"].is_null(), "{v:#}");
+}

@@ -103,6 +103,7 @@ pub fn job_response(
         stderr_log_path: stderr_path.to_string_lossy().into_owned(),
         resources: outcome.map(|o| o.resources.clone()),
         sandbox: status.sandbox.clone(),
+        denials: outcome.map(|o| o.denials.clone()).unwrap_or_default(),
         published: if status.state == crate::job::model::State::Running {
             status.published.clone()
         } else {

@@ -124,6 +124,7 @@ pub fn mark_lost(store: &Store, id: &str, mut status: JobStatus) -> JobStatus {
             "the supervisor{sup} died without recording a result; {killed} process(es) left in the job's cgroup were killed"
         )),
         sandbox_unavailable: false,
+        denials: Vec::new(),
     });
     // If the store cannot take the write (full disk), the answer is still honest.
     let _ = store.write_status(id, &status);

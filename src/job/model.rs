@@ -219,6 +219,9 @@ pub struct Outcome {
     /// The launch failed because a required sandbox layer is unavailable.
     #[serde(default)]
     pub sandbox_unavailable: bool,
+    /// What the job tried and the sandbox refused, with what would allow it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denials: Vec<crate::supervisor::Denial>,
 }
 
 /// The mutable part of a job, as stored in `state.json`.

@@ -350,6 +350,7 @@ impl End {
             stderr: self.stderr,
             message,
             sandbox_unavailable: false,
+            denials: Vec::new(),
         }
     }
 }

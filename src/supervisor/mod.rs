@@ -9,6 +9,7 @@
 //! Everything the supervisor waits on (pipes, signals, deadlines) goes
 //! through one `poll` on one thread ([`event_loop`]).
 
+mod denials;
 mod event_loop;
 mod job_dir;
 mod launch;
@@ -16,6 +17,7 @@ mod process;
 mod publish;
 mod supervise;
 
+pub use denials::Denial;
 pub use launch::{launch, SpawnError, Supervisor, Waiting};
 
 /// A kill request left by `agent-exec kill` before it signals the supervisor.

@@ -192,7 +192,24 @@ pub(super) fn supervise(
     let usage = cgroup.usage();
 
     let finished = now_ms();
-    let outcome = end.into_outcome(usage, finished.saturating_sub(started));
+    let mut outcome = end.into_outcome(usage, finished.saturating_sub(started));
+    // What the sandbox refused, as the job's own error messages tell it.
+    let dir = store.job_dir(id);
+    for log in ["stderr.log", "stdout.log"] {
+        for d in super::denials::find(&dir.join(log), &spec.sandbox) {
+            if outcome.denials.len() < 20 && !outcome.denials.contains(&d) {
+                outcome.denials.push(d);
+            }
+        }
+    }
+    if outcome.result != ResultKind::Success && outcome.message.is_none() {
+        if let Some(first) = outcome.denials.first() {
+            outcome.message = Some(format!(
+                "the sandbox refused what the job tried ({} {}: {}); see denials",
+                first.kind, first.target, first.hint
+            ));
+        }
+    }
     status.state = match outcome.result {
         ResultKind::Success | ResultKind::ExitCode => State::Exited,
         ResultKind::Timeout => State::TimedOut,
@@ -344,6 +361,7 @@ pub(super) fn record_launch_failure(
         stderr: Default::default(),
         message: Some(message),
         sandbox_unavailable: unavailable,
+        denials: Vec::new(),
     });
     let _ = std::fs::remove_file(store.job_dir(&spec.job_id).join(SECRETS_FILE));
     let _ = store.write_status(&spec.job_id, &status);

@@ -1,0 +1,231 @@
+//! What the sandbox refused the job, told by the job itself.
+//!
+//! Landlock leaves no record where the kernel's audit is off, and a path
+//! outside the new root is simply absent, so the evidence is what the
+//! job's programs print on stderr when a call fails: `Permission denied`,
+//! `Read-only file system`, a name that does not resolve. Each such line is
+//! matched to the policy, and only what the sandbox caused is kept: a path
+//! that exists on the host but is not granted (or not writable, or
+//! executable, as the error says), a name lookup in a job without a
+//! network. Every denial carries the flag that would allow it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::{NetMode, SandboxSpec};
+
+/// At most this many denials are reported.
+const MAX_DENIALS: usize = 20;
+/// At most this much of the start and of the end of stderr is read.
+const SCAN_BYTES: u64 = 1 << 20;
+
+/// One thing the job tried and the sandbox refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Denial {
+    /// `filesystem` or `network`.
+    pub kind: String,
+    /// The path or host name.
+    pub target: String,
+    /// The error as the job reported it.
+    pub error: String,
+    /// The flag or policy key that would allow it.
+    pub hint: String,
+}
+
+const FS_ERRORS: [&str; 3] = [
+    "Permission denied",
+    "Read-only file system",
+    "No such file or directory",
+];
+
+const NET_ERRORS: [&str; 8] = [
+    "Could not resolve host",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "No address associated with hostname",
+    "getaddrinfo ENOTFOUND",
+    "getaddrinfo EAI_AGAIN",
+    "Network is unreachable",
+    "nodename nor servname provided",
+];
+
+/// The denials evidenced in the stderr log at `log`.
+pub fn find(log: &Path, spec: &SandboxSpec) -> Vec<Denial> {
+    let Ok(text) = read_ends(log) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Denial> = Vec::new();
+    for line in text.lines() {
+        if out.len() >= MAX_DENIALS {
+            break;
+        }
+        for denial in judge_line(line, spec) {
+            if !out
+                .iter()
+                .any(|d| d.kind == denial.kind && d.target == denial.target)
+            {
+                out.push(denial);
+            }
+        }
+    }
+    out.truncate(MAX_DENIALS);
+    out
+}
+
+fn read_ends(log: &Path) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = crate::job::store::open_plain(log)?;
+    let len = file.metadata()?.len();
+    let mut bytes = Vec::new();
+    (&mut file).take(SCAN_BYTES).read_to_end(&mut bytes)?;
+    if len > 2 * SCAN_BYTES {
+        file.seek(SeekFrom::Start(len - SCAN_BYTES))?;
+        bytes.push(b'\n');
+        file.take(SCAN_BYTES).read_to_end(&mut bytes)?;
+    } else if len > SCAN_BYTES {
+        file.take(SCAN_BYTES).read_to_end(&mut bytes)?;
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn judge_line(line: &str, spec: &SandboxSpec) -> Vec<Denial> {
+    let mut out = Vec::new();
+    if spec.network != NetMode::Host {
+        if let Some(error) = NET_ERRORS.iter().find(|e| line.contains(*e)) {
+            let target = host_in(line).unwrap_or_else(|| "the network".to_string());
+            out.push(Denial {
+                kind: "network".into(),
+                target,
+                error: (*error).to_string(),
+                hint: format!(
+                    "the job's network is {} (no route out): --net host, or a policy with \
+                     network access",
+                    spec.network
+                ),
+            });
+        }
+    }
+    if !spec.landlock {
+        return out;
+    }
+    let Some(error) = FS_ERRORS.iter().find(|e| line.contains(*e)) else {
+        return out;
+    };
+    for path in paths_in(line) {
+        if let Some(hint) = fs_hint(&path, error, spec) {
+            out.push(Denial {
+                kind: "filesystem".into(),
+                target: path.display().to_string(),
+                error: (*error).to_string(),
+                hint,
+            });
+        }
+    }
+    out
+}
+
+/// What would allow `path`, if the policy is why `error` happened.
+fn fs_hint(path: &Path, error: &str, spec: &SandboxSpec) -> Option<String> {
+    let under = |list: &[PathBuf]| list.iter().any(|g| path.starts_with(g));
+    // Only a path that is there on the host can be one the sandbox hid; a
+    // file that could not be made is judged by its directory.
+    let real = match path.canonicalize() {
+        Ok(real) => real,
+        Err(_) if error != "No such file or directory" => path.parent()?.canonicalize().ok()?,
+        Err(_) => return None,
+    };
+    if spec.deny.iter().any(|d| real.starts_with(d)) {
+        return Some(format!(
+            "filesystem.deny hides it; --allow-read {} shows it",
+            real.display()
+        ));
+    }
+    let readable = under(&spec.read) || under(&spec.write) || under(&spec.exec);
+    if !readable {
+        return Some(format!(
+            "--allow-read {} (outside what the policy grants)",
+            real.display()
+        ));
+    }
+    if error == "No such file or directory" {
+        return None;
+    }
+    let file = std::fs::metadata(&real).ok()?;
+    let executable =
+        file.is_file() && std::os::unix::fs::PermissionsExt::mode(&file.permissions()) & 0o111 != 0;
+    if error == "Permission denied" && executable && !under(&spec.exec) {
+        return Some(format!(
+            "--allow-exec {} (not executable in this policy)",
+            real.display()
+        ));
+    }
+    let in_read_only = spec.read_only.iter().any(|r| real.starts_with(r));
+    if !under(&spec.write) || in_read_only {
+        let key = if in_read_only {
+            "filesystem.read_only keeps it read-only"
+        } else {
+            "read-only in this policy"
+        };
+        return Some(format!("--allow-write {} ({key})", real.display()));
+    }
+    None
+}
+
+/// Absolute paths in a line of an error message.
+fn paths_in(line: &str) -> Vec<PathBuf> {
+    line.split(|c: char| c.is_whitespace() || "'\"`‘’“”(),;".contains(c))
+        .map(|w| w.trim_end_matches([':', '.']))
+        .filter(|w| w.starts_with('/') && w.len() > 1)
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// The host name a resolver error names, when it names one.
+fn host_in(line: &str) -> Option<String> {
+    for marker in [
+        "Could not resolve host: ",
+        "getaddrinfo ENOTFOUND ",
+        "getaddrinfo EAI_AGAIN ",
+    ] {
+        if let Some(rest) = line.split(marker).nth(1) {
+            let host: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || ".-".contains(*c))
+                .collect();
+            if !host.is_empty() {
+                return Some(host);
+            }
+        }
+    }
+    // Python: "... host='pypi.org', port=443 ..."
+    let rest = line.split("host='").nth(1)?;
+    let host: String = rest.chars().take_while(|c| *c != '\'').collect();
+    (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_hosts_are_found_in_error_lines() {
+        assert_eq!(
+            paths_in("cat: /srv/data/x.txt: No such file or directory"),
+            [PathBuf::from("/srv/data/x.txt")]
+        );
+        assert_eq!(
+            paths_in("touch: cannot touch '/work/a b': Permission denied"),
+            [PathBuf::from("/work/a")]
+        );
+        assert_eq!(
+            host_in("curl: (6) Could not resolve host: pypi.org"),
+            Some("pypi.org".into())
+        );
+        assert_eq!(
+            host_in("HTTPSConnectionPool(host='files.pythonhosted.org', port=443)"),
+            Some("files.pythonhosted.org".into())
+        );
+        assert_eq!(host_in("Temporary failure in name resolution"), None);
+    }
+}
