@@ -1779,3 +1779,211 @@ fn a_planted_symlink_cannot_make_a_hidden_place_the_working_directory() {
     assert_eq!(v["exit_code"], 0, "{v:#}");
     assert_eq!(read(&ssh.join("id_ed25519")), "PRIVATE KEY\n");
 }
+
+/// What one job may leave behind cannot steer the next job's grants: a
+/// symlink in the caller's home or working directory on the way to a
+/// policy's grant makes that grant void (and said so), a `read_only` entry
+/// that a link sends into the store does not uncover it, a planted
+/// `.env` link is not read for the caller, a hidden directory of the home
+/// is no working directory, and a policy file the job may write is refused.
+/// Each control is the same thing without the planted link.
+#[test]
+fn what_a_job_leaves_cannot_steer_the_next_jobs_sandbox() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let home = fx.sub("home");
+    let ssh = fx.sub("home/.ssh");
+    write_file(&ssh, "id_ed25519", "PRIVATE KEY\n");
+    let project = fx.sub("home/project");
+    let vars = [("HOME", home.as_path())];
+    let run = |args: &[&str]| env.run_with(&vars, args);
+
+    // A toolchain grant through a planted link: void, and reported.
+    symlink("../.ssh", home.join(".cargo")).unwrap();
+    let (_, v) = run(&[
+        "run",
+        "--cwd",
+        s(&project),
+        "--",
+        "cat",
+        &format!("{}/.cargo/id_ed25519", s(&home)),
+    ]);
+    assert_ne!(v["exit_code"], 0, "{v:#}");
+    assert!(!v["stdout"].to_string().contains("PRIVATE"), "{v:#}");
+    assert!(
+        v["sandbox"]["not_applied"]
+            .to_string()
+            .contains("which a job may have left"),
+        "{v:#}"
+    );
+    // Control: a real toolchain directory is granted.
+    std::fs::remove_file(home.join(".cargo")).unwrap();
+    write_file(&fx.sub("home/.cargo"), "env", "tool\n");
+    let (_, v) = run(&[
+        "run",
+        "--cwd",
+        s(&project),
+        "--",
+        "cat",
+        &format!("{}/.cargo/env", s(&home)),
+    ]);
+    assert_eq!(v["stdout"], "tool\n", "{v:#}");
+
+    // A read_only entry sent into the store by a link leaves it hidden.
+    let store = project.join(".agent-exec");
+    let with_store = |args: &[&str]| {
+        parse_one(
+            &Command::new(bin())
+                .env("HOME", &home)
+                .arg("--root")
+                .arg(&store)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    };
+    let (code, v) = with_store(&[
+        "create",
+        "--cwd",
+        s(&project),
+        "--env",
+        "T=s3cr3t",
+        "--mask",
+        "T",
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 0, "{v:#}");
+    symlink(".agent-exec", project.join(".bashrc")).unwrap();
+    let (_, v) = with_store(&[
+        "run",
+        "--cwd",
+        s(&project),
+        "--",
+        "sh",
+        "-c",
+        "cat .agent-exec/*/secrets.json",
+    ]);
+    assert!(!v["stdout"].to_string().contains("s3cr3t"), "{v:#}");
+    assert_ne!(v["exit_code"], 0, "{v:#}");
+    std::fs::remove_file(project.join(".bashrc")).unwrap();
+
+    // A planted .env link is not read for the caller; a real file is.
+    let npmrc = write_file(&home, ".npmrc", "_authToken=t0k3n\n");
+    symlink(&npmrc, project.join(".env")).unwrap();
+    let env_file = project.join(".env");
+    let (code, v) = run(&[
+        "run",
+        "--cwd",
+        s(&project),
+        "--env-file",
+        s(&env_file),
+        "--",
+        "env",
+    ]);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("symlink"),
+        "{v:#}"
+    );
+    let real_env = write_file(&fx.sub("conf"), "vars.env", "X=1\n");
+    let (code, v) = run(&[
+        "run",
+        "--cwd",
+        s(&project),
+        "--env-file",
+        s(&real_env),
+        "--",
+        "env",
+    ]);
+    assert_eq!(code, 0, "{v:#}");
+
+    // A hidden directory of the home is no working directory (a planted
+    // `frontend -> ../.local/bin` would lead there); a cache inside what
+    // the policy names may still be asked for.
+    let local_bin = fx.sub("home/.local/bin");
+    let (code, v) = run(&["run", "--cwd", s(&local_bin), "--", "true"]);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("hidden directory"),
+        "{v:#}"
+    );
+    let pip = fx.sub("home/.cache/pip");
+    let (code, v) = run(&[
+        "run",
+        "--cwd",
+        s(&project),
+        "--allow-write",
+        s(&pip),
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 0, "{v:#}");
+
+    // A policy file the job may write is refused; outside, it is used.
+    let inside = write_file(&project, "agent.toml", "extends = \"default\"\n");
+    let (code, v) = run(&[
+        "run",
+        "--cwd",
+        s(&project),
+        "--policy",
+        s(&inside),
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("may write"),
+        "{v:#}"
+    );
+    let outside = write_file(&fx.sub("policies"), "agent.toml", "extends = \"default\"\n");
+    let (code, v) = run(&[
+        "run",
+        "--cwd",
+        s(&project),
+        "--policy",
+        s(&outside),
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(
+        std::fs::read_to_string(ssh.join("id_ed25519")).unwrap(),
+        "PRIVATE KEY\n"
+    );
+
+    // Without $HOME, `$HOME` is the user database's home, not `/`: the
+    // credentials hidden are the caller's, not `/.ssh`.
+    let out = env
+        .cmd(&["create", "--cwd", s(&project), "--", "true"])
+        .env_remove("HOME")
+        .output()
+        .unwrap();
+    let (code, v) = parse_one(&out);
+    assert_eq!(code, 0, "{v:#}");
+    let record = read(&env.root().join(job_id(&v)).join("job.json"));
+    assert!(
+        record.contains(&format!("{}/.ssh", passwd_home())),
+        "{record}"
+    );
+    assert!(!record.contains("\"/.ssh\""), "{record}");
+}
+
+/// The home the user database gives the caller.
+fn passwd_home() -> String {
+    let out = Command::new("sh")
+        .args(["-c", "getent passwd $(id -u) | cut -d: -f6"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

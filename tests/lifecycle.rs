@@ -769,7 +769,8 @@ fn a_published_port_reaches_the_jobs_server_from_the_host() {
     // Once the job is over, nothing is forwarded (the port number may
     // already serve another test) and nothing is claimed.
     if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", host_port as u16)) {
-        c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let _ = c.write_all(b"ping\n");
         let mut line = String::new();
         let _ = BufReader::new(c).read_line(&mut line);

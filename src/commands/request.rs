@@ -26,12 +26,23 @@ fn read_regular_file(
 ) -> Result<Result<Vec<u8>, u64>, AppError> {
     use std::os::unix::fs::OpenOptionsExt;
     let failed = |e: std::io::Error| AppError::invalid(format!("{flag} {}: {e}", path.display()));
-    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    // O_NONBLOCK: opening a FIFO must not wait for a writer. O_NOFOLLOW: a
+    // job may have left `.env -> ~/.npmrc` in its tree, for the caller to
+    // read and hand to the next job.
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path)
-        .map_err(failed)?;
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                AppError::invalid(format!(
+                    "{flag} {}: is a symlink (a job may have left it); give the real path",
+                    path.display()
+                ))
+            } else {
+                failed(e)
+            }
+        })?;
     if !file.metadata().map_err(failed)?.is_file() {
         return Err(AppError::invalid(format!(
             "{flag} {}: not a regular file",

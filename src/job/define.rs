@@ -177,6 +177,17 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
     let mut sandbox = policy.sandbox_spec(resolved.fs, vars.tmpdir, vars.job_dir);
     sandbox.links = resolved.links;
     sandbox.own_trees = resolved.own_trees;
+    sandbox.ungranted = resolved
+        .dropped
+        .iter()
+        .map(|(path, link)| {
+            format!(
+                "{} is reached through the symlink {}, which a job may have left: not granted",
+                path.display(),
+                link.display()
+            )
+        })
+        .collect();
     // A published port is forwarded into the job's own network, where
     // loopback must be up; the host's network needs no forwarding.
     if !req.publish.is_empty() && sandbox.network != crate::sandbox::NetMode::Loopback {
@@ -200,6 +211,18 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
         policy::PolicySource::File { path } => Some(path.clone()),
         _ => None,
     };
+    // A policy file the job may rewrite would be the next job's policy.
+    if let Some(file) = &policy_file {
+        let real = file.canonicalize().unwrap_or_else(|_| file.clone());
+        if let Some(w) = sandbox.write.iter().find(|w| real.starts_with(w)) {
+            return Err(DefineError::Invalid(format!(
+                "the policy file {} lies in {}, which the job may write: a job could rewrite \
+                 its successors' policy; keep policy files outside the job's trees",
+                real.display(),
+                w.display()
+            )));
+        }
+    }
     let spec = JobSpec {
         job_id: id,
         argv: shown_argv,
@@ -338,8 +361,17 @@ fn path_flag(flag: &str, raw: &Path, vars: &PathVars) -> Result<PathBuf, DefineE
 }
 
 fn home_dir() -> PathBuf {
+    // Without $HOME, the home the user database gives: `/` would make
+    // every `$HOME` rule of the policy guard the wrong place.
     let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
         .map(PathBuf::from)
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+        })
         .unwrap_or_else(|| PathBuf::from("/"));
     home.canonicalize().unwrap_or(home)
 }

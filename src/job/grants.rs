@@ -69,6 +69,9 @@ pub struct Resolved {
     pub links: Vec<(PathBuf, PathBuf)>,
     /// The grants that are the caller's own trees (see `SandboxSpec::own_trees`).
     pub own_trees: Vec<PathBuf>,
+    /// Grants not given, each with the symlink in the caller's home or
+    /// working directory it was reached through.
+    pub dropped: Vec<(PathBuf, PathBuf)>,
 }
 
 /// The job's own directories, which lie inside the store by design, and
@@ -98,10 +101,26 @@ pub fn resolve(
         )));
     }
     let mut links = Vec::new();
-    let mut real = |paths: Vec<PathBuf>| -> Vec<PathBuf> {
+    let mut dropped = Vec::new();
+    // A grant reached through a symlink in the caller's home or working
+    // directory is not granted: a job may have left that link (`~/.deno/bin
+    // -> ../.ssh`), and the next job's grant would follow it.
+    let root = Path::new("/");
+    let plantable = |link: &Path| {
+        (cwd != root && link.starts_with(cwd)) || (own.home != root && link.starts_with(own.home))
+    };
+    let mut real = |paths: Vec<PathBuf>, grant: bool| -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = Vec::new();
         for path in paths {
-            let resolved = resolve_links(&path, &mut links);
+            let mut met = Vec::new();
+            let resolved = resolve_links(&path, &mut met);
+            if grant {
+                if let Some((link, _)) = met.iter().find(|(l, _)| plantable(l)) {
+                    dropped.push((path.clone(), link.clone()));
+                    continue;
+                }
+            }
+            links.extend(met);
             if !out.contains(&resolved) {
                 out.push(resolved);
             }
@@ -110,13 +129,18 @@ pub fn resolve(
     };
     let fs = ExpandedFilesystem {
         landlock: fs.landlock,
-        read: real(fs.read),
-        write: real(fs.write),
-        exec: real(fs.exec),
-        tmpfs: real(fs.tmpfs),
-        deny: real(fs.deny),
-        read_only: real(fs.read_only),
+        read: real(fs.read, true),
+        write: real(fs.write, true),
+        exec: real(fs.exec, true),
+        tmpfs: real(fs.tmpfs, false),
+        deny: real(fs.deny, false),
+        read_only: real(fs.read_only, false),
     };
+    // What the view covers in the store would uncover it.
+    let mut fs = fs;
+    fs.read_only.retain(|p| !p.starts_with(own.store));
+    fs.deny.retain(|p| !p.starts_with(own.store));
+    let fs = fs;
     // A working directory is not a way to name a hidden place: a symlink
     // one job leaves (`frontend -> ../.ssh`, `sub -> .git`) would make the
     // next job's `--cwd` the very place the policy hides or keeps read-only.
@@ -147,6 +171,16 @@ pub fn resolve(
         .collect();
     fs.deny.retain(|p| !granted.contains(p));
     fs.read_only.retain(|p| !fs.write.contains(p));
+    // What the policy file itself lets be written in the home.
+    let policy_writes: Vec<PathBuf> = policy
+        .filesystem
+        .write
+        .iter()
+        .filter_map(|t| match t.strip_prefix("$HOME") {
+            Ok(rest) => Some(own.home.join(rest)),
+            Err(_) => t.is_absolute().then(|| t.clone()),
+        })
+        .collect();
     let named = |templates: &[PathBuf]| -> Vec<PathBuf> {
         templates
             .iter()
@@ -169,6 +203,23 @@ pub fn resolve(
                 if let Some(what) = host_write(path, own.home) {
                     return Err(refusal(class, path, cwd, what));
                 }
+                // Hidden directories of the home hold programs and settings
+                // that run as the caller (`~/.local/bin`, `~/.config/systemd`):
+                // writable only inside what the policy itself names there.
+                let hidden = path
+                    .strip_prefix(own.home)
+                    .ok()
+                    .and_then(|rest| rest.components().next())
+                    .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+                let named_there = policy_writes.iter().any(|w| path.starts_with(w));
+                if hidden && own.home != Path::new("/") && !named_there {
+                    return Err(refusal(
+                        class,
+                        path,
+                        cwd,
+                        "a hidden directory of your home, where programs and settings live",
+                    ));
+                }
             }
             let own_dir = path.starts_with(own.tmpdir) || path.starts_with(own.job_dir);
             if path.starts_with(own.store) && !own_dir {
@@ -183,6 +234,7 @@ pub fn resolve(
         fs,
         links,
         own_trees,
+        dropped,
     })
 }
 

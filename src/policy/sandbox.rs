@@ -36,6 +36,7 @@ impl Policy {
             read_only: fs.read_only,
             links: Vec::new(),
             own_trees: Vec::new(),
+            ungranted: Vec::new(),
             store: PathBuf::new(),
             network: self.network.mode,
             connect_ports: self.network.connect_ports.clone(),

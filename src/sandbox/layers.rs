@@ -206,6 +206,7 @@ impl Layers {
             None
         };
         drop(idmap);
+        not_applied.extend(spec.ungranted.iter().cloned());
         // One entry for all of them: a directory that is not a repository
         // lacks every one of the built-ins' paths, and that is one fact.
         let unprotected: Vec<String> = root

@@ -140,6 +140,9 @@ pub struct SandboxSpec {
     /// as another host user, so that the job works in them as their owner.
     #[serde(default)]
     pub own_trees: Vec<PathBuf>,
+    /// Grants of the policy left out, and why (reported as not applied).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ungranted: Vec<String>,
     /// The job store, never visible inside even where a grant holds it.
     #[serde(default)]
     pub store: PathBuf,
@@ -221,6 +224,7 @@ mod tests {
             read_only: vec![],
             links: vec![],
             own_trees: vec![],
+            ungranted: vec![],
             store: "/s".into(),
             network: NetMode::None,
             connect_ports: None,

@@ -130,6 +130,12 @@ fn copy_dir(
                 }
             }
             libc::S_IFLNK => {
+                // A link costs the store an inode and its target.
+                if budget.bytes < DIR_COST {
+                    copied.incomplete = true;
+                    return Ok(());
+                }
+                budget.bytes -= DIR_COST;
                 let target = nix::fcntl::readlinkat(
                     // SAFETY: `from` outlives this borrow.
                     unsafe { std::os::fd::BorrowedFd::borrow_raw(from) },
@@ -232,6 +238,19 @@ mod tests {
         let to = tempfile::tempdir().unwrap();
         for i in 0..100 {
             std::fs::create_dir(from.path().join(format!("d{i}"))).unwrap();
+        }
+        let root = File::open(from.path()).unwrap();
+        let copied = copy_out(&OwnedFd::from(root), to.path(), 10 * DIR_COST).unwrap();
+        assert!(copied.incomplete);
+        assert_eq!(std::fs::read_dir(to.path()).unwrap().count(), 10);
+    }
+
+    #[test]
+    fn symlinks_count_against_the_budget() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        for i in 0..100 {
+            symlink("target", from.path().join(format!("l{i}"))).unwrap();
         }
         let root = File::open(from.path()).unwrap();
         let copied = copy_out(&OwnedFd::from(root), to.path(), 10 * DIR_COST).unwrap();
