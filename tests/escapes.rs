@@ -1764,19 +1764,61 @@ fn a_planted_symlink_cannot_make_a_hidden_place_the_working_directory() {
     symlink("../.ssh", project.join("frontend")).unwrap();
     symlink(".git", project.join("sub")).unwrap();
     symlink("src", project.join("code")).unwrap();
+    let outside = fx.sub("other-user/.ssh");
+    symlink(&outside, project.join("backend")).unwrap();
     let run = |cwd: &Path| env.run_with(&[("HOME", &home)], &["run", "--cwd", s(cwd), "--", "ls"]);
-    for (planted, what) in [("frontend", "filesystem.deny"), ("sub", "git directory")] {
+    // Through a link a job may have left, no working directory at all: not
+    // to a denied place, a git directory, another user's home or anywhere.
+    for planted in ["frontend", "sub", "backend", "code"] {
         let (code, v) = run(&project.join(planted));
         assert_eq!(code, 1, "{planted}: {v:#}");
         assert_eq!(v["error"]["code"], "invalid_argument", "{v:#}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("which a job may have left"),
+            "{v:#}"
+        );
+    }
+    // Named by their real paths, a denied place and a git directory are
+    // still refused; an ordinary directory is the control.
+    for (real, what) in [
+        (ssh.clone(), "filesystem.deny"),
+        (project.join(".git"), "git directory"),
+    ] {
+        let (code, v) = run(&real);
+        assert_eq!(code, 1, "{v:#}");
         assert!(
             v["error"]["message"].as_str().unwrap().contains(what),
             "{v:#}"
         );
     }
-    let (code, v) = run(&project.join("code"));
+    let (code, v) = run(&project.join("src"));
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["exit_code"], 0, "{v:#}");
+    // A path flag through a planted link is refused the same way.
+    symlink("../.ssh", project.join("vendor")).unwrap();
+    let (code, v) = env.run_with(
+        &[("HOME", &home)],
+        &[
+            "run",
+            "--cwd",
+            s(&project),
+            "--allow-read",
+            "./vendor",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(code, 1, "{v:#}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("which a job may have left"),
+        "{v:#}"
+    );
     assert_eq!(read(&ssh.join("id_ed25519")), "PRIVATE KEY\n");
 }
 

@@ -26,6 +26,13 @@ fn read_regular_file(
 ) -> Result<Result<Vec<u8>, u64>, AppError> {
     use std::os::unix::fs::OpenOptionsExt;
     let failed = |e: std::io::Error| AppError::invalid(format!("{flag} {}: {e}", path.display()));
+    if let Some(link) = crate::job::grants::planted_link(path) {
+        return Err(AppError::invalid(format!(
+            "{flag} {}: goes through the symlink {}, which a job may have left; give the real path",
+            path.display(),
+            link.display()
+        )));
+    }
     // O_NONBLOCK: opening a FIFO must not wait for a writer. O_NOFOLLOW: a
     // job may have left `.env -> ~/.npmrc` in its tree, for the caller to
     // read and hand to the next job.

@@ -355,6 +355,13 @@ fn path_flag(flag: &str, raw: &Path, vars: &PathVars) -> Result<PathBuf, DefineE
     if own {
         return Ok(path);
     }
+    if let Some(link) = super::grants::planted_link(&path) {
+        return Err(DefineError::Invalid(format!(
+            "{flag} {text}: goes through the symlink {}, which a job may have left; give the \
+             real path",
+            link.display()
+        )));
+    }
     // The real path, `..` resolved as the kernel would (through symlinks).
     path.canonicalize()
         .map_err(|e| DefineError::Invalid(format!("{flag} {text}: {}: {e}", path.display())))
@@ -384,6 +391,14 @@ fn resolve_cwd(asked: Option<&Path>) -> Result<PathBuf, DefineError> {
         None => std::env::current_dir()
             .map_err(|e| DefineError::Invalid(format!("cannot read the current directory: {e}")))?,
     };
+    if let Some(link) = super::grants::planted_link(&dir) {
+        return Err(DefineError::Invalid(format!(
+            "--cwd {}: goes through the symlink {}, which a job may have left; give the real \
+             path",
+            dir.display(),
+            link.display()
+        )));
+    }
     let canonical = dir
         .canonicalize()
         .map_err(|e| DefineError::Invalid(format!("--cwd {}: {e}", dir.display())))?;

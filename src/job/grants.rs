@@ -61,6 +61,44 @@ fn host_write(path: &Path, home: &Path) -> Option<&'static str> {
     None
 }
 
+/// The first symlink on the way to `path` (absolute, or relative to the
+/// current directory) that lies outside the system's own trees: a job may
+/// have left it (`backend -> /home/other/.ssh`), and a path the caller
+/// names through it would be steered where the job chose. `None`: the
+/// path goes through no such link.
+pub fn planted_link(path: &Path) -> Option<PathBuf> {
+    const SYSTEM: [&str; 12] = [
+        "/usr", "/etc", "/boot", "/proc", "/sys", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+        "/libx32", "/dev",
+    ];
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
+    let mut so_far = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => so_far.push(name),
+            Component::ParentDir => {
+                so_far.pop();
+                continue;
+            }
+            _ => continue,
+        }
+        let is_link = std::fs::symlink_metadata(&so_far).is_ok_and(|m| m.file_type().is_symlink());
+        let system = SYSTEM.iter().any(|s| so_far.starts_with(s));
+        if is_link && !system {
+            return Some(so_far);
+        }
+        if is_link {
+            // Follow a system link (`/lib64 -> usr/lib64`) to judge the rest.
+            so_far = so_far.canonicalize().ok()?;
+        }
+    }
+    None
+}
+
 /// The grants of one job, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {

@@ -19,6 +19,16 @@ use crate::sandbox::{NetMode, SandboxSpec};
 const MAX_DENIALS: usize = 20;
 /// At most this much of the start and of the end of stderr is read.
 const SCAN_BYTES: u64 = 1 << 20;
+/// At most this many paths are looked at on the host, each at most this
+/// long, and for at most this long in all: the job chooses them, and the
+/// result waits for the scan (a chain of symlinks costs a lookup dearly).
+const MAX_PATHS: usize = 64;
+const MAX_PATH_LEN: usize = 512;
+const SCAN_TIME: std::time::Duration = std::time::Duration::from_millis(300);
+/// Places whose lookup can block or trigger the host (automounts, fuse).
+const NOT_LOOKED_AT: [&str; 8] = [
+    "/proc", "/sys", "/dev", "/run", "/net", "/misc", "/mnt", "/media",
+];
 
 /// One thing the job tried and the sandbox refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -56,11 +66,15 @@ pub fn find(log: &Path, spec: &SandboxSpec) -> Vec<Denial> {
         return Vec::new();
     };
     let mut out: Vec<Denial> = Vec::new();
+    let mut budget = Budget {
+        paths: MAX_PATHS,
+        until: std::time::Instant::now() + SCAN_TIME,
+    };
     for line in text.lines() {
-        if out.len() >= MAX_DENIALS {
+        if out.len() >= MAX_DENIALS || budget.spent() {
             break;
         }
-        for denial in judge_line(line, spec) {
+        for denial in judge_line(line, spec, &mut budget) {
             if !out
                 .iter()
                 .any(|d| d.kind == denial.kind && d.target == denial.target)
@@ -89,7 +103,19 @@ fn read_ends(log: &Path) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn judge_line(line: &str, spec: &SandboxSpec) -> Vec<Denial> {
+/// What the scan may still look at on the host.
+struct Budget {
+    paths: usize,
+    until: std::time::Instant,
+}
+
+impl Budget {
+    fn spent(&self) -> bool {
+        self.paths == 0 || std::time::Instant::now() >= self.until
+    }
+}
+
+fn judge_line(line: &str, spec: &SandboxSpec, budget: &mut Budget) -> Vec<Denial> {
     let mut out = Vec::new();
     if spec.network != NetMode::Host {
         if let Some(error) = NET_ERRORS.iter().find(|e| line.contains(*e)) {
@@ -113,6 +139,14 @@ fn judge_line(line: &str, spec: &SandboxSpec) -> Vec<Denial> {
         return out;
     };
     for path in paths_in(line) {
+        if budget.spent() {
+            break;
+        }
+        let text = path.as_os_str().len();
+        if text > MAX_PATH_LEN || NOT_LOOKED_AT.iter().any(|p| path.starts_with(p)) {
+            continue;
+        }
+        budget.paths -= 1;
         if let Some(hint) = fs_hint(&path, error, spec) {
             out.push(Denial {
                 kind: "filesystem".into(),
@@ -207,6 +241,35 @@ fn host_in(line: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_cannot_make_the_scan_look_at_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let line = format!(
+            "x: Permission denied {}\n",
+            format!("{} ", file.display()).repeat(5000)
+        );
+        let log = dir.path().join("stderr.log");
+        std::fs::write(&log, line.repeat(50)).unwrap();
+        let none = dir.path().join("none");
+        let policy =
+            crate::policy::resolve("default", &crate::policy::PolicySources::new(&none, &none))
+                .unwrap();
+        let vars = crate::policy::PathVars {
+            cwd: "/nonexistent/app".into(),
+            home: "/nonexistent/home".into(),
+            job_dir: "/nonexistent/j".into(),
+            tmpdir: "/nonexistent/t".into(),
+        };
+        let fs = policy.expand_paths(&vars).unwrap();
+        let spec = policy.sandbox_spec(fs, vars.tmpdir, vars.job_dir);
+        let started = std::time::Instant::now();
+        let found = find(&log, &spec);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(found.len(), 1, "one target, reported once");
+    }
 
     #[test]
     fn paths_and_hosts_are_found_in_error_lines() {

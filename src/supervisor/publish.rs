@@ -67,7 +67,14 @@ impl Listeners {
     }
 }
 
+/// Connections relayed at once per published port: each costs the
+/// supervisor two threads, and anyone on the host may connect.
+const MAX_CONNECTIONS: usize = 64;
+
 fn accept_loop(netns: OwnedFd, listener: TcpListener, port: u16) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let open = Arc::new(AtomicUsize::new(0));
     // SAFETY: setns on a namespace descriptor we own; it changes this
     // thread's network namespace only (sockets made later are the job's).
     if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
@@ -75,16 +82,22 @@ fn accept_loop(netns: OwnedFd, listener: TcpListener, port: u16) {
     }
     for client in listener.incoming() {
         let Ok(client) = client else { continue };
+        if open.load(Ordering::SeqCst) >= 2 * MAX_CONNECTIONS {
+            drop(client);
+            continue;
+        }
         match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(job) => relay(client, job),
+            Ok(job) => relay(client, job, open.clone()),
             // Nothing listens yet: the client sees the connection close.
             Err(_) => drop(client),
         }
     }
 }
 
-/// Copies both ways until each side is done, then closes.
-fn relay(client: TcpStream, job: TcpStream) {
+/// Copies both ways until each side is done, then closes; `open` counts
+/// the directions still copying (two per connection).
+fn relay(client: TcpStream, job: TcpStream, open: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
     let pairs = [
         (client.try_clone(), job.try_clone()),
         (job.try_clone(), client.try_clone()),
@@ -93,9 +106,15 @@ fn relay(client: TcpStream, job: TcpStream) {
         let (Ok(mut from), Ok(mut to)) = pair else {
             return;
         };
-        let _ = std::thread::Builder::new().spawn(move || {
+        open.fetch_add(1, Ordering::SeqCst);
+        let done = open.clone();
+        let spawned = std::thread::Builder::new().spawn(move || {
             let _ = io::copy(&mut from, &mut to);
             let _ = to.shutdown(Shutdown::Write);
+            done.fetch_sub(1, Ordering::SeqCst);
         });
+        if spawned.is_err() {
+            open.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
