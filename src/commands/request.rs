@@ -26,30 +26,27 @@ fn read_regular_file(
 ) -> Result<Result<Vec<u8>, u64>, AppError> {
     use std::os::unix::fs::OpenOptionsExt;
     let failed = |e: std::io::Error| AppError::invalid(format!("{flag} {}: {e}", path.display()));
-    if let Some(link) = crate::job::grants::planted_link(path) {
-        return Err(AppError::invalid(format!(
+    // Opened from descriptors, never through a link a job may have left
+    // (`.env -> ~/.npmrc`, `config -> /srv/other`), with nothing between
+    // the check and the read for a job to swap.
+    let (fd, _) = crate::job::grants::open_unplanted(path).map_err(|e| match e {
+        crate::job::grants::Unplanted::Link(link) => AppError::invalid(format!(
             "{flag} {}: goes through the symlink {}, which a job may have left; give the real path",
             path.display(),
             link.display()
-        )));
-    }
-    // O_NONBLOCK: opening a FIFO must not wait for a writer. O_NOFOLLOW: a
-    // job may have left `.env -> ~/.npmrc` in its tree, for the caller to
-    // read and hand to the next job.
+        )),
+        crate::job::grants::Unplanted::Io(e) => failed(e),
+    })?;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer. Reopening the
+    // descriptor reads the very file that was opened.
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                AppError::invalid(format!(
-                    "{flag} {}: is a symlink (a job may have left it); give the real path",
-                    path.display()
-                ))
-            } else {
-                failed(e)
-            }
-        })?;
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ))
+        .map_err(failed)?;
     if !file.metadata().map_err(failed)?.is_file() {
         return Err(AppError::invalid(format!(
             "{flag} {}: not a regular file",

@@ -355,16 +355,20 @@ fn path_flag(flag: &str, raw: &Path, vars: &PathVars) -> Result<PathBuf, DefineE
     if own {
         return Ok(path);
     }
-    if let Some(link) = super::grants::planted_link(&path) {
-        return Err(DefineError::Invalid(format!(
+    // The real path, `..` resolved as the kernel would, never through a
+    // link a job may have left.
+    match super::grants::open_unplanted(&path) {
+        Ok((_, real)) => Ok(real),
+        Err(super::grants::Unplanted::Link(link)) => Err(DefineError::Invalid(format!(
             "{flag} {text}: goes through the symlink {}, which a job may have left; give the \
              real path",
             link.display()
-        )));
+        ))),
+        Err(super::grants::Unplanted::Io(e)) => Err(DefineError::Invalid(format!(
+            "{flag} {text}: {}: {e}",
+            path.display()
+        ))),
     }
-    // The real path, `..` resolved as the kernel would (through symlinks).
-    path.canonicalize()
-        .map_err(|e| DefineError::Invalid(format!("{flag} {text}: {}: {e}", path.display())))
 }
 
 fn home_dir() -> PathBuf {
@@ -391,17 +395,23 @@ fn resolve_cwd(asked: Option<&Path>) -> Result<PathBuf, DefineError> {
         None => std::env::current_dir()
             .map_err(|e| DefineError::Invalid(format!("cannot read the current directory: {e}")))?,
     };
-    if let Some(link) = super::grants::planted_link(&dir) {
-        return Err(DefineError::Invalid(format!(
-            "--cwd {}: goes through the symlink {}, which a job may have left; give the real \
-             path",
-            dir.display(),
-            link.display()
-        )));
-    }
-    let canonical = dir
-        .canonicalize()
-        .map_err(|e| DefineError::Invalid(format!("--cwd {}: {e}", dir.display())))?;
+    let canonical = match super::grants::open_unplanted(&dir) {
+        Ok((_, real)) => real,
+        Err(super::grants::Unplanted::Link(link)) => {
+            return Err(DefineError::Invalid(format!(
+                "--cwd {}: goes through the symlink {}, which a job may have left; give the \
+                 real path",
+                dir.display(),
+                link.display()
+            )))
+        }
+        Err(super::grants::Unplanted::Io(e)) => {
+            return Err(DefineError::Invalid(format!(
+                "--cwd {}: {e}",
+                dir.display()
+            )))
+        }
+    };
     if !canonical.is_dir() {
         return Err(DefineError::Invalid(format!(
             "--cwd {}: not a directory",

@@ -61,42 +61,110 @@ fn host_write(path: &Path, home: &Path) -> Option<&'static str> {
     None
 }
 
-/// The first symlink on the way to `path` (absolute, or relative to the
-/// current directory) that lies outside the system's own trees: a job may
-/// have left it (`backend -> /home/other/.ssh`), and a path the caller
-/// names through it would be steered where the job chose. `None`: the
-/// path goes through no such link.
-pub fn planted_link(path: &Path) -> Option<PathBuf> {
-    const SYSTEM: [&str; 12] = [
+/// Why a path the caller named was not opened.
+#[derive(Debug)]
+pub enum Unplanted {
+    /// It goes through this symlink, which a job may have left.
+    Link(PathBuf),
+    Io(std::io::Error),
+}
+
+/// Opens `path` (absolute, or relative to the current directory) as an
+/// `O_PATH` descriptor, one component at a time from descriptors already
+/// open, and returns it with its real path. A symlink on the way is
+/// followed only where the system keeps its own (`/lib64 -> usr/lib64`: in
+/// a system tree, in a directory only root may change); any other is
+/// refused, since a job may have left it (`backend -> /home/other/.ssh`)
+/// and a path named through it would be steered where the job chose.
+/// Walking from descriptors leaves no moment between the check and the
+/// use for a job to swap a directory for a link.
+pub fn open_unplanted(path: &Path) -> Result<(std::os::fd::OwnedFd, PathBuf), Unplanted> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const SYSTEM: [&str; 11] = [
         "/usr", "/etc", "/boot", "/proc", "/sys", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
-        "/libx32", "/dev",
+        "/libx32",
     ];
-    let path = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir().ok()?.join(path)
+    let io = |e: std::io::Error| Unplanted::Io(e);
+    let open_at = |dir: &OwnedFd, name: &std::ffi::OsStr| -> std::io::Result<OwnedFd> {
+        let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        // SAFETY: openat on our descriptor with a NUL-terminated name.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     };
-    let mut so_far = PathBuf::from("/");
-    for component in path.components() {
-        match component {
-            Component::Normal(name) => so_far.push(name),
-            Component::ParentDir => {
-                so_far.pop();
-                continue;
+    let real_of = |fd: &OwnedFd| std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let start = if path.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        std::env::current_dir().map_err(io)?
+    };
+    let mut cur: OwnedFd = std::fs::File::open(&start).map_err(io)?.into();
+    // Components still to walk, in order (a followed link pushes its own).
+    let mut todo: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut links = 0;
+    while let Some(name) = todo.pop() {
+        let next = open_at(&cur, &name).map_err(io)?;
+        // SAFETY: st is an out-parameter the kernel fills.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on our own O_PATH descriptor (the link itself).
+        if unsafe { libc::fstat(next.as_raw_fd(), &mut st) } != 0 {
+            return Err(io(std::io::Error::last_os_error()));
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+            cur = next;
+            continue;
+        }
+        let dir = real_of(&cur).map_err(io)?;
+        let link = dir.join(&name);
+        // SAFETY: as above, on the directory that holds the link.
+        let mut dst: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on our own descriptor.
+        let dir_ok = unsafe { libc::fstat(cur.as_raw_fd(), &mut dst) } == 0
+            && dst.st_uid == 0
+            && dst.st_mode & 0o022 == 0;
+        let system = SYSTEM.iter().any(|s| link.starts_with(s));
+        links += 1;
+        if !(system && dir_ok) || links > 40 {
+            return Err(Unplanted::Link(link));
+        }
+        // SAFETY: readlinkat on the directory's descriptor and the name.
+        let target = nix::fcntl::readlinkat(
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(cur.as_raw_fd()) },
+            name.as_os_str(),
+        )
+        .map_err(|e| io(e.into()))?;
+        let target = PathBuf::from(target);
+        if target.is_absolute() {
+            cur = std::fs::File::open("/").map_err(io)?.into();
+        }
+        for c in target.components().rev() {
+            match c {
+                Component::Normal(n) => todo.push(n.to_os_string()),
+                Component::ParentDir => todo.push("..".into()),
+                _ => {}
             }
-            _ => continue,
-        }
-        let is_link = std::fs::symlink_metadata(&so_far).is_ok_and(|m| m.file_type().is_symlink());
-        let system = SYSTEM.iter().any(|s| so_far.starts_with(s));
-        if is_link && !system {
-            return Some(so_far);
-        }
-        if is_link {
-            // Follow a system link (`/lib64 -> usr/lib64`) to judge the rest.
-            so_far = so_far.canonicalize().ok()?;
         }
     }
-    None
+    let real = real_of(&cur).map_err(io)?;
+    Ok((cur, real))
 }
 
 /// The grants of one job, resolved.
@@ -400,6 +468,28 @@ mod tests {
             own_trees(&fs, Path::new("/srv/out"), Path::new("/")),
             paths(&["/dev/shm/w", "/srv/out"])
         );
+    }
+
+    #[test]
+    fn only_the_systems_own_links_are_followed_for_a_named_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("real/sub")).unwrap();
+        symlink("real", root.join("planted")).unwrap();
+        let (_, real) = open_unplanted(&root.join("real/sub")).unwrap();
+        assert_eq!(real, root.join("real/sub"));
+        match open_unplanted(&root.join("planted/sub")) {
+            Err(Unplanted::Link(link)) => assert_eq!(link, root.join("planted")),
+            other => panic!("{other:?}"),
+        }
+        // `..` is the parent of the directory actually reached.
+        let (_, real) = open_unplanted(&root.join("real/sub/..")).unwrap();
+        assert_eq!(real, root.join("real"));
+        // The system's own links are followed (where this host has them).
+        if std::fs::symlink_metadata("/bin").is_ok_and(|m| m.file_type().is_symlink()) {
+            let (_, real) = open_unplanted(Path::new("/bin/sh")).unwrap();
+            assert_eq!(real, Path::new("/bin/sh").canonicalize().unwrap());
+        }
     }
 
     #[test]
