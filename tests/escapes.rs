@@ -2029,3 +2029,83 @@ fn passwd_home() -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+/// A directory swapped for a link while the caller names a path through it
+/// (a job still running in the tree can do that in a loop) never steers the
+/// path: it is opened component by component from descriptors, so the
+/// check and the use are one lookup. The swapper runs on the host here,
+/// as fast as it can, through 200 attempts; the control is the same path
+/// with the link left in place for good, which is refused every time.
+#[test]
+fn a_link_swapped_in_while_a_path_is_named_never_steers_it() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let project = fx.sub("project");
+    let other = fx.sub("otherapp");
+    write_file(&other, ".env", "PW=stolen\n");
+    write_file(&fx.sub("project/config"), ".env", "PW=own\n");
+    symlink(&other, project.join("swap")).unwrap();
+    let swapper = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+a, b = sys.argv[1].encode(), sys.argv[2].encode()
+while True:
+    libc.renameat2(-100, a, -100, b, 2)
+"#;
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            swapper,
+            s(&project.join("config")),
+            s(&project.join("swap")),
+        ])
+        .spawn()
+        .unwrap();
+    let env_file = project.join("config/.env");
+    let mut stolen = 0;
+    for _ in 0..200 {
+        let (code, v) = env.run(&[
+            "create",
+            "--cwd",
+            s(&project),
+            "--env-file",
+            s(&env_file),
+            "--",
+            "true",
+        ]);
+        if code == 0 {
+            let record = read(&env.root().join(job_id(&v)).join("job.json"));
+            if record.contains("stolen") {
+                stolen += 1;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(stolen, 0, "the swapped-in link was followed");
+    // Control: with the link in place for good, the path is refused.
+    if project.join("config").is_dir() && !project.join("config").is_symlink() {
+        std::fs::rename(project.join("config"), project.join("swap-back")).unwrap();
+        std::fs::rename(project.join("swap"), project.join("config")).unwrap();
+    }
+    let (code, v) = env.run(&[
+        "create",
+        "--cwd",
+        s(&project),
+        "--env-file",
+        s(&env_file),
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("which a job may have left"),
+        "{v:#}"
+    );
+}
