@@ -89,6 +89,14 @@ fn python_makes_a_venv_and_runs_unittest() {
     if !privileged() {
         return;
     }
+    let venv = Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !venv {
+        eprintln!("skipped: this machine's python3 has no venv/ensurepip (python3-venv)");
+        return;
+    }
     let env = Env::new();
     let fx = Fixture::new();
     let cwd = fx.cwd();
