@@ -42,12 +42,6 @@ fn have(program: &str) -> bool {
     found
 }
 
-fn write(dir: &Path, name: &str, text: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
 /// cargo through rustup's proxy in `~/.cargo/bin`, a path dependency, and a
 /// registry crate from the cache (offline: the job has no network).
 #[test]
@@ -58,19 +52,19 @@ fn cargo_builds_and_tests_with_a_path_dependency_and_a_cached_crate() {
     let env = Env::new();
     let fx = Fixture::new();
     let cwd = fx.cwd();
-    write(
+    write_file(
         &cwd,
         "util/Cargo.toml",
         "[package]\nname = \"util\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
     );
-    write(&cwd, "util/src/lib.rs", "pub fn two() -> i32 { 2 }\n");
-    write(
+    write_file(&cwd, "util/src/lib.rs", "pub fn two() -> i32 { 2 }\n");
+    write_file(
         &cwd,
         "app/Cargo.toml",
         "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
          [dependencies]\nutil = { path = \"../util\" }\nlibc = \"0.2\"\n",
     );
-    write(
+    write_file(
         &cwd,
         "app/src/lib.rs",
         "pub fn four() -> i32 { util::two() * 2 }\n\
@@ -100,7 +94,7 @@ fn python_makes_a_venv_and_runs_unittest() {
     let env = Env::new();
     let fx = Fixture::new();
     let cwd = fx.cwd();
-    write(
+    write_file(
         &cwd,
         "test_sum.py",
         "import unittest\n\nclass Sum(unittest.TestCase):\n    def test_sum(self):\n        \
@@ -125,12 +119,12 @@ fn npm_runs_a_script_from_node_modules_bin() {
     let env = Env::new();
     let fx = Fixture::new();
     let cwd = fx.cwd();
-    write(
+    write_file(
         &cwd,
         "package.json",
         r#"{"name": "p", "version": "1.0.0", "scripts": {"test": "node -e 'console.log(6*7)' && greet"}}"#,
     );
-    write(&cwd, "node_modules/.bin/greet", "#!/bin/sh\necho hello\n");
+    write_file(&cwd, "node_modules/.bin/greet", "#!/bin/sh\necho hello\n");
     std::fs::set_permissions(
         cwd.join("node_modules/.bin/greet"),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -150,12 +144,12 @@ fn make_builds_with_cc_and_runs_the_program() {
     let env = Env::new();
     let fx = Fixture::new();
     let cwd = fx.cwd();
-    write(
+    write_file(
         &cwd,
         "hello.c",
         "#include <stdio.h>\nint main(void) { puts(\"built\"); return 0; }\n",
     );
-    write(
+    write_file(
         &cwd,
         "Makefile",
         "hello: hello.c\n\tcc -o hello hello.c\ntest: hello\n\t./hello\n",
@@ -173,8 +167,8 @@ fn go_tests_a_module() {
     let env = Env::new();
     let fx = Fixture::new();
     let cwd = fx.cwd();
-    write(&cwd, "go.mod", "module example.com/m\n\ngo 1.19\n");
-    write(
+    write_file(&cwd, "go.mod", "module example.com/m\n\ngo 1.19\n");
+    write_file(
         &cwd,
         "m_test.go",
         "package m\n\nimport \"testing\"\n\nfunc TestSum(t *testing.T) {\n\tif 1+2 != 3 {\n\t\tt.Fatal(\"sum\")\n\t}\n}\n",

@@ -334,19 +334,18 @@ fn path_flag(flag: &str, raw: &Path, vars: &PathVars) -> Result<PathBuf, DefineE
         .strip_prefix("${")
         .and_then(|h| h.strip_suffix('}'))
         .or_else(|| head.strip_prefix('$'));
-    let (base, own): (Option<&Path>, bool) = match (head, named) {
-        ("~", _) | (_, Some("HOME")) => (Some(&vars.home), false),
-        (_, Some("CWD")) => (Some(&vars.cwd), false),
-        (_, Some("TMPDIR")) => (Some(&vars.tmpdir), true),
-        (_, Some("JOB_DIR")) => (Some(&vars.job_dir), true),
-        (_, Some(other)) => {
-            return Err(DefineError::Invalid(format!(
-                "{flag} {text}: ${other} is not a path variable; use $HOME, $CWD, $TMPDIR, \
+    let name = if head == "~" { Some("HOME") } else { named };
+    let base = match name {
+        None => None,
+        Some(n) => Some(vars.get(&format!("${n}")).map(|(_, v)| v).ok_or_else(|| {
+            DefineError::Invalid(format!(
+                "{flag} {text}: ${n} is not a path variable; use $HOME, $CWD, $TMPDIR, \
                  $JOB_DIR or ~"
-            )))
-        }
-        _ => (None, false),
+            ))
+        })?),
     };
+    // The job's own directories are made with it.
+    let own = matches!(name, Some("TMPDIR" | "JOB_DIR"));
     let path = match base {
         Some(base) if rest.is_empty() => base.to_path_buf(),
         Some(base) => base.join(rest),
@@ -372,18 +371,9 @@ fn path_flag(flag: &str, raw: &Path, vars: &PathVars) -> Result<PathBuf, DefineE
 }
 
 fn home_dir() -> PathBuf {
-    // Without $HOME, the home the user database gives: `/` would make
-    // every `$HOME` rule of the policy guard the wrong place.
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            nix::unistd::User::from_uid(nix::unistd::getuid())
-                .ok()
-                .flatten()
-                .map(|u| u.dir)
-        })
-        .unwrap_or_else(|| PathBuf::from("/"));
+    // Not `/` without $HOME: every `$HOME` rule of the policy would guard
+    // the wrong place.
+    let home = super::store::caller_home().unwrap_or_else(|| PathBuf::from("/"));
     home.canonicalize().unwrap_or(home)
 }
 

@@ -135,15 +135,9 @@ impl Store {
         if let Some(p) = env_path("XDG_STATE_HOME") {
             return p.join("agent-exec");
         }
-        // Without $HOME, the home the user database gives (never a shared
-        // directory such as /tmp, where another user could make it first).
-        env_path("HOME")
-            .or_else(|| {
-                nix::unistd::User::from_uid(nix::unistd::getuid())
-                    .ok()
-                    .flatten()
-                    .map(|u| u.dir)
-            })
+        // Never a shared directory such as /tmp without $HOME, where
+        // another user could make the store first.
+        caller_home()
             .unwrap_or_else(|| PathBuf::from("/nonexistent"))
             .join(".local/state/agent-exec")
     }
@@ -463,6 +457,19 @@ pub fn open_log_for_writing(path: &Path) -> io::Result<File> {
     }
     file.set_len(0)?;
     Ok(file)
+}
+
+/// `$HOME`, or without it the home the user database gives the caller.
+pub fn caller_home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+        })
 }
 
 /// See [`Store::open`]: the store and every directory above it belong to

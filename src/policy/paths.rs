@@ -63,7 +63,8 @@ pub struct PathVars {
 }
 
 impl PathVars {
-    fn get(&self, name: &str) -> Option<(&'static str, &Path)> {
+    /// The value of `$NAME` (written with its `$`), and the bare name.
+    pub(crate) fn get(&self, name: &str) -> Option<(&'static str, &Path)> {
         match name {
             "$CWD" => Some(("CWD", &self.cwd)),
             "$HOME" => Some(("HOME", &self.home)),

@@ -21,7 +21,7 @@ use std::path::Path;
 /// Deeper than any real tree; a job's deliberately deep one stops here.
 const MAX_DEPTH: usize = 64;
 
-/// What a directory costs the store's disk, counted against the budget.
+/// What a directory or a link costs the store's disk, counted against the budget.
 const DIR_COST: u64 = 4096;
 
 /// More entries than any real job leaves; a job making millions of empty
@@ -90,15 +90,18 @@ fn copy_dir(
         }
         budget.entries -= 1;
         let st = stat_at(from, &name)?;
+        // A directory or a link costs the store a block however empty it is.
+        let kind = st.st_mode & libc::S_IFMT;
+        if kind == libc::S_IFDIR || kind == libc::S_IFLNK {
+            if budget.bytes < DIR_COST {
+                copied.incomplete = true;
+                return Ok(());
+            }
+            budget.bytes -= DIR_COST;
+        }
         let mode = st.st_mode & 0o777;
         match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR if depth < MAX_DEPTH => {
-                // A directory costs the store a block however empty it is.
-                if budget.bytes < DIR_COST {
-                    copied.incomplete = true;
-                    return Ok(());
-                }
-                budget.bytes -= DIR_COST;
                 // SAFETY: mkdirat with a NUL-terminated name, relative to our descriptor.
                 if unsafe { libc::mkdirat(to, name.as_ptr(), mode | 0o700) } != 0 {
                     let e = io::Error::last_os_error();
@@ -130,12 +133,6 @@ fn copy_dir(
                 }
             }
             libc::S_IFLNK => {
-                // A link costs the store an inode and its target.
-                if budget.bytes < DIR_COST {
-                    copied.incomplete = true;
-                    return Ok(());
-                }
-                budget.bytes -= DIR_COST;
                 let target = nix::fcntl::readlinkat(
                     // SAFETY: `from` outlives this borrow.
                     unsafe { std::os::fd::BorrowedFd::borrow_raw(from) },

@@ -250,6 +250,9 @@ pub fn job_id(v: &Value) -> String {
 
 pub fn write_file(dir: &Path, name: &str, content: &str) -> PathBuf {
     let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
     std::fs::write(&p, content).unwrap();
     p
 }
