@@ -34,6 +34,39 @@ fn run_echo_answers_one_json_object_with_the_full_result() {
     assert_cgroups_removed(&id);
 }
 
+/// A user who sets nothing has the store in `~/.local/state/agent-exec`,
+/// a hidden directory of the home: the job's own `$TMPDIR` and `$JOB_DIR`
+/// live there and are still the job's to write (a bug once refused every
+/// such run as "a hidden directory of your home").
+#[test]
+fn a_job_runs_with_the_store_in_its_default_place() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let home = env.dir.path().join("home");
+    let project = home.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["run", "--", "sh", "-c", "echo ok > \"$TMPDIR/t\" && cat \"$TMPDIR/t\""])
+        .current_dir(&project)
+        .env("HOME", &home)
+        .env_remove("AGENT_EXEC_ROOT")
+        .env_remove("XDG_STATE_HOME")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (_, v) = parse_one(&out);
+    assert_eq!(v["result"], "success", "{v:#}");
+    assert_eq!(v["stdout"], "ok\n");
+    let log = v["stdout_log_path"].as_str().unwrap();
+    assert!(
+        log.starts_with(home.join(".local/state/agent-exec").to_str().unwrap()),
+        "{log}"
+    );
+    assert_cgroups_removed(&job_id(&v));
+}
+
 /// A job over before its supervisor records it running goes straight from
 /// created to its final state: the answer and `status` still say when it
 /// started, what it cost and which layers held, and the job's directory

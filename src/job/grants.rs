@@ -305,7 +305,10 @@ pub fn resolve(
             if system && !by_name.contains(path) {
                 return Err(refusal(class, path, cwd, "a system directory"));
             }
-            if class == "write" && !by_name.contains(path) {
+            // The job's own $TMPDIR and $JOB_DIR: made by us in the store,
+            // wherever the store is (by default in `~/.local/state`).
+            let own_dir = path.starts_with(own.tmpdir) || path.starts_with(own.job_dir);
+            if class == "write" && !by_name.contains(path) && !own_dir {
                 if let Some(what) = host_write(path, own.home) {
                     return Err(refusal(class, path, cwd, what));
                 }
@@ -327,7 +330,6 @@ pub fn resolve(
                     ));
                 }
             }
-            let own_dir = path.starts_with(own.tmpdir) || path.starts_with(own.job_dir);
             if path.starts_with(own.store) && !own_dir {
                 return Err(refusal(class, path, cwd, "inside the job store"));
             }
