@@ -42,6 +42,7 @@ die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 need_pkgs=()
 command -v hyperfine >/dev/null 2>&1 || need_pkgs+=(hyperfine)
 command -v bwrap >/dev/null 2>&1 || need_pkgs+=(bubblewrap)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v unshare >/dev/null 2>&1 || need_pkgs+=(util-linux)
 perl -MJSON::PP -MTime::HiRes -e1 >/dev/null 2>&1 || need_pkgs+=(perl)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -70,6 +71,7 @@ BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
 # ------------------------------------------------------------ workspace ----
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/agent-exec-bench.XXXXXX")"
 EXTRA_CLEAN=""
+SERVER_PID=""
 STORES=()
 store() { # a fresh job store under WORK
     local s="$WORK/store-$1"
@@ -87,6 +89,7 @@ cleanup() {
             "$BIN" --root "$s" kill --signal KILL --grace 0 "$id" >/dev/null 2>&1 || true
         done
     done
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null
     rm -rf "$WORK" ${EXTRA_CLEAN:+"$EXTRA_CLEAN"}
 }
 trap cleanup EXIT
@@ -101,10 +104,10 @@ put() { printf '%s\t%s\n' "$1" "$2" >>"$RAW"; }
 
 if [ "$QUICK" = 1 ]; then
     ROUNDS=2 BLOCK=3 STREAM_MIB=16 STREAM_RUNS=2 TREE=50 TREE_T=1 TREE_RUNS=1
-    HWM_SAMPLES=1 MANY=20 BURN_S=0.2 TOUCH_MIB=32
+    HWM_SAMPLES=1 MANY=20 BURN_S=0.2 TOUCH_MIB=32 PROXY_MIB=32 PROXY_RUNS=1
 else
     ROUNDS=10 BLOCK=10 STREAM_MIB=1024 STREAM_RUNS=21 TREE=500 TREE_T=3 TREE_RUNS=3
-    HWM_SAMPLES=5 MANY=200 BURN_S=1.0 TOUCH_MIB=256
+    HWM_SAMPLES=5 MANY=200 BURN_S=1.0 TOUCH_MIB=256 PROXY_MIB=1024 PROXY_RUNS=5
 fi
 put quick "$QUICK"
 put machine.cpus "$(nproc)"
@@ -358,6 +361,62 @@ put acct.burn "$WORK/burn.json"
 put acct.touch "$WORK/touch.json"
 put acct.touch_mib "$TOUCH_MIB"
 
+# ------------------------------------------------ item 10 (proxy) ----
+S10="$(store proxy)"
+log "item 10: a ${PROXY_MIB} MiB download through the job's proxy against the same download direct"
+# A file served with sendfile from the page cache on the host's loopback:
+# a real copy of real pages (a server repeating one buffer that stays in
+# the CPU cache would measure the cache, not the network path). The client
+# is the same curl both times: on the host directly, and in a job whose
+# only way out is its proxy (a CONNECT tunnel, as HTTPS takes).
+mkdir -p "$WORK/proxy-job" "$WORK/proxy-policy"
+head -c "$((PROXY_MIB * 1048576))" /dev/zero >"$WORK/proxy.bin"
+cat >"$WORK/serve.py" <<'PY'
+import os, socket, sys, threading
+path = sys.argv[1]; size = os.path.getsize(path)
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
+print(s.getsockname()[1], flush=True)
+def serve(c):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = c.recv(4096)
+        if not d:
+            return
+        head += d
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
+    with open(path, "rb") as f:
+        c.sendfile(f)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+python3 "$WORK/serve.py" "$WORK/proxy.bin" >"$WORK/serve.port" &
+SERVER_PID=$!
+for _ in $(seq 50); do [ -s "$WORK/serve.port" ] && break; sleep 0.1; done
+PORT="$(cat "$WORK/serve.port")"
+cat >"$WORK/proxy-policy/proxy.toml" <<EOF
+extends = "default"
+[network]
+mode = "proxy"
+allow_domains = ["bench.test"]
+[network.hosts]
+"bench.test" = "127.0.0.1"
+EOF
+cat "$WORK/proxy.bin" >/dev/null
+PROXY_JOB=("$BIN" --root "$S10" run --forever --policy "$WORK/proxy-policy/proxy.toml" --cwd "$WORK/proxy-job" --)
+"${PROXY_JOB[@]}" curl -sS -p -o /dev/null "http://bench.test:$PORT/" >"$WORK/proxy-check.json"
+put proxy.check "$WORK/proxy-check.json"
+put proxy.bytes "$((PROXY_MIB * 1048576))"
+# In turns, three stretches each, for the reason given for items 1-3.
+for t in 1 2 3; do
+    hf "proxy-$t" -N --warmup 1 --runs "$PROXY_RUNS" \
+        -n direct "curl -sS -o /dev/null http://127.0.0.1:$PORT/" \
+        -n proxy "${PROXY_JOB[*]} curl -sS -p -o /dev/null http://bench.test:$PORT/"
+done
+merge_turns "$WORK/proxy.json" "$WORK"/proxy-[123].json
+put hyperfine.proxy "$WORK/proxy.json"
+
 # ------------------------------------------------ report ----
 perl -MJSON::PP -MList::Util -e '
 use strict; use warnings;
@@ -499,6 +558,22 @@ row(9, "accounting: CPU-seconds burnt; MiB touched",
     "within 5 %", "within 2 %", mark($worst, 5, 2));
 $out{items}{9} = { cpu_self_ms => $self_cpu, cpu_cgroup_ms => $cg_cpu, cpu_error_pct => $cpu_err,
     touched_bytes => $want, memory_peak_bytes => $peak, job_vmhwm_bytes => $hwm9, memory_error_pct => $mem_err };
+
+my $px = hf("proxy");
+my ($pd, $pp) = map { $px->{$_} ? $px->{$_}{median} : undef } qw(direct proxy);
+my $pcheck = slurp($r{"proxy.check"}) // {};
+my ($dest) = @{$pcheck->{network}{destinations} // []};
+my $moved = $dest ? $dest->{bytes_received} : 0;
+my $bad10 = $moved < $r{"proxy.bytes"};
+my $r10 = $pd && $pp && !$bad10 ? $pd / $pp : undef;
+sub pmibs { defined $_[0] && $_[0] > 0 ? sprintf("%.0f MiB/s", $r{"proxy.bytes"} / 1048576 / $_[0]) : "n/a" }
+row(10, sprintf("%d MiB download through a job proxy (CONNECT), curl in a default-policy job", $r{"proxy.bytes"} / 1048576)
+    . ($bad10 ? " (THE PROXY DID NOT MOVE EVERY BYTE)" : ""),
+    pmibs($pp), "the same curl direct on the host " . pmibs($pd),
+    defined $r10 ? sprintf("%.2fx throughput", $r10) : "n/a", ">= 0.8x", ">= 0.9x", mark($r10, 0.8, 0.9, 1));
+$out{items}{10} = { bytes => 0 + $r{"proxy.bytes"}, proxy_median_s => $pp, direct_median_s => $pd,
+    throughput_ratio => $r10, bytes_received_by_job => $moved,
+    proxy_times_s => $px->{proxy} ? $px->{proxy}{times} : [], direct_times_s => $px->{direct} ? $px->{direct}{times} : [] };
 
 print "agent-exec benchmark, $r{date}, $r{\"machine.cpus\"} CPUs, $r{\"machine.mem_mib\"} MiB, kernel $r{\"machine.kernel\"}",
     ($r{quick} ? " (QUICK SMOKE RUN: figures are not meaningful)" : ""), "\n\n";

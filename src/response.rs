@@ -254,6 +254,10 @@ pub struct JobResponse {
     /// messages, matched to the policy), each with what would allow it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denials: Vec<crate::supervisor::Denial>,
+    /// `network = proxy`: every host and port the job asked its proxy for,
+    /// allowed or refused, with the bytes moved each way (terminal only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::supervisor::NetworkReport>,
     /// `--publish`: the host's loopback ports that reach the job's, while it runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<crate::job::model::Publish>,

@@ -48,7 +48,13 @@ fn a_job_runs_with_the_store_in_its_default_place() {
     let project = home.join("project");
     std::fs::create_dir_all(&project).unwrap();
     let out = std::process::Command::new(bin())
-        .args(["run", "--", "sh", "-c", "echo ok > \"$TMPDIR/t\" && cat \"$TMPDIR/t\""])
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo ok > \"$TMPDIR/t\" && cat \"$TMPDIR/t\"",
+        ])
         .current_dir(&project)
         .env("HOME", &home)
         .env_remove("AGENT_EXEC_ROOT")

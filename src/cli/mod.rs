@@ -106,9 +106,12 @@ pub struct JobDefinition {
     /// Also allow executing programs under this path (if the policy lets the command line loosen it; repeatable).
     #[arg(long = "allow-exec", value_name = "PATH")]
     pub allow_exec: Vec<PathBuf>,
-    /// Network: none (empty namespace), loopback (lo only) or host.
-    #[arg(long, value_name = "none|loopback|host")]
+    /// Network: none (empty namespace), loopback (lo only), proxy (lo and a proxy to the allowed domains) or host.
+    #[arg(long, value_name = "none|loopback|proxy|host")]
     pub net: Option<String>,
+    /// Let the job reach this host through its proxy (`example.com`, `*.example.com`; implies --net proxy; repeatable).
+    #[arg(long = "allow-domain", value_name = "HOST")]
+    pub allow_domain: Vec<String>,
     /// Memory limit of the job's cgroup (e.g. 512M, 2G).
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory: Option<String>,

@@ -155,6 +155,11 @@ fn overrides(def: &JobDefinition) -> Result<Overrides, AppError> {
         allow_read: def.allow_read.clone(),
         allow_write: def.allow_write.clone(),
         allow_exec: def.allow_exec.clone(),
+        allow_domains: def
+            .allow_domain
+            .iter()
+            .map(|d| crate::sandbox::net_rules::normalise(d))
+            .collect(),
         net: def
             .net
             .as_deref()

@@ -104,6 +104,7 @@ pub fn job_response(
         resources: outcome.map(|o| o.resources.clone()),
         sandbox: status.sandbox.clone(),
         denials: outcome.map(|o| o.denials.clone()).unwrap_or_default(),
+        network: outcome.and_then(|o| o.network.clone()),
         published: if status.state == crate::job::model::State::Running {
             status.published.clone()
         } else {

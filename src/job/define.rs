@@ -190,7 +190,7 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
         .collect();
     // A published port is forwarded into the job's own network, where
     // loopback must be up; the host's network needs no forwarding.
-    if !req.publish.is_empty() && sandbox.network != crate::sandbox::NetMode::Loopback {
+    if !req.publish.is_empty() && !sandbox.network.has_loopback() {
         return Err(DefineError::Invalid(format!(
             "--publish forwards into the job's loopback, but its network is {}: add --net \
              loopback",

@@ -125,6 +125,7 @@ pub fn mark_lost(store: &Store, id: &str, mut status: JobStatus) -> JobStatus {
         )),
         sandbox_unavailable: false,
         denials: Vec::new(),
+        network: None,
     });
     // If the store cannot take the write (full disk), the answer is still honest.
     let _ = store.write_status(id, &status);

@@ -222,6 +222,9 @@ pub struct Outcome {
     /// What the job tried and the sandbox refused, with what would allow it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denials: Vec<crate::supervisor::Denial>,
+    /// `network = proxy`: every destination the job asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::supervisor::NetworkReport>,
 }
 
 /// The mutable part of a job, as stored in `state.json`.

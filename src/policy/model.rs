@@ -112,6 +112,11 @@ pub struct Network {
     pub mode: NetMode,
     pub connect_ports: Option<Vec<u16>>,
     pub bind_ports: Option<Vec<u16>>,
+    /// Mode `proxy`: the hosts the job may reach (see [`crate::sandbox::ProxyRules`]).
+    pub allow_domains: Vec<String>,
+    pub deny_domains: Vec<String>,
+    /// Names the proxy resolves to a fixed address.
+    pub hosts: BTreeMap<String, std::net::IpAddr>,
 }
 
 /// Namespaces to unshare. The network namespace is not listed: it follows
@@ -210,6 +215,9 @@ impl Policy {
                 mode: NetMode::None,
                 connect_ports: None,
                 bind_ports: None,
+                allow_domains: Vec::new(),
+                deny_domains: Vec::new(),
+                hosts: BTreeMap::new(),
             },
             namespaces: Namespaces {
                 user: true,

@@ -17,6 +17,9 @@ pub struct Overrides {
     pub allow_write: Vec<PathBuf>,
     pub allow_exec: Vec<PathBuf>,
     pub net: Option<NetMode>,
+    /// `--allow-domain`: hosts added to `network.allow_domains`; without
+    /// `--net`, they turn a narrower mode into `proxy`.
+    pub allow_domains: Vec<String>,
     pub memory: Option<u64>,
     pub pids: Option<u64>,
     pub cpus: Option<f64>,
@@ -113,7 +116,52 @@ impl Policy {
             }
         }
 
-        if let Some(net) = o.net {
+        let mut net = o.net;
+        if !o.allow_domains.is_empty() {
+            for d in &o.allow_domains {
+                if let Some(why) = crate::sandbox::net_rules::pattern_problem(d) {
+                    return Err(OverrideError::Invalid {
+                        field: "allow_domain",
+                        message: why,
+                    });
+                }
+            }
+            let mode = net.unwrap_or(self.network.mode);
+            if mode == NetMode::Host {
+                return Err(OverrideError::Invalid {
+                    field: "allow_domain",
+                    message: "the job's network is host (it reaches every host already); \
+                              --allow-domain needs --net proxy"
+                        .to_string(),
+                });
+            }
+            if mode != NetMode::Proxy && o.net.is_some() {
+                return Err(OverrideError::Invalid {
+                    field: "allow_domain",
+                    message: format!(
+                        "--net {mode} has no way out to any host; --allow-domain needs --net proxy"
+                    ),
+                });
+            }
+            net = Some(NetMode::Proxy);
+            let new: Vec<&String> = o
+                .allow_domains
+                .iter()
+                .filter(|d| !self.network.allow_domains.contains(d))
+                .collect();
+            if !new.is_empty() && !self.overrides.net {
+                let listed: Vec<&str> = new.iter().map(|d| d.as_str()).collect();
+                return Err(forbid(
+                    "net",
+                    format!("--allow-domain {}", listed.join(", ")),
+                    "only the hosts it lists".to_string(),
+                ));
+            }
+            for d in new {
+                p.network.allow_domains.push(d.clone());
+            }
+        }
+        if let Some(net) = net {
             if net > self.network.mode && !self.overrides.net {
                 return Err(forbid(
                     "net",

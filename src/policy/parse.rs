@@ -67,6 +67,9 @@ pub(crate) struct NetworkPatch {
     pub mode: Option<NetMode>,
     pub connect_ports: Option<Option<Vec<u16>>>,
     pub bind_ports: Option<Option<Vec<u16>>>,
+    pub allow_domains: Option<Vec<String>>,
+    pub deny_domains: Option<Vec<String>>,
+    pub hosts: BTreeMap<String, std::net::IpAddr>,
 }
 
 #[derive(Debug, Default)]
@@ -120,7 +123,14 @@ const FS_KEYS: &[&str] = &[
     "deny",
     "read_only",
 ];
-const NET_KEYS: &[&str] = &["mode", "connect_ports", "bind_ports"];
+const NET_KEYS: &[&str] = &[
+    "mode",
+    "connect_ports",
+    "bind_ports",
+    "allow_domains",
+    "deny_domains",
+    "hosts",
+];
 pub(crate) const NS_FLAGS: [&str; 6] = ["user", "pid", "mount", "ipc", "uts", "cgroup"];
 const ENV_KEYS: &[&str] = &["inherit", "allow", "set"];
 const SECCOMP_KEYS: &[&str] = &["profile", "deny"];
@@ -203,12 +213,33 @@ pub(crate) fn parse_policy(doc: &Doc<'_>) -> Result<PolicyFile, PolicyError> {
         sec.deny_unknown(NET_KEYS)?;
         let n = &mut file.network;
         n.mode = read(&sec, "mode", spans, |i| {
-            let mode = i.choice(&["none", "loopback", "host"])?;
+            let mode = i.choice(&["none", "loopback", "proxy", "host"])?;
             mode.parse::<NetMode>()
                 .map_err(|e| i.bad_value(e.to_string()))
         })?;
         n.connect_ports = read(&sec, "connect_ports", spans, ports)?;
         n.bind_ports = read(&sec, "bind_ports", spans, ports)?;
+        n.allow_domains = read(&sec, "allow_domains", spans, domains)?;
+        n.deny_domains = read(&sec, "deny_domains", spans, domains)?;
+        if let Some(hosts) = sec.section("hosts")? {
+            for (name, name_span, item) in hosts.entries() {
+                let key = crate::sandbox::net_rules::normalise(name);
+                if let Some(why) = crate::sandbox::net_rules::name_problem(&key) {
+                    return Err(doc.error(
+                        &name_span,
+                        &item.field,
+                        super::error::PolicyErrorKind::BadValue,
+                        format!("network.hosts: {name:?} is not a host name: {why}"),
+                    ));
+                }
+                let ip = item
+                    .str()?
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| item.bad_value(format!("{} must be an IP address", item.field)))?;
+                n.hosts.insert(key, ip);
+                spans.insert(item.field.clone(), item.span());
+            }
+        }
     }
 
     if let Some(sec) = top.section("namespaces")? {
@@ -301,6 +332,21 @@ fn ports(item: &Item<'_, '_>) -> Result<Option<Vec<u16>>, PolicyError> {
     out.sort_unstable();
     out.dedup();
     Ok(Some(out))
+}
+
+/// Host patterns of `allow_domains` / `deny_domains`, lower case.
+fn domains(item: &Item<'_, '_>) -> Result<Vec<String>, PolicyError> {
+    let mut out = Vec::new();
+    for element in item.array()? {
+        let pattern = crate::sandbox::net_rules::normalise(element.str()?);
+        if let Some(why) = crate::sandbox::net_rules::pattern_problem(&pattern) {
+            return Err(element.bad_value(format!("{}: {why}", element.field)));
+        }
+        if !out.contains(&pattern) {
+            out.push(pattern);
+        }
+    }
+    Ok(out)
 }
 
 fn hostname(item: &Item<'_, '_>) -> Result<String, PolicyError> {
@@ -426,6 +472,11 @@ impl PolicyFile {
         set(&mut p.network.mode, n.mode);
         set(&mut p.network.connect_ports, n.connect_ports.clone());
         set(&mut p.network.bind_ports, n.bind_ports.clone());
+        set(&mut p.network.allow_domains, n.allow_domains.clone());
+        set(&mut p.network.deny_domains, n.deny_domains.clone());
+        for (name, ip) in &n.hosts {
+            p.network.hosts.insert(name.clone(), *ip);
+        }
 
         let ns = &mut p.namespaces;
         let flags = [

@@ -41,6 +41,13 @@ impl Policy {
             network: self.network.mode,
             connect_ports: self.network.connect_ports.clone(),
             bind_ports: self.network.bind_ports.clone(),
+            proxy: (self.network.mode == crate::sandbox::NetMode::Proxy).then(|| {
+                crate::sandbox::ProxyRules {
+                    allow_domains: self.network.allow_domains.clone(),
+                    deny_domains: self.network.deny_domains.clone(),
+                    hosts: self.network.hosts.clone(),
+                }
+            }),
             seccomp: self.seccomp.profile,
             seccomp_deny: self.seccomp.deny.clone(),
             disk: self.limits.disk,

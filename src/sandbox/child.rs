@@ -29,6 +29,7 @@ pub(super) enum Stage {
     MountProc,
     MountTmpfs,
     Loopback,
+    Proxy,
     Hostname,
     Stdio,
     Session,
@@ -55,7 +56,7 @@ pub(super) enum FailureClass {
 }
 
 impl Stage {
-    const ALL: [Stage; 21] = [
+    const ALL: [Stage; 22] = [
         Stage::Cgroup,
         Stage::MemfdNoexec,
         Stage::Released,
@@ -65,6 +66,7 @@ impl Stage {
         Stage::MountProc,
         Stage::MountTmpfs,
         Stage::Loopback,
+        Stage::Proxy,
         Stage::Hostname,
         Stage::Stdio,
         Stage::Session,
@@ -95,6 +97,7 @@ impl Stage {
             Stage::MountProc => "fresh /proc",
             Stage::MountTmpfs => "private tmpfs",
             Stage::Loopback => "loopback interface",
+            Stage::Proxy => "the proxy's socket in the job's network",
             Stage::Hostname => "hostname",
             Stage::Stdio => "stdio",
             Stage::Session => "new session",
@@ -132,6 +135,7 @@ impl Stage {
             | Stage::Session
             | Stage::Cwd
             | Stage::Fds
+            | Stage::Proxy
             | Stage::Init => FailureClass::Runner,
         }
     }
@@ -273,6 +277,12 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
         }
         if layers.loopback {
             step(args, Stage::Loopback, namespaces::bring_loopback_up());
+        }
+        // The job's only way out, or no way out: never a job without its proxy.
+        if let Some(port) = layers.proxy_port {
+            if let Err(e) = namespaces::hand_over_proxy_listener(port, args.proxy_channel) {
+                fail(args, Stage::Proxy, e as i32);
+            }
         }
         if let Some(name) = &layers.hostname {
             step(args, Stage::Hostname, namespaces::set_hostname(name));

@@ -43,6 +43,8 @@ pub struct Layers {
     /// Their size (`limits.disk`).
     pub tmpfs_bytes: Option<u64>,
     pub loopback: bool,
+    /// `net = proxy`: the port of the job's loopback its proxy listens on.
+    pub proxy_port: Option<u16>,
     pub hostname: Option<CString>,
     pub rlimits: RlimitPlan,
     pub caps: CapDropPlan,
@@ -413,7 +415,8 @@ impl Layers {
             fresh_proc: spec.pid_ns && spec.mount_ns,
             tmpfs,
             tmpfs_bytes: spec.disk,
-            loopback: spec.network == NetMode::Loopback,
+            loopback: spec.network.has_loopback(),
+            proxy_port: (spec.network == NetMode::Proxy).then_some(super::net_rules::PROXY_PORT),
             hostname: if spec.uts_ns {
                 spec.hostname.as_deref().map(|h| cstring(Path::new(h)))
             } else {

@@ -15,6 +15,7 @@ pub mod init;
 pub mod landlock;
 pub mod layers;
 pub mod namespaces;
+pub mod net_rules;
 pub mod rlimits;
 pub mod seccomp;
 mod spec;
@@ -22,6 +23,7 @@ mod spec;
 mod test_fork;
 pub mod view;
 
+pub use net_rules::ProxyRules;
 pub use spec::{Enforcement, NetMode, NetModeError, SandboxSpec, SeccompProfile};
 
 use std::ffi::CString;
@@ -89,6 +91,9 @@ pub struct Launched {
     /// What the child reported of the layers it applied (Landlock verdict, best-effort skips).
     pub landlock: Option<landlock::LandlockStatus>,
     pub not_applied: Vec<String>,
+    /// `net = proxy`: the socket listening in the job's network, for the
+    /// supervisor to serve.
+    pub proxy_listener: Option<OwnedFd>,
 }
 
 impl LaunchPlan {
@@ -243,6 +248,14 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     let (status_read, status_write) =
         pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
     let (hold_read, hold_write) = pipe().map_err(|e| LaunchError::runner(format!("pipe: {e}")))?;
+    //    `proxy` brings the proxy's listening socket back from the job's
+    //    network namespace (a unix socket pair: descriptors travel on it).
+    let proxy_channel = match plan.layers.proxy_port {
+        Some(_) => {
+            Some(socket_pair().map_err(|e| LaunchError::runner(format!("socketpair: {e}")))?)
+        }
+        None => None,
+    };
     let init = plan.layers.init_exe.as_ref().map(|exe| {
         init::InitImage::new(
             exe.as_fd(),
@@ -276,6 +289,9 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         hold_write: hold_write.as_raw_fd(),
         parent_pid,
         join_fds: self_join.raw_fds(),
+        proxy_channel: proxy_channel
+            .as_ref()
+            .map_or(-1, |(_, theirs)| theirs.as_raw_fd()),
     };
     //    The namespaces the policy asks for are created by the same call.
     let mut into_cgroup = true;
@@ -313,6 +329,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     drop(report_write);
     drop(status_write);
     drop((hold_read, hold_write));
+    let proxy_channel = proxy_channel.map(|(ours, _theirs)| ours);
     drop(stdio); // the child holds its ends; ours would keep the pipes from reaching EOF
 
     drop(self_join);
@@ -355,6 +372,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         init_status: plan.layers.namespaces.pid.then_some(status_read),
         landlock: None,
         not_applied: Vec::new(),
+        proxy_listener: None,
     };
     // Records until EOF: notes about layers, or one fatal failure.
     loop {
@@ -384,7 +402,37 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
             }
         }
     }
+    if let Some(channel) = proxy_channel {
+        // Sent before the exec that just succeeded: it is there, or the
+        // job would run without its way out.
+        launched.proxy_listener = namespaces::receive_descriptor(channel.as_raw_fd());
+        if launched.proxy_listener.is_none() {
+            kill_and_reap(pid);
+            return Err(LaunchError::runner(
+                "the job's proxy socket did not reach the supervisor".into(),
+            ));
+        }
+    }
     Ok(launched)
+}
+
+/// A connected pair of unix stream sockets, close-on-exec.
+fn socket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptors owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Arguments of the child, borrowed from the parent's memory (the clone copies it).
@@ -401,6 +449,8 @@ pub(crate) struct ChildArgs<'a> {
     parent_pid: i32,
     /// v1 `tasks` files the child writes `0` into before it may go on.
     join_fds: &'a [RawFd],
+    /// Where the child sends the proxy's listening socket (-1: no proxy).
+    proxy_channel: RawFd,
 }
 
 #[repr(C)]

@@ -281,6 +281,112 @@ pub fn bring_loopback_up() -> Result<(), Errno> {
     Errno::result(rc).map(drop)
 }
 
+/// Child side, `net = proxy`: a TCP socket listening on `127.0.0.1:port`
+/// of the job's network namespace (`lo` is up), handed to the supervisor
+/// over `channel` (SCM_RIGHTS) and closed here. The supervisor accepts and
+/// serves it from outside: nothing of the proxy runs in the sandbox, and
+/// the job, which never holds the socket, cannot close or take it over
+/// (the port is ours before the job runs; no SO_REUSEPORT is set).
+pub fn hand_over_proxy_listener(port: u16, channel: std::os::fd::RawFd) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall; the descriptor is owned by the OwnedFd below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_in is plain data; all-zero is valid before we fill it.
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    addr.sin_family = libc::AF_INET as libc::sa_family_t;
+    addr.sin_port = port.to_be();
+    addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+    // SAFETY: addr is a valid sockaddr_in of the size given.
+    let rc = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    Errno::result(rc)?;
+    // SAFETY: plain syscall on our socket.
+    Errno::result(unsafe { libc::listen(sock.as_raw_fd(), 128) })?;
+    send_descriptor(channel, sock.as_raw_fd())
+}
+
+/// Sends `fd` over the unix socket `channel` with one byte of data.
+fn send_descriptor(channel: std::os::fd::RawFd, fd: std::os::fd::RawFd) -> Result<(), Errno> {
+    const SPACE: usize = 64;
+    let mut byte = [1u8];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u8; SPACE];
+    // SAFETY: msghdr is plain data; we fill the fields sendmsg reads.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure computation.
+    msg.msg_controllen =
+        unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as _;
+    // SAFETY: the control buffer is large enough for one descriptor (CMSG_SPACE
+    // of an int is well under SPACE); the header pointer is within it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
+    }
+    // SAFETY: msg points at live buffers for the duration of the call.
+    let sent = unsafe { libc::sendmsg(channel, &msg, libc::MSG_NOSIGNAL) };
+    Errno::result(sent).map(drop)
+}
+
+/// Parent side: the descriptor the child sent with [`hand_over_proxy_listener`],
+/// if it sent one (non-blocking: it was sent before the exec we waited for).
+pub fn receive_descriptor(channel: std::os::fd::RawFd) -> Option<OwnedFd> {
+    const SPACE: usize = 64;
+    let mut byte = [0u8];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u8; SPACE];
+    // SAFETY: msghdr is plain data; we fill the fields recvmsg reads.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = SPACE as _;
+    // SAFETY: msg points at live buffers for the duration of the call.
+    let got = unsafe {
+        libc::recvmsg(
+            channel,
+            &mut msg,
+            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+        )
+    };
+    if got != 1 {
+        return None;
+    }
+    // SAFETY: the kernel filled msg_control; we walk it with the CMSG macros.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return None;
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+        (fd >= 0).then(|| OwnedFd::from_raw_fd(fd))
+    }
+}
+
 /// Child side, as pid 1 of a new pid namespace: no memfd of the namespace
 /// may ever be executed (`vm.memfd_noexec = 2`: a memfd is created sealed
 /// against exec, `MFD_EXEC` is refused), so a job cannot run code that

@@ -50,6 +50,9 @@ pub enum NetMode {
     None,
     /// Own network namespace with `lo` up.
     Loopback,
+    /// Own network namespace with `lo` up and a proxy on it that reaches
+    /// the hosts the policy names, and only those.
+    Proxy,
     /// The host's network.
     Host,
 }
@@ -59,6 +62,7 @@ impl NetMode {
         match self {
             NetMode::None => "none",
             NetMode::Loopback => "loopback",
+            NetMode::Proxy => "proxy",
             NetMode::Host => "host",
         }
     }
@@ -66,6 +70,11 @@ impl NetMode {
     /// Whether the job gets a network namespace of its own.
     pub fn own_namespace(self) -> bool {
         self != NetMode::Host
+    }
+
+    /// Whether the job's namespace has `lo` up.
+    pub fn has_loopback(self) -> bool {
+        matches!(self, NetMode::Loopback | NetMode::Proxy)
     }
 }
 
@@ -83,7 +92,7 @@ impl fmt::Display for NetModeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid network mode {:?} (expected none, loopback or host)",
+            "invalid network mode {:?} (expected none, loopback, proxy or host)",
             self.0
         )
     }
@@ -97,6 +106,7 @@ impl FromStr for NetMode {
         match s {
             "none" => Ok(NetMode::None),
             "loopback" => Ok(NetMode::Loopback),
+            "proxy" => Ok(NetMode::Proxy),
             "host" => Ok(NetMode::Host),
             _ => Err(NetModeError(s.to_string())),
         }
@@ -150,6 +160,9 @@ pub struct SandboxSpec {
     /// TCP ports the job may connect to / bind (host network only; None = any).
     pub connect_ports: Option<Vec<u16>>,
     pub bind_ports: Option<Vec<u16>>,
+    /// The hosts a job reaches through its proxy (`network = proxy` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<super::ProxyRules>,
     pub seccomp: SeccompProfile,
     /// Syscalls denied on top of the profile.
     pub seccomp_deny: Vec<String>,
@@ -229,6 +242,7 @@ mod tests {
             network: NetMode::None,
             connect_ports: None,
             bind_ports: None,
+            proxy: None,
             seccomp: SeccompProfile::Default,
             seccomp_deny: vec![],
             disk: Some(1 << 20),

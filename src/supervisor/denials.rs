@@ -119,16 +119,28 @@ fn judge_line(line: &str, spec: &SandboxSpec, budget: &mut Budget) -> Vec<Denial
     let mut out = Vec::new();
     if spec.network != NetMode::Host {
         if let Some(error) = NET_ERRORS.iter().find(|e| line.contains(*e)) {
-            let target = host_in(line).unwrap_or_else(|| "the network".to_string());
+            let host = host_in(line);
+            let allow = match &host {
+                Some(h) => format!("--allow-domain {h}"),
+                None => "--allow-domain HOST".to_string(),
+            };
+            let hint = if spec.network == NetMode::Proxy {
+                format!(
+                    "the job's network is proxy: only programs that use HTTP_PROXY, HTTPS_PROXY \
+                     or ALL_PROXY get out, and only to allowed hosts ({allow})"
+                )
+            } else {
+                format!(
+                    "the job's network is {} (no route out): {allow} reaches that host through \
+                     a proxy; --net host opens the host's network",
+                    spec.network
+                )
+            };
             out.push(Denial {
                 kind: "network".into(),
-                target,
+                target: host.unwrap_or_else(|| "the network".to_string()),
                 error: (*error).to_string(),
-                hint: format!(
-                    "the job's network is {} (no route out): --net host, or a policy with \
-                     network access",
-                    spec.network
-                ),
+                hint,
             });
         }
     }

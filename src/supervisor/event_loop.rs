@@ -351,6 +351,7 @@ impl End {
             message,
             sandbox_unavailable: false,
             denials: Vec::new(),
+            network: None,
         }
     }
 }

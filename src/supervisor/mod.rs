@@ -14,11 +14,14 @@ mod event_loop;
 mod job_dir;
 mod launch;
 mod process;
+mod proxy;
 mod publish;
+mod relay;
 mod supervise;
 
 pub use denials::Denial;
 pub use launch::{launch, SpawnError, Supervisor, Waiting};
+pub use proxy::{Destination, NetworkReport};
 
 /// A kill request left by `agent-exec kill` before it signals the supervisor.
 pub const KILL_REQUEST: &str = "kill.json";

@@ -4,12 +4,12 @@
 //! port in use fails the launch, not the job). Once the job runs, one
 //! thread enters the job's network namespace (`setns` changes only the
 //! calling thread's) and accepts: each connection gets a socket made there,
-//! to the job's `127.0.0.1:PORT`, and two threads copying the bytes each
-//! way. Nothing is added to the sandbox; the threads end with the
-//! supervisor, when the job is over.
+//! to the job's `127.0.0.1:PORT`, copied both ways by [`super::relay`].
+//! Nothing is added to the sandbox; the threads end with the supervisor,
+//! when the job is over.
 
 use std::io;
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::job::model::Publish;
@@ -82,7 +82,7 @@ fn accept_loop(netns: OwnedFd, listener: TcpListener, port: u16) {
     }
     for client in listener.incoming() {
         let Ok(client) = client else { continue };
-        if open.load(Ordering::SeqCst) >= 2 * MAX_CONNECTIONS {
+        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
             drop(client);
             continue;
         }
@@ -94,27 +94,20 @@ fn accept_loop(netns: OwnedFd, listener: TcpListener, port: u16) {
     }
 }
 
-/// Copies both ways until each side is done, then closes; `open` counts
-/// the directions still copying (two per connection).
+/// Copies both ways on a thread of its own until each side is done, then
+/// closes; `open` counts the connections still copying.
 fn relay(client: TcpStream, job: TcpStream, open: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::Ordering;
-    let pairs = [
-        (client.try_clone(), job.try_clone()),
-        (job.try_clone(), client.try_clone()),
-    ];
-    for pair in pairs {
-        let (Ok(mut from), Ok(mut to)) = pair else {
-            return;
-        };
-        open.fetch_add(1, Ordering::SeqCst);
-        let done = open.clone();
-        let spawned = std::thread::Builder::new().spawn(move || {
-            let _ = io::copy(&mut from, &mut to);
-            let _ = to.shutdown(Shutdown::Write);
+    open.fetch_add(1, Ordering::SeqCst);
+    let done = open.clone();
+    let spawned = std::thread::Builder::new()
+        .stack_size(super::relay::THREAD_STACK)
+        .spawn(move || {
+            let _ =
+                super::relay::both_ways(client, job, &[], Default::default(), Default::default());
             done.fetch_sub(1, Ordering::SeqCst);
         });
-        if spawned.is_err() {
-            open.fetch_sub(1, Ordering::SeqCst);
-        }
+    if spawned.is_err() {
+        open.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -147,6 +147,23 @@ pub(super) fn supervise(
         let _ = std::fs::remove_file(store.job_dir(id).join(SECRETS_FILE));
     }
 
+    // The job's way out, served from here (it listens in the job's network
+    // already; what the job sends before we accept waits in its backlog).
+    let mut child = child;
+    let proxy = match (child.proxy_listener.take(), &spec.sandbox.proxy) {
+        (Some(listener), Some(rules)) => {
+            match super::proxy::Proxy::start(listener, rules.clone()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    // The socket closes with this error: the job reaches nothing.
+                    eprintln!("agent-exec: cannot start the job's proxy: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+
     let mut report = plan.layers.report.clone();
     report.record_child(child.landlock, &child.not_applied);
     let sandbox_report = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
@@ -193,6 +210,12 @@ pub(super) fn supervise(
 
     let finished = now_ms();
     let mut outcome = end.into_outcome(usage, finished.saturating_sub(started));
+    // What the proxy refused is known exactly, so it comes first.
+    if let Some(proxy) = &proxy {
+        outcome.network = Some(proxy.report());
+        outcome.denials = proxy.denials();
+        outcome.denials.truncate(10);
+    }
     // What the sandbox refused, as the job's own error messages tell it.
     let dir = store.job_dir(id);
     for log in ["stderr.log", "stdout.log"] {
@@ -262,6 +285,10 @@ fn job_environment(spec: &JobSpec, explicit: &BTreeMap<String, String>) -> Vec<(
         .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     for (k, v) in &sandbox.env_set {
         env.insert(k.clone(), v.clone());
+    }
+    // The proxy is the only way out: every program that honours these finds it.
+    if sandbox.network == crate::sandbox::NetMode::Proxy {
+        env.extend(super::proxy::environment());
     }
     env.insert(
         "TMPDIR".into(),
@@ -362,6 +389,7 @@ pub(super) fn record_launch_failure(
         message: Some(message),
         sandbox_unavailable: unavailable,
         denials: Vec::new(),
+        network: None,
     });
     let _ = std::fs::remove_file(store.job_dir(&spec.job_id).join(SECRETS_FILE));
     let _ = store.write_status(&spec.job_id, &status);

@@ -312,7 +312,39 @@ fn bad_choices_and_names() {
         8,
         "network.mode",
         BadValue,
-        "none, loopback, host",
+        "none, loopback, proxy, host",
+    );
+    check(
+        "[network]\nmode = \"proxy\"\nallow_domains = [\"pypi.org\", \"http://x\"]\n",
+        3,
+        30,
+        "network.allow_domains[1]",
+        BadValue,
+        "not a host pattern",
+    );
+    check(
+        "[network]\ndeny_domains = [\"a.*.b\"]\n",
+        2,
+        17,
+        "network.deny_domains[0]",
+        BadValue,
+        "expected example.com, *.example.com",
+    );
+    check(
+        "[network.hosts]\n\"registry.test\" = \"localhost\"\n",
+        2,
+        19,
+        "network.hosts.registry.test",
+        BadValue,
+        "must be an IP address",
+    );
+    check(
+        "[network.hosts]\n\"bad name\" = \"127.0.0.1\"\n",
+        2,
+        1,
+        "network.hosts.bad name",
+        BadValue,
+        "is not a host name",
     );
     check(
         "[network]\nmode = \"host\"\nconnect_ports = [443, 70000]\n",

@@ -144,6 +144,7 @@ fn permitted_loosening_applies() {
         allow_write: vec!["/srv/out".into()],
         allow_exec: vec!["/srv/tools".into()],
         net: Some(NetMode::Host),
+        allow_domains: vec![],
         memory: Some(8 << 30),
         pids: Some(10_000),
         cpus: Some(4.0),
@@ -165,6 +166,47 @@ fn permitted_loosening_applies() {
     assert!(!p.namespace_names().contains(&"net"));
     assert_eq!(p.limits.memory, Some(8 << 30));
     assert_eq!(p.limits.timeout, Some(Duration::from_secs(7200)));
+}
+
+/// `--allow-domain` adds to the policy's list and, without `--net`, turns
+/// a narrower network into `proxy`; it is refused with a mode that has no
+/// proxy, and where the policy keeps its network.
+#[test]
+fn allow_domain_turns_the_proxy_on() {
+    let fx = Fx::new();
+    let d = fx.builtin("default");
+    let o = Overrides {
+        allow_domains: vec!["pypi.org".into(), "*.pythonhosted.org".into()],
+        ..Overrides::default()
+    };
+    let p = d.apply_overrides(&o).unwrap();
+    assert_eq!(p.network.mode, NetMode::Proxy);
+    assert_eq!(p.network.allow_domains, ["pypi.org", "*.pythonhosted.org"]);
+    assert!(p.namespace_names().contains(&"net"));
+    for net in [NetMode::Loopback, NetMode::Host] {
+        let o = Overrides {
+            net: Some(net),
+            allow_domains: vec!["pypi.org".into()],
+            ..Overrides::default()
+        };
+        assert!(
+            matches!(d.apply_overrides(&o), Err(OverrideError::Invalid { .. })),
+            "{net}"
+        );
+    }
+    let bad = Overrides {
+        allow_domains: vec!["http://pypi.org".into()],
+        ..Overrides::default()
+    };
+    assert!(matches!(
+        d.apply_overrides(&bad),
+        Err(OverrideError::Invalid { .. })
+    ));
+    let untrusted = fx.builtin("untrusted");
+    assert!(matches!(
+        untrusted.apply_overrides(&o),
+        Err(OverrideError::Forbidden { field: "net", .. })
+    ));
 }
 
 #[test]

@@ -1,0 +1,252 @@
+//! `network.mode = "proxy"`: the job's only way out, served from outside.
+//!
+//! The job's network namespace has `lo` and one listening socket on
+//! `127.0.0.1:3128`, made there by the child before the job runs and
+//! handed to us (see `namespaces::hand_over_proxy_listener`). Nothing else
+//! routes anywhere, so a connection that does not go through it goes
+//! nowhere. We accept on that socket from the supervisor, outside the
+//! sandbox: each connection is read as HTTP (`CONNECT` or a plain request)
+//! or SOCKS5 (first byte 5), its destination judged by the policy
+//! ([`crate::sandbox::ProxyRules`]), and only then is a connection made,
+//! from the host, to the address that was judged. Every destination asked
+//! for lands in the [`Ledger`], which becomes the result's `network`.
+
+mod http;
+mod ledger;
+mod socks;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use ledger::{Destination, NetworkReport};
+
+use self::ledger::{Counters, Ledger};
+use super::denials::Denial;
+use crate::sandbox::net_rules::{self, ProxyRules, Refusal};
+
+/// Connections served at once; more are closed at once (each costs two
+/// threads of the supervisor).
+const MAX_CONNECTIONS: usize = 256;
+/// How long a job may take to say where it goes.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection to a destination may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The environment that points a job's programs at its proxy.
+pub fn environment() -> Vec<(String, String)> {
+    let http = format!("http://127.0.0.1:{}", net_rules::PROXY_PORT);
+    let socks = format!("socks5h://127.0.0.1:{}", net_rules::PROXY_PORT);
+    let no_proxy = "localhost,127.0.0.1,::1".to_string();
+    let mut out = Vec::new();
+    for (name, value) in [
+        ("HTTP_PROXY", &http),
+        ("HTTPS_PROXY", &http),
+        ("ALL_PROXY", &socks),
+        ("NO_PROXY", &no_proxy),
+    ] {
+        out.push((name.to_string(), value.clone()));
+        out.push((name.to_ascii_lowercase(), value.clone()));
+    }
+    out
+}
+
+/// The running proxy of one job.
+pub struct Proxy {
+    ledger: Arc<Ledger>,
+}
+
+impl Proxy {
+    /// Serves `listener` (in the job's network) by `rules` until the
+    /// supervisor exits.
+    pub fn start(listener: OwnedFd, rules: ProxyRules) -> io::Result<Proxy> {
+        let listener = TcpListener::from(listener);
+        let ledger = Arc::new(Ledger::default());
+        let shared = (Arc::new(rules), ledger.clone());
+        std::thread::Builder::new()
+            .name("proxy".into())
+            .stack_size(super::relay::THREAD_STACK)
+            .spawn(move || accept_loop(listener, shared.0, shared.1))?;
+        Ok(Proxy { ledger })
+    }
+
+    /// Every destination asked for so far.
+    pub fn report(&self) -> NetworkReport {
+        self.ledger.report()
+    }
+
+    /// What the proxy refused, as denials with what would allow each.
+    pub fn denials(&self) -> Vec<Denial> {
+        self.ledger.denials()
+    }
+}
+
+fn accept_loop(listener: TcpListener, rules: Arc<ProxyRules>, ledger: Arc<Ledger>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    for client in listener.incoming() {
+        let Ok(client) = client else { continue };
+        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            continue; // dropped: the job sees the connection close
+        }
+        open.fetch_add(1, Ordering::SeqCst);
+        let (rules, ledger, done) = (rules.clone(), ledger.clone(), open.clone());
+        let spawned = std::thread::Builder::new()
+            .stack_size(super::relay::THREAD_STACK)
+            .spawn(move || {
+                let _ = serve(client, &rules, &ledger);
+                done.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// One connection of the job, from its first byte to its end.
+fn serve(mut client: TcpStream, rules: &ProxyRules, ledger: &Ledger) -> io::Result<()> {
+    client.set_read_timeout(Some(HEAD_TIMEOUT))?;
+    let _ = client.set_nodelay(true);
+    let mut first = [0u8; 1];
+    if client.peek(&mut first)? == 0 {
+        return Ok(());
+    }
+    if first[0] == 5 {
+        io::Read::read_exact(&mut client, &mut first)?;
+        let Some(req) = socks::read_request(&mut client)? else {
+            return Ok(());
+        };
+        match open(&req.host, req.port, rules, ledger) {
+            Ok((upstream, counters)) => {
+                socks::answer(&mut client, socks::reply::SUCCEEDED)?;
+                relay(client, upstream, &[], &counters)
+            }
+            Err(e) => socks::answer(&mut client, e.socks),
+        }
+    } else {
+        let req = match http::read_request(&mut client)? {
+            Ok(req) => req,
+            Err(http::BadRequest(why)) => {
+                http::refuse(&mut client, "400 Bad Request", &why);
+                return Ok(());
+            }
+        };
+        match open(&req.host, req.port, rules, ledger) {
+            Ok((upstream, counters)) => {
+                if req.tunnel {
+                    http::tunnel_open(&mut client)?;
+                }
+                relay(client, upstream, &req.forward, &counters)
+            }
+            Err(e) => {
+                http::refuse(&mut client, e.status, &e.why);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn relay(client: TcpStream, upstream: TcpStream, first: &[u8], c: &Counters) -> io::Result<()> {
+    client.set_read_timeout(None)?;
+    let _ = upstream.set_nodelay(true);
+    super::relay::both_ways(client, upstream, first, c.sent.clone(), c.received.clone())
+}
+
+/// Why no connection was made, as each protocol says it.
+struct NotOpened {
+    status: &'static str,
+    socks: u8,
+    why: String,
+}
+
+/// Judges `host:port`, resolves it, judges the addresses, connects, and
+/// records the request either way.
+fn open(
+    host: &str,
+    port: u16,
+    rules: &ProxyRules,
+    ledger: &Ledger,
+) -> Result<(TcpStream, Arc<Counters>), NotOpened> {
+    let refused = |r: Refusal| {
+        let why = format!("{host}:{port} is refused: {r}");
+        ledger.record(host, port, false, Some(r.to_string()), Some(hint(host, &r)));
+        NotOpened {
+            status: "403 Forbidden",
+            socks: socks::reply::NOT_ALLOWED,
+            why: match r {
+                Refusal::NotAllowed => format!("{why}; allow it with --allow-domain {host}"),
+                _ => why,
+            },
+        }
+    };
+    let failed = |why: String, socks: u8| {
+        ledger.record(host, port, true, Some(why.clone()), None);
+        NotOpened {
+            status: "502 Bad Gateway",
+            socks,
+            why: format!("{host}:{port}: {why}"),
+        }
+    };
+    rules.judge_name(host).map_err(refused)?;
+    let addresses: Vec<SocketAddr> = if let Ok(ip) = host.parse::<IpAddr>() {
+        rules.judge_address(host, ip).map_err(refused)?;
+        vec![SocketAddr::new(ip, port)]
+    } else if let Some(ip) = rules.fixed_address(host) {
+        // The policy said where this name goes: trusted as it is.
+        vec![SocketAddr::new(ip, port)]
+    } else {
+        let resolved: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                return Err(failed(
+                    format!("cannot resolve: {e}"),
+                    socks::reply::HOST_UNREACHABLE,
+                ))
+            }
+        };
+        // Every address must pass: a name that is partly private is a
+        // name someone pointed at the inside.
+        for a in &resolved {
+            rules.judge_address(host, a.ip()).map_err(refused)?;
+        }
+        resolved
+    };
+    let mut last = None;
+    for a in &addresses {
+        match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
+            Ok(stream) => return Ok((stream, ledger.record(host, port, true, None, None))),
+            Err(e) => last = Some(e),
+        }
+    }
+    let (why, code) = match last {
+        Some(e) if e.kind() == io::ErrorKind::ConnectionRefused => (
+            format!("connection refused: {e}"),
+            socks::reply::CONNECTION_REFUSED,
+        ),
+        Some(e) => (
+            format!("cannot connect: {e}"),
+            socks::reply::HOST_UNREACHABLE,
+        ),
+        None => ("no address".to_string(), socks::reply::GENERAL_FAILURE),
+    };
+    Err(failed(why, code))
+}
+
+/// What would let the job reach `host`, for its denials.
+fn hint(host: &str, r: &Refusal) -> String {
+    match r {
+        Refusal::NotAllowed => format!("--allow-domain {host} (or network.allow_domains)"),
+        Refusal::Denied(p) => format!(
+            "network.deny_domains refuses it ({p}); a policy without that pattern would allow it"
+        ),
+        Refusal::BadName => "a host name or an IP address".to_string(),
+        Refusal::PrivateAddress(ip) if host.parse::<IpAddr>().is_ok() => {
+            format!("network.allow_domains listing \"{ip}\" in a policy, if the job is to reach it")
+        }
+        Refusal::PrivateAddress(ip) => format!(
+            "network.hosts = {{ \"{host}\" = \"{ip}\" }} in a policy, if the job is to reach it"
+        ),
+    }
+}
