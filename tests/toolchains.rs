@@ -158,14 +158,19 @@ fn make_builds_with_cc_and_runs_the_program() {
     assert!(v["stdout"].as_str().unwrap().contains("built"), "{v:#}");
 }
 
-/// go test, which builds its test binary in `$TMPDIR` and runs it there.
+/// go test, which builds its test binary in `$TMPDIR` and runs it there,
+/// for a user whose home has no `~/.cache` yet (a fresh account): the
+/// caches the policy names writable are made for the job (0700, the
+/// caller's), and go fills its build cache there.
 #[test]
-fn go_tests_a_module() {
+fn go_tests_a_module_in_a_fresh_home() {
     if !privileged() || !have("go") {
         return;
     }
+    use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
     let fx = Fixture::new();
+    let home = fx.sub("home");
     let cwd = fx.cwd();
     write_file(&cwd, "go.mod", "module example.com/m\n\ngo 1.19\n");
     write_file(
@@ -173,6 +178,54 @@ fn go_tests_a_module() {
         "m_test.go",
         "package m\n\nimport \"testing\"\n\nfunc TestSum(t *testing.T) {\n\tif 1+2 != 3 {\n\t\tt.Fatal(\"sum\")\n\t}\n}\n",
     );
-    let v = default_job(&env, &cwd, "go test ./... 2>&1");
+    let (code, v) = env.run_with(
+        &[("HOME", &home)],
+        &[
+            "run",
+            "--forever",
+            "--cwd",
+            s(&cwd),
+            "--",
+            "sh",
+            "-c",
+            "go test ./... 2>&1",
+        ],
+    );
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["exit_code"], 0, "{v:#}");
     assert!(v["stdout"].as_str().unwrap().contains("ok"), "{v:#}");
+    let cache = home.join(".cache");
+    let mode = std::fs::metadata(&cache).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", cache.display());
+    assert!(cache.join("go-build").is_dir());
+}
+
+/// Attack: a link where a cache is to be made (`~/go -> elsewhere`, left by
+/// someone who could write the home) is never followed: nothing is made
+/// at its target. Control: without the link, `~/go/pkg` is made.
+#[test]
+fn a_cache_is_never_made_through_a_link() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let home = fx.sub("home");
+    let elsewhere = fx.outside();
+    std::os::unix::fs::symlink(&elsewhere, home.join("go")).unwrap();
+    let (_, v) = env.run_with(
+        &[("HOME", &home)],
+        &["run", "--cwd", s(&fx.cwd()), "--", "true"],
+    );
+    assert_eq!(v["result"], "success", "{v:#}");
+    assert!(!elsewhere.join("pkg").exists(), "made through the link");
+    assert!(home.join(".cache").is_dir(), "the other caches are made");
+    // Control.
+    std::fs::remove_file(home.join("go")).unwrap();
+    let (_, v) = env.run_with(
+        &[("HOME", &home)],
+        &["run", "--cwd", s(&fx.cwd()), "--", "true"],
+    );
+    assert_eq!(v["result"], "success", "{v:#}");
+    assert!(home.join("go/pkg").is_dir());
 }

@@ -167,6 +167,7 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
             None => policy.limits.output_bytes,
         },
     };
+    super::grants::make_home_caches(&as_written, &vars.home);
     let own = super::grants::OwnDirs {
         store: store.root(),
         tmpdir: &vars.tmpdir,

@@ -439,6 +439,75 @@ fn walk(mut cur: PathBuf, rest: &Path, links: &mut Vec<(PathBuf, PathBuf)>, dept
     cur
 }
 
+/// Makes the write grants the policy names under `home` (its tools'
+/// caches: `~/.cache`, `~/.npm`, `~/go/pkg`) where they are missing, mode
+/// 0700, so that a tool's first run in a job can fill them: the job itself
+/// may not create them, since the home is read-only to it. Only in a home
+/// that is the caller's own, only what the policy file names (never a
+/// command-line path, which must exist), and never through a symlink: a
+/// component that is one stops the making (a job may have left it).
+pub fn make_home_caches(policy: &Policy, home: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    if home == Path::new("/") || !home.is_absolute() {
+        return;
+    }
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if std::fs::symlink_metadata(home).map_or(true, |m| m.uid() != me || !m.is_dir()) {
+        return;
+    }
+    for template in &policy.filesystem.write {
+        let Ok(rest) = template.strip_prefix("$HOME") else {
+            continue;
+        };
+        let plain = rest.components().all(|c| matches!(c, Component::Normal(_)));
+        if plain && !rest.as_os_str().is_empty() {
+            let _ = make_dirs_without_links(home, rest);
+        }
+    }
+}
+
+fn make_dirs_without_links(base: &Path, rest: &Path) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let open_dir = |dir: &OwnedFd, name: &std::ffi::CStr| -> std::io::Result<OwnedFd> {
+        // SAFETY: openat on our descriptor with a NUL-terminated name.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let mut cur: OwnedFd = std::fs::File::open(base)?.into();
+    for component in rest.components() {
+        let name = std::ffi::CString::new(component.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        cur = match open_dir(&cur, &name) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                // SAFETY: mkdirat on our directory descriptor.
+                if unsafe { libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), 0o700) } != 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.raw_os_error() != Some(libc::EEXIST) {
+                        return Err(e);
+                    }
+                }
+                open_dir(&cur, &name)?
+            }
+            // A symlink (ENOTDIR with O_NOFOLLOW) or a file: stop here.
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
