@@ -680,3 +680,50 @@ fn a_block_says_why_with_the_flag_that_allows_it() {
     let v = env.job("permissive", &fx.cwd(), &[], &[], &["sh", "-c", &script]);
     assert!(v["denials"].is_null(), "{v:#}");
 }
+
+/// The other kinds of block a job meets, each with its own hint: a program
+/// it may read but not run (`--allow-exec`), and a file the policy hides
+/// (`filesystem.deny`).
+#[test]
+fn a_block_on_exec_or_a_hidden_file_names_its_key() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let tools = fx.sub("tools");
+    let tool = write_file(&tools, "tool", "#!/bin/sh\necho ran\n");
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_file(&fx.cwd(), "secret.env", "TOKEN=x\n");
+    let policy = write_file(
+        &fx.sub("policies"),
+        "hiding.toml",
+        "extends = \"default\"\n[filesystem]\ndeny = [\"$CWD/secret.env\"]\n",
+    );
+    let script = format!("{}; cat secret.env; exit 1", s(&tool));
+    let v = env.job(
+        s(&policy),
+        &fx.cwd(),
+        &["--allow-read", s(&tools)],
+        &[],
+        &["sh", "-c", &script],
+    );
+    let hints: Vec<&str> = v["denials"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no denials: {v:#}"))
+        .iter()
+        .map(|d| d["hint"].as_str().unwrap())
+        .collect();
+    assert!(
+        hints
+            .iter()
+            .any(|h| h.starts_with(&format!("--allow-exec {}", s(&tool)))),
+        "{v:#}"
+    );
+    assert!(
+        hints
+            .iter()
+            .any(|h| h.starts_with("filesystem.deny hides it")),
+        "{v:#}"
+    );
+}

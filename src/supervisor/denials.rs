@@ -61,7 +61,7 @@ const NET_ERRORS: [&str; 8] = [
 ];
 
 /// The denials evidenced in the stderr log at `log`.
-pub fn find(log: &Path, spec: &SandboxSpec) -> Vec<Denial> {
+pub fn find(log: &Path, spec: &SandboxSpec, cwd: &Path) -> Vec<Denial> {
     let Ok(text) = read_ends(log) else {
         return Vec::new();
     };
@@ -74,7 +74,7 @@ pub fn find(log: &Path, spec: &SandboxSpec) -> Vec<Denial> {
         if out.len() >= MAX_DENIALS || budget.spent() {
             break;
         }
-        for denial in judge_line(line, spec, &mut budget) {
+        for denial in judge_line(line, spec, cwd, &mut budget) {
             if !out
                 .iter()
                 .any(|d| d.kind == denial.kind && d.target == denial.target)
@@ -115,7 +115,7 @@ impl Budget {
     }
 }
 
-fn judge_line(line: &str, spec: &SandboxSpec, budget: &mut Budget) -> Vec<Denial> {
+fn judge_line(line: &str, spec: &SandboxSpec, cwd: &Path, budget: &mut Budget) -> Vec<Denial> {
     let mut out = Vec::new();
     if spec.network != NetMode::Host {
         if let Some(error) = NET_ERRORS.iter().find(|e| line.contains(*e)) {
@@ -150,7 +150,11 @@ fn judge_line(line: &str, spec: &SandboxSpec, budget: &mut Budget) -> Vec<Denial
     let Some(error) = FS_ERRORS.iter().find(|e| line.contains(*e)) else {
         return out;
     };
-    for path in paths_in(line) {
+    let mut paths = paths_in(line);
+    if let Some(relative) = relative_path_before(line, error) {
+        paths.push(cwd.join(relative));
+    }
+    for path in paths {
         if budget.spent() {
             break;
         }
@@ -227,6 +231,28 @@ fn paths_in(line: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The relative path of `prog: PATH: error` (`cat: secret.env: Permission
+/// denied`), as programs name what they were given: taken as relative to
+/// the job's working directory (a job that changed directory first is
+/// judged at the wrong place, and then most likely not at all).
+fn relative_path_before(line: &str, error: &str) -> Option<PathBuf> {
+    let before = line[..line.find(error)?].trim_end().strip_suffix(':')?;
+    // `prog: PATH`: a lone word before the error is the program's name.
+    let (_, segment) = before.rsplit_once(": ")?;
+    // `cannot touch 'out/a.txt'`: the quoted last word.
+    let quoted = segment.ends_with(['\'', '’', '"']);
+    let word = match segment.rsplit_once(char::is_whitespace) {
+        Some((_, last)) if quoted => last,
+        _ => segment,
+    }
+    .trim_matches(['\'', '"', '`', '‘', '’']);
+    let plain = !word.is_empty()
+        && !word.starts_with(['/', '-'])
+        && !word.contains(char::is_whitespace)
+        && !word.split('/').any(|c| c == "..");
+    plain.then(|| PathBuf::from(word))
+}
+
 /// The host name a resolver error names, when it names one.
 fn host_in(line: &str) -> Option<String> {
     for marker in [
@@ -278,7 +304,7 @@ mod tests {
         let fs = policy.expand_paths(&vars).unwrap();
         let spec = policy.sandbox_spec(fs, vars.tmpdir, vars.job_dir);
         let started = std::time::Instant::now();
-        let found = find(&log, &spec);
+        let found = find(&log, &spec, Path::new("/nonexistent/app"));
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
         assert_eq!(found.len(), 1, "one target, reported once");
     }
@@ -293,6 +319,24 @@ mod tests {
             paths_in("touch: cannot touch '/work/a b': Permission denied"),
             [PathBuf::from("/work/a")]
         );
+        for (line, path) in [
+            ("cat: secret.env: Permission denied", Some("secret.env")),
+            (
+                "touch: cannot touch 'out/a.txt': Read-only file system",
+                Some("out/a.txt"),
+            ),
+            ("sh: 1: ./build.sh: Permission denied", Some("./build.sh")),
+            ("error: Permission denied", None),
+            ("cat: ../x: Permission denied", None),
+            ("cat: a b: Permission denied", None),
+        ] {
+            let error = FS_ERRORS.iter().find(|e| line.contains(*e)).unwrap();
+            assert_eq!(
+                relative_path_before(line, error),
+                path.map(PathBuf::from),
+                "{line}"
+            );
+        }
         assert_eq!(
             host_in("curl: (6) Could not resolve host: pypi.org"),
             Some("pypi.org".into())

@@ -219,7 +219,7 @@ pub(super) fn supervise(
     // What the sandbox refused, as the job's own error messages tell it.
     let dir = store.job_dir(id);
     for log in ["stderr.log", "stdout.log"] {
-        for d in super::denials::find(&dir.join(log), &spec.sandbox) {
+        for d in super::denials::find(&dir.join(log), &spec.sandbox, cwd) {
             if outcome.denials.len() < 20 && !outcome.denials.contains(&d) {
                 outcome.denials.push(d);
             }
