@@ -34,6 +34,13 @@ impl Server {
                     head.push(byte[0]);
                 }
                 let head = String::from_utf8_lossy(&head).into_owned();
+                // Read a body the request announces, to its end.
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                let _ = std::io::copy(&mut (&mut conn).take(length), &mut std::io::sink());
                 let line = head.lines().next().unwrap_or_default().to_string();
                 log.lock().unwrap().push(head);
                 let body = format!("reached:{line}\n");
@@ -103,29 +110,36 @@ fn the_proxy_reaches_allowed_names_only() {
     let env = Env::new();
     let fx = Fixture::new();
     let server = Server::start();
+    let other = Server::start();
     let p = server.port;
+    let o = other.port;
     let file = policy(
         &fx,
         "proxied",
-        r#"extends = "default"
+        &format!(
+            r#"extends = "default"
 [network]
 mode = "proxy"
-allow_domains = ["allowed.test", "*.wild.test"]
+allow_domains = ["allowed.test:{p}", "*.wild.test:*"]
 deny_domains = ["no.wild.test"]
 [network.hosts]
 "allowed.test" = "127.0.0.1"
 "a.wild.test" = "127.0.0.1"
 "no.wild.test" = "127.0.0.1"
 "refused.test" = "127.0.0.1"
-"#,
+"#
+        ),
     );
+    // `other` is another service of the host's loopback: allowed.test is
+    // allowed on one port only, so the others stay out of reach.
     let script = format!(
         "curl -sS http://allowed.test:{p}/plain; \
          curl -sS -p -H 'Host: refused.test' http://allowed.test:{p}/tunnel; \
          curl -sS -x socks5h://127.0.0.1:3128 http://a.wild.test:{p}/socks; \
          curl -sS http://refused.test:{p}/refused; echo \"refused=$?\"; \
          curl -sS -p http://no.wild.test:{p}/denied; echo \"denied=$?\"; \
-         curl -sS --noproxy '*' --max-time 5 http://127.0.0.1:{p}/direct; echo \"direct=$?\""
+         curl -sS --noproxy '*' --max-time 5 http://127.0.0.1:{p}/direct; echo \"direct=$?\"; \
+         curl -sS http://allowed.test:{o}/other-port; echo \"other=$?\""
     );
     let v = env.job(s(&file), &fx.cwd(), &[], &[], &["sh", "-c", &script]);
     let out = v["stdout"].as_str().unwrap();
@@ -133,7 +147,9 @@ deny_domains = ["no.wild.test"]
         assert!(out.contains(&format!("reached:GET {path} ")), "{v:#}");
     }
     assert!(
-        out.contains("allow it with --allow-domain refused.test"),
+        out.contains(&format!(
+            "What would allow it: --allow-domain refused.test:{p}"
+        )),
         "{v:#}"
     );
     assert!(
@@ -179,7 +195,7 @@ deny_domains = ["no.wild.test"]
         first["hint"]
             .as_str()
             .unwrap()
-            .starts_with("--allow-domain refused.test"),
+            .starts_with(&format!("--allow-domain refused.test:{p}")),
         "{v:#}"
     );
     assert_eq!(v["sandbox"]["network"], "proxy");
@@ -223,7 +239,7 @@ fn allow_domain_on_the_command_line() {
     let v = env.job(
         s(&file),
         &fx.cwd(),
-        &["--allow-domain", "Registry.TEST"],
+        &["--allow-domain", &format!("Registry.TEST:{p}")],
         &[],
         &["curl", "-sS", &url],
     );
@@ -290,7 +306,7 @@ fn attack_the_hosts_loopback_through_the_proxy() {
     let open = policy(
         &fx,
         "anywhere",
-        "extends = \"default\"\n[network]\nmode = \"proxy\"\nallow_domains = [\"*\"]\n",
+        "extends = \"default\"\n[network]\nmode = \"proxy\"\nallow_domains = [\"*:*\"]\n",
     );
     let v = env.job(s(&open), &fx.cwd(), &[], &[], &["sh", "-c", &attempts]);
     assert_eq!(server.lines(), Vec::<String>::new(), "{v:#}");
@@ -305,12 +321,22 @@ fn attack_the_hosts_loopback_through_the_proxy() {
         assert_eq!(d["allowed"], false, "{d}");
         assert_eq!(d["bytes_sent"], 0, "{d}");
     }
+    // The advice never opens the host: no flag for its addresses, and the
+    // flag refuses them.
+    for d in v["denials"].as_array().unwrap() {
+        let hint = d["hint"].as_str().unwrap();
+        assert!(!hint.contains("--allow-domain"), "{d}");
+    }
+    for address in ["127.0.0.1", "169.254.169.254", "[::1]:22", "0.0.0.0"] {
+        let (_, e) = env.run(&["run", "--allow-domain", address, "--", "true"]);
+        assert_eq!(e["error"]["code"], "invalid_argument", "{address}: {e:#}");
+    }
 
     // Control: listed by address, the loopback is reached.
     let listed = policy(
         &fx,
         "listed",
-        "extends = \"default\"\n[network]\nmode = \"proxy\"\nallow_domains = [\"127.0.0.1\"]\n",
+        "extends = \"default\"\n[network]\nmode = \"proxy\"\nallow_domains = [\"127.0.0.1:*\"]\n",
     );
     let v = env.job(
         s(&listed),
@@ -329,4 +355,150 @@ fn attack_the_hosts_loopback_through_the_proxy() {
         v["stdout"].as_str().unwrap().contains("reached:GET /a"),
         "{v:#}"
     );
+}
+
+/// Attack: bloat or flood the proxy's record. Names of 60 KB, then a
+/// hundred refused destinations, then an upload to the allowed host: the
+/// record stays small and readable, shows no name longer than a host's,
+/// and still lists the upload with its bytes (refusals cannot push it
+/// out).
+#[test]
+fn attack_the_record_of_the_proxy() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let server = Server::start();
+    let p = server.port;
+    let file = policy(
+        &fx,
+        "upload",
+        &format!(
+            "extends = \"default\"\n[network]\nmode = \"proxy\"\n\
+             allow_domains = [\"allowed.test:{p}\"]\n[network.hosts]\n\"allowed.test\" = \"127.0.0.1\"\n"
+        ),
+    );
+    let script = format!(
+        r#"
+import socket
+def ask(head):
+    s = socket.create_connection(("127.0.0.1", 3128))
+    s.sendall(head)
+    s.recv(4096)
+    s.close()
+for i in range(40):
+    ask(b"CONNECT %03d" % i + b"a" * 60000 + b":1 HTTP/1.1\r\n\r\n")
+for i in range(100):
+    ask(b"CONNECT junk%d.test:443 HTTP/1.1\r\n\r\n" % i)
+s = socket.create_connection(("127.0.0.1", 3128))
+s.sendall(b"CONNECT allowed.test:{p} HTTP/1.1\r\n\r\n")
+s.recv(4096)
+s.sendall(b"POST /upload HTTP/1.0\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100000)
+answer = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    answer += chunk
+print(answer.decode().splitlines()[-1])
+"#
+    );
+    let v = env.job(s(&file), &fx.cwd(), &[], &[], &["python3", "-c", &script]);
+    assert!(
+        v["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("reached:POST /upload"),
+        "{v:#}"
+    );
+    let upload = destination(&v, "allowed.test");
+    assert!(upload["bytes_sent"].as_u64().unwrap() > 100_000, "{v:#}");
+    let destinations = v["network"]["destinations"].as_array().unwrap();
+    assert!(destinations
+        .iter()
+        .all(|d| d["host"].as_str().unwrap().len() <= 67));
+    assert!(
+        v["network"]["destinations_omitted"].as_u64().unwrap() > 0,
+        "{v:#}"
+    );
+    let state = std::fs::metadata(env.root().join(job_id(&v)).join("state.json")).unwrap();
+    assert!(state.len() < 100_000, "state.json is {} bytes", state.len());
+}
+
+/// Attack: exhaust the supervisor's descriptors through the proxy (each
+/// relayed connection costs several) so that it can no longer kill the
+/// job, with a caller whose descriptor limit is 1024, soft and hard. The
+/// connections beyond the supervisor's budget are closed, and the job
+/// still ends at its timeout.
+#[test]
+fn attack_the_supervisors_descriptors_through_the_proxy() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    // A host service that accepts and never reads: every relay stays open.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let file = policy(
+        &fx,
+        "hold",
+        &format!(
+            "extends = \"default\"\n[limits]\ntimeout = \"3s\"\nkill_after = \"1s\"\n\
+             [network]\nmode = \"proxy\"\nallow_domains = [\"hold.test:{p}\"]\n\
+             [network.hosts]\n\"hold.test\" = \"127.0.0.1\"\n"
+        ),
+    );
+    let script = format!(
+        r#"
+import socket, time
+held = []
+for i in range(400):
+    try:
+        s = socket.create_connection(("127.0.0.1", 3128))
+        s.sendall(b"CONNECT hold.test:{p} HTTP/1.1\r\n\r\n")
+        held.append(s)
+    except OSError:
+        pass
+print("opened", len(held), flush=True)
+while True:
+    for s in held:
+        try:
+            s.send(b"x" * 65536, socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+    time.sleep(0.1)
+"#
+    );
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n 1024 && exec \"$0\" \"$@\""])
+        .arg(bin())
+        .args([
+            "--root",
+            s(&env.root()),
+            "run",
+            "--until",
+            "60",
+            "--policy",
+            s(&file),
+        ])
+        .args(["--cwd", s(&fx.cwd()), "--", "python3", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (_, v) = parse_one(&out);
+    assert_eq!(v["result"], "timeout", "{v:#}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{v:#}"
+    );
+    assert!(v["stdout"].as_str().unwrap().contains("opened"), "{v:#}");
 }

@@ -158,7 +158,7 @@ fn overrides(def: &JobDefinition) -> Result<Overrides, AppError> {
         allow_domains: def
             .allow_domain
             .iter()
-            .map(|d| crate::sandbox::net_rules::normalise(d))
+            .map(|d| crate::sandbox::net_rules::normalise_pattern(d))
             .collect(),
         net: def
             .net

@@ -125,6 +125,19 @@ impl Policy {
                         message: why,
                     });
                 }
+                // The host's loopback, a private network, the cloud's
+                // metadata address: a policy file's decision, never a flag
+                // an agent passes because a job asked for it.
+                if crate::sandbox::net_rules::names_private_address(d) {
+                    return Err(OverrideError::Invalid {
+                        field: "allow_domain",
+                        message: format!(
+                            "{d:?} is a loopback, private or link-local address: name it in a \
+                             policy file (network.allow_domains or network.hosts) if a job is \
+                             to reach it"
+                        ),
+                    });
+                }
             }
             let mode = net.unwrap_or(self.network.mode);
             if mode == NetMode::Host {

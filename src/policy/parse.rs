@@ -338,7 +338,7 @@ fn ports(item: &Item<'_, '_>) -> Result<Option<Vec<u16>>, PolicyError> {
 fn domains(item: &Item<'_, '_>) -> Result<Vec<String>, PolicyError> {
     let mut out = Vec::new();
     for element in item.array()? {
-        let pattern = crate::sandbox::net_rules::normalise(element.str()?);
+        let pattern = crate::sandbox::net_rules::normalise_pattern(element.str()?);
         if let Some(why) = crate::sandbox::net_rules::pattern_problem(&pattern) {
             return Err(element.bad_value(format!("{}: {why}", element.field)));
         }

@@ -46,6 +46,7 @@ impl Policy {
                     allow_domains: self.network.allow_domains.clone(),
                     deny_domains: self.network.deny_domains.clone(),
                     hosts: self.network.hosts.clone(),
+                    ports: self.network.connect_ports.clone(),
                 }
             }),
             seccomp: self.seccomp.profile,

@@ -2,12 +2,14 @@
 //! `allow_domains` / `deny_domains` and its `hosts` map, as the proxy
 //! judges each destination a job asks for.
 //!
-//! A name is judged before it is resolved, and what it resolves to is
-//! judged again: a public name that resolves to the host's own loopback or
-//! to a private network (DNS rebinding, or simply an internal name) is
-//! refused unless the policy itself said where the name goes (`hosts`) or
-//! listed that very address. The job never reaches the host's own services
-//! by asking the proxy for them.
+//! A destination is a host and a port. The host is judged by name first,
+//! and what it resolves to is judged again: a public name that resolves to
+//! the host's own addresses or to a private network (DNS rebinding, or
+//! simply an internal name) is refused unless the policy itself said where
+//! the name goes (`hosts`) or listed that very address. The job never
+//! reaches the host's own services by asking the proxy for them. A pattern
+//! without a port allows the web's ports only (80 and 443): a name that
+//! `hosts` maps to an address of the host must not open all of its ports.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -19,14 +21,19 @@ use serde::{Deserialize, Serialize};
 /// SOCKS5 alike): squid's, which tools know as a proxy's.
 pub const PROXY_PORT: u16 = 3128;
 
+/// The ports a pattern without one allows.
+pub const WEB_PORTS: [u16; 2] = [80, 443];
+
 /// The destinations of a proxied job, as the policy names them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProxyRules {
     /// Host patterns the job may reach: `example.com`, `*.example.com`
     /// (any name below it, not itself), `*` (any public host) or an IP
-    /// address.
+    /// address, each optionally with `:PORT` or `:*` (without: 80 and 443).
     pub allow_domains: Vec<String>,
-    /// Host patterns refused even where `allow_domains` matches.
+    /// Host patterns refused even where `allow_domains` matches; here
+    /// `*.example.com` covers `example.com` too, and an address is refused
+    /// however it is reached (a name that resolves to it included).
     #[serde(default)]
     pub deny_domains: Vec<String>,
     /// Names the proxy resolves to a fixed address instead of asking DNS
@@ -34,19 +41,25 @@ pub struct ProxyRules {
     /// the host's loopback or a private network.
     #[serde(default)]
     pub hosts: BTreeMap<String, IpAddr>,
+    /// `network.connect_ports`: when set, the only destination ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<u16>>,
 }
 
 /// Why a destination is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// A `deny_domains` pattern matches the name.
+    /// A `deny_domains` pattern matches the name or its address.
     Denied(String),
     /// No `allow_domains` pattern matches the name.
     NotAllowed,
-    /// The name is not a host name or address.
+    /// The name is allowed, but not on this port.
+    Port(u16),
+    /// The name is not a host name or address (or is an address in a
+    /// notation only the C library reads, such as `2130706433`).
     BadName,
-    /// The name resolves to an address the job may not reach through the
-    /// proxy (the host's loopback, a private or link-local network).
+    /// The address is the host's own, unspecified, loopback, private,
+    /// shared or link-local, and the policy does not name it.
     PrivateAddress(IpAddr),
 }
 
@@ -55,11 +68,15 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::Denied(p) => write!(f, "denied by network.deny_domains ({p})"),
             Refusal::NotAllowed => f.write_str("not in network.allow_domains"),
+            Refusal::Port(p) => write!(
+                f,
+                "port {p} is not allowed for this host (a pattern without a port allows 80 and 443)"
+            ),
             Refusal::BadName => f.write_str("not a host name or address"),
             Refusal::PrivateAddress(ip) => write!(
                 f,
-                "{ip} is a loopback, private or link-local address, which the proxy reaches \
-                 only where the policy names it"
+                "{ip} is an address of this host, or a loopback, private or link-local one, \
+                 which the proxy reaches only where a policy file names it"
             ),
         }
     }
@@ -68,18 +85,82 @@ impl std::fmt::Display for Refusal {
 /// Longest host name accepted (DNS allows 253).
 const MAX_NAME: usize = 253;
 
+/// Which ports a pattern allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ports {
+    Web,
+    One(u16),
+    Any,
+}
+
+impl Ports {
+    fn allow(self, port: u16) -> bool {
+        match self {
+            Ports::Web => WEB_PORTS.contains(&port),
+            Ports::One(p) => p == port,
+            Ports::Any => true,
+        }
+    }
+}
+
+/// A pattern split into its host part and its ports.
+fn split_pattern(pattern: &str) -> Option<(&str, Ports)> {
+    if pattern.parse::<IpAddr>().is_ok() {
+        return Some((pattern, Ports::Web));
+    }
+    if let Some(rest) = pattern.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let ports = match after {
+            "" => Ports::Web,
+            _ => port_spec(after.strip_prefix(':')?)?,
+        };
+        return Some((host, ports));
+    }
+    match pattern.rsplit_once(':') {
+        Some((host, spec)) => Some((host, port_spec(spec)?)),
+        None => Some((pattern, Ports::Web)),
+    }
+}
+
+fn port_spec(spec: &str) -> Option<Ports> {
+    if spec == "*" {
+        return Some(Ports::Any);
+    }
+    spec.parse::<u16>().ok().filter(|p| *p != 0).map(Ports::One)
+}
+
 /// What is wrong with `pattern` as an `allow_domains` / `deny_domains`
 /// entry, if anything.
 pub fn pattern_problem(pattern: &str) -> Option<String> {
-    if pattern == "*" || pattern.parse::<IpAddr>().is_ok() {
+    let expected = "expected example.com, *.example.com, *, or an IP address, each optionally with :PORT or :*";
+    let Some((host, _)) = split_pattern(pattern) else {
+        return Some(format!("{pattern:?} is not a host pattern: {expected}"));
+    };
+    if host == "*" {
         return None;
     }
-    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
-    name_problem(name).map(|why| {
-        format!(
-            "{pattern:?} is not a host pattern ({why}); expected example.com, *.example.com, * or an IP address"
-        )
-    })
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        if ip.is_unspecified() {
+            return Some(format!(
+                "{pattern:?}: the unspecified address reaches this host itself, never allowed"
+            ));
+        }
+        return None;
+    }
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    let why = name_problem(name)
+        .or_else(|| legacy_number(name).then_some("an address in a legacy notation"))?;
+    Some(format!(
+        "{pattern:?} is not a host pattern ({why}); {expected}"
+    ))
+}
+
+/// Whether `pattern` names an address that only a policy file may open:
+/// the host's loopback, a private, link-local or shared network.
+pub fn names_private_address(pattern: &str) -> bool {
+    split_pattern(pattern)
+        .and_then(|(host, _)| host.parse::<IpAddr>().ok())
+        .is_some_and(|ip| !is_public(ip))
 }
 
 /// What is wrong with `name` as a host name, if anything.
@@ -101,6 +182,25 @@ pub fn name_problem(name: &str) -> Option<&'static str> {
     None
 }
 
+/// Whether the C library's resolver would read `name` as an address
+/// (`2130706433`, `0x7f.1`, `127.1`, `0177.0.0.1`) where Rust reads a
+/// name: such a name is refused, since it names an address without being
+/// judged as one.
+fn legacy_number(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: in_addr is plain data; inet_aton reads a NUL-terminated string.
+    let mut out: libc::in_addr = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `out` outlives the call.
+    let parsed = unsafe { inet_aton(c.as_ptr(), &mut out) } != 0;
+    parsed && name.parse::<IpAddr>().is_err()
+}
+
+extern "C" {
+    fn inet_aton(cp: *const libc::c_char, inp: *mut libc::in_addr) -> libc::c_int;
+}
+
 /// A destination as the job named it, normalised: lower case, no trailing
 /// dot, an IPv6 address without brackets.
 pub fn normalise(host: &str) -> String {
@@ -112,34 +212,100 @@ pub fn normalise(host: &str) -> String {
     host.to_ascii_lowercase()
 }
 
-fn matches(pattern: &str, host: &str) -> bool {
-    if pattern == "*" {
+/// A pattern normalised: lower case, no trailing dot on its host part.
+pub fn normalise_pattern(pattern: &str) -> String {
+    let lower = pattern.to_ascii_lowercase();
+    match split_pattern(&lower) {
+        Some((host, _)) if host.ends_with('.') => {
+            let trimmed = host.trim_end_matches('.');
+            lower.replacen(host, trimmed, 1)
+        }
+        _ => lower,
+    }
+}
+
+/// A host as the job wrote it, safe to show: at most 64 characters, and
+/// anything but the characters of a host name replaced, so that what a job
+/// asks for can neither bloat its record nor speak in it.
+pub fn shown(host: &str) -> String {
+    let mut out: String = host
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_:".contains(c) {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if host.chars().count() > 64 {
+        out.push_str("...");
+    }
+    out
+}
+
+fn host_matches(pattern_host: &str, host: &str, apex_too: bool) -> bool {
+    if pattern_host == "*" {
         return true;
     }
-    if let Some(suffix) = pattern.strip_prefix("*.") {
-        return host.len() > suffix.len() + 1
+    if let Some(suffix) = pattern_host.strip_prefix("*.") {
+        let below = host.len() > suffix.len() + 1
             && host.ends_with(suffix)
             && host.as_bytes()[host.len() - suffix.len() - 1] == b'.';
+        return below || (apex_too && host.eq_ignore_ascii_case(suffix));
     }
-    if let (Ok(a), Ok(b)) = (pattern.parse::<IpAddr>(), host.parse::<IpAddr>()) {
+    if let (Ok(a), Ok(b)) = (pattern_host.parse::<IpAddr>(), host.parse::<IpAddr>()) {
         return a == b;
     }
-    pattern.eq_ignore_ascii_case(host)
+    pattern_host.eq_ignore_ascii_case(host)
 }
 
 impl ProxyRules {
-    /// Whether the job may ask for `host` (normalised), judged by name.
-    pub fn judge_name(&self, host: &str) -> Result<(), Refusal> {
-        if host.parse::<IpAddr>().is_err() && name_problem(host).is_some() {
+    /// Whether the job may ask for `host` (normalised) on `port`, judged
+    /// by name (an address given as the host is judged by
+    /// [`Self::judge_address`] too).
+    pub fn judge_name(&self, host: &str, port: u16) -> Result<(), Refusal> {
+        let literal = host.parse::<IpAddr>().ok();
+        if literal.is_none() && (name_problem(host).is_some() || legacy_number(host)) {
             return Err(Refusal::BadName);
         }
-        if let Some(p) = self.deny_domains.iter().find(|p| matches(p, host)) {
-            return Err(Refusal::Denied(p.clone()));
+        // An address of the host or a private network is refused as that,
+        // whatever the name lists say: its hint must never be a flag.
+        if let Some(ip) = literal {
+            let listed = self
+                .allow_domains
+                .iter()
+                .any(|p| pattern_address(p) == Some(canonical(ip)));
+            if ip.is_unspecified() || (!is_public(ip) && !listed) {
+                return Err(Refusal::PrivateAddress(ip));
+            }
         }
-        if !self.allow_domains.iter().any(|p| matches(p, host)) {
-            return Err(Refusal::NotAllowed);
+        for p in &self.deny_domains {
+            if let Some((h, ports)) = split_pattern(p) {
+                if host_matches(h, host, true) && (ports == Ports::Web || ports.allow(port)) {
+                    return Err(Refusal::Denied(p.clone()));
+                }
+            }
         }
-        Ok(())
+        let mut by_name = false;
+        for p in &self.allow_domains {
+            let Some((h, ports)) = split_pattern(p) else {
+                continue;
+            };
+            if host_matches(h, host, false) {
+                by_name = true;
+                if ports.allow(port) && self.ports.as_ref().is_none_or(|list| list.contains(&port))
+                {
+                    return Ok(());
+                }
+            }
+        }
+        Err(if by_name {
+            Refusal::Port(port)
+        } else {
+            Refusal::NotAllowed
+        })
     }
 
     /// The address the policy fixes for `host`, if any.
@@ -151,22 +317,59 @@ impl ProxyRules {
     }
 
     /// Whether the job may reach `ip`, which `host` (allowed by name)
-    /// resolved to through DNS or is itself.
-    pub fn judge_address(&self, host: &str, ip: IpAddr) -> Result<(), Refusal> {
-        if is_public(ip) {
+    /// resolved to through DNS or is itself; `local` holds the addresses
+    /// of the host's own interfaces.
+    pub fn judge_address(&self, host: &str, ip: IpAddr, local: &[IpAddr]) -> Result<(), Refusal> {
+        let same = |p: &str| pattern_address(p) == Some(canonical(ip));
+        if let Some(p) = self.deny_domains.iter().find(|p| same(p)) {
+            return Err(Refusal::Denied(p.clone()));
+        }
+        if ip.is_unspecified() {
+            return Err(Refusal::PrivateAddress(ip));
+        }
+        let own = local.iter().any(|l| canonical(*l) == canonical(ip));
+        if is_public(ip) && !own {
             return Ok(());
         }
-        // Listed as that very address: the policy's author meant it.
-        let listed = self
-            .allow_domains
-            .iter()
-            .filter_map(|p| p.parse::<IpAddr>().ok())
-            .any(|a| a == ip);
-        if listed && host.parse::<IpAddr>().is_ok() {
+        // Listed as that very address, and asked for as it: the policy's
+        // author meant it.
+        if host.parse::<IpAddr>().is_ok() && self.allow_domains.iter().any(|p| same(p)) {
             return Ok(());
         }
         Err(Refusal::PrivateAddress(ip))
     }
+}
+
+/// The address a pattern names, if it names one.
+fn pattern_address(pattern: &str) -> Option<IpAddr> {
+    split_pattern(pattern)
+        .and_then(|(h, _)| h.parse::<IpAddr>().ok())
+        .map(canonical)
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The addresses of the host's own interfaces (a service bound to all of
+/// them answers on each).
+pub fn local_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|a| {
+            let sa = a.address?;
+            if let Some(v4) = sa.as_sockaddr_in() {
+                return Some(IpAddr::V4(v4.ip()));
+            }
+            sa.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+        })
+        .collect()
 }
 
 /// Whether `ip` is an address of the public internet: not the host's
@@ -205,7 +408,10 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || ip.is_multicast()
         || (s[0] & 0xfe00) == 0xfc00 // unique local
         || (s[0] & 0xffc0) == 0xfe80 // link-local
+        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
         || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64: an IPv4 address in disguise
+        || s[0] == 0x2002 // 6to4: likewise
+        || (s[0] == 0x100 && s[1..4] == [0, 0, 0]) // discard-only
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
         || (s[0..6] == [0, 0, 0, 0, 0, 0])) // IPv4-compatible (deprecated)
 }
@@ -219,30 +425,85 @@ mod tests {
             allow_domains: allow.iter().map(|s| s.to_string()).collect(),
             deny_domains: deny.iter().map(|s| s.to_string()).collect(),
             hosts: BTreeMap::new(),
+            ports: None,
         }
     }
 
     #[test]
     fn wildcards_match_below_a_label_boundary_only() {
         let r = rules(&["*.example.com", "pypi.org"], &["evil.example.com"]);
-        assert!(r.judge_name("a.example.com").is_ok());
-        assert!(r.judge_name("a.b.example.com").is_ok());
-        assert_eq!(r.judge_name("example.com"), Err(Refusal::NotAllowed));
-        assert_eq!(r.judge_name("badexample.com"), Err(Refusal::NotAllowed));
-        assert_eq!(r.judge_name("pypi.org.evil.net"), Err(Refusal::NotAllowed));
-        assert_eq!(r.judge_name("xpypi.org"), Err(Refusal::NotAllowed));
+        assert!(r.judge_name("a.example.com", 443).is_ok());
+        assert!(r.judge_name("a.b.example.com", 80).is_ok());
+        assert_eq!(r.judge_name("example.com", 443), Err(Refusal::NotAllowed));
+        assert_eq!(
+            r.judge_name("badexample.com", 443),
+            Err(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            r.judge_name("pypi.org.evil.net", 443),
+            Err(Refusal::NotAllowed)
+        );
+        assert_eq!(r.judge_name("xpypi.org", 443), Err(Refusal::NotAllowed));
         assert!(matches!(
-            r.judge_name("evil.example.com"),
+            r.judge_name("evil.example.com", 443),
             Err(Refusal::Denied(_))
         ));
-        assert_eq!(r.judge_name("a b"), Err(Refusal::BadName));
-        assert_eq!(r.judge_name("a/b.example.com"), Err(Refusal::BadName));
+        assert_eq!(r.judge_name("a b", 443), Err(Refusal::BadName));
+        assert_eq!(r.judge_name("a/b.example.com", 443), Err(Refusal::BadName));
         assert_eq!(normalise("PyPI.org."), "pypi.org");
         assert_eq!(normalise("[::1]"), "::1");
+        assert_eq!(normalise_pattern("PyPI.org.:8443"), "pypi.org:8443");
     }
 
     #[test]
-    fn private_addresses_need_the_policy_to_name_them() {
+    fn ports_are_the_webs_unless_the_pattern_names_them() {
+        let r = rules(
+            &["web.test", "api.test:8443", "any.test:*"],
+            &["any.test:22"],
+        );
+        assert!(r.judge_name("web.test", 443).is_ok());
+        assert!(r.judge_name("web.test", 80).is_ok());
+        assert_eq!(r.judge_name("web.test", 22), Err(Refusal::Port(22)));
+        assert!(r.judge_name("api.test", 8443).is_ok());
+        assert_eq!(r.judge_name("api.test", 443), Err(Refusal::Port(443)));
+        assert!(r.judge_name("any.test", 5432).is_ok());
+        assert!(matches!(
+            r.judge_name("any.test", 22),
+            Err(Refusal::Denied(_))
+        ));
+        let mut limited = rules(&["any.test:*"], &[]);
+        limited.ports = Some(vec![443]);
+        assert_eq!(
+            limited.judge_name("any.test", 5432),
+            Err(Refusal::Port(5432))
+        );
+    }
+
+    #[test]
+    fn a_deny_wildcard_covers_its_apex_and_a_denied_address_every_way_to_it() {
+        let r = rules(&["*"], &["*.evil.test", "93.184.215.14"]);
+        assert!(matches!(
+            r.judge_name("evil.test", 443),
+            Err(Refusal::Denied(_))
+        ));
+        let ip: IpAddr = "93.184.215.14".parse().unwrap();
+        assert!(matches!(
+            r.judge_address("fine.test", ip, &[]),
+            Err(Refusal::Denied(_))
+        ));
+        let mapped: IpAddr = "::ffff:93.184.215.14".parse().unwrap();
+        assert!(matches!(
+            r.judge_address("fine.test", mapped, &[]),
+            Err(Refusal::Denied(_))
+        ));
+        // The C library's notations of an address are not names.
+        for legacy in ["1572395042", "0x7f.1", "127.1", "0177.0.0.1"] {
+            assert_eq!(r.judge_name(legacy, 80), Err(Refusal::BadName), "{legacy}");
+        }
+    }
+
+    #[test]
+    fn private_and_own_addresses_need_the_policy_to_name_them() {
         let mut r = rules(&["*", "10.1.2.3"], &[]);
         for ip in [
             "127.0.0.1",
@@ -256,23 +517,31 @@ mod tests {
             "::ffff:127.0.0.1",
             "fd00::1",
             "fe80::1",
+            "fec0::1",
             "64:ff9b::7f00:1",
+            "2002:7f00:1::",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(!is_public(ip), "{ip}");
-            assert!(r.judge_address("example.com", ip).is_err(), "{ip}");
+            assert!(r.judge_address("example.com", ip, &[]).is_err(), "{ip}");
         }
-        assert!(r
-            .judge_address("example.com", "93.184.215.14".parse().unwrap())
-            .is_ok());
+        let public: IpAddr = "93.184.215.14".parse().unwrap();
+        assert!(r.judge_address("example.com", public, &[]).is_ok());
+        // The host's own public address is the host.
+        assert!(r.judge_address("example.com", public, &[public]).is_err());
         // Listed literally and asked for literally.
         assert!(r
-            .judge_address("10.1.2.3", "10.1.2.3".parse().unwrap())
+            .judge_address("10.1.2.3", "10.1.2.3".parse().unwrap(), &[])
             .is_ok());
         // A name that DNS turns into the listed address is still refused.
         assert!(r
-            .judge_address("x.example.com", "10.1.2.3".parse().unwrap())
+            .judge_address("x.example.com", "10.1.2.3".parse().unwrap(), &[])
             .is_err());
+        // The unspecified address is the host, listed or not.
+        assert!(matches!(
+            r.judge_name("0.0.0.0", 80),
+            Err(Refusal::PrivateAddress(_))
+        ));
         r.hosts
             .insert("Registry.test".into(), "127.0.0.1".parse().unwrap());
         assert_eq!(
@@ -289,7 +558,11 @@ mod tests {
             "*.example.com",
             "10.0.0.1",
             "::1",
+            "[::1]:8443",
             "a_b.test",
+            "example.com:8080",
+            "*.example.com:*",
+            "*:443",
         ] {
             assert_eq!(pattern_problem(good), None, "{good}");
         }
@@ -302,8 +575,23 @@ mod tests {
             "http://x",
             "a.*.b",
             "*x.com",
+            "a.test:0",
+            "a.test:http",
+            "0.0.0.0",
+            "::",
+            "2130706433",
         ] {
             assert!(pattern_problem(bad).is_some(), "{bad}");
         }
+        assert!(names_private_address("127.0.0.1"));
+        assert!(names_private_address("[fd00::1]:22"));
+        assert!(!names_private_address("pypi.org"));
+    }
+
+    #[test]
+    fn what_a_job_names_is_shown_tamed() {
+        assert_eq!(shown("pypi.org"), "pypi.org");
+        assert_eq!(shown("a b\n--net host"), "a?b?--net?host");
+        assert_eq!(shown(&"x".repeat(1000)).len(), 67);
     }
 }

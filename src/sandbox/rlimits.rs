@@ -23,6 +23,10 @@ pub struct RlimitPlan {
     pub file_size: Option<u64>,
     /// `RLIMIT_NOFILE`: one more than the highest file descriptor (policy `open_files`).
     pub open_files: Option<u64>,
+    /// Without `open_files`: the soft `RLIMIT_NOFILE` the job starts with
+    /// (the caller's, where the supervisor raised its own to relay
+    /// connections); the hard limit stays as inherited.
+    pub open_files_soft: Option<u64>,
     /// `RLIMIT_CPU`: CPU seconds per process (`SIGXCPU`, then `SIGKILL` at the hard limit; both
     /// are equal here, so `SIGKILL`).
     pub cpu_seconds: Option<u64>,
@@ -39,6 +43,7 @@ impl Default for RlimitPlan {
             core: 0,
             file_size: None,
             open_files: None,
+            open_files_soft: None,
             cpu_seconds: None,
             address_space: None,
             locked_memory: None,
@@ -87,6 +92,30 @@ pub fn apply(plan: &RlimitPlan) -> Result<(), RlimitError> {
         if let Some(value) = value {
             set_at_most(which, value).map_err(|errno| RlimitError { resource, errno })?;
         }
+    }
+    if let (None, Some(soft)) = (plan.open_files, plan.open_files_soft) {
+        set_soft(libc::RLIMIT_NOFILE, soft).map_err(|errno| RlimitError {
+            resource: "open_files",
+            errno,
+        })?;
+    }
+    Ok(())
+}
+
+/// Sets the soft limit only (at most the hard one).
+fn set_soft(which: Resource, value: u64) -> Result<(), Errno> {
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `current` is a valid out-pointer.
+    if unsafe { libc::getrlimit(which, &mut current) } != 0 {
+        return Err(Errno::last());
+    }
+    current.rlim_cur = value.min(current.rlim_max);
+    // SAFETY: `current` is a valid in-pointer.
+    if unsafe { libc::setrlimit(which, &current) } != 0 {
+        return Err(Errno::last());
     }
     Ok(())
 }

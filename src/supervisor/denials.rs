@@ -117,25 +117,22 @@ impl Budget {
 
 fn judge_line(line: &str, spec: &SandboxSpec, cwd: &Path, budget: &mut Budget) -> Vec<Denial> {
     let mut out = Vec::new();
-    if spec.network != NetMode::Host {
+    // With a proxy, every refusal is known exactly (the proxy's own
+    // denials); a job's words about the network would only add forgeries.
+    if spec.network != NetMode::Host && spec.network != NetMode::Proxy {
         if let Some(error) = NET_ERRORS.iter().find(|e| line.contains(*e)) {
             let host = host_in(line);
             let allow = match &host {
-                Some(h) => format!("--allow-domain {h}"),
-                None => "--allow-domain HOST".to_string(),
+                Some(h) if !crate::sandbox::net_rules::names_private_address(h) => {
+                    format!("--allow-domain {h}")
+                }
+                _ => "--allow-domain HOST".to_string(),
             };
-            let hint = if spec.network == NetMode::Proxy {
-                format!(
-                    "the job's network is proxy: only programs that use HTTP_PROXY, HTTPS_PROXY \
-                     or ALL_PROXY get out, and only to allowed hosts ({allow})"
-                )
-            } else {
-                format!(
-                    "the job's network is {} (no route out): {allow} reaches that host through \
-                     a proxy; --net host opens the host's network",
-                    spec.network
-                )
-            };
+            let hint = format!(
+                "the job's network is {} (no route out): {allow} reaches that host through a \
+                 proxy; --net host opens the host's network",
+                spec.network
+            );
             out.push(Denial {
                 kind: "network".into(),
                 target: host.unwrap_or_else(|| "the network".to_string()),
@@ -253,8 +250,17 @@ fn relative_path_before(line: &str, error: &str) -> Option<PathBuf> {
     plain.then(|| PathBuf::from(word))
 }
 
-/// The host name a resolver error names, when it names one.
+/// The host name a resolver error names, when it names one that is a
+/// host name (the job writes these lines: anything else would put its
+/// words into the caller's advice).
 fn host_in(line: &str) -> Option<String> {
+    let host = named_host(line)?;
+    let plain = crate::sandbox::net_rules::name_problem(&host).is_none()
+        || host.parse::<std::net::IpAddr>().is_ok();
+    plain.then_some(host)
+}
+
+fn named_host(line: &str) -> Option<String> {
     for marker in [
         "Could not resolve host: ",
         "getaddrinfo ENOTFOUND ",

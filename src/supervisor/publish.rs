@@ -67,47 +67,43 @@ impl Listeners {
     }
 }
 
-/// Connections relayed at once per published port: each costs the
-/// supervisor two threads, and anyone on the host may connect.
-const MAX_CONNECTIONS: usize = 64;
-
 fn accept_loop(netns: OwnedFd, listener: TcpListener, port: u16) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    let open = Arc::new(AtomicUsize::new(0));
     // SAFETY: setns on a namespace descriptor we own; it changes this
     // thread's network namespace only (sockets made later are the job's).
     if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
         return;
     }
-    for client in listener.incoming() {
-        let Ok(client) = client else { continue };
-        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            drop(client);
+    loop {
+        let client = match listener.accept() {
+            Ok((client, _)) => client,
+            Err(_) => {
+                // Out of descriptors: wait rather than spin.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                continue;
+            }
+        };
+        // Over the budget (shared with the proxy), the client sees the
+        // connection close.
+        let Some(slot) = super::relay::Slot::take() else {
             continue;
-        }
+        };
         match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(job) => relay(client, job, open.clone()),
+            Ok(job) => relay(client, job, slot),
             // Nothing listens yet: the client sees the connection close.
             Err(_) => drop(client),
         }
     }
 }
 
-/// Copies both ways on a thread of its own until each side is done, then
-/// closes; `open` counts the connections still copying.
-fn relay(client: TcpStream, job: TcpStream, open: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::Ordering;
-    open.fetch_add(1, Ordering::SeqCst);
-    let done = open.clone();
-    let spawned = std::thread::Builder::new()
+/// Copies both ways on a thread of its own until each side is done.
+fn relay(client: TcpStream, job: TcpStream, slot: super::relay::Slot) {
+    super::relay::cap_buffers(&client);
+    super::relay::cap_buffers(&job);
+    let _ = std::thread::Builder::new()
         .stack_size(super::relay::THREAD_STACK)
         .spawn(move || {
             let _ =
                 super::relay::both_ways(client, job, &[], Default::default(), Default::default());
-            done.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
         });
-    if spawned.is_err() {
-        open.fetch_sub(1, Ordering::SeqCst);
-    }
 }

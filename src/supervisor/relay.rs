@@ -1,21 +1,115 @@
 //! Copying a TCP connection both ways, for `--publish` and the proxy.
 //!
-//! One thread per direction, each with its own buffer: simple, and a
-//! connection's two directions never wait on each other. A direction ends
-//! at EOF or an error; it then shuts the other side's writing down so the
-//! peer sees the end too. Bytes are counted as they pass, so a reader of
-//! the counters sees what has moved so far, not only finished connections.
+//! One thread per direction: simple, and a connection's two directions
+//! never wait on each other. A direction ends at EOF or an error; it then
+//! shuts the other side's writing down so the peer sees the end too.
+//! Bytes are counted as they pass, so a reader of the counters sees what
+//! has moved so far, not only finished connections.
+//!
+//! What a job can make the supervisor hold is bounded: connections take a
+//! [`Slot`] from a budget sized to the supervisor's descriptor limit, with
+//! a reserve kept for what the supervisor needs to kill the job (a job
+//! that could exhaust its supervisor's descriptors would outlive its
+//! timeout), and each connection's kernel buffers are capped (they are
+//! charged to the supervisor, not to the job's memory limit).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// Large enough that a loopback copy is not bound by syscalls.
 const BUFFER: usize = 256 << 10;
-const PIPE_SIZE: libc::c_int = 1 << 20;
+/// Each direction's pipe, and each socket's kernel buffer on our side.
+const PIPE_SIZE: libc::c_int = 256 << 10;
+const SOCKET_BUFFER: libc::c_int = 512 << 10;
 /// The relaying threads touch little stack: the buffer is on the heap.
 pub const THREAD_STACK: usize = 128 << 10;
+/// Descriptors of one relayed connection: two sockets, a pipe each way.
+const FDS_PER_CONNECTION: u64 = 6;
+/// Descriptors never spent on connections: logs, pipes, cgroup files, the
+/// kill request, a spare for every thread that opens one.
+const RESERVE: u64 = 256;
+/// Connections relayed at once by one supervisor, whatever its limit.
+const MAX_CONNECTIONS: usize = 128;
+
+/// Raises the supervisor's soft descriptor limit to its hard one, for the
+/// connections it relays; returns the soft limit it had (the job's to
+/// start with), or `None` when it was already as high.
+pub fn make_room() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur >= lim.rlim_max
+    {
+        return None;
+    }
+    let old = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: `lim` is a valid in-pointer.
+    (unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0).then_some(old)
+}
+
+/// How many connections fit in this process's descriptor limit.
+fn capacity() -> usize {
+    static CAPACITY: OnceLock<usize> = OnceLock::new();
+    *CAPACITY.get_or_init(|| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is a valid out-pointer.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return 0;
+        }
+        let room = lim.rlim_cur.saturating_sub(RESERVE) / FDS_PER_CONNECTION;
+        (room.min(MAX_CONNECTIONS as u64)) as usize
+    })
+}
+
+static IN_USE: AtomicUsize = AtomicUsize::new(0);
+
+/// One connection's share of the budget, given back when dropped.
+pub struct Slot(());
+
+impl Slot {
+    /// A slot, if the budget has one left.
+    pub fn take() -> Option<Slot> {
+        let limit = capacity();
+        IN_USE
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        IN_USE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Caps what the kernel buffers for `sock` each way.
+pub fn cap_buffers(sock: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: setsockopt on our socket with an int of the right size.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&SOCKET_BUFFER as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+}
 
 /// Copies `a` → `b` on a new thread and `b` → `a` on this one, adding what
 /// passes to `a_to_b` and `b_to_a`, then returns once both are done.
@@ -28,16 +122,16 @@ pub fn both_ways(
     a_to_b: Arc<AtomicU64>,
     b_to_a: Arc<AtomicU64>,
 ) -> io::Result<()> {
-    let mut b_writer = b.try_clone()?;
     if !first.is_empty() {
-        b_writer.write_all(first)?;
+        (&b).write_all(first)?;
         a_to_b.fetch_add(first.len() as u64, Ordering::Relaxed);
     }
-    let a_reader = a.try_clone()?;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let (a2, b2) = (a.clone(), b.clone());
     let forward = std::thread::Builder::new()
         .stack_size(THREAD_STACK)
-        .spawn(move || one_way(a_reader, b_writer, &a_to_b))?;
-    let _ = one_way(b, a, &b_to_a);
+        .spawn(move || one_way(&a2, &b2, &a_to_b))?;
+    let _ = one_way(&b, &a, &b_to_a);
     let _ = forward.join();
     Ok(())
 }
@@ -52,11 +146,11 @@ pub enum Moved {
 }
 
 /// Copies until EOF or an error, then ends `to`'s writing side.
-pub fn one_way(from: TcpStream, to: TcpStream, counter: &AtomicU64) -> Moved {
-    let moved = match splice_all(&from, &to, counter) {
+pub fn one_way(from: &TcpStream, to: &TcpStream, counter: &AtomicU64) -> Moved {
+    let moved = match splice_all(from, to, counter) {
         Ok(()) => Moved::Spliced,
         Err(Unspliced) => {
-            copy_all(&from, &to, counter);
+            copy_all(from, to, counter);
             Moved::Copied
         }
     };
@@ -182,7 +276,7 @@ mod tests {
         });
         let counter = Arc::new(AtomicU64::new(0));
         let c = counter.clone();
-        let relay = std::thread::spawn(move || one_way(job_side, host_side, &c));
+        let relay = std::thread::spawn(move || one_way(&job_side, &host_side, &c));
         let mut got = Vec::new();
         host.read_to_end(&mut got).unwrap();
         assert_eq!(relay.join().unwrap(), Moved::Spliced);

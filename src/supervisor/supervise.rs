@@ -78,7 +78,15 @@ pub(super) fn supervise(
         open_files: spec.sandbox.open_files,
         disk_bytes: spec.sandbox.disk,
     };
-    let layers = match Layers::prepare(
+    // Relayed connections cost descriptors: the supervisor takes its hard
+    // limit for them, and the job starts with the caller's soft one.
+    let callers_soft_nofile =
+        if spec.sandbox.network == crate::sandbox::NetMode::Proxy || !spec.publish.is_empty() {
+            super::relay::make_room()
+        } else {
+            None
+        };
+    let mut layers = match Layers::prepare(
         &spec.sandbox,
         cwd,
         limits_report,
@@ -94,6 +102,7 @@ pub(super) fn supervise(
             )
         }
     };
+    layers.rlimits.open_files_soft = callers_soft_nofile;
     let plan = match LaunchPlan::new(argv, &env, cwd, layers) {
         Ok(p) => p,
         Err(e) => return fail(e.message, e.exit_code, e.unavailable),

@@ -56,6 +56,16 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 pub fn parse(head: &[u8], rest: &[u8]) -> Result<Request, BadRequest> {
     let bad = |why: &str| BadRequest(why.to_string());
     let text = std::str::from_utf8(head).map_err(|_| bad("the request head is not UTF-8"))?;
+    // A bare CR or LF is a line break to some servers and not to us: what
+    // we judge and what the host reads must be the same lines.
+    if text
+        .split("\r\n")
+        .any(|l| l.chars().any(|c| c.is_control() && c != '\t'))
+    {
+        return Err(bad(
+            "control characters (a bare CR or LF) in the request head",
+        ));
+    }
     let mut lines = text.split("\r\n");
     let first = lines.next().unwrap_or_default();
     let mut words = first.split(' ');
@@ -231,6 +241,8 @@ mod tests {
             "GET / HTTP/1.1\r\n\r\n",
             "GET http://a.test/ HTTP/2\r\n\r\n",
             "GET  http://a.test/ HTTP/1.1\r\n\r\n",
+            "GET http://a.test/v HTTP/1.1\nHost: evil.test\r\n\r\n",
+            "GET http://a.test/ HTTP/1.1\r\nX-A: 1\nHost: evil.test\r\n\r\n",
         ] {
             assert!(req(head).is_err(), "{head:?}");
         }

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::supervisor::Denial;
 
-/// At most this many destinations are recorded; more are still judged
-/// and served, and counted in `destinations_omitted`.
-const MAX_DESTINATIONS: usize = 256;
+/// At most this many allowed destinations are listed, and this many
+/// refused ones (kept apart, so that refusals cannot push an upload out of
+/// the record); what is left out is counted, with its bytes.
+const MAX_ALLOWED: usize = 256;
+const MAX_REFUSED: usize = 64;
 
 /// The network a proxied job used, in its result.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -25,6 +27,11 @@ pub struct NetworkReport {
     /// Further destinations asked for and not listed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub destinations_omitted: u64,
+    /// What the destinations not listed moved, each way.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_bytes_sent: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_bytes_received: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -38,6 +45,9 @@ pub struct Destination {
     pub port: u16,
     /// Whether the policy allowed it (a connection may still have failed).
     pub allowed: bool,
+    /// The address last connected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::IpAddr>,
     /// Why it was refused, or why no connection was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -57,10 +67,21 @@ pub struct Counters {
     pub received: Arc<AtomicU64>,
 }
 
+/// What the proxy decided for one request.
+pub enum Verdict {
+    /// Connected to `address`.
+    Allowed { address: std::net::IpAddr },
+    /// Allowed, but no connection was made.
+    Failed { reason: String },
+    /// Refused by the policy; `hint` says what would allow it.
+    Refused { reason: String, hint: String },
+}
+
 struct Entry {
     host: String,
     port: u16,
     allowed: bool,
+    address: Option<std::net::IpAddr>,
     reason: Option<String>,
     /// For a refusal: what would allow it.
     hint: Option<String>,
@@ -71,55 +92,72 @@ struct Entry {
 #[derive(Default)]
 pub struct Ledger {
     entries: Mutex<Entries>,
+    /// Where the bytes of destinations not listed are counted.
+    omitted: Arc<Counters>,
 }
 
 #[derive(Default)]
 struct Entries {
     order: Vec<Entry>,
     index: BTreeMap<(String, u16, bool), usize>,
+    allowed: usize,
+    refused: usize,
     omitted: u64,
 }
 
 impl Ledger {
-    /// Records one request for `host:port` and returns its counters (a
-    /// scratch set when the ledger is full).
-    pub fn record(
-        &self,
-        host: &str,
-        port: u16,
-        allowed: bool,
-        reason: Option<String>,
-        hint: Option<String>,
-    ) -> Arc<Counters> {
+    /// Records one request for `host:port` (a host safe to show) and
+    /// returns the counters its bytes go to.
+    pub fn record(&self, host: &str, port: u16, verdict: Verdict) -> Arc<Counters> {
         let Ok(mut e) = self.entries.lock() else {
-            return Arc::default();
+            return self.omitted.clone();
+        };
+        let (allowed, address, reason, hint) = match verdict {
+            Verdict::Allowed { address } => (true, Some(address), None, None),
+            Verdict::Failed { reason } => (true, None, Some(reason), None),
+            Verdict::Refused { reason, hint } => (false, None, Some(reason), Some(hint)),
         };
         let key = (host.to_string(), port, allowed);
         let counters = match e.index.get(&key) {
             Some(&i) => {
                 let entry = &mut e.order[i];
+                if address.is_some() {
+                    entry.address = address;
+                }
                 if entry.reason.is_none() {
                     entry.reason = reason;
                 }
                 entry.counters.clone()
             }
-            None if e.order.len() >= MAX_DESTINATIONS => {
-                e.omitted += 1;
-                Arc::default()
-            }
             None => {
-                let counters = Arc::<Counters>::default();
-                let i = e.order.len();
-                e.order.push(Entry {
-                    host: host.to_string(),
-                    port,
-                    allowed,
-                    reason,
-                    hint,
-                    counters: counters.clone(),
-                });
-                e.index.insert(key, i);
-                counters
+                let full = if allowed {
+                    e.allowed >= MAX_ALLOWED
+                } else {
+                    e.refused >= MAX_REFUSED
+                };
+                if full {
+                    e.omitted += 1;
+                    self.omitted.clone()
+                } else {
+                    if allowed {
+                        e.allowed += 1;
+                    } else {
+                        e.refused += 1;
+                    }
+                    let counters = Arc::<Counters>::default();
+                    let i = e.order.len();
+                    e.order.push(Entry {
+                        host: host.to_string(),
+                        port,
+                        allowed,
+                        address,
+                        reason,
+                        hint,
+                        counters: counters.clone(),
+                    });
+                    e.index.insert(key, i);
+                    counters
+                }
             }
         };
         counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -160,6 +198,7 @@ impl Ledger {
                     host: d.host.clone(),
                     port: d.port,
                     allowed: d.allowed,
+                    address: d.address,
                     reason: d.reason.clone(),
                     requests: d.counters.requests.load(Ordering::Relaxed),
                     bytes_sent: d.counters.sent.load(Ordering::Relaxed),
@@ -167,6 +206,8 @@ impl Ledger {
                 })
                 .collect(),
             destinations_omitted: e.omitted,
+            omitted_bytes_sent: self.omitted.sent.load(Ordering::Relaxed),
+            omitted_bytes_received: self.omitted.received.load(Ordering::Relaxed),
         }
     }
 }

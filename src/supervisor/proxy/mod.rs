@@ -18,19 +18,15 @@ mod socks;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use ledger::{Destination, NetworkReport};
 
-use self::ledger::{Counters, Ledger};
+use self::ledger::{Counters, Ledger, Verdict};
 use super::denials::Denial;
 use crate::sandbox::net_rules::{self, ProxyRules, Refusal};
 
-/// Connections served at once; more are closed at once (each costs two
-/// threads of the supervisor).
-const MAX_CONNECTIONS: usize = 256;
 /// How long a job may take to say where it goes.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a connection to a destination may take.
@@ -85,23 +81,27 @@ impl Proxy {
 }
 
 fn accept_loop(listener: TcpListener, rules: Arc<ProxyRules>, ledger: Arc<Ledger>) {
-    let open = Arc::new(AtomicUsize::new(0));
-    for client in listener.incoming() {
-        let Ok(client) = client else { continue };
-        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            continue; // dropped: the job sees the connection close
-        }
-        open.fetch_add(1, Ordering::SeqCst);
-        let (rules, ledger, done) = (rules.clone(), ledger.clone(), open.clone());
-        let spawned = std::thread::Builder::new()
+    loop {
+        let client = match listener.accept() {
+            Ok((client, _)) => client,
+            // Out of descriptors (or interrupted): wait rather than spin;
+            // the connection stays in the backlog meanwhile.
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        // Over the budget, the job sees the connection close.
+        let Some(slot) = super::relay::Slot::take() else {
+            continue;
+        };
+        let (rules, ledger) = (rules.clone(), ledger.clone());
+        let _ = std::thread::Builder::new()
             .stack_size(super::relay::THREAD_STACK)
             .spawn(move || {
                 let _ = serve(client, &rules, &ledger);
-                done.fetch_sub(1, Ordering::SeqCst);
+                drop(slot);
             });
-        if spawned.is_err() {
-            open.fetch_sub(1, Ordering::SeqCst);
-        }
     }
 }
 
@@ -150,6 +150,8 @@ fn serve(mut client: TcpStream, rules: &ProxyRules, ledger: &Ledger) -> io::Resu
 
 fn relay(client: TcpStream, upstream: TcpStream, first: &[u8], c: &Counters) -> io::Result<()> {
     client.set_read_timeout(None)?;
+    super::relay::cap_buffers(&client);
+    super::relay::cap_buffers(&upstream);
     let _ = upstream.set_nodelay(true);
     super::relay::both_ways(client, upstream, first, c.sent.clone(), c.received.clone())
 }
@@ -162,36 +164,50 @@ struct NotOpened {
 }
 
 /// Judges `host:port`, resolves it, judges the addresses, connects, and
-/// records the request either way.
+/// records the request either way. `host` is as the job wrote it
+/// (normalised); only [`net_rules::shown`] of it is ever recorded or told.
 fn open(
     host: &str,
     port: u16,
     rules: &ProxyRules,
     ledger: &Ledger,
 ) -> Result<(TcpStream, Arc<Counters>), NotOpened> {
+    let shown = net_rules::shown(host);
     let refused = |r: Refusal| {
-        let why = format!("{host}:{port} is refused: {r}");
-        ledger.record(host, port, false, Some(r.to_string()), Some(hint(host, &r)));
+        let hint = hint(&shown, port, &r);
+        let why = format!("{shown}:{port} is refused: {r}. What would allow it: {hint}");
+        ledger.record(
+            &shown,
+            port,
+            Verdict::Refused {
+                reason: r.to_string(),
+                hint,
+            },
+        );
         NotOpened {
             status: "403 Forbidden",
             socks: socks::reply::NOT_ALLOWED,
-            why: match r {
-                Refusal::NotAllowed => format!("{why}; allow it with --allow-domain {host}"),
-                _ => why,
-            },
+            why,
         }
     };
     let failed = |why: String, socks: u8| {
-        ledger.record(host, port, true, Some(why.clone()), None);
+        ledger.record(
+            &shown,
+            port,
+            Verdict::Failed {
+                reason: why.clone(),
+            },
+        );
         NotOpened {
             status: "502 Bad Gateway",
             socks,
-            why: format!("{host}:{port}: {why}"),
+            why: format!("{shown}:{port}: {why}"),
         }
     };
-    rules.judge_name(host).map_err(refused)?;
+    rules.judge_name(host, port).map_err(refused)?;
+    let local = net_rules::local_addresses();
     let addresses: Vec<SocketAddr> = if let Ok(ip) = host.parse::<IpAddr>() {
-        rules.judge_address(host, ip).map_err(refused)?;
+        rules.judge_address(host, ip, &local).map_err(refused)?;
         vec![SocketAddr::new(ip, port)]
     } else if let Some(ip) = rules.fixed_address(host) {
         // The policy said where this name goes: trusted as it is.
@@ -209,14 +225,17 @@ fn open(
         // Every address must pass: a name that is partly private is a
         // name someone pointed at the inside.
         for a in &resolved {
-            rules.judge_address(host, a.ip()).map_err(refused)?;
+            rules.judge_address(host, a.ip(), &local).map_err(refused)?;
         }
         resolved
     };
     let mut last = None;
     for a in &addresses {
         match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
-            Ok(stream) => return Ok((stream, ledger.record(host, port, true, None, None))),
+            Ok(stream) => {
+                let counters = ledger.record(&shown, port, Verdict::Allowed { address: a.ip() });
+                return Ok((stream, counters));
+            }
             Err(e) => last = Some(e),
         }
     }
@@ -234,19 +253,32 @@ fn open(
     Err(failed(why, code))
 }
 
-/// What would let the job reach `host`, for its denials.
-fn hint(host: &str, r: &Refusal) -> String {
-    match r {
-        Refusal::NotAllowed => format!("--allow-domain {host} (or network.allow_domains)"),
-        Refusal::Denied(p) => format!(
-            "network.deny_domains refuses it ({p}); a policy without that pattern would allow it"
-        ),
-        Refusal::BadName => "a host name or an IP address".to_string(),
-        Refusal::PrivateAddress(ip) if host.parse::<IpAddr>().is_ok() => {
-            format!("network.allow_domains listing \"{ip}\" in a policy, if the job is to reach it")
+/// What would let the job reach `host:port`, for its denials. Never a
+/// flag for an address of the host or of a private network: opening those
+/// is a policy file's decision, not one an agent makes because a job
+/// asked.
+fn hint(host: &str, port: u16, r: &Refusal) -> String {
+    let pattern = |p: u16| {
+        if net_rules::WEB_PORTS.contains(&p) {
+            host.to_string()
+        } else if host.contains(':') {
+            format!("[{host}]:{p}")
+        } else {
+            format!("{host}:{p}")
         }
-        Refusal::PrivateAddress(ip) => format!(
-            "network.hosts = {{ \"{host}\" = \"{ip}\" }} in a policy, if the job is to reach it"
+    };
+    match r {
+        Refusal::NotAllowed | Refusal::Port(_) => format!(
+            "--allow-domain {} (or network.allow_domains)",
+            pattern(port)
         ),
+        Refusal::Denied(p) => format!(
+            "network.deny_domains refuses it ({p}); only a policy without that pattern allows it"
+        ),
+        Refusal::BadName => "ask for a host name or an IP address".to_string(),
+        Refusal::PrivateAddress(_) => "only a policy file can open it (network.hosts, or the \
+             address in network.allow_domains); think twice: it reaches this host or its \
+             network"
+            .to_string(),
     }
 }
