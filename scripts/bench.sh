@@ -399,7 +399,7 @@ cat >"$WORK/proxy-policy/proxy.toml" <<EOF
 extends = "default"
 [network]
 mode = "proxy"
-allow_domains = ["bench.test"]
+allow_domains = ["bench.test:*"]
 [network.hosts]
 "bench.test" = "127.0.0.1"
 EOF
