@@ -373,3 +373,56 @@ fn a_store_another_user_could_change_is_refused() {
         assert_eq!(code, 0, "{v:#}");
     }
 }
+
+/// What the kernel would refuse at exec, or what could make a record the
+/// store cannot read back, is refused when the job is defined, naming the
+/// limit, and nothing is created: more CPUs than the host has, a
+/// variable over the kernel's 128 KiB (an argument that long cannot even
+/// reach agent-exec), arguments and variables over 1 MiB together,
+/// over-long or too many tags.
+#[test]
+fn requests_beyond_what_can_run_are_refused_before_anything_is_made() {
+    let env = Env::new();
+    let big = "a".repeat(200 * 1024);
+    let env_file = write_file(
+        &env.scratch(),
+        "many.env",
+        &(0..10)
+            .map(|i| format!("V{i}={}\n", "b".repeat(100 * 1024)))
+            .collect::<String>(),
+    );
+    let long_tag = "t".repeat(65);
+    let many_tags: Vec<String> = (0..33)
+        .flat_map(|i| ["--tag".into(), format!("t{i}")])
+        .collect();
+    let mut cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--cpus".into(), "100000".into()], "CPUs"),
+        (vec!["--tag".into(), long_tag], "1 to 64"),
+        (many_tags, "at most 32"),
+        (
+            vec![
+                "--env-file".into(),
+                s(&env_file).into(),
+                "--env".into(),
+                format!("W={}", "c".repeat(120 * 1024)),
+            ],
+            "at most 1048576",
+        ),
+    ];
+    let one_big = write_file(&env.scratch(), "big.env", &format!("BIG={big}\n"));
+    cases.push((
+        vec!["--env-file".into(), s(&one_big).into()],
+        "131071 bytes per",
+    ));
+    for (flags, needle) in cases {
+        let mut args: Vec<&str> = vec!["create"];
+        args.extend(flags.iter().map(|f| f.as_str()));
+        if !flags.contains(&"--".to_string()) {
+            args.extend(["--", "true"]);
+        }
+        let v = env.err(&args, "invalid_argument");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    assert!(env.job_ids().is_empty());
+}

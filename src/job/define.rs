@@ -72,6 +72,7 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
     if req.argv.is_empty() {
         return Err(DefineError::Invalid("no command given".into()));
     }
+    check_sizes(req)?;
 
     let mut env = BTreeMap::new();
     for (k, v) in &req.env {
@@ -194,7 +195,7 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
     if !req.publish.is_empty() && !sandbox.network.has_loopback() {
         return Err(DefineError::Invalid(format!(
             "--publish forwards into the job's loopback, but its network is {}: add --net \
-             loopback",
+             loopback (or proxy)",
             sandbox.network
         )));
     }
@@ -278,16 +279,82 @@ pub fn check_floor(spec: &JobSpec) -> Result<Floor, FloorCheck> {
     Ok(floor)
 }
 
+/// The kernel's limit on one argument or variable (`MAX_ARG_STRLEN`, less
+/// its NUL), and what all of them may take together: the kernel allows a
+/// quarter of the stack limit, 2 MiB by default, with room kept for the
+/// variables the policy and the proxy add.
+const MAX_ARG: usize = 128 * 1024 - 1;
+const MAX_ARGS_TOTAL: usize = 1024 * 1024;
+const MAX_TAG: usize = 64;
+const MAX_TAGS: usize = 32;
+const MAX_MASKS: usize = 64;
+
+/// What a request may ask for at most, checked before anything is made:
+/// what the kernel would refuse at exec is refused now, with the reason,
+/// and no string can make a record the store cannot read back.
+fn check_sizes(req: &JobRequest) -> Result<(), DefineError> {
+    let too_long = |what: &str, len: usize| {
+        DefineError::Invalid(format!(
+            "{what} is {len} bytes; the kernel takes at most {MAX_ARG} bytes per argument or variable"
+        ))
+    };
+    let mut total = 0;
+    for (i, a) in req.argv.iter().enumerate() {
+        if a.len() > MAX_ARG {
+            return Err(too_long(&format!("argument {i} of the command"), a.len()));
+        }
+        total += a.len() + 1;
+    }
+    for (k, v) in &req.env {
+        if k.len() + 1 + v.len() > MAX_ARG {
+            return Err(too_long(
+                &format!("variable {}", k.chars().take(64).collect::<String>()),
+                k.len() + 1 + v.len(),
+            ));
+        }
+        total += k.len() + v.len() + 2;
+    }
+    if total > MAX_ARGS_TOTAL {
+        return Err(DefineError::Invalid(format!(
+            "the command and its variables take {total} bytes; at most {MAX_ARGS_TOTAL} (pass big \
+             data through a file or --stdin-file)"
+        )));
+    }
+    if req.tags.len() > MAX_TAGS {
+        return Err(DefineError::Invalid(format!(
+            "{} tags; at most {MAX_TAGS}",
+            req.tags.len()
+        )));
+    }
+    if req.masks.len() > MAX_MASKS {
+        return Err(DefineError::Invalid(format!(
+            "{} --mask values; at most {MAX_MASKS}",
+            req.masks.len()
+        )));
+    }
+    if let Some(cpus) = req.overrides.cpus {
+        // SAFETY: sysconf has no preconditions.
+        let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+        if online > 0 && cpus > online as f64 {
+            return Err(DefineError::Invalid(format!(
+                "--cpus {cpus}: this host has {online} CPUs"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Tags are what `list --tag` matches: letters, digits, `.`, `_`, `-`.
 pub fn check_tag(t: &str) -> Result<(), DefineError> {
     let ok = !t.is_empty()
+        && t.len() <= MAX_TAG
         && t.chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     if ok {
         Ok(())
     } else {
         Err(DefineError::Invalid(format!(
-            "--tag {t:?}: tags are letters, digits, '.', '_' and '-'"
+            "--tag {t:?}: tags are 1 to {MAX_TAG} letters, digits, '.', '_' and '-'"
         )))
     }
 }
