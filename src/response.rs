@@ -238,6 +238,12 @@ pub struct JobResponse {
     /// The log does not hold every byte the job wrote (it hit the per-log cap).
     pub stdout_log_truncated: bool,
     pub stderr_log_truncated: bool,
+    /// Why a log misses bytes: `cap` (past `--log-cap`: head and tail kept)
+    /// or `write_error` (the disk was full, …; `message` says more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout_log_truncated_by: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_log_truncated_by: Option<&'static str>,
     /// Past the cap a log keeps its head and its tail: how many bytes it left
     /// out between them, and the offset in the log of the marker line.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -211,6 +211,12 @@ fn a_full_disk_gives_store_full_and_a_job_filling_it_still_records_its_result() 
     let filled = &lines[0];
     assert_eq!(filled["result"], "success", "{filled:#}");
     assert_eq!(filled["stdout_total_bytes"], 2_000_000);
+    // Bytes the log does not hold are never hidden: truncated, and why.
+    assert_eq!(filled["stdout_log_truncated"], true, "{filled:#}");
+    assert_eq!(
+        filled["stdout_log_truncated_by"], "write_error",
+        "{filled:#}"
+    );
     assert!(
         filled["message"]
             .as_str()

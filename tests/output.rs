@@ -120,6 +120,7 @@ fn output_above_the_log_cap_is_counted_truncated_and_reported() {
     assert_eq!(v["result"], "success");
     assert_eq!(v["stdout_total_bytes"], 1_000_000);
     assert_eq!(v["stdout_log_truncated"], true);
+    assert_eq!(v["stdout_log_truncated_by"], "cap");
     // The head and the tail of 32 KiB each, and the marker between them.
     assert_eq!(v["stdout_log_omitted"]["at"], 32 * 1024, "{v:#}");
     assert_eq!(

@@ -17,6 +17,25 @@ pub struct Omitted {
     pub bytes: u64,
 }
 
+impl StreamStats {
+    /// Whether the log misses bytes the job wrote (records of earlier
+    /// versions left the flag off when a write failed).
+    pub fn truncated(&self) -> bool {
+        self.log_truncated || self.log_error.is_some()
+    }
+
+    /// Why: `cap` or `write_error` (disk full and the like).
+    pub fn truncated_by(&self) -> Option<&'static str> {
+        if self.log_error.is_some() {
+            Some("write_error")
+        } else if self.log_truncated {
+            Some("cap")
+        } else {
+            None
+        }
+    }
+}
+
 /// What became of one of the job's output streams.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct StreamStats {
@@ -24,7 +43,8 @@ pub struct StreamStats {
     pub total_bytes: u64,
     /// Bytes kept in the log (after masking, up to the cap).
     pub log_bytes: u64,
-    /// The log does not hold every byte the job wrote (the cap was hit).
+    /// The log does not hold every byte the job wrote (the cap was hit, or
+    /// a write failed: `log_error` then says why).
     pub log_truncated: bool,
     /// Past the cap, the log keeps its head and its tail: the bytes left out
     /// between them, and where in the log the marker saying so stands.

@@ -160,7 +160,7 @@ impl Pump {
         let room = self.cap - self.stats.log_bytes;
         let take = (bytes.len() as u64).min(room) as usize;
         if let Err(e) = self.log.write_all(&bytes[..take]) {
-            self.stats.log_error = Some(format!("log write failed: {e}"));
+            self.failed(e);
             return;
         }
         self.stats.log_bytes += take as u64;
@@ -182,7 +182,7 @@ impl Pump {
             let at = self.ring_written % ring;
             let n = rest.len().min((ring - at) as usize);
             if let Err(e) = self.log.write_all_at(&rest[..n], self.tail_start() + at) {
-                self.stats.log_error = Some(format!("log write failed: {e}"));
+                self.failed(e);
                 return;
             }
             self.ring_written += n as u64;
@@ -243,16 +243,21 @@ impl Pump {
                     bytes: self.ring_written,
                 });
             }
-            Err(e) => self.stats.log_error = Some(format!("log write failed: {e}")),
+            Err(e) => self.failed(e),
         }
         self.ring_written = 0;
     }
 
-    /// Output that was not stored: past the cap (a failed log is not truncated, it failed).
+    /// Output that was not stored (past the cap, or after a failed write).
     fn dropped(&mut self) {
-        if self.stats.log_error.is_none() {
-            self.stats.log_truncated = true;
-        }
+        self.stats.log_truncated = true;
+    }
+
+    /// The log could not be written (disk full, …): what follows is not
+    /// stored, and the log does not hold every byte.
+    fn failed(&mut self, e: io::Error) {
+        self.stats.log_error = Some(format!("log write failed: {e}"));
+        self.stats.log_truncated = true;
     }
 
     /// Stops reading, after storing what the masker held back.
@@ -478,7 +483,10 @@ mod tests {
             assert_eq!(stats.total_bytes, bytes.len() as u64);
             assert_eq!(stats.log_bytes, 0);
             assert!(stats.log_error.is_some());
-            assert!(!stats.log_truncated, "a failed log is not a truncated one");
+            assert!(
+                stats.log_truncated,
+                "a log that failed does not hold every byte"
+            );
         }
     }
 
