@@ -120,13 +120,12 @@ fn the_proxy_reaches_allowed_names_only() {
             r#"extends = "default"
 [network]
 mode = "proxy"
-allow_domains = ["allowed.test:{p}", "*.wild.test:*"]
+allow_domains = ["allowed.test:{p}", "a.wild.test:{p}", "*.wild.test:*"]
 deny_domains = ["no.wild.test"]
 [network.hosts]
 "allowed.test" = "127.0.0.1"
 "a.wild.test" = "127.0.0.1"
 "no.wild.test" = "127.0.0.1"
-"refused.test" = "127.0.0.1"
 "#
         ),
     );
@@ -157,6 +156,18 @@ deny_domains = ["no.wild.test"]
         "{v:#}"
     );
     assert!(!out.contains("direct=0"), "{v:#}");
+    // Another port of the host's loopback: no flag opens it, none is offered.
+    assert_eq!(
+        other.lines(),
+        Vec::<String>::new(),
+        "another port of the host"
+    );
+    assert!(
+        out.contains(&format!(
+            "allowed.test:{o} is refused: 127.0.0.1 is an address of this host"
+        )),
+        "{v:#}"
+    );
     let lines = server.lines();
     assert_eq!(
         lines.len(),
@@ -220,6 +231,9 @@ deny_domains = ["no.wild.test"]
 
 /// `--allow-domain` on the command line turns a policy's network into
 /// `proxy` and adds the host; a policy that keeps its network refuses it.
+/// A flag reaches public addresses only: a name the policy maps to the
+/// host's loopback is reached where the policy file names it (and its
+/// port), and no flag opens another of its ports, nor is one offered.
 #[test]
 fn allow_domain_on_the_command_line() {
     if !privileged() {
@@ -229,29 +243,50 @@ fn allow_domain_on_the_command_line() {
     let env = Env::new();
     let fx = Fixture::new();
     let server = Server::start();
-    let p = server.port;
+    let other = Server::start();
+    let (p, o) = (server.port, other.port);
     let file = policy(
         &fx,
         "named",
-        "extends = \"default\"\n[network.hosts]\n\"registry.test\" = \"127.0.0.1\"\n",
+        &format!(
+            "extends = \"default\"\n[network]\nallow_domains = [\"registry.test:{p}\"]\n\
+             [network.hosts]\n\"registry.test\" = \"127.0.0.1\"\n"
+        ),
     );
     let url = format!("http://registry.test:{p}/pkg");
+    // Without a flag the policy has no network: the hint names the flag.
+    let v = env.job(s(&file), &fx.cwd(), &[], &[], &["curl", "-sS", &url]);
+    assert_eq!(v["result"], "exit_code", "{v:#}");
+    let hint = v["denials"][0]["hint"].as_str().unwrap_or_default();
+    assert!(hint.contains("--allow-domain registry.test"), "{v:#}");
+    // Any --allow-domain turns the proxy on; the policy's own pattern
+    // reaches the mapped name.
     let v = env.job(
         s(&file),
         &fx.cwd(),
-        &["--allow-domain", &format!("Registry.TEST:{p}")],
+        &["--allow-domain", "pypi.org"],
         &[],
         &["curl", "-sS", &url],
     );
     assert_eq!(v["result"], "success", "{v:#}");
     assert!(v["stdout"].as_str().unwrap().contains("reached:GET /pkg"));
     assert_eq!(v["sandbox"]["network"], "proxy");
-    // Without the flag the same policy has no network: the hint says which
-    // flag reaches the host.
-    let v = env.job(s(&file), &fx.cwd(), &[], &[], &["curl", "-sS", &url]);
-    assert_eq!(v["result"], "exit_code", "{v:#}");
+    // Another port of the loopback, even named by the flag: refused, and
+    // the advice is no flag.
+    let other_url = format!("http://registry.test:{o}/other");
+    let v = env.job(
+        s(&file),
+        &fx.cwd(),
+        &["--allow-domain", &format!("Registry.TEST:{o}")],
+        &[],
+        &["curl", "-sS", &other_url],
+    );
+    assert_eq!(other.lines(), Vec::<String>::new(), "{v:#}");
     let hint = v["denials"][0]["hint"].as_str().unwrap_or_default();
-    assert!(hint.contains("--allow-domain registry.test"), "{v:#}");
+    assert!(
+        hint.contains("policy file") && !hint.contains("--allow"),
+        "{v:#}"
+    );
     // A mode with no way out, or a policy that keeps its network.
     let (_, e) = env.run(&[
         "run",
@@ -317,8 +352,10 @@ fn attack_the_hosts_loopback_through_the_proxy() {
             .contains("Address already in use"),
         "{v:#}"
     );
+    // Refused, or (`localhost`, resolved as an absolute name) never found:
+    // never connected.
     for d in v["network"]["destinations"].as_array().unwrap() {
-        assert_eq!(d["allowed"], false, "{d}");
+        assert!(d["address"].is_null(), "{d}");
         assert_eq!(d["bytes_sent"], 0, "{d}");
     }
     // The advice never opens the host: no flag for its addresses, and the
@@ -331,6 +368,17 @@ fn attack_the_hosts_loopback_through_the_proxy() {
         let (_, e) = env.run(&["run", "--allow-domain", address, "--", "true"]);
         assert_eq!(e["error"]["code"], "invalid_argument", "{address}: {e:#}");
     }
+
+    // Listed by address for one port, with `*:*` beside it: another port
+    // of the loopback stays closed, however the address is spelled.
+    let one_port = policy(
+        &fx,
+        "one-port",
+        "extends = \"default\"\n[network]\nmode = \"proxy\"\n\
+         allow_domains = [\"*:*\", \"127.0.0.1:1\"]\n",
+    );
+    let v = env.job(s(&one_port), &fx.cwd(), &[], &[], &["sh", "-c", &attempts]);
+    assert_eq!(server.lines(), Vec::<String>::new(), "{v:#}");
 
     // Control: listed by address, the loopback is reached.
     let listed = policy(

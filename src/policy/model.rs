@@ -114,6 +114,8 @@ pub struct Network {
     pub bind_ports: Option<Vec<u16>>,
     /// Mode `proxy`: the hosts the job may reach (see [`crate::sandbox::ProxyRules`]).
     pub allow_domains: Vec<String>,
+    /// Hosts the command line added (`--allow-domain`): public addresses only.
+    pub added_domains: Vec<String>,
     pub deny_domains: Vec<String>,
     /// Names the proxy resolves to a fixed address.
     pub hosts: BTreeMap<String, std::net::IpAddr>,
@@ -216,6 +218,7 @@ impl Policy {
                 connect_ports: None,
                 bind_ports: None,
                 allow_domains: Vec::new(),
+                added_domains: Vec::new(),
                 deny_domains: Vec::new(),
                 hosts: BTreeMap::new(),
             },

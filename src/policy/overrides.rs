@@ -171,7 +171,9 @@ impl Policy {
                 ));
             }
             for d in new {
-                p.network.allow_domains.push(d.clone());
+                if !p.network.added_domains.contains(d) {
+                    p.network.added_domains.push(d.clone());
+                }
             }
         }
         if let Some(net) = net {

@@ -47,6 +47,7 @@ impl Policy {
                     deny_domains: self.network.deny_domains.clone(),
                     hosts: self.network.hosts.clone(),
                     ports: self.network.connect_ports.clone(),
+                    added_domains: self.network.added_domains.clone(),
                 }
             }),
             seccomp: self.seccomp.profile,

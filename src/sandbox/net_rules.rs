@@ -44,6 +44,20 @@ pub struct ProxyRules {
     /// `network.connect_ports`: when set, the only destination ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<u16>>,
+    /// Patterns added on the command line (`--allow-domain`): they reach
+    /// public addresses only. What lies at an address of the host or of a
+    /// private network is opened by a policy file, never by a flag an
+    /// agent passes because a job asked for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added_domains: Vec<String>,
+}
+
+/// What allowed a destination by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// A pattern of a policy file naming this very host (no wildcard) and
+    /// allowing this port: only such a grant reaches a private address.
+    pub exact: bool,
 }
 
 /// Why a destination is refused.
@@ -224,25 +238,16 @@ pub fn normalise_pattern(pattern: &str) -> String {
     }
 }
 
-/// A host as the job wrote it, safe to show: at most 64 characters, and
-/// anything but the characters of a host name replaced, so that what a job
-/// asks for can neither bloat its record nor speak in it.
+/// A host as the job wrote it, safe to show: a host name or address as
+/// it is (at most 253 characters), anything else as `(not a host name)`,
+/// so that what a job asks for can neither bloat its record, nor hide
+/// where bytes went behind a cut, nor speak in it.
 pub fn shown(host: &str) -> String {
-    let mut out: String = host
-        .chars()
-        .take(64)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || ".-_:".contains(c) {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    if host.chars().count() > 64 {
-        out.push_str("...");
+    if host.parse::<IpAddr>().is_ok() || name_problem(host).is_none() {
+        host.to_string()
+    } else {
+        "(not a host name)".to_string()
     }
-    out
 }
 
 fn host_matches(pattern_host: &str, host: &str, apex_too: bool) -> bool {
@@ -264,20 +269,14 @@ fn host_matches(pattern_host: &str, host: &str, apex_too: bool) -> bool {
 impl ProxyRules {
     /// Whether the job may ask for `host` (normalised) on `port`, judged
     /// by name (an address given as the host is judged by
-    /// [`Self::judge_address`] too).
-    pub fn judge_name(&self, host: &str, port: u16) -> Result<(), Refusal> {
+    /// [`Self::judge_address`] too), and by which kind of pattern.
+    pub fn judge_name(&self, host: &str, port: u16) -> Result<Grant, Refusal> {
         let literal = host.parse::<IpAddr>().ok();
         if literal.is_none() && (name_problem(host).is_some() || legacy_number(host)) {
             return Err(Refusal::BadName);
         }
-        // An address of the host or a private network is refused as that,
-        // whatever the name lists say: its hint must never be a flag.
         if let Some(ip) = literal {
-            let listed = self
-                .allow_domains
-                .iter()
-                .any(|p| pattern_address(p) == Some(canonical(ip)));
-            if ip.is_unspecified() || (!is_public(ip) && !listed) {
+            if ip.is_unspecified() {
                 return Err(Refusal::PrivateAddress(ip));
             }
         }
@@ -288,24 +287,43 @@ impl ProxyRules {
                 }
             }
         }
+        let port_ok = |ports: Ports| {
+            ports.allow(port) && self.ports.as_ref().is_none_or(|list| list.contains(&port))
+        };
         let mut by_name = false;
-        for p in &self.allow_domains {
+        let mut grant: Option<Grant> = None;
+        let policy = self.allow_domains.iter().map(|p| (p, true));
+        let added = self.added_domains.iter().map(|p| (p, false));
+        for (p, from_policy) in policy.chain(added) {
             let Some((h, ports)) = split_pattern(p) else {
                 continue;
             };
-            if host_matches(h, host, false) {
-                by_name = true;
-                if ports.allow(port) && self.ports.as_ref().is_none_or(|list| list.contains(&port))
-                {
-                    return Ok(());
-                }
+            if !host_matches(h, host, false) {
+                continue;
+            }
+            by_name = true;
+            if port_ok(ports) {
+                let exact = from_policy && !h.starts_with('*');
+                grant = Some(Grant {
+                    exact: exact || grant.is_some_and(|g| g.exact),
+                });
             }
         }
-        Err(if by_name {
-            Refusal::Port(port)
-        } else {
-            Refusal::NotAllowed
-        })
+        let Some(grant) = grant else {
+            return Err(if by_name {
+                Refusal::Port(port)
+            } else {
+                Refusal::NotAllowed
+            });
+        };
+        // An address of the host or a private network, asked for as such:
+        // only a policy file's pattern naming it (and the port) opens it.
+        if let Some(ip) = literal {
+            if !is_public(ip) && !grant.exact {
+                return Err(Refusal::PrivateAddress(ip));
+            }
+        }
+        Ok(grant)
     }
 
     /// The address the policy fixes for `host`, if any.
@@ -316,28 +334,35 @@ impl ProxyRules {
             .map(|(_, ip)| *ip)
     }
 
-    /// Whether the job may reach `ip`, which `host` (allowed by name)
-    /// resolved to through DNS or is itself; `local` holds the addresses
-    /// of the host's own interfaces.
-    pub fn judge_address(&self, host: &str, ip: IpAddr, local: &[IpAddr]) -> Result<(), Refusal> {
-        let same = |p: &str| pattern_address(p) == Some(canonical(ip));
-        if let Some(p) = self.deny_domains.iter().find(|p| same(p)) {
+    /// Whether the job may reach `ip`, which `host` (allowed by name with
+    /// `grant`) resolved to, is mapped to by `hosts`, or is itself. An
+    /// address of the host itself, its loopback or a private network needs
+    /// an exact grant of a policy file.
+    pub fn judge_address(&self, ip: IpAddr, grant: Grant) -> Result<(), Refusal> {
+        if let Some(p) = self
+            .deny_domains
+            .iter()
+            .find(|p| pattern_address(p) == Some(canonical(ip)))
+        {
             return Err(Refusal::Denied(p.clone()));
         }
         if ip.is_unspecified() {
             return Err(Refusal::PrivateAddress(ip));
         }
-        let own = local.iter().any(|l| canonical(*l) == canonical(ip));
-        if is_public(ip) && !own {
-            return Ok(());
-        }
-        // Listed as that very address, and asked for as it: the policy's
-        // author meant it.
-        if host.parse::<IpAddr>().is_ok() && self.allow_domains.iter().any(|p| same(p)) {
+        if (is_public(ip) && !is_local(ip)) || grant.exact {
             return Ok(());
         }
         Err(Refusal::PrivateAddress(ip))
     }
+}
+
+/// Whether `ip` is an address of this host: one of its interfaces', or
+/// one a local route makes its own (a socket can be bound to it). Where the
+/// host lets any address be bound (`ip_nonlocal_bind`), every address looks
+/// local, and is refused: the check fails closed.
+pub fn is_local(ip: IpAddr) -> bool {
+    let ip = canonical(ip);
+    std::net::UdpSocket::bind((ip, 0)).is_ok() || local_addresses().contains(&ip)
 }
 
 /// The address a pattern names, if it names one.
@@ -367,7 +392,8 @@ pub fn local_addresses() -> Vec<IpAddr> {
             if let Some(v4) = sa.as_sockaddr_in() {
                 return Some(IpAddr::V4(v4.ip()));
             }
-            sa.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            sa.as_sockaddr_in6()
+                .map(|v6| canonical(IpAddr::V6(v6.ip())))
         })
         .collect()
 }
@@ -424,10 +450,11 @@ mod tests {
         ProxyRules {
             allow_domains: allow.iter().map(|s| s.to_string()).collect(),
             deny_domains: deny.iter().map(|s| s.to_string()).collect(),
-            hosts: BTreeMap::new(),
-            ports: None,
+            ..ProxyRules::default()
         }
     }
+
+    const LOOSE: Grant = Grant { exact: false };
 
     #[test]
     fn wildcards_match_below_a_label_boundary_only() {
@@ -450,6 +477,8 @@ mod tests {
         ));
         assert_eq!(r.judge_name("a b", 443), Err(Refusal::BadName));
         assert_eq!(r.judge_name("a/b.example.com", 443), Err(Refusal::BadName));
+        assert_eq!(r.judge_name("pypi.org", 443), Ok(Grant { exact: true }));
+        assert_eq!(r.judge_name("a.example.com", 443), Ok(LOOSE));
         assert_eq!(normalise("PyPI.org."), "pypi.org");
         assert_eq!(normalise("[::1]"), "::1");
         assert_eq!(normalise_pattern("PyPI.org.:8443"), "pypi.org:8443");
@@ -488,12 +517,17 @@ mod tests {
         ));
         let ip: IpAddr = "93.184.215.14".parse().unwrap();
         assert!(matches!(
-            r.judge_address("fine.test", ip, &[]),
+            r.judge_address(ip, LOOSE),
+            Err(Refusal::Denied(_))
+        ));
+        // Even where an exact grant (a `hosts` name) leads to it.
+        assert!(matches!(
+            r.judge_address(ip, Grant { exact: true }),
             Err(Refusal::Denied(_))
         ));
         let mapped: IpAddr = "::ffff:93.184.215.14".parse().unwrap();
         assert!(matches!(
-            r.judge_address("fine.test", mapped, &[]),
+            r.judge_address(mapped, LOOSE),
             Err(Refusal::Denied(_))
         ));
         // The C library's notations of an address are not names.
@@ -503,8 +537,8 @@ mod tests {
     }
 
     #[test]
-    fn private_and_own_addresses_need_the_policy_to_name_them() {
-        let mut r = rules(&["*", "10.1.2.3"], &[]);
+    fn private_and_own_addresses_need_an_exact_pattern_of_a_policy_file() {
+        let mut r = rules(&["*:*", "10.1.2.3:8080"], &[]);
         for ip in [
             "127.0.0.1",
             "10.0.0.1",
@@ -523,29 +557,40 @@ mod tests {
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(!is_public(ip), "{ip}");
-            assert!(r.judge_address("example.com", ip, &[]).is_err(), "{ip}");
+            assert!(r.judge_address(ip, LOOSE).is_err(), "{ip}");
         }
         let public: IpAddr = "93.184.215.14".parse().unwrap();
-        assert!(r.judge_address("example.com", public, &[]).is_ok());
-        // The host's own public address is the host.
-        assert!(r.judge_address("example.com", public, &[public]).is_err());
-        // Listed literally and asked for literally.
-        assert!(r
-            .judge_address("10.1.2.3", "10.1.2.3".parse().unwrap(), &[])
-            .is_ok());
-        // A name that DNS turns into the listed address is still refused.
-        assert!(r
-            .judge_address("x.example.com", "10.1.2.3".parse().unwrap(), &[])
-            .is_err());
+        assert!(r.judge_address(public, LOOSE).is_ok());
+        // The host's own addresses are the host.
+        for own in ["127.0.0.1", "::1"] {
+            assert!(is_local(own.parse().unwrap()), "{own}");
+        }
+        // Listed literally, with its port, and asked for literally.
+        assert_eq!(r.judge_name("10.1.2.3", 8080), Ok(Grant { exact: true }));
+        // Another port of it: `*:*` does not open it.
+        assert_eq!(
+            r.judge_name("10.1.2.3", 8081),
+            Err(Refusal::PrivateAddress("10.1.2.3".parse().unwrap()))
+        );
         // The unspecified address is the host, listed or not.
         assert!(matches!(
             r.judge_name("0.0.0.0", 80),
             Err(Refusal::PrivateAddress(_))
         ));
+        // A name mapped to the loopback is opened by its exact pattern and
+        // port only: not by a wildcard, not by the command line.
         r.hosts
-            .insert("Registry.test".into(), "127.0.0.1".parse().unwrap());
+            .insert("registry.test".into(), "127.0.0.1".parse().unwrap());
+        r.allow_domains.push("registry.test:5000".into());
+        r.added_domains.push("registry.test:6000".into());
         assert_eq!(
-            r.fixed_address("registry.test"),
+            r.judge_name("registry.test", 5000),
+            Ok(Grant { exact: true })
+        );
+        assert_eq!(r.judge_name("registry.test", 443), Ok(LOOSE));
+        assert_eq!(r.judge_name("registry.test", 6000), Ok(LOOSE));
+        assert_eq!(
+            r.fixed_address("Registry.test"),
             Some("127.0.0.1".parse().unwrap())
         );
     }
@@ -589,9 +634,11 @@ mod tests {
     }
 
     #[test]
-    fn what_a_job_names_is_shown_tamed() {
+    fn what_a_job_names_is_shown_whole_or_not_at_all() {
         assert_eq!(shown("pypi.org"), "pypi.org");
-        assert_eq!(shown("a b\n--net host"), "a?b?--net?host");
-        assert_eq!(shown(&"x".repeat(1000)).len(), 67);
+        let long = format!("registry.npmjs.org.{}.attacker.test", "a".repeat(60));
+        assert_eq!(shown(&long), long, "a host name is never cut");
+        assert_eq!(shown("the sandbox needs --net host"), "(not a host name)");
+        assert_eq!(shown(&"x".repeat(1000)), "(not a host name)");
     }
 }

@@ -84,7 +84,7 @@ fn accept_loop(netns: OwnedFd, listener: TcpListener, port: u16) {
         };
         // Over the budget (shared with the proxy), the client sees the
         // connection close.
-        let Some(slot) = super::relay::Slot::take() else {
+        let Some(slot) = super::relay::Slot::take(super::relay::Use::Publish) else {
             continue;
         };
         match TcpStream::connect(("127.0.0.1", port)) {

@@ -30,8 +30,9 @@ const FDS_PER_CONNECTION: u64 = 6;
 /// Descriptors never spent on connections: logs, pipes, cgroup files, the
 /// kill request, a spare for every thread that opens one.
 const RESERVE: u64 = 256;
-/// Connections relayed at once by one supervisor, whatever its limit.
-const MAX_CONNECTIONS: usize = 128;
+/// Connections relayed at once by one supervisor, whatever its limit
+/// (two thirds for the proxy, the rest for `--publish`).
+const MAX_CONNECTIONS: usize = 192;
 
 /// Raises the supervisor's soft descriptor limit to its hard one, for the
 /// connections it relays; returns the soft limit it had (the job's to
@@ -70,27 +71,41 @@ fn capacity() -> usize {
     })
 }
 
-static IN_USE: AtomicUsize = AtomicUsize::new(0);
+/// Whose connection a slot is for: the job's proxy, or `--publish`, which
+/// anyone on the host may connect to. Each has its own share, so that
+/// neither starves the other.
+#[derive(Clone, Copy)]
+pub enum Use {
+    Proxy,
+    Publish,
+}
+
+static IN_USE: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 
 /// One connection's share of the budget, given back when dropped.
-pub struct Slot(());
+pub struct Slot(Use);
 
 impl Slot {
-    /// A slot, if the budget has one left.
-    pub fn take() -> Option<Slot> {
-        let limit = capacity();
-        IN_USE
+    /// A slot, if the budget has one left for `use_`: the proxy two
+    /// thirds of the capacity, `--publish` the rest.
+    pub fn take(use_: Use) -> Option<Slot> {
+        let total = capacity();
+        let limit = match use_ {
+            Use::Proxy => total * 2 / 3,
+            Use::Publish => total - total * 2 / 3,
+        };
+        IN_USE[use_ as usize]
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < limit).then_some(n + 1)
             })
             .ok()
-            .map(|_| Slot(()))
+            .map(|_| Slot(use_))
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        IN_USE.fetch_sub(1, Ordering::SeqCst);
+        IN_USE[self.0 as usize].fetch_sub(1, Ordering::SeqCst);
     }
 }
 

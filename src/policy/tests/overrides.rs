@@ -181,7 +181,11 @@ fn allow_domain_turns_the_proxy_on() {
     };
     let p = d.apply_overrides(&o).unwrap();
     assert_eq!(p.network.mode, NetMode::Proxy);
-    assert_eq!(p.network.allow_domains, ["pypi.org", "*.pythonhosted.org"]);
+    assert_eq!(p.network.added_domains, ["pypi.org", "*.pythonhosted.org"]);
+    assert!(
+        p.network.allow_domains.is_empty(),
+        "a flag is not a policy file"
+    );
     assert!(p.namespace_names().contains(&"net"));
     for net in [NetMode::Loopback, NetMode::Host] {
         let o = Overrides {

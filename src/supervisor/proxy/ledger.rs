@@ -11,10 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::supervisor::Denial;
 
-/// At most this many allowed destinations are listed, and this many
-/// refused ones (kept apart, so that refusals cannot push an upload out of
-/// the record); what is left out is counted, with its bytes.
-const MAX_ALLOWED: usize = 256;
+/// Destinations reached are kept up to `KEPT_REACHED`, and the result
+/// lists the `MAX_LISTED` that moved the most bytes; destinations refused
+/// or not reached are kept and listed up to `MAX_REFUSED`. Apart, so that
+/// refusals and failed lookups cannot push an upload out of the record;
+/// what is left out is counted, with its bytes.
+const KEPT_REACHED: usize = 4096;
+const MAX_LISTED: usize = 256;
 const MAX_REFUSED: usize = 64;
 
 /// The network a proxied job used, in its result.
@@ -117,6 +120,7 @@ impl Ledger {
             Verdict::Failed { reason } => (true, None, Some(reason), None),
             Verdict::Refused { reason, hint } => (false, None, Some(reason), Some(hint)),
         };
+        let reached = address.is_some();
         let key = (host.to_string(), port, allowed);
         let counters = match e.index.get(&key) {
             Some(&i) => {
@@ -130,8 +134,8 @@ impl Ledger {
                 entry.counters.clone()
             }
             None => {
-                let full = if allowed {
-                    e.allowed >= MAX_ALLOWED
+                let full = if reached {
+                    e.allowed >= KEPT_REACHED
                 } else {
                     e.refused >= MAX_REFUSED
                 };
@@ -139,7 +143,7 @@ impl Ledger {
                     e.omitted += 1;
                     self.omitted.clone()
                 } else {
-                    if allowed {
+                    if reached {
                         e.allowed += 1;
                     } else {
                         e.refused += 1;
@@ -189,25 +193,86 @@ impl Ledger {
         let Ok(e) = self.entries.lock() else {
             return NetworkReport::default();
         };
-        NetworkReport {
+        let shown = |d: &Entry| Destination {
+            host: d.host.clone(),
+            port: d.port,
+            allowed: d.allowed,
+            address: d.address,
+            reason: d.reason.clone(),
+            requests: d.counters.requests.load(Ordering::Relaxed),
+            bytes_sent: d.counters.sent.load(Ordering::Relaxed),
+            bytes_received: d.counters.received.load(Ordering::Relaxed),
+        };
+        let all: Vec<Destination> = e.order.iter().map(shown).collect();
+        // Of the destinations reached, those that moved the most bytes.
+        let mut reached: Vec<usize> = (0..all.len())
+            .filter(|&i| e.order[i].address.is_some())
+            .collect();
+        reached.sort_by_key(|&i| std::cmp::Reverse(all[i].bytes_sent + all[i].bytes_received));
+        let listed: std::collections::BTreeSet<usize> = reached
+            .iter()
+            .take(MAX_LISTED)
+            .copied()
+            .chain((0..all.len()).filter(|&i| e.order[i].address.is_none()))
+            .collect();
+        let mut report = NetworkReport {
             mode: "proxy".into(),
-            destinations: e
-                .order
-                .iter()
-                .map(|d| Destination {
-                    host: d.host.clone(),
-                    port: d.port,
-                    allowed: d.allowed,
-                    address: d.address,
-                    reason: d.reason.clone(),
-                    requests: d.counters.requests.load(Ordering::Relaxed),
-                    bytes_sent: d.counters.sent.load(Ordering::Relaxed),
-                    bytes_received: d.counters.received.load(Ordering::Relaxed),
-                })
-                .collect(),
+            destinations: Vec::new(),
             destinations_omitted: e.omitted,
             omitted_bytes_sent: self.omitted.sent.load(Ordering::Relaxed),
             omitted_bytes_received: self.omitted.received.load(Ordering::Relaxed),
+        };
+        for (i, d) in all.into_iter().enumerate() {
+            if listed.contains(&i) {
+                report.destinations.push(d);
+            } else {
+                report.destinations_omitted += 1;
+                report.omitted_bytes_sent += d.bytes_sent;
+                report.omitted_bytes_received += d.bytes_received;
+            }
         }
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refusals and failed lookups cannot push an upload out of the
+    /// record, nor can destinations that moved less; what is left out is
+    /// counted with its bytes.
+    #[test]
+    fn an_upload_stays_listed_whatever_else_is_asked() {
+        let ledger = Ledger::default();
+        for i in 0..300 {
+            let reason = "cannot resolve".to_string();
+            ledger.record(&format!("junk{i}.test"), 443, Verdict::Failed { reason });
+            let (reason, hint) = ("not in network.allow_domains".to_string(), String::new());
+            ledger.record(
+                &format!("no{i}.test"),
+                443,
+                Verdict::Refused { reason, hint },
+            );
+        }
+        let address = "93.184.215.14".parse().unwrap();
+        for i in 0..300 {
+            let c = ledger.record(&format!("small{i}.test"), 443, Verdict::Allowed { address });
+            c.sent.fetch_add(10, Ordering::Relaxed);
+        }
+        let upload = ledger.record("real.test", 443, Verdict::Allowed { address });
+        upload.sent.fetch_add(100_000, Ordering::Relaxed);
+        let report = ledger.report();
+        let real = report
+            .destinations
+            .iter()
+            .find(|d| d.host == "real.test")
+            .expect("the upload is listed");
+        assert_eq!(real.bytes_sent, 100_000);
+        let reached = report.destinations.iter().filter(|d| d.address.is_some());
+        assert_eq!(reached.count(), MAX_LISTED);
+        // 45 small ones, and every refusal and failure past the 64 kept.
+        assert_eq!(report.omitted_bytes_sent, 45 * 10);
+        assert_eq!(report.destinations_omitted, 45 + 600 - 64);
     }
 }

@@ -25,7 +25,7 @@ pub use ledger::{Destination, NetworkReport};
 
 use self::ledger::{Counters, Ledger, Verdict};
 use super::denials::Denial;
-use crate::sandbox::net_rules::{self, ProxyRules, Refusal};
+use crate::sandbox::net_rules::{self, Grant, ProxyRules, Refusal};
 
 /// How long a job may take to say where it goes.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -92,7 +92,7 @@ fn accept_loop(listener: TcpListener, rules: Arc<ProxyRules>, ledger: Arc<Ledger
             }
         };
         // Over the budget, the job sees the connection close.
-        let Some(slot) = super::relay::Slot::take() else {
+        let Some(slot) = super::relay::Slot::take(super::relay::Use::Proxy) else {
             continue;
         };
         let (rules, ledger) = (rules.clone(), ledger.clone());
@@ -204,16 +204,33 @@ fn open(
             why: format!("{shown}:{port}: {why}"),
         }
     };
-    rules.judge_name(host, port).map_err(refused)?;
-    let local = net_rules::local_addresses();
+    let fixed = rules.fixed_address(host);
+    let grant = match rules.judge_name(host, port) {
+        Ok(grant) => grant,
+        // A name the policy maps to an address of the host or a private
+        // network: no flag may open it, so none is offered.
+        Err(Refusal::NotAllowed | Refusal::Port(_))
+            if fixed.is_some_and(|ip| !net_rules::is_public(ip) || net_rules::is_local(ip)) =>
+        {
+            return Err(refused(Refusal::PrivateAddress(
+                fixed.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            )))
+        }
+        Err(r) => return Err(refused(r)),
+    };
     let addresses: Vec<SocketAddr> = if let Ok(ip) = host.parse::<IpAddr>() {
-        rules.judge_address(host, ip, &local).map_err(refused)?;
+        rules.judge_address(ip, grant).map_err(refused)?;
         vec![SocketAddr::new(ip, port)]
-    } else if let Some(ip) = rules.fixed_address(host) {
-        // The policy said where this name goes: trusted as it is.
+    } else if let Some(ip) = fixed {
+        // The policy said where this name goes; where that is the host or
+        // its network, only an exact pattern of a policy file opens it.
+        rules.judge_address(ip, grant).map_err(refused)?;
         vec![SocketAddr::new(ip, port)]
     } else {
-        let resolved: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
+        // As an absolute name: the resolver's search domains must not turn
+        // the name judged into another one.
+        let absolute = format!("{host}.");
+        let resolved: Vec<SocketAddr> = match (absolute.as_str(), port).to_socket_addrs() {
             Ok(a) => a.collect(),
             Err(e) => {
                 return Err(failed(
@@ -225,7 +242,9 @@ fn open(
         // Every address must pass: a name that is partly private is a
         // name someone pointed at the inside.
         for a in &resolved {
-            rules.judge_address(host, a.ip(), &local).map_err(refused)?;
+            rules
+                .judge_address(a.ip(), Grant { exact: false })
+                .map_err(refused)?;
         }
         resolved
     };
