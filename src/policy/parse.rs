@@ -236,6 +236,19 @@ pub(crate) fn parse_policy(doc: &Doc<'_>) -> Result<PolicyFile, PolicyError> {
                     .str()?
                     .parse::<std::net::IpAddr>()
                     .map_err(|_| item.bad_value(format!("{} must be an IP address", item.field)))?;
+                let unspecified = match ip {
+                    std::net::IpAddr::V6(v6) => {
+                        v6.is_unspecified()
+                            || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_unspecified())
+                    }
+                    v4 => v4.is_unspecified(),
+                };
+                if unspecified {
+                    return Err(item.bad_value(format!(
+                        "{}: the unspecified address reaches this host itself, never allowed",
+                        item.field
+                    )));
+                }
                 n.hosts.insert(key, ip);
                 spans.insert(item.field.clone(), item.span());
             }

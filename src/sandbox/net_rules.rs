@@ -154,7 +154,7 @@ pub fn pattern_problem(pattern: &str) -> Option<String> {
         return None;
     }
     if let Ok(ip) = host.parse::<IpAddr>() {
-        if ip.is_unspecified() {
+        if canonical(ip).is_unspecified() {
             return Some(format!(
                 "{pattern:?}: the unspecified address reaches this host itself, never allowed"
             ));
@@ -223,7 +223,12 @@ pub fn normalise(host: &str) -> String {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    host.to_ascii_lowercase()
+    // One spelling per address (`::ffff:5db8:d70e` is `93.184.215.14`), so
+    // that the record cannot be flooded with one address's many names.
+    match host.parse::<IpAddr>() {
+        Ok(ip) => canonical(ip).to_string(),
+        Err(_) => host.to_ascii_lowercase(),
+    }
 }
 
 /// A pattern normalised: lower case, no trailing dot on its host part.
@@ -276,7 +281,7 @@ impl ProxyRules {
             return Err(Refusal::BadName);
         }
         if let Some(ip) = literal {
-            if ip.is_unspecified() {
+            if canonical(ip).is_unspecified() {
                 return Err(Refusal::PrivateAddress(ip));
             }
         }
@@ -310,6 +315,11 @@ impl ProxyRules {
             }
         }
         let Some(grant) = grant else {
+            // An address of the host or a private network: no flag opens
+            // it, so the refusal must not read as if one would.
+            if let Some(ip) = literal.filter(|ip| !is_public(*ip)) {
+                return Err(Refusal::PrivateAddress(ip));
+            }
             return Err(if by_name {
                 Refusal::Port(port)
             } else {
@@ -346,7 +356,7 @@ impl ProxyRules {
         {
             return Err(Refusal::Denied(p.clone()));
         }
-        if ip.is_unspecified() {
+        if canonical(ip).is_unspecified() {
             return Err(Refusal::PrivateAddress(ip));
         }
         if (is_public(ip) && !is_local(ip)) || grant.exact {
@@ -567,6 +577,13 @@ mod tests {
         }
         // Listed literally, with its port, and asked for literally.
         assert_eq!(r.judge_name("10.1.2.3", 8080), Ok(Grant { exact: true }));
+        assert_eq!(normalise("[::ffff:5db8:d70e]"), "93.184.215.14");
+        assert!(pattern_problem("[::ffff:0.0.0.0]:80").is_some());
+        // Not listed at all: refused as private, so that no flag is offered.
+        assert!(matches!(
+            rules(&["pypi.org"], &[]).judge_name("127.0.0.1", 443),
+            Err(Refusal::PrivateAddress(_))
+        ));
         // Another port of it: `*:*` does not open it.
         assert_eq!(
             r.judge_name("10.1.2.3", 8081),

@@ -106,6 +106,15 @@ struct Entries {
     allowed: usize,
     refused: usize,
     omitted: u64,
+    /// The counters of destinations that made room for others.
+    evicted: Vec<Arc<Counters>>,
+}
+
+/// Destinations evicted at most (their counters are kept to sum them).
+const MAX_EVICTED: usize = 65536;
+
+fn moved(c: &Counters) -> u64 {
+    c.sent.load(Ordering::Relaxed) + c.received.load(Ordering::Relaxed)
 }
 
 impl Ledger {
@@ -139,7 +148,37 @@ impl Ledger {
                 } else {
                     e.refused >= MAX_REFUSED
                 };
-                if full {
+                // Full of destinations reached: the one that moved least
+                // so far makes room (its bytes still count, as omitted),
+                // so that a flood of cheap connections cannot keep a
+                // later upload out of the record.
+                let evict = (full && reached && e.evicted.len() < MAX_EVICTED)
+                    .then(|| {
+                        (0..e.order.len())
+                            .filter(|&i| e.order[i].address.is_some())
+                            .min_by_key(|&i| moved(&e.order[i].counters))
+                    })
+                    .flatten();
+                if let Some(i) = evict {
+                    let counters = Arc::<Counters>::default();
+                    let old = std::mem::replace(
+                        &mut e.order[i],
+                        Entry {
+                            host: host.to_string(),
+                            port,
+                            allowed,
+                            address,
+                            reason,
+                            hint,
+                            counters: counters.clone(),
+                        },
+                    );
+                    e.index.remove(&(old.host, old.port, old.allowed));
+                    e.index.insert(key, i);
+                    e.evicted.push(old.counters);
+                    e.omitted += 1;
+                    counters
+                } else if full {
                     e.omitted += 1;
                     self.omitted.clone()
                 } else {
@@ -219,8 +258,16 @@ impl Ledger {
             mode: "proxy".into(),
             destinations: Vec::new(),
             destinations_omitted: e.omitted,
-            omitted_bytes_sent: self.omitted.sent.load(Ordering::Relaxed),
-            omitted_bytes_received: self.omitted.received.load(Ordering::Relaxed),
+            omitted_bytes_sent: self.omitted.sent.load(Ordering::Relaxed)
+                + e.evicted
+                    .iter()
+                    .map(|c| c.sent.load(Ordering::Relaxed))
+                    .sum::<u64>(),
+            omitted_bytes_received: self.omitted.received.load(Ordering::Relaxed)
+                + e.evicted
+                    .iter()
+                    .map(|c| c.received.load(Ordering::Relaxed))
+                    .sum::<u64>(),
         };
         for (i, d) in all.into_iter().enumerate() {
             if listed.contains(&i) {
@@ -260,6 +307,11 @@ mod tests {
             let c = ledger.record(&format!("small{i}.test"), 443, Verdict::Allowed { address });
             c.sent.fetch_add(10, Ordering::Relaxed);
         }
+        // More cheap destinations than are kept: the upload after them
+        // still takes a place.
+        for i in 0..KEPT_REACHED {
+            ledger.record(&format!("cheap{i}.test"), 443, Verdict::Allowed { address });
+        }
         let upload = ledger.record("real.test", 443, Verdict::Allowed { address });
         upload.sent.fetch_add(100_000, Ordering::Relaxed);
         let report = ledger.report();
@@ -271,8 +323,12 @@ mod tests {
         assert_eq!(real.bytes_sent, 100_000);
         let reached = report.destinations.iter().filter(|d| d.address.is_some());
         assert_eq!(reached.count(), MAX_LISTED);
-        // 45 small ones, and every refusal and failure past the 64 kept.
+        // Every small one beyond the 256 listed, every cheap one, and
+        // every refusal and failure past the 64 kept.
         assert_eq!(report.omitted_bytes_sent, 45 * 10);
-        assert_eq!(report.destinations_omitted, 45 + 600 - 64);
+        assert_eq!(
+            report.destinations_omitted,
+            (300 + KEPT_REACHED as u64 + 1 - 256) + (600 - 64)
+        );
     }
 }
