@@ -372,6 +372,10 @@ pub struct ListResponse {
     pub root: String,
     pub count: usize,
     pub jobs: Vec<JobSummary>,
+    /// Jobs left out although they may match: their records cannot be read
+    /// and the filters asked for what they lost (`--state corrupt` lists
+    /// them).
+    pub skipped: usize,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
@@ -393,6 +397,9 @@ pub struct JobSummary {
     pub created_at: String,
     pub finished_at: Option<String>,
     pub duration_ms: Option<u64>,
+    /// `corrupt`: why the record cannot be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `delete` and `gc`: what was (or would be) removed.

@@ -8,20 +8,59 @@ use super::Reply;
 use crate::cli::{DeleteArgs, GcArgs, ListArgs};
 use crate::job::liveness::reconcile;
 use crate::job::model::{JobSpec, JobStatus, State};
-use crate::job::store::Store;
+use crate::job::store::{Store, StoreError};
 use crate::response::{
     AppError, CleanupEntry, CleanupResponse, CleanupType, Const, JobSummary, ListResponse,
     ListType, SchemaVersion,
 };
 use crate::timefmt::{now_ms, rfc3339};
 
-/// Every readable job, with non-terminal ones checked for a dead supervisor.
-fn load_all(store: &Store) -> Result<Vec<(JobSpec, JobStatus)>, AppError> {
+/// A job whose record cannot be read, and why.
+struct Damaged {
+    id: String,
+    reason: String,
+}
+
+/// The readable jobs, each with its state.
+type Jobs = Vec<(JobSpec, JobStatus)>;
+
+/// Every readable job, with non-terminal ones checked for a dead
+/// supervisor, and the jobs whose records cannot be read.
+fn load_all(store: &Store) -> Result<(Jobs, Vec<Damaged>), AppError> {
     let mut jobs = Vec::new();
+    let mut damaged = Vec::new();
     for id in store.ids()? {
-        // A job being created or deleted right now may be half there: skip it.
-        let (Ok(spec), Ok(status)) = (store.read_spec(&id), store.read_status(&id)) else {
-            continue;
+        let spec = match store.read_spec(&id) {
+            Ok(spec) => spec,
+            // Not there: being created or deleted right now, or a creation
+            // that never finished (a leftover, which gc removes).
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                continue
+            }
+            Err(e) => {
+                damaged.push(Damaged {
+                    id,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let status = match store.read_status(&id) {
+            Ok(status) => status,
+            // Deleted since job.json was read: gone, not damaged.
+            Err(StoreError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound
+                    && store.read_spec(&id).is_err() =>
+            {
+                continue
+            }
+            Err(e) => {
+                damaged.push(Damaged {
+                    id,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
         };
         let status = reconcile(store, &id, status)
             .unwrap_or_else(|_| JobStatus::created(spec.created_at_ms));
@@ -32,7 +71,26 @@ fn load_all(store: &Store) -> Result<Vec<(JobSpec, JobStatus)>, AppError> {
             .cmp(&a.0.created_at_ms)
             .then(b.0.job_id.cmp(&a.0.job_id))
     });
-    Ok(jobs)
+    damaged.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok((jobs, damaged))
+}
+
+/// A damaged job as `list` shows it.
+fn damaged_summary(d: Damaged) -> JobSummary {
+    JobSummary {
+        job_id: d.id,
+        state: State::Corrupt,
+        result: None,
+        exit_code: None,
+        argv: Vec::new(),
+        cwd: String::new(),
+        tags: Vec::new(),
+        policy: String::new(),
+        created_at: String::new(),
+        finished_at: None,
+        duration_ms: None,
+        reason: Some(d.reason),
+    }
 }
 
 pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
@@ -53,7 +111,8 @@ pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
         ),
         None => None,
     };
-    let mut jobs: Vec<JobSummary> = load_all(store)?
+    let (all, damaged) = load_all(store)?;
+    let mut jobs: Vec<JobSummary> = all
         .into_iter()
         .filter(|(spec, status)| {
             state.is_none_or(|s| status.state == s)
@@ -75,8 +134,20 @@ pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
             created_at: spec.created_at,
             finished_at: status.finished_at_ms.map(rfc3339),
             duration_ms: status.outcome.as_ref().map(|o| o.duration_ms),
+            reason: None,
         })
         .collect();
+    // A record that cannot be read is never left out silently: listed as
+    // corrupt where no filter needs what it lost, counted otherwise.
+    let unfiltered = args.tag.is_empty() && cwd.is_none();
+    let mut skipped = 0;
+    for d in damaged {
+        if unfiltered && state.is_none_or(|s| s == State::Corrupt) {
+            jobs.push(damaged_summary(d));
+        } else if state.is_none_or(|s| s == State::Corrupt) {
+            skipped += 1;
+        }
+    }
     if let Some(limit) = args.limit {
         jobs.truncate(limit);
     }
@@ -87,6 +158,7 @@ pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
         root: store.root().to_string_lossy().into_owned(),
         count: jobs.len(),
         jobs,
+        skipped,
     }))
 }
 
@@ -102,7 +174,18 @@ fn tag_matches(pattern: &str, tag: &str) -> bool {
 
 pub fn delete(store: &Store, args: &DeleteArgs) -> Result<Reply, AppError> {
     let id = store.resolve(&args.job_id)?;
-    let status = reconcile(store, &id, store.read_status(&id)?)?;
+    let readable = store.read_spec(&id).and_then(|_| store.read_status(&id));
+    let status = match readable {
+        Ok(status) => reconcile(store, &id, status)?,
+        // A record that cannot be read can still be deleted, unless its
+        // cgroup shows the job running.
+        Err(StoreError::Corrupt { .. }) if !store.cgroup_populated(&id) => {
+            let mut status = JobStatus::created(0);
+            status.state = State::Corrupt;
+            status
+        }
+        Err(e) => return Err(e.into()),
+    };
     let started_not_done = !status.state.is_terminal()
         && (status.state == State::Running || store.has_start_lock(&id));
     if started_not_done {
@@ -141,7 +224,46 @@ pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {
     let cutoff = now_ms().saturating_sub(window);
     let mut entries = Vec::new();
     let (mut deleted, mut skipped, mut freed) = (0, 0, 0);
-    for (spec, status) in load_all(store)? {
+    let (jobs, damaged) = load_all(store)?;
+    // What a creation killed in its first milliseconds, or a removal killed
+    // half-way, left behind: gone after a minute (a creation takes
+    // milliseconds; one younger may be under way).
+    for (path, age_ms) in store.leftovers()? {
+        if age_ms < 60_000 {
+            continue;
+        }
+        let bytes = dir_size(&path);
+        if !args.dry_run {
+            store.remove_leftover(&path)?;
+        }
+        freed += bytes;
+        entries.push(CleanupEntry {
+            job_id: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            state: State::Corrupt,
+            action: if args.dry_run {
+                "would_delete"
+            } else {
+                "deleted"
+            }
+            .into(),
+            reason: Some("a job whose creation or removal was interrupted".into()),
+            bytes,
+        });
+    }
+    for d in damaged {
+        skipped += 1;
+        entries.push(CleanupEntry {
+            job_id: d.id,
+            state: State::Corrupt,
+            action: "skipped".into(),
+            reason: Some(format!("{}; `delete` removes it", d.reason)),
+            bytes: 0,
+        });
+    }
+    for (spec, status) in jobs {
         let id = spec.job_id;
         if !status.state.is_terminal() {
             skipped += 1;
@@ -165,8 +287,12 @@ pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {
         let action = if args.dry_run {
             "would_delete"
         } else {
-            store.delete(&id)?;
-            "deleted"
+            match store.delete(&id) {
+                Ok(()) => "deleted",
+                // Another gc or delete was first: gone all the same.
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
         };
         deleted += 1;
         freed += bytes;

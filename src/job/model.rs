@@ -24,6 +24,8 @@ pub enum State {
     TimedOut,
     Failed,
     Lost,
+    /// Its record cannot be read (listed with the reason; it can be deleted).
+    Corrupt,
 }
 
 impl State {
@@ -40,6 +42,7 @@ impl State {
             State::TimedOut => "timed_out",
             State::Failed => "failed",
             State::Lost => "lost",
+            State::Corrupt => "corrupt",
         }
     }
 
@@ -52,6 +55,7 @@ impl State {
             State::TimedOut,
             State::Failed,
             State::Lost,
+            State::Corrupt,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)

@@ -228,13 +228,15 @@ impl Store {
             if let Some(secrets) = secrets {
                 write_json(&dir.join(SECRETS_FILE), secrets, 0o600)?;
             }
-            // The definition last but one: job.json is what makes the job visible.
-            write_json(&dir.join(JOB_FILE), spec, 0o600)?;
+            // The definition last: job.json is what makes the job visible,
+            // so a visible job always has its state (a creation killed
+            // before this leaves a leftover that gc removes).
             write_json(
                 &dir.join(STATE_FILE),
                 &JobStatus::created(spec.created_at_ms),
                 0o600,
-            )
+            )?;
+            write_json(&dir.join(JOB_FILE), spec, 0o600)
         })();
         if filled.is_err() {
             let _ = fs::remove_dir_all(&dir);
@@ -375,6 +377,11 @@ impl Store {
 
     /// Removes a finished job's directory, and its cgroups should a dead
     /// supervisor have left them behind (they are empty by then).
+    ///
+    /// The directory is first renamed out of the store's namespace (one
+    /// atomic step), so that of several callers deleting the same job
+    /// exactly one does it and the others learn the job is gone
+    /// (`NotFound`), and a reader never meets a half-removed job.
     pub fn delete(&self, id: &str) -> StoreResult<()> {
         if let Ok(layout) = crate::sandbox::cgroup::Layout::detect() {
             let cgroup = crate::sandbox::cgroup::JobCgroup::reattach(&layout, id);
@@ -383,9 +390,77 @@ impl Store {
             }
         }
         let dir = self.job_dir(id);
-        fs::remove_dir_all(&dir).map_err(|e| StoreError::io("write", &dir, e))
+        let trash = self
+            .root
+            .join(format!("{DELETING}{id}.{}", std::process::id()));
+        match fs::rename(&dir, &trash) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound {
+                    prefix: id.to_string(),
+                    root: self.root.clone(),
+                })
+            }
+            Err(e) => return Err(StoreError::io("write", &dir, e)),
+        }
+        fs::remove_dir_all(&trash).map_err(|e| StoreError::io("write", &trash, e))
+    }
+
+    /// Whether a job's cgroup still holds processes (its job runs, whatever
+    /// its record says).
+    pub fn cgroup_populated(&self, id: &str) -> bool {
+        crate::sandbox::cgroup::Layout::detect().is_ok_and(|layout| {
+            let cgroup = crate::sandbox::cgroup::JobCgroup::reattach(&layout, id);
+            cgroup.v2_dir().is_dir() && cgroup.populated()
+        })
+    }
+
+    /// What is in the store besides whole jobs: directories of jobs whose
+    /// creation never finished (only `start.lock` or a temporary record,
+    /// left by a caller killed in its first milliseconds), and removals a
+    /// crash interrupted. Each with its age in milliseconds.
+    pub fn leftovers(&self) -> StoreResult<Vec<(PathBuf, u64)>> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::io("read", &self.root, e)),
+        };
+        let now = std::time::SystemTime::now();
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let half_made =
+                name.len() == 32 && is_valid_prefix(&name) && !e.path().join(JOB_FILE).exists();
+            if !(half_made || name.starts_with(DELETING)) {
+                continue;
+            }
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if !meta.is_dir() {
+                continue;
+            }
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .map_or(0, |d| d.as_millis() as u64);
+            out.push((e.path(), age));
+        }
+        Ok(out)
+    }
+
+    /// Removes one of [`Self::leftovers`].
+    pub fn remove_leftover(&self, path: &Path) -> StoreResult<()> {
+        match fs::remove_dir_all(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io("write", path, e)),
+            _ => Ok(()),
+        }
     }
 }
+
+/// The prefix of a job directory being removed (never a job id).
+const DELETING: &str = ".deleting-";
 
 /// Largest record read: a job's definition with its whole environment fits
 /// many times over; anything bigger was not written by us.

@@ -1,0 +1,167 @@
+//! The job store under damage and races: records that cannot be read are
+//! shown, never silently dropped; what an interrupted creation or removal
+//! left is collected; concurrent deletes and collections agree.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn run_true(env: &Env) -> String {
+    job_id(&env.ok(&["run", "--", "true"]))
+}
+
+/// A record that cannot be read (not JSON, a wrong-typed field, a state
+/// that is not JSON) is listed as `corrupt` with the reason, counted as
+/// skipped when a filter asks for what it lost, and can be deleted.
+#[test]
+fn a_damaged_record_is_listed_and_can_be_deleted() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let good = run_true(&env);
+    let bad_state = run_true(&env);
+    let bad_type = run_true(&env);
+    let root = env.root();
+    std::fs::write(root.join(&bad_state).join("state.json"), "{").unwrap();
+    let job = root.join(&bad_type).join("job.json");
+    let text = std::fs::read_to_string(&job).unwrap();
+    let wrong = text.replacen("\"argv\":[", "\"argv\":5,\"x\":[", 1);
+    assert_ne!(wrong, text);
+    std::fs::write(&job, wrong).unwrap();
+
+    let v = env.ok(&["list"]);
+    assert_eq!(v["count"], 3, "{v:#}");
+    let corrupt: Vec<&serde_json::Value> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["state"] == "corrupt")
+        .collect();
+    assert_eq!(corrupt.len(), 2, "{v:#}");
+    for j in &corrupt {
+        assert!(!j["reason"].as_str().unwrap().is_empty(), "{j}");
+    }
+    let v = env.ok(&["list", "--tag", "nope"]);
+    assert_eq!(
+        (v["count"].as_u64(), v["skipped"].as_u64()),
+        (Some(0), Some(2)),
+        "{v:#}"
+    );
+    let v = env.ok(&["list", "--state", "corrupt"]);
+    assert_eq!(v["count"], 2, "{v:#}");
+    let v = env.ok(&["gc", "--older-than", "1ms"]);
+    assert_eq!(
+        v["skipped"], 2,
+        "gc leaves them to delete, and says so: {v:#}"
+    );
+
+    for id in [&bad_state, &bad_type] {
+        env.ok(&["delete", id]);
+    }
+    let v = env.ok(&["list"]);
+    assert_eq!(v["count"], 0, "the good one went to gc: {v:#}");
+    assert!(!root.join(&good).exists());
+}
+
+/// What a creation killed in its first milliseconds leaves (a directory
+/// with only `start.lock` or a temporary record), and a removal killed
+/// half-way, are invisible to `list` and removed by `gc` once a minute
+/// old; a younger one may be a creation under way and is left.
+#[test]
+fn what_an_interrupted_creation_left_is_collected() {
+    let env = Env::new();
+    let root = env.root();
+    std::fs::create_dir_all(&root).unwrap();
+    let old_lock = root.join("0123456789abcdef0123456789abcdef");
+    let old_tmp = root.join("fedcba9876543210fedcba9876543210");
+    let old_deleting = root.join(".deleting-00112233445566778899aabbccddeeff.1");
+    let young = root.join("00000000000000000000000000000001");
+    for (dir, file) in [
+        (&old_lock, "start.lock"),
+        (&old_tmp, "job.json.tmp.123"),
+        (&old_deleting, "stdout.log"),
+        (&young, "start.lock"),
+    ] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(file), "x").unwrap();
+    }
+    for dir in [&old_lock, &old_tmp, &old_deleting] {
+        let status = std::process::Command::new("touch")
+            .args(["-d", "2 minutes ago"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let v = env.ok(&["list"]);
+    assert_eq!(
+        (v["count"].as_u64(), v["skipped"].as_u64()),
+        (Some(0), Some(0)),
+        "{v:#}"
+    );
+    let v = env.ok(&["gc", "--dry-run"]);
+    assert!(old_lock.exists(), "--dry-run changes nothing");
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 3, "{v:#}");
+    env.ok(&["gc"]);
+    for gone in [&old_lock, &old_tmp, &old_deleting] {
+        assert!(!gone.exists(), "{}", gone.display());
+    }
+    assert!(young.exists());
+}
+
+/// Four `delete` of one job at once: exactly one removes it, the others
+/// learn it is gone (`job_not_found`); two `gc` at once both succeed and
+/// together remove every job once.
+#[test]
+fn concurrent_deletes_and_collections_agree() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let id = run_true(&env);
+    let spawn = |args: &[&str]| {
+        env.cmd(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = (0..4).map(|_| spawn(&["delete", &id])).collect();
+    let mut codes: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let (_, v) = parse_one(&c.wait_with_output().unwrap());
+            if v["ok"] == true {
+                "ok".to_string()
+            } else {
+                v["error"]["code"].as_str().unwrap().to_string()
+            }
+        })
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        ["job_not_found", "job_not_found", "job_not_found", "ok"]
+    );
+
+    let ids: Vec<String> = (0..12).map(|_| run_true(&env)).collect();
+    let gcs: Vec<_> = (0..2)
+        .map(|_| spawn(&["gc", "--older-than", "1ms"]))
+        .collect();
+    let mut deleted = 0;
+    for c in gcs {
+        let (code, v) = parse_one(&c.wait_with_output().unwrap());
+        assert_eq!(
+            (code, &v["ok"]),
+            (0, &serde_json::Value::Bool(true)),
+            "{v:#}"
+        );
+        deleted += v["deleted"].as_u64().unwrap();
+    }
+    assert_eq!(deleted, ids.len() as u64);
+    assert!(ids
+        .iter()
+        .all(|id| !Path::new(&env.root()).join(id).exists()));
+}
