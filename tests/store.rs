@@ -165,3 +165,35 @@ fn concurrent_deletes_and_collections_agree() {
         .iter()
         .all(|id| !Path::new(&env.root()).join(id).exists()));
 }
+
+/// Retention by count and by size: `gc --max-jobs N` keeps the newest N
+/// finished jobs, `--max-bytes` the newest that fit, whatever their age;
+/// each removal says why.
+#[test]
+fn gc_keeps_the_newest_jobs_within_a_count_or_a_size() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            let line = format!("head -c {} /dev/zero", 100_000 * (i + 1));
+            job_id(&env.ok(&["run", "--", "sh", "-c", &line]))
+        })
+        .collect();
+    let v = env.ok(&["gc", "--max-jobs", "3", "--dry-run"]);
+    let doomed: Vec<&str> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(doomed, [ids[1].as_str(), ids[0].as_str()], "{v:#}");
+    assert_eq!(v["jobs"][0]["reason"], "beyond --max-jobs");
+    // The newest (500 KB) and the one before (400 KB) fit in 1 MB.
+    let v = env.ok(&["gc", "--max-bytes", "1000000"]);
+    assert_eq!(v["deleted"], 3, "{v:#}");
+    let left = env.job_ids();
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&ids[4]) && left.contains(&ids[3]));
+}

@@ -269,6 +269,12 @@ pub struct GcArgs {
     /// Retention window (default 30d).
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub older_than: Option<String>,
+    /// Keep at most this many finished jobs (the newest); older ones go too.
+    #[arg(long, value_name = "N")]
+    pub max_jobs: Option<usize>,
+    /// Keep at most this much of finished jobs' records and logs (the newest).
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub max_bytes: Option<String>,
     /// Report what would be removed without removing it.
     #[arg(long)]
     pub dry_run: bool,

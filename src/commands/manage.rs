@@ -222,6 +222,13 @@ pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {
     let older_than = args.older_than.clone().unwrap_or_else(|| "30d".into());
     let window = duration("--older-than", &older_than)?.as_millis() as u64;
     let cutoff = now_ms().saturating_sub(window);
+    let max_jobs = args.max_jobs;
+    let max_bytes = args
+        .max_bytes
+        .as_deref()
+        .map(|s| super::request::size("--max-bytes", s))
+        .transpose()?;
+    let (mut kept_jobs, mut kept_bytes) = (0usize, 0u64);
     let mut entries = Vec::new();
     let (mut deleted, mut skipped, mut freed) = (0, 0, 0);
     let (jobs, damaged) = load_all(store)?;
@@ -279,11 +286,24 @@ pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {
             });
             continue;
         }
+        // Newest first: a job goes when it is older than the window, or
+        // when the newer ones kept already fill --max-jobs or --max-bytes.
         let finished = status.finished_at_ms.unwrap_or(status.updated_at_ms);
-        if finished > cutoff {
-            continue; // within the retention window: not a candidate, not reported
-        }
         let bytes = dir_size(&store.job_dir(&id));
+        let why = if finished <= cutoff {
+            Some(format!("finished over {older_than} ago"))
+        } else if max_jobs.is_some_and(|m| kept_jobs >= m) {
+            Some("beyond --max-jobs".to_string())
+        } else if max_bytes.is_some_and(|m| kept_bytes + bytes > m) {
+            Some("beyond --max-bytes".to_string())
+        } else {
+            None
+        };
+        let Some(why) = why else {
+            kept_jobs += 1;
+            kept_bytes += bytes;
+            continue; // kept: not a candidate, not reported
+        };
         let action = if args.dry_run {
             "would_delete"
         } else {
@@ -300,7 +320,7 @@ pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {
             job_id: id,
             state: status.state,
             action: action.into(),
-            reason: None,
+            reason: Some(why),
             bytes,
         });
     }
@@ -318,15 +338,21 @@ pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {
     }))
 }
 
+/// What a job takes on disk: its files, and those of its directories
+/// (`files/`, `tmp/`), never through a link.
 fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
+    fn walk(dir: &Path, depth: u32) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() && depth < 64 => walk(&e.path(), depth + 1),
+                Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+                _ => 0,
+            })
+            .sum()
+    }
+    walk(dir, 0)
 }
