@@ -126,3 +126,83 @@ fn wait_notices_a_dying_supervisor_without_polling() {
     assert_eq!(w["state"], "lost");
     assert!(processes_matching("1000.5252").is_empty());
 }
+
+/// A job whose supervisor died long ago: `gc --dry-run` shows it due and
+/// changes nothing (neither its record nor what it left running); the
+/// reader that records it lost dates its end to when it was last known
+/// alive, not to now, so gc does not keep it another retention window.
+#[test]
+fn a_long_dead_supervisor_is_dated_by_its_last_sign_of_life() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let marker = "1000.5161";
+    let v = env.ok(&[
+        "run",
+        "--no-wait",
+        "--policy",
+        "permissive",
+        "--",
+        "sh",
+        "-c",
+        &format!("sleep {marker} & sleep {marker} & wait"),
+    ]);
+    let id = job_id(&v);
+    let sup = v["supervisor_pid"].as_i64().unwrap() as i32;
+    eventually("the job's children are up", Duration::from_secs(5), || {
+        processes_matching(marker).len() >= 2
+    });
+    // SAFETY: killing the supervisor this test started.
+    unsafe { libc::kill(sup, libc::SIGKILL) };
+    eventually("the supervisor is gone", Duration::from_secs(5), || {
+        !std::path::Path::new(&format!("/proc/{sup}/cmdline")).exists()
+            || std::fs::read_to_string(format!("/proc/{sup}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true)
+    });
+    // Its last signs of life, two hours ago.
+    let dir = env.root().join(&id);
+    let state_path = dir.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let then = now - 2 * 3600 * 1000;
+    state["updated_at_ms"] = then.into();
+    state["started_at_ms"] = then.into();
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    for log in ["stdout.log", "stderr.log"] {
+        let ok = std::process::Command::new("touch")
+            .args(["-d", "2 hours ago"])
+            .arg(dir.join(log))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let before = std::fs::read(&state_path).unwrap();
+    let v = env.ok(&["gc", "--dry-run", "--older-than", "1h"]);
+    let entry = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(entry["action"], "would_delete", "{v:#}");
+    assert_eq!(entry["state"], "lost", "{v:#}");
+    assert_eq!(
+        std::fs::read(&state_path).unwrap(),
+        before,
+        "--dry-run wrote"
+    );
+    assert_eq!(processes_matching(marker).len(), 2, "--dry-run killed");
+    // Recorded lost now: due at once, and what it left is killed.
+    let v = env.ok(&["gc", "--older-than", "1h"]);
+    assert_eq!(v["deleted"], 1, "{v:#}");
+    eventually("what it left is killed", Duration::from_secs(5), || {
+        processes_matching(marker).is_empty()
+    });
+}

@@ -26,7 +26,10 @@ type Jobs = Vec<(JobSpec, JobStatus)>;
 
 /// Every readable job, with non-terminal ones checked for a dead
 /// supervisor, and the jobs whose records cannot be read.
-fn load_all(store: &Store) -> Result<(Jobs, Vec<Damaged>), AppError> {
+///
+/// With `settle`, a job whose supervisor died is recorded `lost` (and what
+/// it left is killed); without (`gc --dry-run`), it is only shown so.
+fn load_all(store: &Store, settle: bool) -> Result<(Jobs, Vec<Damaged>), AppError> {
     let mut jobs = Vec::new();
     let mut damaged = Vec::new();
     for id in store.ids()? {
@@ -62,8 +65,18 @@ fn load_all(store: &Store) -> Result<(Jobs, Vec<Damaged>), AppError> {
                 continue;
             }
         };
-        let status = reconcile(store, &id, status)
-            .unwrap_or_else(|_| JobStatus::created(spec.created_at_ms));
+        let status = if settle {
+            reconcile(store, &id, status).unwrap_or_else(|_| JobStatus::created(spec.created_at_ms))
+        } else if crate::job::liveness::supervisor_gone(store, &id, &status) {
+            let mut shown = status.clone();
+            shown.state = State::Lost;
+            shown.finished_at_ms = Some(crate::job::liveness::last_known_alive_ms(
+                store, &id, &status,
+            ));
+            shown
+        } else {
+            status
+        };
         jobs.push((spec, status));
     }
     jobs.sort_by(|a, b| {
@@ -111,7 +124,7 @@ pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
         ),
         None => None,
     };
-    let (all, damaged) = load_all(store)?;
+    let (all, damaged) = load_all(store, true)?;
     let mut jobs: Vec<JobSummary> = all
         .into_iter()
         .filter(|(spec, status)| {
@@ -231,7 +244,7 @@ pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {
     let (mut kept_jobs, mut kept_bytes) = (0usize, 0u64);
     let mut entries = Vec::new();
     let (mut deleted, mut skipped, mut freed) = (0, 0, 0);
-    let (jobs, damaged) = load_all(store)?;
+    let (jobs, damaged) = load_all(store, !args.dry_run)?;
     // What a creation killed in its first milliseconds, or a removal killed
     // half-way, left behind: gone after a minute (a creation takes
     // milliseconds; one younger may be under way).

@@ -62,24 +62,9 @@ pub fn supervisor_of(store: &Store, id: &str, status: &JobStatus) -> Option<Proc
 /// Checks a non-terminal job's supervisor; if it is gone, cleans up and records `lost`.
 /// Returns the (possibly updated) status.
 pub fn reconcile(store: &Store, id: &str, status: JobStatus) -> StoreResult<JobStatus> {
-    if status.state.is_terminal() {
+    if !supervisor_gone(store, id, &status) {
         return Ok(status);
     }
-    if status.state == State::Created && !store.has_start_lock(id) {
-        return Ok(status); // never started: nothing supervises it, by design
-    }
-    match supervisor_of(store, id, &status) {
-        Some(sup) if is_alive(&sup) => return Ok(status),
-        Some(_) => {}
-        None => {
-            // Claimed but no supervisor recorded yet: normal for a few ms.
-            let claimed_at = store.start_claimed_at_ms(id).unwrap_or(0);
-            if now_ms().saturating_sub(claimed_at) < UNRECORDED_START_GRACE_MS {
-                return Ok(status);
-            }
-        }
-    }
-    // The supervisor may have written its final state just before dying.
     let latest = store.read_status(id)?;
     if latest.state.is_terminal() {
         return Ok(latest);
@@ -87,7 +72,42 @@ pub fn reconcile(store: &Store, id: &str, status: JobStatus) -> StoreResult<JobS
     Ok(mark_lost(store, id, latest))
 }
 
-/// Kills whatever the job left in its cgroup, removes the cgroup, records `lost`.
+/// Whether `status` is of a job that should be running and whose
+/// supervisor is gone (what [`reconcile`] would mark lost), changing
+/// nothing: for `gc --dry-run`.
+pub fn supervisor_gone(store: &Store, id: &str, status: &JobStatus) -> bool {
+    if status.state.is_terminal() {
+        return false;
+    }
+    if status.state == State::Created && !store.has_start_lock(id) {
+        return false; // never started: nothing supervises it, by design
+    }
+    match supervisor_of(store, id, status) {
+        Some(sup) => !is_alive(&sup),
+        None => {
+            let claimed_at = store.start_claimed_at_ms(id).unwrap_or(0);
+            now_ms().saturating_sub(claimed_at) >= UNRECORDED_START_GRACE_MS
+        }
+    }
+}
+
+/// When a job whose supervisor died was last known alive: its last state
+/// record, or the last output its supervisor stored, whichever is later.
+/// A job found long after is not "finished now", which would keep it
+/// another retention window.
+pub fn last_known_alive_ms(store: &Store, id: &str, status: &JobStatus) -> u64 {
+    let dir = store.job_dir(id);
+    ["stdout.log", "stderr.log"]
+        .iter()
+        .filter_map(|log| fs::metadata(dir.join(log)).ok()?.modified().ok())
+        .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .chain([status.updated_at_ms, status.started_at_ms.unwrap_or(0)])
+        .max()
+        .unwrap_or(0)
+        .min(now_ms())
+}
+
 pub fn mark_lost(store: &Store, id: &str, mut status: JobStatus) -> JobStatus {
     let mut killed = 0;
     if let Ok(layout) = Layout::detect() {
@@ -100,20 +120,24 @@ pub fn mark_lost(store: &Store, id: &str, mut status: JobStatus) -> JobStatus {
         }
     }
     let now = now_ms();
+    let last_alive = last_known_alive_ms(store, id, &status);
     let sup = status
         .supervisor
         .map(|s| format!(" (pid {})", s.pid))
         .unwrap_or_default();
     status.state = State::Lost;
     status.updated_at_ms = now;
-    status.finished_at_ms = Some(now);
+    status.finished_at_ms = Some(last_alive);
     status.outcome = Some(Outcome {
         result: ResultKind::Lost,
         exit_code: None,
         signal: None,
         timed_out: false,
         oom_killed: false,
-        duration_ms: status.started_at_ms.map(|s| now.saturating_sub(s)).unwrap_or(0),
+        duration_ms: status
+            .started_at_ms
+            .map(|s| last_alive.saturating_sub(s))
+            .unwrap_or(0),
         resources: super::model::Resources {
             leftover_processes_killed: killed,
             ..Default::default()
@@ -121,7 +145,8 @@ pub fn mark_lost(store: &Store, id: &str, mut status: JobStatus) -> JobStatus {
         stdout: Default::default(),
         stderr: Default::default(),
         message: Some(format!(
-            "the supervisor{sup} died without recording a result; {killed} process(es) left in the job's cgroup were killed"
+            "the supervisor{sup} died without recording a result (last known alive at {}); {killed} process(es) left in the job's cgroup were killed",
+            crate::timefmt::rfc3339(last_alive)
         )),
         sandbox_unavailable: false,
         denials: Vec::new(),
