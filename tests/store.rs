@@ -197,3 +197,32 @@ fn gc_keeps_the_newest_jobs_within_a_count_or_a_size() {
     assert_eq!(left.len(), 2);
     assert!(left.contains(&ids[4]) && left.contains(&ids[3]));
 }
+
+/// A `wait` or `status` racing the job's removal learns the job is gone
+/// (`job_not_found`), never an I/O error.
+#[test]
+fn a_reader_racing_a_removal_learns_the_job_is_gone() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    for _ in 0..20 {
+        let id = run_true(&env);
+        let readers: Vec<_> = (0..3)
+            .map(|i| {
+                let cmd = if i == 0 { "wait" } else { "status" };
+                env.cmd(&[cmd, &id])
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        env.ok(&["delete", &id]);
+        for r in readers {
+            let (_, v) = parse_one(&r.wait_with_output().unwrap());
+            if v["ok"] == false {
+                assert_eq!(v["error"]["code"], "job_not_found", "{v:#}");
+            }
+        }
+    }
+}

@@ -37,6 +37,7 @@ fn load_all(store: &Store, settle: bool) -> Result<(Jobs, Vec<Damaged>), AppErro
             Ok(spec) => spec,
             // Not there: being created or deleted right now, or a creation
             // that never finished (a leftover, which gc removes).
+            Err(StoreError::NotFound { .. }) => continue,
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 continue
             }
@@ -51,6 +52,7 @@ fn load_all(store: &Store, settle: bool) -> Result<(Jobs, Vec<Damaged>), AppErro
         let status = match store.read_status(&id) {
             Ok(status) => status,
             // Deleted since job.json was read: gone, not damaged.
+            Err(StoreError::NotFound { .. }) => continue,
             Err(StoreError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound
                     && store.read_spec(&id).is_err() =>

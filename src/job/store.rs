@@ -293,11 +293,27 @@ impl Store {
     }
 
     pub fn read_spec(&self, id: &str) -> StoreResult<JobSpec> {
-        read_json(&self.job_dir(id).join(JOB_FILE))
+        self.gone_if_deleted(id, read_json(&self.job_dir(id).join(JOB_FILE)))
     }
 
     pub fn read_status(&self, id: &str) -> StoreResult<JobStatus> {
-        read_json(&self.job_dir(id).join(STATE_FILE))
+        self.gone_if_deleted(id, read_json(&self.job_dir(id).join(STATE_FILE)))
+    }
+
+    /// A record missing because its job was deleted meanwhile (by `delete`
+    /// or `gc` racing this reader) is a job not found, not an I/O error.
+    fn gone_if_deleted<T>(&self, id: &str, read: StoreResult<T>) -> StoreResult<T> {
+        match read {
+            Err(StoreError::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound && !self.job_dir(id).exists() =>
+            {
+                Err(StoreError::NotFound {
+                    prefix: id.to_string(),
+                    root: self.root.clone(),
+                })
+            }
+            other => other,
+        }
     }
 
     /// Replaces `state.json` atomically. On a full disk the temporary copy
