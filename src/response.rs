@@ -568,7 +568,33 @@ pub enum AnyResponse {
     PolicyList(PolicyListResponse),
     Policy(PolicyResponse),
     Doctor(DoctorResponse),
+    OrphanKill(OrphanKillResponse),
     Error(ErrorResponse),
+}
+
+/// `kill` of a job whose record is gone (its directory was removed) but
+/// whose cgroup still holds processes: killed through the cgroup.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct OrphanKillResponse {
+    pub schema_version: SchemaVersion,
+    pub ok: Const<true>,
+    #[serde(rename = "type")]
+    pub kind: OrphanKillType,
+    pub job_id: String,
+    /// Always `lost`: its record is gone.
+    pub state: State,
+    pub signal_sent: Option<String>,
+    /// Processes the cgroup held when the signal was sent.
+    pub processes: u64,
+    /// Whether the cgroup is empty now.
+    pub ended: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrphanKillType {
+    Kill,
 }
 
 /// The JSON Schema document of every response.

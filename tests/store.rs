@@ -226,3 +226,30 @@ fn a_reader_racing_a_removal_learns_the_job_is_gone() {
         }
     }
 }
+
+/// A running job whose directory was removed (by hand, by a tool that
+/// cleans the store) is still killed by `kill ID`, through its cgroup, and
+/// its cgroup goes; without the cgroup, the answer is `job_not_found`.
+#[test]
+fn a_running_job_without_its_directory_is_still_killed() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let v = env.ok(&["run", "--no-wait", "--", "sleep", "1000.5171"]);
+    let id = job_id(&v);
+    eventually("the job runs", std::time::Duration::from_secs(5), || {
+        !processes_matching("1000.5171").is_empty()
+    });
+    std::fs::remove_dir_all(env.root().join(&id)).unwrap();
+    let v = env.ok(&["kill", "--grace", "1", &id]);
+    assert_eq!(v["type"], "kill", "{v:#}");
+    assert_eq!(v["state"], "lost", "{v:#}");
+    assert_eq!(v["ended"], true, "{v:#}");
+    assert!(v["processes"].as_u64().unwrap() >= 1, "{v:#}");
+    eventually("the job is gone", std::time::Duration::from_secs(5), || {
+        processes_matching("1000.5171").is_empty()
+    });
+    assert_cgroups_removed(&id);
+    env.err(&["kill", &id], "job_not_found");
+}

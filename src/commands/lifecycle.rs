@@ -269,7 +269,17 @@ pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
         Some(g) => duration("--grace", g)?,
         None => DEFAULT_GRACE,
     };
-    let id = store.resolve(&args.job_id)?;
+    let id = match store.resolve(&args.job_id) {
+        Ok(id) => id,
+        // Its record is gone; the job may still run, and is still killed.
+        Err(e @ crate::job::store::StoreError::NotFound { .. }) => {
+            return match kill_orphan(&args.job_id, signal, grace) {
+                Some(reply) => Ok(reply),
+                None => Err(e.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     let spec = store.read_spec(&id)?;
     let status = reconcile(store, &id, store.read_status(&id)?)?;
     let budget = ExcerptBudget {
@@ -334,6 +344,46 @@ pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
     }
     response.signal_sent = sent;
     Ok(Reply::json(&response))
+}
+
+/// Kills, through its cgroup, a job whose record was removed while it ran
+/// (named by its full id): `signal` to every process, then the whole
+/// cgroup after `grace`. `None` when no such cgroup holds processes.
+fn kill_orphan(id: &str, signal: nix::sys::signal::Signal, grace: Duration) -> Option<Reply> {
+    use crate::sandbox::cgroup::{JobCgroup, Layout};
+    let full_id = id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    if !full_id {
+        return None;
+    }
+    let layout = Layout::detect().ok()?;
+    let cgroup = JobCgroup::reattach(&layout, id);
+    if !(cgroup.v2_dir().is_dir() && cgroup.populated()) {
+        return None;
+    }
+    let processes = cgroup.signal_all(signal) as u64;
+    if !cgroup.wait_empty(grace) {
+        cgroup.kill_all();
+    }
+    let ended = cgroup.wait_empty(Duration::from_secs(5));
+    if ended {
+        cgroup.remove();
+    }
+    Some(Reply::json(&crate::response::OrphanKillResponse {
+        schema_version: crate::response::SchemaVersion,
+        ok: crate::response::Const,
+        kind: crate::response::OrphanKillType::Kill,
+        job_id: id.to_string(),
+        state: State::Lost,
+        signal_sent: Some(signal.as_str().to_string()),
+        processes,
+        ended,
+        message: "the job's record is gone (its directory was removed); its processes were \
+                  signalled through its cgroup"
+            .to_string(),
+    }))
 }
 
 /// How long to observe: `--until`, `--forever` (None), or the command's default.
