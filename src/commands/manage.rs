@@ -33,37 +33,20 @@ fn load_all(store: &Store, settle: bool) -> Result<(Jobs, Vec<Damaged>), AppErro
     let mut jobs = Vec::new();
     let mut damaged = Vec::new();
     for id in store.ids()? {
-        let spec = match store.read_spec(&id) {
-            Ok(spec) => spec,
-            // Not there: being created or deleted right now, or a creation
-            // that never finished (a leftover, which gc removes).
-            Err(StoreError::NotFound { .. }) => continue,
-            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                continue
-            }
-            Err(e) => {
-                damaged.push(Damaged {
-                    id,
-                    reason: e.to_string(),
-                });
-                continue;
-            }
+        // A job not (or no longer) there is skipped: being created or
+        // deleted right now, or a creation that never finished (a leftover,
+        // which gc removes). A visible job without its state is damaged.
+        let read = match (
+            readable(store.read_spec(&id), true),
+            readable(store.read_status(&id), false),
+        ) {
+            (None, _) | (_, None) => continue,
+            (Some(spec), Some(status)) => spec.and_then(|spec| Ok((spec, status?))),
         };
-        let status = match store.read_status(&id) {
-            Ok(status) => status,
-            // Deleted since job.json was read: gone, not damaged.
-            Err(StoreError::NotFound { .. }) => continue,
-            Err(StoreError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound
-                    && store.read_spec(&id).is_err() =>
-            {
-                continue
-            }
-            Err(e) => {
-                damaged.push(Damaged {
-                    id,
-                    reason: e.to_string(),
-                });
+        let (spec, status) = match read {
+            Ok(record) => record,
+            Err(reason) => {
+                damaged.push(Damaged { id, reason });
                 continue;
             }
         };
@@ -88,6 +71,22 @@ fn load_all(store: &Store, settle: bool) -> Result<(Jobs, Vec<Damaged>), AppErro
     });
     damaged.sort_by(|a, b| a.id.cmp(&b.id));
     Ok((jobs, damaged))
+}
+
+/// A record as `load_all` reads it: `None` when its job is not (or no
+/// longer) there (with `missing_is_gone`, also when the file alone is
+/// missing), else the record or why it cannot be read.
+fn readable<T>(read: Result<T, StoreError>, missing_is_gone: bool) -> Option<Result<T, String>> {
+    match read {
+        Ok(record) => Some(Ok(record)),
+        Err(StoreError::NotFound { .. }) => None,
+        Err(StoreError::Io { source, .. })
+            if missing_is_gone && source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            None
+        }
+        Err(e) => Some(Err(e.to_string())),
+    }
 }
 
 /// A damaged job as `list` shows it.

@@ -348,43 +348,25 @@ fn send_descriptor(channel: std::os::fd::RawFd, fd: std::os::fd::RawFd) -> Resul
 
 /// Parent side: the descriptor the child sent with [`hand_over_proxy_listener`],
 /// if it sent one (non-blocking: it was sent before the exec we waited for).
+/// The parent may allocate, so nix does the message here.
 pub fn receive_descriptor(channel: std::os::fd::RawFd) -> Option<OwnedFd> {
-    const SPACE: usize = 64;
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut byte = [0u8];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut control = [0u8; SPACE];
-    // SAFETY: msghdr is plain data; we fill the fields recvmsg reads.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = SPACE as _;
-    // SAFETY: msg points at live buffers for the duration of the call.
-    let got = unsafe {
-        libc::recvmsg(
-            channel,
-            &mut msg,
-            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
-        )
-    };
-    if got != 1 {
-        return None;
-    }
-    // SAFETY: the kernel filled msg_control; we walk it with the CMSG macros.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null()
-            || (*cmsg).cmsg_level != libc::SOL_SOCKET
-            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
-        {
-            return None;
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-        (fd >= 0).then(|| OwnedFd::from_raw_fd(fd))
-    }
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(std::os::fd::RawFd);
+    let msg = recvmsg::<()>(
+        channel,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    let fd = msg.cmsgs().ok()?.find_map(|c| match c {
+        ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+        _ => None,
+    })?;
+    // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Child side, as pid 1 of a new pid namespace: no memfd of the namespace

@@ -159,20 +159,18 @@ impl Ledger {
                             .min_by_key(|&i| moved(&e.order[i].counters))
                     })
                     .flatten();
+                let counters = Arc::<Counters>::default();
+                let entry = Entry {
+                    host: host.to_string(),
+                    port,
+                    allowed,
+                    address,
+                    reason,
+                    hint,
+                    counters: counters.clone(),
+                };
                 if let Some(i) = evict {
-                    let counters = Arc::<Counters>::default();
-                    let old = std::mem::replace(
-                        &mut e.order[i],
-                        Entry {
-                            host: host.to_string(),
-                            port,
-                            allowed,
-                            address,
-                            reason,
-                            hint,
-                            counters: counters.clone(),
-                        },
-                    );
+                    let old = std::mem::replace(&mut e.order[i], entry);
                     e.index.remove(&(old.host, old.port, old.allowed));
                     e.index.insert(key, i);
                     e.evicted.push(old.counters);
@@ -187,18 +185,9 @@ impl Ledger {
                     } else {
                         e.refused += 1;
                     }
-                    let counters = Arc::<Counters>::default();
                     let i = e.order.len();
-                    e.order.push(Entry {
-                        host: host.to_string(),
-                        port,
-                        allowed,
-                        address,
-                        reason,
-                        hint,
-                        counters: counters.clone(),
-                    });
                     e.index.insert(key, i);
+                    e.order.push(entry);
                     counters
                 }
             }

@@ -205,18 +205,16 @@ fn open(
         }
     };
     let fixed = rules.fixed_address(host);
-    let grant = match rules.judge_name(host, port) {
-        Ok(grant) => grant,
+    let grant = match (rules.judge_name(host, port), fixed) {
+        (Ok(grant), _) => grant,
         // A name the policy maps to an address of the host or a private
         // network: no flag may open it, so none is offered.
-        Err(Refusal::NotAllowed | Refusal::Port(_))
-            if fixed.is_some_and(|ip| !net_rules::is_public(ip) || net_rules::is_local(ip)) =>
+        (Err(Refusal::NotAllowed | Refusal::Port(_)), Some(ip))
+            if !net_rules::is_public(ip) || net_rules::is_local(ip) =>
         {
-            return Err(refused(Refusal::PrivateAddress(
-                fixed.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-            )))
+            return Err(refused(Refusal::PrivateAddress(ip)))
         }
-        Err(r) => return Err(refused(r)),
+        (Err(r), _) => return Err(refused(r)),
     };
     let addresses: Vec<SocketAddr> = if let Ok(ip) = host.parse::<IpAddr>() {
         rules.judge_address(ip, grant).map_err(refused)?;
