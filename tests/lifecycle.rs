@@ -103,16 +103,15 @@ fn an_instant_job_is_recorded_whole_without_a_running_state() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
+        // A finished job keeps its records, logs and $JOB_DIR, nothing else.
         assert_eq!(
             names,
             [
                 "files",
                 "job.json",
-                "start.lock",
                 "state.json",
                 "stderr.log",
-                "stdout.log",
-                "tmp"
+                "stdout.log"
             ],
             "{policy}"
         );

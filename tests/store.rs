@@ -253,3 +253,210 @@ fn a_running_job_without_its_directory_is_still_killed() {
     assert_cgroups_removed(&id);
     env.err(&["kill", &id], "job_not_found");
 }
+
+fn ids_in(v: &serde_json::Value) -> Vec<String> {
+    v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The index is how `list` finds jobs, never what it believes over their
+/// records: a record changed behind its back is read again, a store
+/// without an index (as an older version made it) or with a damaged one
+/// gets it rebuilt whole, a job whose row is missing is put back by `gc`,
+/// and a row whose job is gone is dropped.
+#[test]
+fn the_index_is_rebuilt_and_never_believed_over_the_records() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let a = run_true(&env);
+    let b = run_true(&env);
+    let root = env.root();
+    assert!(root.join("index.sqlite").is_file());
+
+    let state = root.join(&a).join("state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(&state, text.replacen("\"exited\"", "\"killed\"", 1)).unwrap();
+    let v = env.ok(&["list"]);
+    assert_eq!(v["jobs"][1]["state"], "killed", "{v:#}");
+    let v = env.ok(&["list", "--state", "exited"]);
+    assert_eq!(ids_in(&v), std::slice::from_ref(&b), "{v:#}");
+
+    let drop_index = || {
+        for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+            let _ = std::fs::remove_file(root.join(f));
+        }
+    };
+    drop_index();
+    let v = env.ok(&["list"]);
+    assert_eq!(ids_in(&v), [b.clone(), a.clone()], "{v:#}");
+    assert!(root.join("index.sqlite").is_file());
+
+    drop_index();
+    std::fs::write(root.join("index.sqlite"), vec![0x5a; 8192]).unwrap();
+    let v = env.ok(&["list"]);
+    assert_eq!(ids_in(&v), [b.clone(), a.clone()], "{v:#}");
+    assert!(root.join("index.sqlite.damaged").is_file());
+
+    // A whole job without its row: a copy of b under another id.
+    let c = "c0ffee00c0ffee00c0ffee00c0ffee00";
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(root.join(&b))
+        .arg(root.join(c))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let job = root.join(c).join("job.json");
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, text.replace(&b, c)).unwrap();
+    assert_eq!(
+        env.ok(&["status", c])["state"],
+        "exited",
+        "its records are the truth"
+    );
+    assert_eq!(env.ok(&["list"])["count"], 2, "not listed before gc");
+    env.ok(&["gc"]);
+    let v = env.ok(&["list"]);
+    assert_eq!(v["count"], 3, "{v:#}");
+    assert_eq!(env.ok(&["status", &c[..8]])["job_id"], c, "found by prefix");
+
+    std::fs::remove_dir_all(root.join(&a)).unwrap();
+    let v = env.ok(&["list"]);
+    assert!(!ids_in(&v).contains(&a), "{v:#}");
+    env.err(&["status", &a[..10]], "job_not_found");
+}
+
+/// After each job its supervisor collects what the config's `[gc]` says
+/// goes (here: all but the newest finished job); with `auto = false`
+/// nothing is collected (the control). A config that cannot be used
+/// names its file, line and column, and nothing runs.
+#[test]
+fn finished_jobs_are_collected_after_jobs_as_the_config_says() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.config_home().join("agent-exec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "[gc]\nauto = false\nmax_jobs = 1\n").unwrap();
+    for _ in 0..3 {
+        run_true(&env);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        env.ok(&["list"])["count"],
+        3,
+        "auto = false collects nothing"
+    );
+
+    std::fs::write(&config, "[gc]\nmax_jobs = 1\n").unwrap();
+    let newest = run_true(&env);
+    eventually(
+        "the supervisor to collect",
+        std::time::Duration::from_secs(10),
+        || ids_in(&env.ok(&["list"])) == [newest.clone()],
+    );
+
+    std::fs::write(&config, "[gc]\nauto = true\nolder_than = \"soon\"\n").unwrap();
+    let v = env.err(&["run", "--", "true"], "invalid_argument");
+    assert_eq!(v["error"]["location"]["line"], 3, "{v:#}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("config.toml"),
+        "{v:#}"
+    );
+    assert_eq!(env.ok(&["list"])["count"], 1, "nothing ran");
+}
+
+/// `run` interrupted by SIGINT, SIGTERM or SIGKILL at random moments of
+/// its first milliseconds (seeded, bounded): afterwards, and once `gc` has
+/// taken what the interrupted creations left, every directory of the
+/// store is a whole job that `status` reads and `list` lists.
+#[test]
+fn signals_at_random_moments_of_run_leave_whole_jobs_or_nothing() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let mut seed: u64 = std::env::var("AGENT_EXEC_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_2022);
+    eprintln!("seed {seed} (AGENT_EXEC_TEST_SEED repeats a run)");
+    let mut next = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    std::fs::create_dir_all(env.root()).unwrap();
+    for _ in 0..60 {
+        let mut child = env
+            .cmd(&["run", "--", "true"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(next(6_000)));
+        let signal = [libc::SIGINT, libc::SIGTERM, libc::SIGKILL][next(3) as usize];
+        // SAFETY: signalling the child this test spawned and has not reaped.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        child.wait().unwrap();
+    }
+    let root = env.root();
+    let entries = || -> Vec<String> {
+        std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with("index.sqlite"))
+            .collect()
+    };
+    // The supervisors already launched finish their `true`.
+    eventually(
+        "every job to end",
+        std::time::Duration::from_secs(20),
+        || env.ok(&["list", "--state", "running"])["count"] == 0,
+    );
+    // What the interrupted creations left, as if found a while later.
+    let mut half_made = 0;
+    for name in entries() {
+        let whole = root.join(&name).join("job.json").is_file();
+        if !whole {
+            half_made += 1;
+            let aged = std::process::Command::new("touch")
+                .args(["-d", "2 minutes ago"])
+                .arg(root.join(&name))
+                .status()
+                .unwrap();
+            assert!(aged.success());
+        }
+    }
+    env.ok(&["gc"]);
+    let mut on_disk = entries();
+    on_disk.sort();
+    for name in &on_disk {
+        let v = env.ok(&["status", name]);
+        assert!(
+            ["created", "exited", "killed", "lost", "failed"]
+                .contains(&v["state"].as_str().unwrap()),
+            "{v:#}"
+        );
+    }
+    let mut listed = ids_in(&env.ok(&["list"]));
+    listed.sort();
+    assert_eq!(listed, on_disk);
+    eprintln!(
+        "{} whole jobs, {half_made} interrupted creations collected",
+        on_disk.len()
+    );
+    assert!(!on_disk.is_empty(), "some runs got as far as a job");
+}

@@ -70,3 +70,17 @@ pub fn policy_error(e: PolicyError) -> AppError {
     }
     err
 }
+
+/// A config file that cannot be used, with its position when it has one.
+pub fn config_error(e: crate::config::ConfigError) -> AppError {
+    let mut err = AppError::invalid(format!("config: {e}"));
+    if e.line > 0 {
+        err.location = Some(Location {
+            file: e.file.to_string_lossy().into_owned(),
+            line: e.line as usize,
+            column: e.column as usize,
+            field: None,
+        });
+    }
+    err
+}

@@ -72,6 +72,18 @@ pub fn start(store: &Store, args: &StartArgs) -> Result<Reply, AppError> {
         ));
     }
     store.claim_start(&id)?;
+    // A finished job no longer holds its claim: one that another `start`
+    // ran to its end between our reading and our claim is not run again.
+    let status = store.read_status(&id)?;
+    if status.state != State::Created {
+        let _ = store.release_start(&id);
+        return Err(invalid_state(
+            &id,
+            status.state,
+            "start",
+            "only created jobs can be started",
+        ));
+    }
     let secrets = if spec.has_secrets {
         store.read_secrets(&id)?
     } else {

@@ -9,11 +9,12 @@ mod pipeline;
 pub mod request;
 mod view;
 
-pub use errors::policy_error;
+pub use errors::{config_error, policy_error};
 
 use serde::Serialize;
 
 use crate::cli::{Cli, Command, PipelineCommand};
+use crate::config::Config;
 use crate::job::store::Store;
 use crate::response::{
     error_response, schema_document, AppError, Const, ErrorCode, SchemaResponse, SchemaType,
@@ -76,7 +77,17 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
         Command::Doctor => return Ok(host::doctor()),
         _ => {}
     }
-    let store = Store::open(Store::default_root(cli.root.as_deref()))?;
+    let mut store = Store::open(Store::default_root(cli.root.as_deref()))?;
+    let launches = matches!(
+        cli.command,
+        Command::Run(_) | Command::Start(_) | Command::Pipeline(PipelineCommand::Run(_))
+    );
+    if launches {
+        let config = Config::load().map_err(config_error)?;
+        if config.gc.auto {
+            store.collect_after_jobs(config.gc.retention().map_err(AppError::invalid)?);
+        }
+    }
     match &cli.command {
         Command::Run(a) => lifecycle::run(&store, a),
         Command::Create(a) => lifecycle::create(&store, a),

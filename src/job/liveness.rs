@@ -8,6 +8,7 @@
 use std::fs;
 use std::os::fd::{FromRawFd, OwnedFd};
 
+use super::index::{Index, Row};
 use super::model::{JobStatus, Outcome, ProcRef, ResultKind, State};
 use super::store::{Store, StoreResult};
 use crate::sandbox::cgroup::{JobCgroup, Layout};
@@ -157,4 +158,43 @@ pub fn mark_lost(store: &Store, id: &str, mut status: JobStatus) -> JobStatus {
     // Nobody will start it again: secrets kept for its start go too.
     let _ = std::fs::remove_file(store.job_dir(id).join(super::store::SECRETS_FILE));
     status
+}
+
+/// The jobs not over yet (created or running in the index), checked
+/// against their records and supervisors, as they are now.
+///
+/// With `write`, a job whose supervisor died is recorded `lost` (and what
+/// it left is killed); without (`gc --dry-run`), it is only shown so. A
+/// state write the index missed (a full disk, a crash) is caught here too:
+/// such a job is still `created` or `running` in its row.
+pub fn settle(
+    store: &Store,
+    index: &Index,
+    write: bool,
+) -> StoreResult<std::collections::HashMap<String, Row>> {
+    let mut now = std::collections::HashMap::new();
+    let rows = index.unsettled().map_err(|e| store.index_error(e))?;
+    for row in rows {
+        let Some(mut row) = store.checked(index, row) else {
+            continue;
+        };
+        if !row.state.is_terminal() {
+            let Ok(status) = store.read_status(&row.id) else {
+                continue;
+            };
+            if write {
+                if reconcile(store, &row.id, status)?.state.is_terminal() {
+                    match store.checked(index, row) {
+                        Some(r) => row = r,
+                        None => continue,
+                    }
+                }
+            } else if supervisor_gone(store, &row.id, &status) {
+                row.state = State::Lost;
+                row.finished_at_ms = Some(last_known_alive_ms(store, &row.id, &status));
+            }
+        }
+        now.insert(row.id.clone(), row);
+    }
+    Ok(now)
 }

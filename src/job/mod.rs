@@ -3,8 +3,10 @@
 
 pub mod define;
 pub mod grants;
+pub mod index;
 pub mod liveness;
 pub mod model;
 pub mod observe;
 pub mod request;
+pub mod retention;
 pub mod store;

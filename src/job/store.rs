@@ -8,9 +8,12 @@
 //!                /stdin.bin      stdin given at create time
 //!                /stdout.log /stderr.log
 //!                /tmp /files     the job's $TMPDIR and $JOB_DIR
+//! <root>/index.sqlite            a row per job (see [`super::index`])
 //! ```
 //! Every write goes to a temporary file first and is renamed into place, so a
-//! full disk or a crash leaves the previous version readable.
+//! full disk or a crash leaves the previous version readable. The records
+//! are the truth; the index is how a listing finds them without reading
+//! every one.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -20,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::index::{self, Index, Row, StateColumns, INDEX_FILE};
 use super::model::{is_valid_prefix, JobSpec, JobStatus, ProcRef, Secrets};
 
 pub const JOB_FILE: &str = "job.json";
@@ -112,10 +116,20 @@ impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// See [`Store::survey`].
+#[derive(Debug, Default)]
+pub struct Survey {
+    pub unindexed: Vec<String>,
+    pub missing: Vec<String>,
+    pub leftovers: Vec<(PathBuf, u64)>,
+}
+
 /// The root directory holding every job.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// What supervisors collect after their job (`config.toml` `[gc]`).
+    auto_collect: Option<super::retention::Retention>,
 }
 
 impl Store {
@@ -164,7 +178,19 @@ impl Store {
             .canonicalize()
             .map_err(|e| StoreError::io("read", &root, e))?;
         check_ownership(&root)?;
-        Ok(Store { root })
+        Ok(Store {
+            root,
+            auto_collect: None,
+        })
+    }
+
+    /// Supervisors of jobs launched through this store collect by `retention` after their job.
+    pub fn collect_after_jobs(&mut self, retention: super::retention::Retention) {
+        self.auto_collect = Some(retention);
+    }
+
+    pub fn auto_collect(&self) -> Option<&super::retention::Retention> {
+        self.auto_collect.as_ref()
     }
 
     pub fn root(&self) -> &Path {
@@ -231,12 +257,15 @@ impl Store {
             // The definition last: job.json is what makes the job visible,
             // so a visible job always has its state (a creation killed
             // before this leaves a leftover that gc removes).
-            write_json(
-                &dir.join(STATE_FILE),
-                &JobStatus::created(spec.created_at_ms),
-                0o600,
-            )?;
-            write_json(&dir.join(JOB_FILE), spec, 0o600)
+            let created = JobStatus::created(spec.created_at_ms);
+            write_json(&dir.join(STATE_FILE), &created, 0o600)?;
+            write_json(&dir.join(JOB_FILE), spec, 0o600)?;
+            // Its row last: the job is listed once it is whole. Should the
+            // row fail, so does the creation (a job nobody could list).
+            let row = Row::of(spec, &created, index::stamp(&dir), 0);
+            self.index()?
+                .put(&row)
+                .map_err(|e| StoreError::io("write", &self.root.join(INDEX_FILE), e))
         })();
         if filled.is_err() {
             let _ = fs::remove_dir_all(&dir);
@@ -260,10 +289,17 @@ impl Store {
             }
             return Err(not_found());
         }
-        let mut matches: Vec<String> = self
-            .ids()?
+        // The index finds the candidates; a store whose index cannot be
+        // opened is still searched, by its directories.
+        let candidates = match self.index_for_reading() {
+            Ok(index) => index
+                .ids_with_prefix(prefix, 64)
+                .map_err(|e| StoreError::io("read", &self.root.join(INDEX_FILE), e))?,
+            Err(_) => self.ids()?,
+        };
+        let mut matches: Vec<String> = candidates
             .into_iter()
-            .filter(|id| id.starts_with(prefix))
+            .filter(|id| id.starts_with(prefix) && self.job_dir(id).join(JOB_FILE).is_file())
             .collect();
         match matches.len() {
             0 => Err(not_found()),
@@ -320,7 +356,35 @@ impl Store {
     /// cannot be made; the state is then rewritten in place, reusing the
     /// blocks of the previous version, so a finished job still records its
     /// result instead of being reported lost.
+    ///
+    /// Then the job's row; should that fail, readers notice the row no
+    /// longer matches the record and read the record.
     pub fn write_status(&self, id: &str, status: &JobStatus) -> StoreResult<()> {
+        self.write_status_file(id, status)?;
+        if let Ok(index) = self.index() {
+            let outcome = status.outcome.as_ref();
+            let _ = index.update_state(
+                id,
+                &StateColumns {
+                    state: status.state,
+                    finished_at_ms: status.finished_at_ms,
+                    updated_at_ms: status.updated_at_ms,
+                    result: outcome.map(|o| o.result),
+                    exit_code: outcome.and_then(|o| o.exit_code),
+                    duration_ms: outcome.map(|o| o.duration_ms),
+                    bytes: if status.state.is_terminal() {
+                        self.kept_bytes(id)
+                    } else {
+                        0
+                    },
+                    stamp: &index::stamp(&self.job_dir(id)),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn write_status_file(&self, id: &str, status: &JobStatus) -> StoreResult<()> {
         let path = self.job_dir(id).join(STATE_FILE);
         match write_json(&path, status, 0o600) {
             Err(e) if matches!(e.os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
@@ -399,8 +463,23 @@ impl Store {
     /// exactly one does it and the others learn the job is gone
     /// (`NotFound`), and a reader never meets a half-removed job.
     pub fn delete(&self, id: &str) -> StoreResult<()> {
-        if let Ok(layout) = crate::sandbox::cgroup::Layout::detect() {
-            let cgroup = crate::sandbox::cgroup::JobCgroup::reattach(&layout, id);
+        let layout = crate::sandbox::cgroup::Layout::detect().ok();
+        self.remove_job(id, layout.as_ref())?;
+        if let Ok(index) = self.index() {
+            let _ = index.remove(id);
+        }
+        Ok(())
+    }
+
+    /// [`Self::delete`] but for the row, which the caller forgets (`gc`
+    /// forgets many at once).
+    pub fn remove_job(
+        &self,
+        id: &str,
+        layout: Option<&crate::sandbox::cgroup::Layout>,
+    ) -> StoreResult<()> {
+        if let Some(layout) = layout {
+            let cgroup = crate::sandbox::cgroup::JobCgroup::reattach(layout, id);
             if cgroup.v2_dir().is_dir() && !cgroup.populated() {
                 cgroup.remove();
             }
@@ -431,23 +510,123 @@ impl Store {
         })
     }
 
-    /// What is in the store besides whole jobs: directories of jobs whose
-    /// creation never finished (only `start.lock` or a temporary record,
-    /// left by a caller killed in its first milliseconds), and removals a
-    /// crash interrupted. Each with its age in milliseconds.
-    pub fn leftovers(&self) -> StoreResult<Vec<(PathBuf, u64)>> {
+    /// The store's index, built from the directories when it is new, of
+    /// another layout, or damaged.
+    pub fn index(&self) -> StoreResult<Index> {
+        Index::open(&self.root, &|| self.rows_from_directories())
+            .map_err(|e| StoreError::io("write", &self.root.join(INDEX_FILE), e))
+    }
+
+    /// The index to read: the store's, else (a store that cannot take a
+    /// write: read-only, or its disk full) one built in memory from the
+    /// directories, so that what the store holds can still be listed.
+    pub fn index_for_reading(&self) -> StoreResult<Index> {
+        self.index().or_else(|e| {
+            eprintln!("agent-exec: {e}; reading every job's record instead");
+            Index::in_memory(&|| self.rows_from_directories())
+                .map_err(|e| StoreError::io("read", &self.root, e))
+        })
+    }
+
+    fn rows_from_directories(&self) -> Vec<Row> {
+        self.ids()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|id| self.row_from_files(id))
+            .collect()
+    }
+
+    /// An index failure as the store reports it.
+    pub fn index_error(&self, e: io::Error) -> StoreError {
+        StoreError::io("read", &self.root.join(INDEX_FILE), e)
+    }
+
+    /// A job as its records say now: `None` when it is not (or no longer,
+    /// or not yet) there, a `corrupt` row when they cannot be read.
+    pub fn row_from_files(&self, id: &str) -> Option<Row> {
+        let stamp = index::stamp(&self.job_dir(id));
+        let gone = |e: &StoreError| match e {
+            StoreError::NotFound { .. } => true,
+            StoreError::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            _ => false,
+        };
+        let spec = match self.read_spec(id) {
+            Ok(spec) if spec.job_id == id => spec,
+            Ok(spec) => {
+                let reason = format!("{JOB_FILE} names another job, {:?}", spec.job_id);
+                return Some(Row::corrupt(id, None, reason, stamp));
+            }
+            Err(e) if gone(&e) => return None,
+            Err(e) => return Some(Row::corrupt(id, None, e.to_string(), stamp)),
+        };
+        match self.read_status(id) {
+            Ok(status) => {
+                let bytes = if status.state.is_terminal() {
+                    self.kept_bytes(id)
+                } else {
+                    0
+                };
+                Some(Row::of(&spec, &status, stamp, bytes))
+            }
+            Err(StoreError::NotFound { .. }) => None,
+            Err(e) => Some(Row::corrupt(id, Some(&spec), e.to_string(), stamp)),
+        }
+    }
+
+    /// `row` if the job's records are still those it was made from; else
+    /// what they say now, recorded in `index`; `None` when the job is gone
+    /// (and forgotten by `index`).
+    pub fn checked(&self, index: &Index, row: Row) -> Option<Row> {
+        if index::stamp(&self.job_dir(&row.id)) == row.stamp {
+            return Some(row);
+        }
+        match self.row_from_files(&row.id) {
+            Some(now) => {
+                let _ = index.put(&now);
+                Some(now)
+            }
+            None => {
+                if !self.job_dir(&row.id).exists() {
+                    let _ = index.remove(&row.id);
+                }
+                None
+            }
+        }
+    }
+
+    /// What a job keeps on disk: its records, logs and `$JOB_DIR` (its
+    /// `$TMPDIR` is emptied when it ends).
+    pub fn kept_bytes(&self, id: &str) -> u64 {
+        disk_bytes(&self.job_dir(id), &[TMP_DIR])
+    }
+
+    /// What the store's directories hold beside the jobs in `indexed`:
+    /// jobs the index lacks, rows whose directory is gone, and what an
+    /// interrupted creation (only `start.lock` or a temporary record, left
+    /// by a caller killed in its first milliseconds) or removal left, each
+    /// with its age in milliseconds.
+    pub fn survey(&self, indexed: &std::collections::HashSet<String>) -> StoreResult<Survey> {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Survey::default()),
             Err(e) => return Err(StoreError::io("read", &self.root, e)),
         };
         let now = std::time::SystemTime::now();
-        let mut out = Vec::new();
+        let mut survey = Survey::default();
+        let mut on_disk = std::collections::HashSet::new();
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let half_made =
-                name.len() == 32 && is_valid_prefix(&name) && !e.path().join(JOB_FILE).exists();
-            if !(half_made || name.starts_with(DELETING)) {
+            let is_id = name.len() == 32 && is_valid_prefix(&name);
+            if is_id {
+                on_disk.insert(name.clone());
+                if indexed.contains(&name) {
+                    continue;
+                }
+                if e.path().join(JOB_FILE).exists() {
+                    survey.unindexed.push(name);
+                    continue;
+                }
+            } else if !name.starts_with(DELETING) {
                 continue;
             }
             let Ok(meta) = e.path().symlink_metadata() else {
@@ -461,18 +640,39 @@ impl Store {
                 .ok()
                 .and_then(|m| now.duration_since(m).ok())
                 .map_or(0, |d| d.as_millis() as u64);
-            out.push((e.path(), age));
+            survey.leftovers.push((e.path(), age));
         }
-        Ok(out)
+        survey.missing = indexed.difference(&on_disk).cloned().collect();
+        Ok(survey)
     }
 
-    /// Removes one of [`Self::leftovers`].
+    /// Removes one of [`Survey::leftovers`].
     pub fn remove_leftover(&self, path: &Path) -> StoreResult<()> {
         match fs::remove_dir_all(path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io("write", path, e)),
             _ => Ok(()),
         }
     }
+}
+
+/// What a directory's files take, never through a link, leaving out the
+/// top-level entries named in `skip`.
+pub fn disk_bytes(dir: &Path, skip: &[&str]) -> u64 {
+    fn walk(dir: &Path, depth: u32, skip: &[&str]) -> u64 {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| !skip.iter().any(|s| e.file_name() == *s))
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() && depth < 64 => walk(&e.path(), depth + 1, &[]),
+                Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+                _ => 0,
+            })
+            .sum()
+    }
+    walk(dir, 0, skip)
 }
 
 /// The prefix of a job directory being removed (never a job id).

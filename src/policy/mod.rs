@@ -25,6 +25,7 @@ mod validate;
 mod tests;
 
 pub use builtin::builtin_names;
+pub(crate) use error::line_column;
 pub use error::{PolicyError, PolicyErrorKind};
 pub use floor::{Floor, FloorError, FloorSubject};
 pub use model::{

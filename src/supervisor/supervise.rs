@@ -253,6 +253,12 @@ pub(super) fn supervise(
     status.finished_at_ms = Some(finished);
     status.updated_at_ms = finished;
     status.outcome = Some(outcome);
+    // What only a running job needs goes before its result, so that whoever
+    // reads the result finds what a finished job keeps: records, logs and
+    // $JOB_DIR. A $TMPDIR with files in it goes after: its removal may take
+    // long.
+    let _ = std::fs::remove_file(store.job_dir(id).join(crate::job::store::START_LOCK));
+    let _ = std::fs::remove_dir(&spec.sandbox.tmpdir);
     // Should this write fail, the next `status` finds us gone and records `lost`.
     let code = match store.write_status(id, &status) {
         Ok(()) => 0,
@@ -260,17 +266,12 @@ pub(super) fn supervise(
     };
     drop(done);
     cgroup.remove();
-    empty_tmpdir(&spec.sandbox.tmpdir);
-    code
-}
-
-/// Removes what the job left in its $TMPDIR. An empty one stays (it goes
-/// with the job directory): removing it would free a block for nothing.
-fn empty_tmpdir(dir: &Path) {
-    let has_entries = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
-    if has_entries {
-        let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(&spec.sandbox.tmpdir);
+    // The store's retention, now that nobody waits on us.
+    if let Some(retention) = store.auto_collect() {
+        let _ = crate::job::retention::collect_automatically(store, retention);
     }
+    code
 }
 
 /// The job's environment: the caller's (all of it, or only what the policy's

@@ -69,6 +69,11 @@ impl Env {
         self.dir.path().join("store")
     }
 
+    /// `$XDG_CONFIG_HOME` of this store's commands: `agent-exec/config.toml` in it is their config.
+    pub fn config_home(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
     /// A scratch directory for the test's own files.
     pub fn scratch(&self) -> PathBuf {
         let p = self.dir.path().join("scratch");
@@ -80,6 +85,8 @@ impl Env {
         let mut c = Command::new(bin());
         c.arg("--root").arg(self.root()).args(args);
         c.current_dir(self.dir.path());
+        // The test's own config (none unless it writes one), never the caller's.
+        c.env("XDG_CONFIG_HOME", self.config_home());
         c.stdin(Stdio::null());
         c
     }
@@ -230,15 +237,17 @@ pub fn launched(env: &Env, id: &str) -> Value {
 pub fn the_running_job(env: &Env) -> String {
     let mut id = String::new();
     eventually("the job to be running", Duration::from_secs(10), || {
-        let Some(entry) = std::fs::read_dir(env.root())
+        // The one job directory (the store also holds its index).
+        let Some(name) = std::fs::read_dir(env.root())
             .into_iter()
             .flatten()
             .flatten()
-            .next()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()))
         else {
             return false;
         };
-        id = entry.file_name().to_string_lossy().into_owned();
+        id = name;
         env.run(&["status", &id]).1["state"] == "running"
     });
     id
