@@ -600,7 +600,10 @@ mod tests {
             index.ids_with_prefix("a", 5).expect("prefix"),
             [a.clone(), b.clone()]
         );
-        assert_eq!(index.ids_with_prefix("ab", 5).expect("prefix"), [b.clone()]);
+        assert_eq!(
+            index.ids_with_prefix("ab", 5).expect("prefix"),
+            std::slice::from_ref(&b)
+        );
         assert_eq!(index.unsettled().expect("unsettled").len(), 1);
         index.remove(&b).expect("remove");
         assert_eq!(index.get(&b).expect("get"), None);
