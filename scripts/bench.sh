@@ -105,9 +105,11 @@ put() { printf '%s\t%s\n' "$1" "$2" >>"$RAW"; }
 if [ "$QUICK" = 1 ]; then
     ROUNDS=2 BLOCK=3 STREAM_MIB=16 STREAM_RUNS=2 TREE=50 TREE_T=1 TREE_RUNS=1
     HWM_SAMPLES=1 MANY=20 BURN_S=0.2 TOUCH_MIB=32 PROXY_MIB=32 PROXY_RUNS=1
+    SCALE=2000 BURST=40
 else
     ROUNDS=10 BLOCK=10 STREAM_MIB=1024 STREAM_RUNS=21 TREE=500 TREE_T=3 TREE_RUNS=3
     HWM_SAMPLES=5 MANY=200 BURN_S=1.0 TOUCH_MIB=256 PROXY_MIB=1024 PROXY_RUNS=5
+    SCALE=100000 BURST=500
 fi
 put quick "$QUICK"
 put machine.cpus "$(nproc)"
@@ -417,6 +419,92 @@ done
 merge_turns "$WORK/proxy.json" "$WORK"/proxy-[123].json
 put hyperfine.proxy "$WORK/proxy.json"
 
+# ------------------------------------------ items 11-14 (store at scale) ----
+S11="$(store scale)"
+S1J="$(store one-job)"
+log "items 11-14: a store of $SCALE finished jobs; $BURST --no-wait runs from 8 shells"
+mkdir -p "$WORK/scale-cwd"
+"$BIN" --root "$S11" run --cwd "$WORK/scale-cwd" -- /bin/true >"$WORK/scale-seed.json"
+"$BIN" --root "$S1J" run --cwd "$WORK/scale-cwd" -- /bin/true >"$WORK/one-job.json"
+SEED_ID="$(perl -MJSON::PP -0777 -ne 'print decode_json($_)->{job_id}' "$WORK/scale-seed.json")"
+ONE_ID="$(perl -MJSON::PP -0777 -ne 'print decode_json($_)->{job_id}' "$WORK/one-job.json")"
+# SCALE-1 copies of the finished job, each under its own id and creation
+# time, as the store holds them (a real job makes each in milliseconds; this
+# makes them in seconds). Then the index is dropped: the first command
+# builds it from the directories, as for a store an older version made.
+cat >"$WORK/copy-jobs.py" <<'PY'
+import os, re, secrets, sys
+root, seed, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+src = os.path.join(root, seed)
+job = open(os.path.join(src, "job.json")).read()
+state = open(os.path.join(src, "state.json")).read()
+created = int(re.search(r'"created_at_ms":(\d+)', job).group(1))
+for i in range(1, n):
+    jid = secrets.token_hex(16)
+    d = os.path.join(root, jid)
+    os.mkdir(d, 0o700)
+    body = job.replace(seed, jid).replace('"created_at_ms":%d' % created, '"created_at_ms":%d' % (created - i))
+    for name, text in (("job.json", body), ("state.json", state), ("stdout.log", ""), ("stderr.log", "")):
+        fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, text.encode())
+        os.close(fd)
+PY
+python3 "$WORK/copy-jobs.py" "$S11" "$SEED_ID" "$SCALE"
+rm -f "$S11"/index.sqlite*
+t0="$(date +%s.%N)"
+"$BIN" --root "$S11" list --limit 1 >/dev/null
+t1="$(date +%s.%N)"
+put scale.jobs "$SCALE"
+put scale.rebuild_s "$(perl -e 'printf "%.3f", $ARGV[1] - $ARGV[0]' "$t0" "$t1")"
+put scale.job_kib "$(du -sk "$S11/$SEED_ID" | cut -f1)"
+put scale.record_bytes "$(cat "$S11/$SEED_ID/job.json" "$S11/$SEED_ID/state.json" | wc -c)"
+put scale.index_bytes "$(stat -c %s "$S11/index.sqlite")"
+hf scale-list -N --warmup 3 --runs "$((ROUNDS * 3))" \
+    -n list-many "$BIN --root $S11 list --limit 20" \
+    -n list-one "$BIN --root $S1J list --limit 20"
+hf scale-status -N --warmup 3 --runs "$((ROUNDS * 3))" \
+    -n status-many "$BIN --root $S11 status $SEED_ID" \
+    -n status-one "$BIN --root $S1J status $ONE_ID"
+sync
+t0="$(date +%s.%N)"
+"$BIN" --root "$S11" gc --older-than 1ms >"$WORK/scale-gc.json"
+t1="$(date +%s.%N)"
+put scale.gc_s "$(perl -e 'printf "%.3f", $ARGV[1] - $ARGV[0]' "$t0" "$t1")"
+put scale.gc_deleted "$(perl -MJSON::PP -0777 -ne 'print decode_json($_)->{deleted}' "$WORK/scale-gc.json")"
+# The floor under gc: `rm -rf` of as many job directories made the same way.
+S13="$(store rm-floor)"
+cp -a "$S1J/$ONE_ID" "$S13/"
+python3 "$WORK/copy-jobs.py" "$S13" "$ONE_ID" "$SCALE"
+rm -f "$S13"/index.sqlite*
+sync
+t0="$(date +%s.%N)"
+find "$S13" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+t1="$(date +%s.%N)"
+put scale.rm_s "$(perl -e 'printf "%.3f", $ARGV[1] - $ARGV[0]' "$t0" "$t1")"
+
+# BURST launches from 8 shells at once, each starting its share one after
+# the other: `run --no-wait` (answered once the job is launched) against
+# `bwrap --unshare-all` (which runs its /bin/true to the end), in turns.
+S14="$(store burst)"
+burst() { # burst CMD...: seconds for BURST launches from 8 shells
+    local per=$(((BURST + 7) / 8)) t0 t1
+    t0="$(date +%s.%N)"
+    for _ in 1 2 3 4 5 6 7 8; do
+        (for _ in $(seq "$per"); do "$@" >/dev/null 2>&1 || echo fail >>"$WORK/burst-fail"; done) &
+    done
+    wait
+    t1="$(date +%s.%N)"
+    perl -e 'printf "%.4f", $ARGV[1] - $ARGV[0]' "$t0" "$t1"
+}
+: >"$WORK/burst-fail"
+for t in 1 2 3; do
+    put "burst.agent.$t" "$(burst "$BIN" --root "$S14" run --no-wait --cwd "$WORK/scale-cwd" -- /bin/true)"
+    put "burst.bwrap.$t" "$(burst bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev /bin/true)"
+    sleep 1
+done
+put burst.jobs "$(( ((BURST + 7) / 8) * 8 ))"
+put burst.failures "$(wc -l <"$WORK/burst-fail")"
+
 # ------------------------------------------------ report ----
 perl -MJSON::PP -MList::Util -e '
 use strict; use warnings;
@@ -575,12 +663,42 @@ $out{items}{10} = { bytes => 0 + $r{"proxy.bytes"}, proxy_median_s => $pp, direc
     throughput_ratio => $r10, bytes_received_by_job => $moved,
     proxy_times_s => $px->{proxy} ? $px->{proxy}{times} : [], direct_times_s => $px->{direct} ? $px->{direct}{times} : [] };
 
+my $sl = hf("scale-list"); my $ss = hf("scale-status");
+my ($lm, $lo) = map { $sl->{$_} ? $sl->{$_}{median} : undef } qw(list-many list-one);
+my ($sm, $so) = map { $ss->{$_} ? $ss->{$_}{median} : undef } qw(status-many status-one);
+my $njobs = $r{"scale.jobs"};
+row(11, "list --limit 20, store of $njobs finished jobs", ms($lm), "store of one job " . ms($lo),
+    "index built from the directories in $r{\"scale.rebuild_s\"} s", "<= 30 ms", "<= 10 ms", mark(defined $lm ? $lm * 1000 : undef, 30, 10));
+my $r12 = ratio($sm, $so);
+row(12, "status ID, store of $njobs finished jobs", ms($sm), "store of one job " . ms($so), x($r12), "<= 2x", "<= 1.2x", mark($r12, 2, 1.2));
+my $gcs = $r{"scale.gc_s"}; my $rms = $r{"scale.rm_s"};
+my $gc_rate = $gcs > 0 ? $r{"scale.gc_deleted"} / $gcs : undef;
+my $rm_rate = $rms > 0 ? $njobs / $rms : undef;
+row(13, "gc of $njobs finished jobs ($r{\"scale.gc_deleted\"} deleted)", defined $gc_rate ? sprintf("%.0f jobs/s", $gc_rate) : "n/a",
+    defined $rm_rate ? sprintf("rm -rf of as many job directories %.0f jobs/s", $rm_rate) : "n/a",
+    defined $gc_rate && $rm_rate ? sprintf("%.2fx rm -rf", $gc_rate / $rm_rate) : "n/a", ">= 5000 jobs/s", ">= 10000 jobs/s",
+    $r{"scale.gc_deleted"} == $njobs ? mark($gc_rate, 5000, 10000, 1) : "**FAIL**");
+my @ba = map { $r{"burst.agent.$_"} } 1 .. 3; my @bb = map { $r{"burst.bwrap.$_"} } 1 .. 3;
+my ($ba, $bb) = (median(@ba), median(@bb)); my $bj = $r{"burst.jobs"};
+my $r14 = $ba && $bb ? $bb / $ba : undef;
+row(14, "$bj run --no-wait from 8 shells" . ($r{"burst.failures"} ? " ($r{\"burst.failures\"} FAILED)" : ""),
+    $ba ? sprintf("%.0f jobs/s", $bj / $ba) : "n/a", $bb ? sprintf("bwrap --unshare-all %.0f jobs/s", $bj / $bb) : "n/a",
+    defined $r14 ? sprintf("%.2fx", $r14) : "n/a", ">= 1.0x", ">= 1.5x", $r{"burst.failures"} ? "**FAIL**" : mark($r14, 1.0, 1.5, 1));
+$out{items}{11} = { jobs => 0 + $njobs, median_s => $lm, one_job_median_s => $lo, rebuild_s => 0 + $r{"scale.rebuild_s"},
+    job_disk_kib => 0 + $r{"scale.job_kib"}, job_record_bytes => 0 + $r{"scale.record_bytes"}, index_bytes => 0 + $r{"scale.index_bytes"} };
+$out{items}{12} = { median_s => $sm, one_job_median_s => $so, ratio => $r12 };
+$out{items}{13} = { jobs => 0 + $njobs, deleted => 0 + $r{"scale.gc_deleted"}, seconds => 0 + $gcs, jobs_per_s => $gc_rate,
+    rm_seconds => 0 + $rms, rm_jobs_per_s => $rm_rate };
+$out{items}{14} = { jobs => 0 + $bj, agent_s => [map { 0 + $_ } @ba], bwrap_s => [map { 0 + $_ } @bb], ratio => $r14,
+    failures => 0 + $r{"burst.failures"} };
+my $footprint_note = sprintf("A finished job of /bin/true: %d bytes of records, %d KiB on disk, %.0f bytes of index.",
+    $r{"scale.record_bytes"}, $r{"scale.job_kib"}, $r{"scale.index_bytes"} / ($njobs || 1));
 print "agent-exec benchmark, $r{date}, $r{\"machine.cpus\"} CPUs, $r{\"machine.mem_mib\"} MiB, kernel $r{\"machine.kernel\"}",
     ($r{quick} ? " (QUICK SMOKE RUN: figures are not meaningful)" : ""), "\n\n";
 print "| # | what | measured | reference (same run) | ratio | budget | aim | mark |\n";
 print "|---|---|---|---|---|---|---|---|\n";
 print "| ", join(" | ", @$_), " |\n" for @rows;
-print "\n$median_note\n$steal_note\n";
+print "\n$median_note\n$steal_note\n$footprint_note\n";
 open my $jo, ">", $json_out or die "cannot write $json_out: $!";
 print $jo JSON::PP->new->canonical->pretty->encode(\%out);
 ' "$RAW" "$JSON_OUT"

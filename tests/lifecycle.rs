@@ -103,16 +103,11 @@ fn an_instant_job_is_recorded_whole_without_a_running_state() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        // A finished job keeps its records, logs and $JOB_DIR, nothing else.
+        // A finished job keeps its records and logs (and $JOB_DIR, had
+        // the job left something there), nothing else.
         assert_eq!(
             names,
-            [
-                "files",
-                "job.json",
-                "state.json",
-                "stderr.log",
-                "stdout.log"
-            ],
+            ["job.json", "state.json", "stderr.log", "stdout.log"],
             "{policy}"
         );
     }

@@ -460,3 +460,77 @@ fn signals_at_random_moments_of_run_leave_whole_jobs_or_nothing() {
     );
     assert!(!on_disk.is_empty(), "some runs got as far as a job");
 }
+
+/// Eight callers making the first jobs of a new store at once all succeed:
+/// one of them makes the index, the others wait for it (turning the new
+/// file into a WAL database does not wait by itself).
+#[test]
+fn the_first_jobs_of_a_new_store_made_at_once_all_succeed() {
+    if !privileged() {
+        return;
+    }
+    for _ in 0..6 {
+        let env = Env::new();
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                env.cmd(&["run", "--no-wait", "--", "true"])
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let (code, v) = parse_one(&c.wait_with_output().unwrap());
+            assert_eq!((code, &v["ok"]), (0, &serde_json::json!(true)), "{v:#}");
+        }
+        assert_eq!(env.ok(&["list"])["count"], 8);
+    }
+}
+
+/// `gc` removes jobs several at a time (a removal mostly waits on the
+/// disk): while it removes 3000 jobs, it runs more than one thread.
+#[test]
+fn gc_removes_jobs_several_at_a_time() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let seed = run_true(&env);
+    let root = env.root();
+    let job = std::fs::read_to_string(root.join(&seed).join("job.json")).unwrap();
+    let state = std::fs::read_to_string(root.join(&seed).join("state.json")).unwrap();
+    for i in 0..3000u32 {
+        let id = format!("{i:08x}{}", &seed[8..]);
+        let dir = root.join(&id);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("job.json"), job.replace(&seed, &id)).unwrap();
+        std::fs::write(dir.join("state.json"), &state).unwrap();
+        std::fs::write(dir.join("stdout.log"), "").unwrap();
+        std::fs::write(dir.join("stderr.log"), "").unwrap();
+    }
+    env.ok(&["gc"]); // indexes them
+    assert_eq!(env.ok(&["list"])["count"], 3001);
+    let gc = env
+        .cmd(&["gc", "--older-than", "1ms"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tasks = format!("/proc/{}/task", gc.id());
+    let mut most = 0;
+    // Until it shows a second thread, or (a zombie keeps its one task
+    // listed until reaped) a minute has passed.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < end {
+        let Ok(entries) = std::fs::read_dir(&tasks) else {
+            break;
+        };
+        most = most.max(entries.count());
+        if most > 1 {
+            break;
+        }
+    }
+    let (_, v) = parse_one(&gc.wait_with_output().unwrap());
+    assert_eq!(v["deleted"], 3001, "{}", v["skipped"]);
+    assert!(most > 1, "gc ran on one thread");
+    assert_eq!(env.ok(&["list"])["count"], 0);
+}

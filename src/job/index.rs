@@ -161,7 +161,29 @@ impl Index {
         Ok(index)
     }
 
+    /// Opens and, if need be, builds the index. Turning a new file into a
+    /// WAL database takes its lock without waiting for it: callers opening
+    /// a new store at once retry until one has done it.
     fn open_at(path: &Path, rows: &dyn Fn() -> Vec<Row>) -> rusqlite::Result<Index> {
+        let began = std::time::Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match Index::try_open_at(path, rows) {
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    ) && began.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_open_at(path: &Path, rows: &dyn Fn() -> Vec<Row>) -> rusqlite::Result<Index> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -237,14 +259,12 @@ impl Index {
     }
 
     /// Records many jobs in one transaction.
-    pub fn put_all(&mut self, rows: &[Row]) -> io::Result<()> {
-        let path = self.path.clone();
-        let io = |e| to_io(&path, e);
-        let tx = self.conn.transaction().map_err(io)?;
+    pub fn put_all(&self, rows: &[Row]) -> io::Result<()> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.io(e))?;
         for row in rows {
-            insert(&tx, row).map_err(io)?;
+            insert(&tx, row).map_err(|e| self.io(e))?;
         }
-        tx.commit().map_err(io)
+        tx.commit().map_err(|e| self.io(e))
     }
 
     /// Records a state write; a job the index does not hold yet is left
@@ -403,6 +423,18 @@ impl Index {
     /// caller per `every`, so that a burst of launches collects once.
     pub fn take_turn(&self, name: &str, now_ms: u64, every: Duration) -> io::Result<bool> {
         let due = to_sql(now_ms.saturating_sub(every.as_millis() as u64));
+        // Read first: most callers find the turn taken, and a read takes no
+        // write lock.
+        let last: Option<i64> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.io(e))?;
+        if last.is_some_and(|last| last > due) {
+            return Ok(false);
+        }
         let changed = self
             .conn
             .execute(

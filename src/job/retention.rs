@@ -35,9 +35,6 @@ const AUTO_EVERY: Duration = Duration::from_secs(60);
 /// A creation or removal younger than this may still be under way.
 const LEFTOVER_AGE_MS: u64 = 60_000;
 
-/// Rows forgotten per index transaction while collecting.
-const BATCH: usize = 1000;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Deleted,
@@ -111,7 +108,6 @@ fn survey(store: &Store, dry_run: bool, sweep: &mut Sweep) -> StoreResult<()> {
     for id in found.unindexed {
         back.extend(store.row_from_files(&id));
     }
-    let mut index = index;
     index.put_all(&back).map_err(|e| store.index_error(e))?;
     index
         .remove_all(&found.missing)
@@ -154,30 +150,21 @@ fn judge(
     let mut now = settle(store, &index, !dry_run)?;
     let rows = index.all().map_err(|e| store.index_error(e))?;
     let cutoff = now_ms().saturating_sub(retention.older_than_ms);
-    let layout = crate::sandbox::cgroup::Layout::detect().ok();
     let (mut kept_jobs, mut kept_bytes) = (0usize, 0u64);
-    let mut forgotten: Vec<String> = Vec::new();
-    let skip = |sweep: &mut Sweep, row: &Row, reason: String| {
-        sweep.skipped += 1;
-        sweep.entries.push(Entry {
-            id: row.id.clone(),
-            state: row.state,
-            action: Action::Skipped,
-            reason,
-            bytes: 0,
-        });
-    };
+    let mut doomed: Vec<(Row, String)> = Vec::new();
     sweep.complete = true;
     for row in rows {
         let row = now.remove(&row.id).unwrap_or(row);
-        if row.state == State::Corrupt {
-            let why = row.reason.clone().unwrap_or_default();
-            skip(sweep, &row, format!("{why}; `delete` removes it"));
-            continue;
-        }
-        if !row.state.is_terminal() {
-            let why = format!("{} jobs are never collected", row.state.as_str());
-            skip(sweep, &row, why);
+        let skipped = if row.state == State::Corrupt {
+            let why = row.reason.as_deref().unwrap_or_default();
+            Some(format!("{why}; `delete` removes it"))
+        } else if !row.state.is_terminal() {
+            Some(format!("{} jobs are never collected", row.state.as_str()))
+        } else {
+            None
+        };
+        if let Some(reason) = skipped {
+            sweep.skip(&row, reason);
             continue;
         }
         let finished = row.finished_at_ms.unwrap_or(row.updated_at_ms);
@@ -195,48 +182,138 @@ fn judge(
             kept_bytes += row.bytes;
             continue; // kept: not a candidate, not reported
         };
-        if let Some(b) = &bound {
-            if sweep.deleted >= b.max_deletions || Instant::now() >= b.deadline {
-                sweep.complete = false;
-                break;
+        if bound
+            .as_ref()
+            .is_some_and(|b| doomed.len() >= b.max_deletions)
+        {
+            sweep.complete = false;
+            break;
+        }
+        doomed.push((row, why));
+    }
+    if dry_run {
+        for (row, why) in doomed {
+            sweep.count(row, Action::WouldDelete, why);
+        }
+        return Ok(());
+    }
+    let deadline = bound.map(|b| b.deadline);
+    let removals = remove_in_parallel(store, &doomed, deadline);
+    let mut forgotten = Vec::new();
+    let mut failure = None;
+    for ((row, why), removal) in doomed.into_iter().zip(removals) {
+        match removal {
+            Removal::Removed => {
+                forgotten.push(row.id.clone());
+                sweep.count(row, Action::Deleted, why);
+            }
+            // Another gc or delete was first: gone all the same.
+            Removal::Gone => {}
+            // Its records changed since the row was written: judged again
+            // by the next collection, on what they say then.
+            Removal::Changed => {
+                if let Some(now) = store.checked(&index, row) {
+                    sweep.skip(&now, "changed while collecting".into());
+                }
+            }
+            Removal::NotReached => sweep.complete = false,
+            Removal::Failed(e) => {
+                failure.get_or_insert(e);
             }
         }
-        let action = if dry_run {
-            Action::WouldDelete
-        } else {
-            // Its records may have changed since the row was written: the
-            // job is judged again on what they say now.
-            let Some(checked) = store.checked(&index, row.clone()) else {
-                continue;
-            };
-            if checked.state != row.state {
-                skip(sweep, &checked, "changed while collecting".into());
-                continue;
-            }
-            match store.remove_job(&row.id, layout.as_ref()) {
-                Ok(()) => {}
-                // Another gc or delete was first: gone all the same.
-                Err(StoreError::NotFound { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-            forgotten.push(row.id.clone());
-            if forgotten.len() >= BATCH {
-                let _ = index.remove_all(&forgotten);
-                forgotten.clear();
-            }
-            Action::Deleted
-        };
-        sweep.deleted += 1;
-        sweep.freed_bytes += row.bytes;
-        sweep.entries.push(Entry {
+    }
+    // Should this fail, the rows point at no directory: readers drop them.
+    let _ = index.remove_all(&forgotten);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+impl Sweep {
+    fn skip(&mut self, row: &Row, reason: String) {
+        self.skipped += 1;
+        self.entries.push(Entry {
+            id: row.id.clone(),
+            state: row.state,
+            action: Action::Skipped,
+            reason,
+            bytes: 0,
+        });
+    }
+
+    fn count(&mut self, row: Row, action: Action, reason: String) {
+        self.deleted += 1;
+        self.freed_bytes += row.bytes;
+        self.entries.push(Entry {
             id: row.id,
             state: row.state,
             action,
-            reason: why,
+            reason,
             bytes: row.bytes,
         });
     }
-    // A row left by a failure here points at no directory: readers drop it.
-    let _ = index.remove_all(&forgotten);
-    Ok(())
+}
+
+enum Removal {
+    Removed,
+    Gone,
+    Changed,
+    NotReached,
+    Failed(StoreError),
+}
+
+/// Removing a job frees blocks, and on a disk mounted with `discard` (as
+/// virtual disks often are) each free waits on the device: removals made
+/// one at a time leave the CPU idle. Several at once overlap those waits.
+const REMOVERS: usize = 8;
+
+/// Removes each job of `doomed` whose records are still those its row was
+/// made from; in the order given, the outcome of each.
+fn remove_in_parallel(
+    store: &Store,
+    doomed: &[(Row, String)],
+    deadline: Option<Instant>,
+) -> Vec<Removal> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let layout = crate::sandbox::cgroup::Layout::detect().ok();
+    let next = AtomicUsize::new(0);
+    let remove_one = |row: &Row| {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Removal::NotReached;
+        }
+        if super::index::stamp(&store.job_dir(&row.id)) != row.stamp {
+            return Removal::Changed;
+        }
+        match store.remove_job(&row.id, layout.as_ref()) {
+            Ok(()) => Removal::Removed,
+            Err(StoreError::NotFound { .. }) => Removal::Gone,
+            Err(e) => Removal::Failed(e),
+        }
+    };
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((row, _)) = doomed.get(i) else {
+                return done;
+            };
+            done.push((i, remove_one(row)));
+        }
+    };
+    let workers = REMOVERS.min(doomed.len());
+    let mut outcomes: Vec<Option<Removal>> = (0..doomed.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+        for handle in handles {
+            // A remover that panicked leaves its jobs not reached.
+            for (i, removal) in handle.join().unwrap_or_default() {
+                outcomes[i] = Some(removal);
+            }
+        }
+    });
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Removal::NotReached))
+        .collect()
 }

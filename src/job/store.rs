@@ -20,6 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -115,6 +116,17 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+thread_local! {
+    /// See [`Store::index`]: (store root, process, connection).
+    static OPEN_INDEX: std::cell::RefCell<Option<(PathBuf, u32, Rc<Index>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Closes this thread's connection to a store's index (before `fork`).
+pub fn close_index() {
+    OPEN_INDEX.with(|c| c.replace(None));
+}
 
 /// See [`Store::survey`].
 #[derive(Debug, Default)]
@@ -512,18 +524,46 @@ impl Store {
 
     /// The store's index, built from the directories when it is new, of
     /// another layout, or damaged.
-    pub fn index(&self) -> StoreResult<Index> {
-        Index::open(&self.root, &|| self.rows_from_directories())
-            .map_err(|e| StoreError::io("write", &self.root.join(INDEX_FILE), e))
+    ///
+    /// One connection per thread and store, opened once: a supervisor
+    /// writes each state of its job, and opening costs more than a write.
+    /// A connection is never used across `fork` (SQLite forbids it): the
+    /// child opens its own.
+    pub fn index(&self) -> StoreResult<Rc<Index>> {
+        let pid = std::process::id();
+        let cached = OPEN_INDEX.with(|c| match &*c.borrow() {
+            Some((root, owner, index)) if *root == self.root && *owner == pid => {
+                Some(index.clone())
+            }
+            _ => None,
+        });
+        if let Some(index) = cached {
+            return Ok(index);
+        }
+        let index = Rc::new(
+            Index::open(&self.root, &|| self.rows_from_directories())
+                .map_err(|e| StoreError::io("write", &self.root.join(INDEX_FILE), e))?,
+        );
+        let previous =
+            OPEN_INDEX.with(|c| c.replace(Some((self.root.clone(), pid, index.clone()))));
+        if let Some((_, owner, inherited)) = previous {
+            if owner != pid {
+                // A parent's connection, had it not been closed before the
+                // fork: closing it here would release the parent's locks.
+                std::mem::forget(inherited);
+            }
+        }
+        Ok(index)
     }
 
     /// The index to read: the store's, else (a store that cannot take a
     /// write: read-only, or its disk full) one built in memory from the
     /// directories, so that what the store holds can still be listed.
-    pub fn index_for_reading(&self) -> StoreResult<Index> {
+    pub fn index_for_reading(&self) -> StoreResult<Rc<Index>> {
         self.index().or_else(|e| {
             eprintln!("agent-exec: {e}; reading every job's record instead");
             Index::in_memory(&|| self.rows_from_directories())
+                .map(Rc::new)
                 .map_err(|e| StoreError::io("read", &self.root, e))
         })
     }

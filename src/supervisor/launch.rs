@@ -136,6 +136,10 @@ pub fn launch(
         Some(&mut ours),
     )
     .map_err(|e| failed("block signals", e))?;
+    // SQLite forbids carrying a connection across fork (its locks are
+    // per process; its bookkeeping of them is copied): ours is closed, and
+    // the supervisor opens its own.
+    crate::job::store::close_index();
     // SAFETY: the CLI is single-threaded (see above); the child never
     // returns into the caller's code.
     let forked = unsafe { nix::unistd::fork() };

@@ -255,10 +255,12 @@ pub(super) fn supervise(
     status.outcome = Some(outcome);
     // What only a running job needs goes before its result, so that whoever
     // reads the result finds what a finished job keeps: records, logs and
-    // $JOB_DIR. A $TMPDIR with files in it goes after: its removal may take
+    // $JOB_DIR (when the job left something in it). A $TMPDIR with files in it goes after: its removal may take
     // long.
     let _ = std::fs::remove_file(store.job_dir(id).join(crate::job::store::START_LOCK));
     let _ = std::fs::remove_dir(&spec.sandbox.tmpdir);
+    // An empty $JOB_DIR is not kept: nothing to read, a block and an inode saved.
+    let _ = std::fs::remove_dir(store.files_dir(id));
     // Should this write fail, the next `status` finds us gone and records `lost`.
     let code = match store.write_status(id, &status) {
         Ok(()) => 0,
