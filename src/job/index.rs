@@ -197,6 +197,13 @@ impl Index {
         // files still hold and `gc` puts back.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // The last connection to close would fold the log into the database
+        // and sync it: every CLI and supervisor is a last connection, and
+        // a sync costs milliseconds. Writers fold it in as it grows instead.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
         let mut index = Index {
             conn,
             path: path.to_path_buf(),
