@@ -301,14 +301,12 @@ impl Store {
             }
             return Err(not_found());
         }
-        // The index finds the candidates; a store whose index cannot be
-        // opened is still searched, by its directories.
-        let candidates = match self.index_for_reading() {
-            Ok(index) => index
-                .ids_with_prefix(prefix, 64)
-                .map_err(|e| StoreError::io("read", &self.root.join(INDEX_FILE), e))?,
-            Err(_) => self.ids()?,
-        };
+        // The index finds the candidates (built in memory from the
+        // directories when the store's cannot be opened).
+        let candidates = self
+            .index_for_reading()?
+            .ids_with_prefix(prefix, 64)
+            .map_err(|e| self.index_error(e))?;
         let mut matches: Vec<String> = candidates
             .into_iter()
             .filter(|id| id.starts_with(prefix) && self.job_dir(id).join(JOB_FILE).is_file())
