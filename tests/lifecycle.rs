@@ -98,18 +98,24 @@ fn an_instant_job_is_recorded_whole_without_a_running_state() {
             assert_eq!(s[key], v[key], "{policy}: {key}");
         }
         assert_cgroups_removed(&id);
-        let mut names: Vec<String> = std::fs::read_dir(env.root().join(&id))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
         // A finished job keeps its records and logs (and $JOB_DIR, had
-        // the job left something there), nothing else.
-        assert_eq!(
-            names,
-            ["job.json", "state.json", "stderr.log", "stdout.log"],
-            "{policy}"
+        // the job left something there), nothing else, once its supervisor
+        // has tidied up after its answer.
+        let kept = ["job.json", "state.json", "stderr.log", "stdout.log"];
+        let mut names = Vec::new();
+        eventually(
+            "the job to keep only its records",
+            Duration::from_secs(10),
+            || {
+                names = std::fs::read_dir(env.root().join(&id))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>();
+                names.sort();
+                names == kept
+            },
         );
+        assert_eq!(names, kept, "{policy}");
     }
 }
 

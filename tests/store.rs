@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::*;
 
@@ -277,6 +278,7 @@ fn the_index_is_rebuilt_and_never_believed_over_the_records() {
     let a = run_true(&env);
     let b = run_true(&env);
     let root = env.root();
+    env.ok(&["list"]);
     assert!(root.join("index.sqlite").is_file());
 
     let state = root.join(&a).join("state.json");
@@ -417,7 +419,8 @@ fn signals_at_random_moments_of_run_leave_whole_jobs_or_nothing() {
         std::fs::read_dir(&root)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with("index.sqlite"))
+            // The index, and the marks of jobs whose row is not written yet.
+            .filter(|n| !n.starts_with("index.sqlite") && n != ".new")
             .collect()
     };
     // The supervisors already launched finish their `true`.
@@ -464,6 +467,77 @@ fn signals_at_random_moments_of_run_leave_whole_jobs_or_nothing() {
 /// Eight callers making the first jobs of a new store at once all succeed:
 /// one of them makes the index, the others wait for it (turning the new
 /// file into a WAL database does not wait by itself).
+/// A launch never waits on the index: with another process holding the
+/// index's write lock, `run` and `run --no-wait` answer at once (the
+/// control: `gc`, which must write rows, waits until the lock goes), and
+/// once it goes every job is listed and no mark is left.
+#[test]
+fn a_launch_never_waits_on_the_index() {
+    if !privileged() {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let env = Env::new();
+    run_true(&env);
+    let index = env.root().join("index.sqlite");
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked', flush=True)\n\
+             sys.stdin.read()",
+            s(&index),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    // Each within 10 s, where a wait on the lock would take its 30.
+    let answered_within = |args: &[&str], limit: Duration| {
+        let mut child = env.cmd(args).stdout(Stdio::piped()).spawn().unwrap();
+        let began = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if began.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(parse_one(&child.wait_with_output().unwrap()))
+    };
+    let waited = answered_within(&["run", "--", "true"], Duration::from_secs(10));
+    assert_eq!(
+        waited.map(|(code, v)| (code, v["state"].clone())),
+        Some((0, "exited".into()))
+    );
+    let quick = answered_within(&["run", "--no-wait", "--", "true"], Duration::from_secs(10));
+    let (code, v) = quick.expect("run --no-wait answers while the index is locked");
+    assert_eq!(code, 0, "{v:#}");
+    assert!(
+        answered_within(&["gc"], Duration::from_secs(2)).is_none(),
+        "the control: gc writes the index and waits for the lock"
+    );
+
+    holder.stdin.take().unwrap().write_all(b"").unwrap();
+    holder.wait().unwrap();
+    let v = env.ok(&["list"]);
+    assert_eq!(v["count"], 3, "{v:#}");
+    eventually("no job marked new", Duration::from_secs(10), || {
+        env.ok(&["list"]);
+        std::fs::read_dir(env.root().join(".new")).map_or(true, |mut d| d.next().is_none())
+    });
+}
+
 #[test]
 fn the_first_jobs_of_a_new_store_made_at_once_all_succeed() {
     if !privileged() {

@@ -29,6 +29,13 @@ const LAYOUT: i64 = 1;
 /// the lock for seconds; ordinary writes for microseconds).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the write-ahead log may grow, in bytes, before a supervisor
+/// folds it into the database and empties it ([`Index::fold_log`]).
+const LOG_FOLDED_AT: u64 = 256 << 10;
+
+/// How long a fold waits for readers to leave the log.
+const FOLD_WAIT: Duration = Duration::from_millis(200);
+
 /// What the index knows of one job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -451,6 +458,31 @@ impl Index {
             )
             .map_err(|e| self.io(e))?;
         Ok(changed == 1)
+    }
+
+    /// Folds the write-ahead log into the database and empties it, once it
+    /// is longer than [`LOG_FOLDED_AT`].
+    ///
+    /// Why by hand: the first process to open the index rereads the whole
+    /// log (the shared index of the log does not outlive the last
+    /// connection, and every CLI and supervisor is one), and forgets how
+    /// much of it was folded already; SQLite's own folding keeps the log,
+    /// so it would only grow. The fold syncs the disk: supervisors do it
+    /// once their job's answer is given, never on a launch's path.
+    pub fn fold_log(&self) -> io::Result<()> {
+        let mut log = self.path.clone().into_os_string();
+        log.push("-wal");
+        if std::fs::metadata(&log).map_or(0, |m| m.len()) < LOG_FOLDED_AT {
+            return Ok(());
+        }
+        self.conn.busy_timeout(FOLD_WAIT).map_err(|e| self.io(e))?;
+        let folded = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| self.io(e))?;
+        folded.map_err(|e| self.io(e))
     }
 
     fn io(&self, e: rusqlite::Error) -> io::Error {

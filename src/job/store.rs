@@ -9,6 +9,7 @@
 //!                /stdout.log /stderr.log
 //!                /tmp /files     the job's $TMPDIR and $JOB_DIR
 //! <root>/index.sqlite            a row per job (see [`super::index`])
+//! <root>/.new/<job_id>           a link to the job.json of a job whose row is not written yet
 //! ```
 //! Every write goes to a temporary file first and is renamed into place, so a
 //! full disk or a crash leaves the previous version readable. The records
@@ -272,17 +273,78 @@ impl Store {
             let created = JobStatus::created(spec.created_at_ms);
             write_json(&dir.join(STATE_FILE), &created, 0o600)?;
             write_json(&dir.join(JOB_FILE), spec, 0o600)?;
-            // Its row last: the job is listed once it is whole. Should the
-            // row fail, so does the creation (a job nobody could list).
-            let row = Row::of(spec, &created, index::stamp(&dir), 0);
-            self.index()?
-                .put(&row)
-                .map_err(|e| StoreError::io("write", &self.root.join(INDEX_FILE), e))
+            // Its mark last: the job is listed once it is whole. Should the
+            // mark fail, so does the creation (a job nobody could list).
+            self.mark_new(&spec.job_id)
         })();
         if filled.is_err() {
             let _ = fs::remove_dir_all(&dir);
         }
         filled
+    }
+
+    /// Marks a whole job as new: readers find it there until its row is
+    /// written. Its row is not written here: opening the index costs a
+    /// launch a millisecond, so the job's supervisor writes it once its
+    /// answer is given, or the first reader to see the mark does.
+    ///
+    /// The mark is a second name of the job's `job.json`: a link allocates
+    /// no inode, which on this store's file system is most of a new file's
+    /// cost.
+    fn mark_new(&self, id: &str) -> StoreResult<()> {
+        let spool = self.root.join(NEW_DIR);
+        let mark = spool.join(id);
+        let record = self.job_dir(id).join(JOB_FILE);
+        let made = match fs::hard_link(&record, &mark) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !spool.exists() => {
+                match fs::DirBuilder::new().mode(0o700).create(&spool) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+                    _ => fs::hard_link(&record, &mark),
+                }
+            }
+            other => other,
+        };
+        made.map_err(|e| StoreError::io("write", &mark, e))
+    }
+
+    /// Writes the rows of the jobs marked new, and removes their marks, so
+    /// that `index` lists every whole job. A mark whose job is gone is
+    /// removed with nothing written.
+    fn record_new(&self, index: &Index) {
+        let spool = self.root.join(NEW_DIR);
+        let Ok(entries) = fs::read_dir(&spool) else {
+            return;
+        };
+        for id in entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+        {
+            if id.len() != 32 || !is_valid_prefix(&id) {
+                continue;
+            }
+            let written = match self.row_from_files(&id) {
+                Some(row) => index.put(&row).is_ok(),
+                None => true,
+            };
+            if written {
+                let _ = fs::remove_file(spool.join(&id));
+            }
+        }
+    }
+
+    /// Writes the row of one job marked new (its supervisor's first
+    /// state); whether it was marked.
+    fn record_if_new(&self, index: &Index, id: &str) -> bool {
+        let mark = self.root.join(NEW_DIR).join(id);
+        if fs::symlink_metadata(&mark).is_err() {
+            return false;
+        }
+        if let Some(row) = self.row_from_files(id) {
+            if index.put(&row).is_ok() {
+                let _ = fs::remove_file(&mark);
+            }
+        }
+        true
     }
 
     /// Resolves a full id or an unambiguous prefix.
@@ -362,39 +424,51 @@ impl Store {
         }
     }
 
+    /// Replaces `state.json` atomically ([`Self::write_status_file`]), then
+    /// records it in the index ([`Self::record_status`]).
+    pub fn write_status(&self, id: &str, status: &JobStatus) -> StoreResult<()> {
+        self.write_status_file(id, status)?;
+        self.record_status(id, status);
+        Ok(())
+    }
+
+    /// Records a state written to `state.json` in the job's row: the whole
+    /// row if the job is still marked new. Should that fail, readers notice
+    /// the row no longer matches the record and read the record. A
+    /// supervisor records its job's states once its answer is given: a
+    /// reader meanwhile reads the record (the row's stamp is stale).
+    pub fn record_status(&self, id: &str, status: &JobStatus) {
+        let Ok(index) = self.index() else {
+            return;
+        };
+        if self.record_if_new(&index, id) {
+            return;
+        }
+        let outcome = status.outcome.as_ref();
+        let _ = index.update_state(
+            id,
+            &StateColumns {
+                state: status.state,
+                finished_at_ms: status.finished_at_ms,
+                updated_at_ms: status.updated_at_ms,
+                result: outcome.map(|o| o.result),
+                exit_code: outcome.and_then(|o| o.exit_code),
+                duration_ms: outcome.map(|o| o.duration_ms),
+                bytes: if status.state.is_terminal() {
+                    self.kept_bytes(id)
+                } else {
+                    0
+                },
+                stamp: &index::stamp(&self.job_dir(id)),
+            },
+        );
+    }
+
     /// Replaces `state.json` atomically. On a full disk the temporary copy
     /// cannot be made; the state is then rewritten in place, reusing the
     /// blocks of the previous version, so a finished job still records its
     /// result instead of being reported lost.
-    ///
-    /// Then the job's row; should that fail, readers notice the row no
-    /// longer matches the record and read the record.
-    pub fn write_status(&self, id: &str, status: &JobStatus) -> StoreResult<()> {
-        self.write_status_file(id, status)?;
-        if let Ok(index) = self.index() {
-            let outcome = status.outcome.as_ref();
-            let _ = index.update_state(
-                id,
-                &StateColumns {
-                    state: status.state,
-                    finished_at_ms: status.finished_at_ms,
-                    updated_at_ms: status.updated_at_ms,
-                    result: outcome.map(|o| o.result),
-                    exit_code: outcome.and_then(|o| o.exit_code),
-                    duration_ms: outcome.map(|o| o.duration_ms),
-                    bytes: if status.state.is_terminal() {
-                        self.kept_bytes(id)
-                    } else {
-                        0
-                    },
-                    stamp: &index::stamp(&self.job_dir(id)),
-                },
-            );
-        }
-        Ok(())
-    }
-
-    fn write_status_file(&self, id: &str, status: &JobStatus) -> StoreResult<()> {
+    pub fn write_status_file(&self, id: &str, status: &JobStatus) -> StoreResult<()> {
         let path = self.job_dir(id).join(STATE_FILE);
         match write_json(&path, status, 0o600) {
             Err(e) if matches!(e.os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
@@ -557,13 +631,21 @@ impl Store {
     /// The index to read: the store's, else (a store that cannot take a
     /// write: read-only, or its disk full) one built in memory from the
     /// directories, so that what the store holds can still be listed.
+    ///
+    /// Either way it holds every whole job, those marked new included.
     pub fn index_for_reading(&self) -> StoreResult<Rc<Index>> {
-        self.index().or_else(|e| {
-            eprintln!("agent-exec: {e}; reading every job's record instead");
-            Index::in_memory(&|| self.rows_from_directories())
-                .map(Rc::new)
-                .map_err(|e| StoreError::io("read", &self.root, e))
-        })
+        match self.index() {
+            Ok(index) => {
+                self.record_new(&index);
+                Ok(index)
+            }
+            Err(e) => {
+                eprintln!("agent-exec: {e}; reading every job's record instead");
+                Index::in_memory(&|| self.rows_from_directories())
+                    .map(Rc::new)
+                    .map_err(|e| StoreError::io("read", &self.root, e))
+            }
+        }
     }
 
     fn rows_from_directories(&self) -> Vec<Row> {
@@ -715,6 +797,9 @@ pub fn disk_bytes(dir: &Path, skip: &[&str]) -> u64 {
 
 /// The prefix of a job directory being removed (never a job id).
 const DELETING: &str = ".deleting-";
+
+/// Where jobs whose row is not written yet are marked (never a job id).
+const NEW_DIR: &str = ".new";
 
 /// Largest record read: a job's definition with its whole environment fits
 /// many times over; anything bigger was not written by us.

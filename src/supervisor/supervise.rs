@@ -192,8 +192,10 @@ pub(super) fn supervise(
         status.published.clear();
         eprintln!("agent-exec: cannot forward the published ports: {e}");
     }
-    // Should this write fail (full disk), the job still runs and its end is recorded.
-    let _ = store.write_status(id, &status);
+    // Should this write fail (full disk), the job still runs and its end is
+    // recorded. The index learns of the job at its end, off the launch's
+    // path: until then readers find it by its mark or its record.
+    let _ = store.write_status_file(id, &status);
 
     let mut end =
         event_loop::run_with_init(store, spec, &cgroup, child.pid, pumps, child.init_status);
@@ -253,25 +255,29 @@ pub(super) fn supervise(
     status.finished_at_ms = Some(finished);
     status.updated_at_ms = finished;
     status.outcome = Some(outcome);
-    // What only a running job needs goes before its result, so that whoever
-    // reads the result finds what a finished job keeps: records, logs and
-    // $JOB_DIR (when the job left something in it). A $TMPDIR with files in it goes after: its removal may take
-    // long.
+    // The start lock goes before the result, so that whoever reads the
+    // result finds no claim on a finished job.
     let _ = std::fs::remove_file(store.job_dir(id).join(crate::job::store::START_LOCK));
-    let _ = std::fs::remove_dir(&spec.sandbox.tmpdir);
-    // An empty $JOB_DIR is not kept: nothing to read, a block and an inode saved.
-    let _ = std::fs::remove_dir(store.files_dir(id));
     // Should this write fail, the next `status` finds us gone and records `lost`.
-    let code = match store.write_status(id, &status) {
+    let code = match store.write_status_file(id, &status) {
         Ok(()) => 0,
         Err(_) => 1,
     };
     drop(done);
+    // What only a running job needed goes once nobody waits on us: removing
+    // a directory frees a block, and a file system mounted with `discard`
+    // waits for the device.
     cgroup.remove();
     let _ = std::fs::remove_dir_all(&spec.sandbox.tmpdir);
-    // The store's retention, now that nobody waits on us.
+    // An empty $JOB_DIR is not kept: nothing to read, a block and an inode saved.
+    let _ = std::fs::remove_dir(store.files_dir(id));
+    // The index, the store's retention and upkeep, now that nobody waits on us.
+    store.record_status(id, &status);
     if let Some(retention) = store.auto_collect() {
         let _ = crate::job::retention::collect_automatically(store, retention);
+    }
+    if let Ok(index) = store.index() {
+        let _ = index.fold_log();
     }
     code
 }
