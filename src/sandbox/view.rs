@@ -295,11 +295,12 @@ impl RootPlan {
                 entry.1 |= exec;
             }
         }
+        // Looked up by ancestor, not by scanning the grants: a policy has
+        // dozens, and every grant asks this of itself and its parent.
         let effective = |path: &Path| {
-            flags
-                .iter()
-                .filter(|(p, _)| path.starts_with(p))
-                .fold((false, false), |(w, x), (_, (pw, px))| (w || *pw, x || *px))
+            path.ancestors()
+                .filter_map(|a| flags.get(a))
+                .fold((false, false), |(w, x), (pw, px)| (w || *pw, x || *px))
         };
         let idmapped =
             |path: &Path| idmap.is_some() && spec.own_trees.iter().any(|t| path.starts_with(t));
@@ -330,10 +331,10 @@ impl RootPlan {
             // A grant whose nearest granted ancestor already shows it as it
             // must be needs no mount of its own.
             let own = (effective(path), idmapped(path));
-            let shown = flags
-                .keys()
-                .filter(|p| *p != path && path.starts_with(p))
-                .max_by_key(|p| p.components().count())
+            let shown = path
+                .ancestors()
+                .skip(1)
+                .find(|a| flags.contains_key(*a))
                 .map(|parent| (effective(parent), idmapped(parent)) == own);
             if !special && shown != Some(true) {
                 let ((write, exec), own_tree) = own;
@@ -417,7 +418,7 @@ impl RootPlan {
         }
         // Inside the grants: what the policy hides, and what it keeps
         // read-only in a tree the job may write.
-        let granted = |p: &Path| flags.keys().any(|g| p.starts_with(g));
+        let granted = |p: &Path| p.ancestors().any(|a| flags.contains_key(a));
         for path in spec.deny.iter().filter(|p| granted(p)) {
             match open_grant(path)? {
                 None => {}
