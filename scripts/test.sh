@@ -8,6 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The MCP tests drive `agent-exec mcp` with a real client from another
+# ecosystem: the Python MCP SDK from PyPI, in a virtual environment of ours.
+venv=target/test-venv
+if ! "$venv/bin/python" -c 'import mcp' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'mcp>=1.20,<2'
+fi
+
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release --no-fail-fast "$@"

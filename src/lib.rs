@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod doctor;
+pub mod frontends;
 pub mod job;
 pub mod output;
 pub mod pipeline;

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use clap::Parser;
 
-use agent_exec::cli::Cli;
+use agent_exec::cli::{Cli, Command};
 use agent_exec::commands::{dispatch, Reply};
 use agent_exec::response::{AppError, ErrorCode};
 
@@ -14,6 +14,11 @@ fn main() {
         agent_exec::sandbox::init::main(argv);
     }
     let reply = match Cli::try_parse() {
+        // stdout is the protocol's: nothing else is printed there.
+        Ok(Cli {
+            command: Command::Mcp,
+            root,
+        }) => std::process::exit(agent_exec::frontends::mcp::serve(root)),
         Ok(cli) => dispatch(cli),
         Err(e) => match e.kind() {
             clap::error::ErrorKind::DisplayHelp

@@ -86,6 +86,8 @@ pub enum ErrorCode {
     OverrideForbidden,
     /// A pipeline file is invalid.
     PipelineInvalid,
+    /// The HTTP API was called without its bearer token, or with another.
+    Unauthorized,
     /// A bug in agent-exec.
     Internal,
 }

@@ -56,6 +56,26 @@ pub enum Command {
     /// Run or check a pipeline file: `exec` phases as a DAG of sandboxed jobs.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// Serve these operations to an agent as an MCP server over stdio.
+    Mcp,
+    /// Serve these operations as an HTTP API (loopback, bearer token).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:19263; port 0 picks a free one).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "port")]
+    pub bind: Option<String>,
+    /// Listen on 127.0.0.1 at this port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Allow an address other machines can reach.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Read the bearer token from this file (default: $AGENT_EXEC_SERVE_TOKEN, else a new one in the store's serve.token).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 // Everything that defines a job (shared by run and create; built in code by pipelines).

@@ -11,6 +11,8 @@ mod view;
 
 pub use errors::{config_error, policy_error};
 
+use std::io::Write;
+
 use serde::Serialize;
 
 use crate::cli::{Cli, Command, PipelineCommand};
@@ -37,9 +39,20 @@ impl Reply {
 
     /// What the process prints (one line) and its exit code.
     pub fn into_output(self) -> (Vec<u8>, i32) {
+        if self.json.is_null() {
+            return (Vec::new(), self.exit_code);
+        }
         let mut text = serde_json::to_vec(&self.json).unwrap_or_default();
         text.push(b'\n');
         (text, self.exit_code)
+    }
+
+    /// Nothing to print: the command printed its answer itself.
+    pub fn silent() -> Reply {
+        Reply {
+            json: serde_json::Value::Null,
+            exit_code: 0,
+        }
     }
 
     pub fn error(error: AppError, exit_code: i32) -> Reply {
@@ -48,6 +61,24 @@ impl Reply {
             exit_code,
         }
     }
+}
+
+/// `serve`: its one JSON object is printed once it listens; the reply
+/// after it stops is empty (nothing more is printed).
+fn serve(cli: &Cli, store: &Store, args: &crate::cli::ServeArgs) -> Result<Reply, AppError> {
+    crate::frontends::serve::serve(cli.root.clone(), store.root(), args, |started| {
+        let line = serde_json::json!({
+            "schema_version": "1",
+            "ok": true,
+            "type": "serve",
+            "listening": started.listening.to_string(),
+            "token_file": started.token_file,
+        });
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    })?;
+    Ok(Reply::silent())
 }
 
 /// Runs the parsed command line; every failure becomes an `ok: false` reply.
@@ -100,9 +131,11 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
         Command::Delete(a) => manage::delete(&store, a),
         Command::Gc(a) => manage::gc(&store, a),
         Command::Pipeline(PipelineCommand::Run(a)) => pipeline::run(&store, a),
+        Command::Serve(a) => serve(&cli, &store, a),
         Command::Schema
         | Command::Policy(_)
         | Command::Doctor
+        | Command::Mcp
         | Command::Pipeline(PipelineCommand::Validate { .. }) => Err(AppError::new(
             ErrorCode::Internal,
             "this command is dispatched before the store is opened",
