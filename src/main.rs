@@ -9,6 +9,7 @@ use agent_exec::commands::{dispatch, Reply};
 use agent_exec::response::{AppError, ErrorCode};
 
 fn main() {
+    agent_exec::timefmt::mark_start();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if agent_exec::sandbox::init::is_init(argv.first().map(|a| a.as_os_str())) {
         agent_exec::sandbox::init::main(argv);

@@ -70,6 +70,8 @@ pub enum ErrorCode {
     UsageError,
     /// `--stdin` input is larger than allowed.
     StdinTooLarge,
+    /// `--stdin -` was given, but the caller's stdin is a terminal.
+    StdinRequired,
     /// The job store is read-only or not accessible.
     StoreUnavailable,
     /// The disk holding the job store is full.
@@ -224,13 +226,23 @@ pub struct JobResponse {
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
-    /// Run time of the job (to now while running).
+    /// When the job's state was last written.
+    pub updated_at: String,
+    /// Run time of the job, once it has ended (`null` while it runs).
     pub duration_ms: Option<u64>,
     /// How long this request observed the job.
     pub waited_ms: u64,
+    /// How long this request took, from the command's start to its answer.
+    pub elapsed_ms: u64,
     /// Excerpt of stdout: head and tail within `--max-bytes`, marker between.
     pub stdout: String,
     pub stderr: String,
+    /// The bytes of each log its excerpt spans, `[first, end)`; a head and
+    /// tail excerpt spans the whole log and leaves out a middle.
+    pub stdout_range: [u64; 2],
+    pub stderr_range: [u64; 2],
+    /// How the excerpts were decoded: `utf-8-lossy` (invalid bytes become U+FFFD).
+    pub encoding: &'static str,
     /// Bytes the job wrote to each stream (so far, while running).
     pub stdout_total_bytes: u64,
     pub stderr_total_bytes: u64,
@@ -271,6 +283,9 @@ pub struct JobResponse {
     pub published: Vec<crate::job::model::Publish>,
     /// Keys set with --env / --env-file.
     pub env_keys: Vec<String>,
+    /// The same as `KEY=VALUE`, masked values as `KEY=***`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_vars: Vec<String>,
     /// Names of masked values (env keys, or `literal#N`).
     pub masked: Vec<String>,
     /// The job's main process (host pid), while known.
@@ -282,6 +297,10 @@ pub struct JobResponse {
     /// For `kill`: the signal sent, or null when the job had already ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal_sent: Option<String>,
+    /// For `kill`: how long after the signal the job was seen ended (0 if
+    /// it had ended already; absent with `--no-wait` or if not seen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_within_ms: Option<u64>,
     /// `wait`/`run` returned because the observation deadline passed, not because the job ended.
     pub deadline_reached: bool,
 }
@@ -297,6 +316,11 @@ pub struct TailResponse {
     pub state: State,
     pub stdout: String,
     pub stderr: String,
+    /// The bytes of each log its excerpt spans, `[first, end)`.
+    pub stdout_range: [u64; 2],
+    pub stderr_range: [u64; 2],
+    /// `utf-8-lossy`.
+    pub encoding: &'static str,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub stdout_total_bytes: u64,
@@ -374,6 +398,8 @@ pub struct ListResponse {
     pub root: String,
     pub count: usize,
     pub jobs: Vec<JobSummary>,
+    /// More jobs match than `--limit` let through.
+    pub truncated: bool,
     /// Jobs left out although they may match: their records cannot be read
     /// and the filters asked for what they lost (`--state corrupt` lists
     /// them).
@@ -389,15 +415,22 @@ pub enum ListType {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct JobSummary {
     pub job_id: String,
+    /// The first 7 characters: enough to name the job in most stores (any
+    /// unambiguous prefix is accepted).
+    pub short_job_id: String,
     pub state: State,
     pub result: Option<ResultKind>,
     pub exit_code: Option<i32>,
     pub argv: Vec<String>,
+    /// The same as `argv` (tumf/agent-exec's name).
+    pub command: Vec<String>,
     pub cwd: String,
     pub tags: Vec<String>,
     pub policy: String,
     pub created_at: String,
+    pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    pub updated_at: Option<String>,
     pub duration_ms: Option<u64>,
     /// `corrupt`: why the record cannot be read.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -416,6 +449,14 @@ pub struct CleanupResponse {
     /// For gc: the retention window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub older_than: Option<String>,
+    /// For gc: where the window came from: `flag`, `config` or `default`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub older_than_source: Option<&'static str>,
+    /// For gc: how many jobs were judged, and how many of them were due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scanned_dirs: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate_count: Option<usize>,
     pub deleted: usize,
     pub skipped: usize,
     pub freed_bytes: u64,
@@ -487,6 +528,12 @@ pub struct SchemaResponse {
     pub ok: Const<true>,
     #[serde(rename = "type")]
     pub kind: SchemaType,
+    /// `json-schema-2020-12`.
+    pub schema_format: &'static str,
+    /// When this binary made the document (it is made from the response
+    /// types themselves, so it always matches the binary).
+    pub generated_at: String,
+    /// One `$defs` entry per response type; the root is any response.
     pub schema: serde_json::Value,
 }
 

@@ -4,7 +4,20 @@
 //! and that same shape parsed back (for `gc --older-than`), so a few lines of
 //! civil-calendar arithmetic replace a crate.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// Marks when this command started (its answers report `elapsed_ms`).
+pub fn mark_start() {
+    STARTED.get_or_init(Instant::now);
+}
+
+/// Milliseconds since [`mark_start`].
+pub fn elapsed_ms() -> u64 {
+    STARTED.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

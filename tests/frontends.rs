@@ -124,7 +124,7 @@ fn a_real_mcp_client_runs_observes_and_kills_jobs() {
         assert_eq!(v[step]["json"]["error"]["code"], code, "{step}: {v:#}");
     }
     // Nothing of the bad request ran: three runs and the slow job only.
-    assert_eq!(env.ok(&["list"])["count"], 4);
+    assert_eq!(env.ok(&["list", "--all"])["count"], 4);
 }
 
 /// Closing the transport ends the server, never a job.

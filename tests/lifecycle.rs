@@ -391,12 +391,39 @@ fn list_filters_and_orders_newest_first_then_delete_and_gc_clean_up() {
         .map(|j| j["job_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec![created.as_str(), second.as_str(), first.as_str()]);
-    let ps = env.ok(&["ps", "--state", "created"]);
-    assert_eq!(ps["count"], 1);
+    let item = &l["jobs"][1];
+    assert_eq!(item["short_job_id"], &second[..7]);
+    assert_eq!(item["command"], serde_json::json!(["false"]));
+    assert!(
+        item["started_at"].is_string() && item["updated_at"].is_string(),
+        "{item:#}"
+    );
+    assert_eq!(l["truncated"], false);
+    let cut = env.ok(&["list", "--limit", "2"]);
+    assert_eq!(
+        (cut["count"].as_u64(), cut["truncated"].as_bool()),
+        (Some(2), Some(true))
+    );
+    let created_only = env.ok(&["list", "--state", "created"]);
+    assert_eq!(created_only["count"], 1);
+    env.err(&["ps", "--state", "created"], "invalid_argument");
     let tagged = env.ok(&["list", "--tag", "proj.*"]);
     assert_eq!(tagged["jobs"][0]["job_id"], first.as_str());
     assert_eq!(tagged["count"], 1);
     env.err(&["list", "--state", "sleeping"], "invalid_argument");
+    // A pattern no tag could match is a mistake, as `run --tag` says.
+    env.err(&["list", "--tag", "bad pattern!"], "invalid_argument");
+
+    // Jobs of another directory are listed with --all (or their --cwd).
+    let elsewhere = env.scratch();
+    let other = job_id(&env.ok(&["run", "--cwd", elsewhere.to_str().unwrap(), "--", "true"]));
+    assert_eq!(env.ok(&["list"])["count"], 3, "this directory's jobs only");
+    let all = env.ok(&["list", "--all"]);
+    assert_eq!(all["count"], 4);
+    assert_eq!(all["jobs"][0]["job_id"], other.as_str());
+    let there = env.ok(&["list", "--cwd", elsewhere.to_str().unwrap()]);
+    assert_eq!(there["count"], 1);
+    env.ok(&["delete", &other]);
 
     let d = env.ok(&["delete", &first]);
     assert_eq!(d["type"], "delete");
@@ -405,6 +432,15 @@ fn list_filters_and_orders_newest_first_then_delete_and_gc_clean_up() {
 
     let running = job_id(&env.ok(&["run", "--no-wait", "--", "sleep", "3"]));
     env.err(&["delete", &running], "invalid_state");
+    launched(&env, &running);
+    let ps = env.ok(&["ps"]);
+    assert_eq!(ps["count"], 1, "ps: the running jobs");
+    assert_eq!(ps["jobs"][0]["job_id"], running.as_str());
+    let st = env.ok(&["status", &running]);
+    assert!(
+        st["duration_ms"].is_null(),
+        "no duration while running: {st:#}"
+    );
     let dry = env.ok(&["gc", "--older-than", "0s", "--dry-run"]);
     assert_eq!(dry["dry_run"], true);
     let would: Vec<&str> = dry["jobs"]
@@ -423,9 +459,15 @@ fn list_filters_and_orders_newest_first_then_delete_and_gc_clean_up() {
     let gc = env.ok(&["gc", "--older-than", "0s"]);
     assert_eq!(gc["deleted"], 1);
     assert!(!env.root().join(&second).exists());
+    assert_eq!(gc["older_than_source"], "flag");
+    assert!(gc["scanned_dirs"].as_u64().unwrap() >= 2, "{gc:#}");
+    assert_eq!(gc["candidate_count"], 1);
     let kept = env.ok(&["gc", "--older-than", "7d"]);
     assert_eq!(kept["deleted"], 0);
-    env.ok(&["kill", &running]);
+    let killed = env.ok(&["kill", &running]);
+    assert!(killed["observed_within_ms"].is_u64(), "{killed:#}");
+    let again = env.ok(&["kill", &running]);
+    assert_eq!(again["observed_within_ms"], 0, "{again:#}");
 }
 
 #[test]
@@ -821,4 +863,80 @@ fn a_published_port_reaches_the_jobs_server_from_the_host() {
         &["run", "--publish", "47613", "--", "true"],
         "invalid_argument",
     );
+}
+
+/// The fields tumf/agent-exec's users read: excerpt ranges and encoding,
+/// the masked environment, when the state was written, how long the
+/// request took.
+#[test]
+fn a_run_answers_with_ranges_encoding_and_the_masked_environment() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let v = env.ok(&[
+        "run",
+        "--env",
+        "TOKEN=s3cret-value",
+        "--env",
+        "MODE=fast",
+        "--mask",
+        "TOKEN",
+        "--max-bytes",
+        "100",
+        "--",
+        "sh",
+        "-c",
+        "seq 1 200; printf x >&2",
+    ]);
+    assert_eq!(v["encoding"], "utf-8-lossy");
+    let total = v["stdout_total_bytes"].as_u64().unwrap();
+    assert_eq!(v["stdout_range"], serde_json::json!([0, total]), "{v:#}");
+    assert_eq!(v["stdout_truncated"], true);
+    assert_eq!(v["stderr_range"], serde_json::json!([0, 1]));
+    assert_eq!(
+        v["env_vars"],
+        serde_json::json!(["MODE=fast", "TOKEN=***"]),
+        "{v:#}"
+    );
+    assert!(!v.to_string().contains("s3cret-value"));
+    assert!(v["elapsed_ms"].as_u64().unwrap() >= v["waited_ms"].as_u64().unwrap());
+    assert!(v["updated_at"].is_string());
+    let id = job_id(&v);
+    let t = env.ok(&["tail", "--lines", "2", &id]);
+    assert_eq!(t["encoding"], "utf-8-lossy");
+    assert!(
+        t["stdout"].as_str().unwrap().ends_with("\n199\n200\n"),
+        "{t:#}"
+    );
+    assert_eq!(
+        t["stdout_range"],
+        serde_json::json!([total - 8, total]),
+        "{t:#}"
+    );
+}
+
+/// `--stdin -` from a terminal is `stdin_required`, and nothing is made.
+#[test]
+fn stdin_from_a_terminal_is_refused_as_required() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let script = "import pty, sys; pty.spawn(sys.argv[1:])";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, bin(), "--root"])
+        .arg(env.root())
+        .args(["run", "--stdin", "-", "--", "cat"])
+        .env("XDG_CONFIG_HOME", env.config_home())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object");
+    assert_eq!(v["error"]["code"], "stdin_required", "{v:#}");
+    assert_eq!(env.job_ids().len(), 0);
 }

@@ -164,12 +164,13 @@ fn seed_build_and_test_runs_each_command_as_a_job_with_the_seed_handoff() {
     let run_id = v["run_id"].as_str().unwrap();
     let listed = env.ok(&[
         "list",
+        "--all",
         "--tag",
         &format!("pipeline.{run_id}.build-and-test"),
     ]);
     assert_eq!(listed["count"], 4, "{listed:#}");
     // The run directory beside the jobs does not disturb listings.
-    assert_eq!(env.ok(&["list"])["count"], 4);
+    assert_eq!(env.ok(&["list", "--all"])["count"], 4);
     let s = env.ok(&["status", results[1]["job_id"].as_str().unwrap()]);
     assert_eq!(
         s["argv"],

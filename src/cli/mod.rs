@@ -39,9 +39,10 @@ pub enum Command {
     Wait(WaitArgs),
     /// Signal every process of a job's cgroup, then kill the cgroup after --grace.
     Kill(KillArgs),
-    /// List jobs, newest first.
-    #[command(visible_alias = "ps")]
+    /// List jobs of this directory (all with --all), newest first.
     List(ListArgs),
+    /// List running jobs of this directory (all with --all).
+    Ps(ListArgs),
     /// Remove a terminal job and its logs.
     Delete(DeleteArgs),
     /// Remove terminal jobs older than a retention window.
@@ -268,9 +269,12 @@ pub struct ListArgs {
     /// Only jobs in this state (created, running, exited, killed, timed_out, failed, lost).
     #[arg(long)]
     pub state: Option<String>,
-    /// Only jobs whose working directory is this one.
-    #[arg(long)]
+    /// Only jobs whose working directory is this one (default: the current one).
+    #[arg(long, conflicts_with = "all")]
     pub cwd: Option<PathBuf>,
+    /// Jobs of every working directory.
+    #[arg(long)]
+    pub all: bool,
     /// Only jobs carrying every one of these tags (`ns.*` matches a namespace).
     #[arg(long = "tag")]
     pub tag: Vec<String>,

@@ -308,8 +308,9 @@ pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
     }
     let began = Instant::now();
     let mut sent = None;
+    let was_over = status.state.is_terminal();
     let mut status = status;
-    if !status.state.is_terminal() {
+    if !was_over {
         let watch = Watch::on_demand(store, &id);
         write_json(
             &store.job_dir(&id).join(KILL_REQUEST),
@@ -355,6 +356,13 @@ pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
         });
     }
     response.signal_sent = sent;
+    response.observed_within_ms = if was_over {
+        Some(0)
+    } else if status.state.is_terminal() && !args.no_wait {
+        Some(began.elapsed().as_millis() as u64)
+    } else {
+        None
+    };
     Ok(Reply::json(&response))
 }
 

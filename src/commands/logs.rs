@@ -49,6 +49,9 @@ pub fn tail(store: &Store, args: &TailArgs) -> Result<Reply, AppError> {
         state: status.state,
         stdout: String::new(),
         stderr: String::new(),
+        stdout_range: [0, 0],
+        stderr_range: [0, 0],
+        encoding: super::view::ENCODING,
         stdout_truncated: false,
         stderr_truncated: false,
         stdout_total_bytes: 0,
@@ -68,10 +71,10 @@ pub fn tail(store: &Store, args: &TailArgs) -> Result<Reply, AppError> {
         if !want {
             continue;
         }
-        let (text, truncated, total, next) = match args.offset {
+        let (text, truncated, total, next, range) = match args.offset {
             Some(offset) => {
                 let (e, next) = from_offset(path, offset, max_bytes).map_err(io)?;
-                (e.text, e.truncated, e.log_bytes, Some(next))
+                (e.text, e.truncated, e.log_bytes, Some(next), e.range)
             }
             None => {
                 let e = head_and_tail(
@@ -80,7 +83,7 @@ pub fn tail(store: &Store, args: &TailArgs) -> Result<Reply, AppError> {
                     Some(args.lines.unwrap_or(DEFAULT_TAIL_LINES)),
                 )
                 .map_err(io)?;
-                (e.text, e.truncated, e.log_bytes, None)
+                (e.text, e.truncated, e.log_bytes, None, e.range)
             }
         };
         if is_out {
@@ -89,14 +92,16 @@ pub fn tail(store: &Store, args: &TailArgs) -> Result<Reply, AppError> {
                 response.stdout_truncated,
                 response.stdout_total_bytes,
                 response.stdout_next_offset,
-            ) = (text, truncated, total, next);
+                response.stdout_range,
+            ) = (text, truncated, total, next, range);
         } else {
             (
                 response.stderr,
                 response.stderr_truncated,
                 response.stderr_total_bytes,
                 response.stderr_next_offset,
-            ) = (text, truncated, total, next);
+                response.stderr_range,
+            ) = (text, truncated, total, next, range);
         }
     }
     // Once the job has ended, totals are what the job wrote (the log may be capped).

@@ -19,31 +19,57 @@ use crate::timefmt::rfc3339;
 /// A job as `list` shows it.
 fn summary(row: Row) -> JobSummary {
     JobSummary {
+        short_job_id: row.id.chars().take(7).collect(),
         job_id: row.id,
         state: row.state,
         result: row.result,
         exit_code: row.exit_code,
+        command: row.argv.clone(),
         argv: row.argv,
         cwd: row.cwd,
         tags: row.tags,
         policy: row.policy,
         created_at: row.created_at,
+        started_at: row.started_at_ms.map(rfc3339),
         finished_at: row.finished_at_ms.map(rfc3339),
+        updated_at: (row.updated_at_ms > 0).then(|| rfc3339(row.updated_at_ms)),
         duration_ms: row.duration_ms,
         reason: row.reason,
     }
 }
 
-pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
-    let state = match &args.state {
-        Some(s) => Some(State::parse(s).ok_or_else(|| {
+/// `list` (and `ps`: only running jobs).
+pub fn list(store: &Store, args: &ListArgs, running_only: bool) -> Result<Reply, AppError> {
+    let state = match (&args.state, running_only) {
+        (Some(_), true) => {
+            return Err(AppError::invalid(
+                "ps lists running jobs; use list --state for others",
+            ))
+        }
+        (None, true) => Some(State::Running),
+        (Some(s), false) => Some(State::parse(s).ok_or_else(|| {
             AppError::invalid(format!(
-                "--state {s:?}: expected created, running, exited, killed, timed_out, failed or lost"
+                "--state {s:?}: expected created, running, exited, killed, timed_out, failed, lost or corrupt"
             ))
         })?),
-        None => None,
+        (None, false) => None,
     };
-    let cwd = match &args.cwd {
+    for pattern in &args.tag {
+        let name = pattern.strip_suffix(".*").unwrap_or(pattern);
+        crate::job::define::check_tag(name)
+            .map_err(|e| AppError::invalid(e.to_string().replace("--tag", "list --tag")))?;
+    }
+    // The jobs of the directory the caller is in, unless it asks for all
+    // (a store is shared by every project of its user).
+    let scope = match (&args.cwd, args.all) {
+        (_, true) => None,
+        (Some(c), false) => Some(c.clone()),
+        (None, false) => Some(
+            std::env::current_dir()
+                .map_err(|e| AppError::invalid(format!("the current directory: {e}; use --all")))?,
+        ),
+    };
+    let cwd = match scope {
         Some(c) => Some(
             c.canonicalize()
                 .map_err(|e| AppError::invalid(format!("--cwd {}: {e}", c.display())))?
@@ -56,7 +82,9 @@ pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
     settle(store, &index, true)?;
     let matches = |row: &Row| {
         state.is_none_or(|s| row.state == s)
-            && cwd.as_ref().is_none_or(|c| &row.cwd == c)
+            && cwd.as_ref().is_none_or(|c| {
+                &row.cwd == c || (row.state == State::Corrupt && row.cwd.is_empty())
+            })
             && args
                 .tag
                 .iter()
@@ -71,6 +99,7 @@ pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
     };
     let mut after: Option<(u64, String)> = None;
     let mut seen = std::collections::HashSet::new();
+    let mut truncated = false;
     'pages: loop {
         let page = index
             .page(
@@ -84,9 +113,6 @@ pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
         };
         after = Some((last.created_at_ms, last.id.clone()));
         for row in page {
-            if jobs.len() >= limit {
-                break 'pages;
-            }
             // A row checked again may move further down the order (a
             // damaged definition loses its creation time): met once.
             if !seen.insert(row.id.clone()) {
@@ -95,6 +121,11 @@ pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
             // Its records may have changed since the row was written.
             if let Some(row) = store.checked(&index, row) {
                 if matches(&row) {
+                    if jobs.len() >= limit {
+                        // One more matches: the limit cut the list.
+                        truncated = true;
+                        break 'pages;
+                    }
                     jobs.push(summary(row));
                 }
             }
@@ -102,13 +133,21 @@ pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
     }
     // A record that cannot be read is never left out silently: listed as
     // corrupt where the filters need nothing it lost, counted otherwise.
-    let filtered =
-        state.is_some_and(|s| s != State::Corrupt) || cwd.is_some() || !args.tag.is_empty();
+    // (Those of another directory are not this listing's.)
+    let filtered = state.is_some_and(|s| s != State::Corrupt) || !args.tag.is_empty();
     if filtered {
         let listed = jobs.iter().filter(|j| j.state == State::Corrupt).count();
         let damaged = index
-            .count(State::Corrupt)
-            .map_err(|e| store.index_error(e))?;
+            .page(
+                &Filter {
+                    state: Some(State::Corrupt),
+                    cwd: cwd.clone(),
+                },
+                None,
+                usize::MAX,
+            )
+            .map_err(|e| store.index_error(e))?
+            .len();
         skipped = damaged.saturating_sub(listed);
     }
     Ok(Reply::json(&ListResponse {
@@ -118,6 +157,7 @@ pub fn list(store: &Store, args: &ListArgs) -> Result<Reply, AppError> {
         root: store.root().to_string_lossy().into_owned(),
         count: jobs.len(),
         jobs,
+        truncated,
         skipped,
     }))
 }
@@ -165,6 +205,9 @@ pub fn delete(store: &Store, args: &DeleteArgs) -> Result<Reply, AppError> {
         root: store.root().to_string_lossy().into_owned(),
         dry_run: false,
         older_than: None,
+        older_than_source: None,
+        scanned_dirs: None,
+        candidate_count: None,
         deleted: 1,
         skipped: 0,
         freed_bytes: bytes,
@@ -182,6 +225,13 @@ pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {
     // The flags, else the caller's config, else the built-in defaults.
     let config = Config::load().map_err(super::config_error)?;
     let mut retention = config.gc.retention().map_err(AppError::invalid)?;
+    let older_than_source = if args.older_than.is_some() {
+        "flag"
+    } else if config.gc.older_than != crate::config::GcConfig::default().older_than {
+        "config"
+    } else {
+        "default"
+    };
     if let Some(older_than) = &args.older_than {
         retention.older_than_ms = duration("--older-than", older_than)?.as_millis() as u64;
         retention.older_than = older_than.clone();
@@ -193,6 +243,11 @@ pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {
         retention.max_bytes = Some(super::request::size("--max-bytes", s)?);
     }
     let sweep = retention::collect(store, &retention, args.dry_run)?;
+    let candidates = sweep
+        .entries
+        .iter()
+        .filter(|e| !matches!(e.action, Action::Skipped))
+        .count();
     let jobs = sweep
         .entries
         .into_iter()
@@ -216,6 +271,9 @@ pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {
         root: store.root().to_string_lossy().into_owned(),
         dry_run: args.dry_run,
         older_than: Some(retention.older_than),
+        older_than_source: Some(older_than_source),
+        scanned_dirs: Some(sweep.scanned),
+        candidate_count: Some(candidates),
         deleted: if args.dry_run { 0 } else { sweep.deleted },
         skipped: sweep.skipped,
         freed_bytes: sweep.freed_bytes,

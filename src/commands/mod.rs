@@ -99,6 +99,8 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
             schema_version: SchemaVersion,
             ok: Const,
             kind: SchemaType::Schema,
+            schema_format: "json-schema-2020-12",
+            generated_at: crate::timefmt::rfc3339(crate::timefmt::now_ms()),
             schema: schema_document(),
         }));
     }
@@ -127,7 +129,8 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
         Command::Wait(a) => lifecycle::wait(&store, a),
         Command::Kill(a) => lifecycle::kill(&store, a),
         Command::Tail(a) => logs::tail(&store, a),
-        Command::List(a) => manage::list(&store, a),
+        Command::List(a) => manage::list(&store, a, false),
+        Command::Ps(a) => manage::list(&store, a, true),
         Command::Delete(a) => manage::delete(&store, a),
         Command::Gc(a) => manage::gc(&store, a),
         Command::Pipeline(PipelineCommand::Run(a)) => pipeline::run(&store, a),

@@ -266,7 +266,8 @@ fn read_stdin(def: &JobDefinition) -> Result<Option<Vec<u8>>, AppError> {
         if text == "-" {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
-                return Err(AppError::invalid(
+                return Err(AppError::new(
+                    ErrorCode::StdinRequired,
                     "--stdin - reads the caller's stdin, but it is a terminal; pipe the input in",
                 ));
             }

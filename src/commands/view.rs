@@ -7,10 +7,13 @@ use crate::job::model::{JobSpec, JobStatus, ResultKind, State};
 use crate::job::store::{Store, STDERR_LOG, STDOUT_LOG};
 use crate::output::excerpt::head_and_tail;
 use crate::response::{AppError, Const, JobResponse, JobResponseType, SchemaVersion};
-use crate::timefmt::{now_ms, rfc3339};
+use crate::timefmt::rfc3339;
 use crate::units::parse_size;
 
 pub const DEFAULT_MAX_BYTES: u64 = 8 * 1024;
+
+/// How excerpts are decoded: bytes that are not UTF-8 become U+FFFD.
+pub const ENCODING: &str = "utf-8-lossy";
 
 /// Inline excerpt budget from the flags.
 pub struct ExcerptBudget {
@@ -61,7 +64,6 @@ pub fn job_response(
             excerpt(&stderr_path, outcome.map(|o| o.stderr.log_bytes)),
         )
     };
-    let now = now_ms();
     JobResponse {
         schema_version: SchemaVersion,
         ok: Const,
@@ -80,17 +82,19 @@ pub fn job_response(
         created_at: spec.created_at.clone(),
         started_at: status.started_at_ms.map(rfc3339),
         finished_at: status.finished_at_ms.map(rfc3339),
-        duration_ms: match outcome {
-            Some(o) => Some(o.duration_ms),
-            None => status.started_at_ms.map(|s| now.saturating_sub(s)),
-        },
+        updated_at: rfc3339(status.updated_at_ms),
+        duration_ms: outcome.map(|o| o.duration_ms),
         waited_ms: obs.waited_ms,
+        elapsed_ms: crate::timefmt::elapsed_ms(),
         stdout_total_bytes: outcome
             .map(|o| o.stdout.total_bytes)
             .unwrap_or(out.log_bytes),
         stderr_total_bytes: outcome
             .map(|o| o.stderr.total_bytes)
             .unwrap_or(err.log_bytes),
+        stdout_range: out.range,
+        stderr_range: err.range,
+        encoding: ENCODING,
         stdout: out.text,
         stderr: err.text,
         stdout_truncated: out.truncated,
@@ -113,6 +117,8 @@ pub fn job_response(
             Vec::new()
         },
         env_keys: spec.env.keys().cloned().collect(),
+        // job.json holds masked values as `***` already.
+        env_vars: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         masked: spec.masked.clone(),
         pid: status.pid,
         supervisor_pid: status.supervisor.map(|s| s.pid),
@@ -130,6 +136,7 @@ pub fn job_response(
             m
         }),
         signal_sent: None,
+        observed_within_ms: None,
         deadline_reached: obs.deadline_reached,
     }
 }

@@ -370,8 +370,10 @@ impl List {
         if let Some(s) = &self.state {
             args.push(format!("--state={s}"));
         }
-        if let Some(c) = &self.cwd {
-            args.push(format!("--cwd={c}"));
+        // A front end has no directory of its caller's: every job unless asked.
+        match &self.cwd {
+            Some(c) => args.push(format!("--cwd={c}")),
+            None => args.push("--all".into()),
         }
         for t in &self.tags {
             args.push(format!("--tag={t}"));

@@ -23,7 +23,7 @@ use super::model::{JobSpec, JobStatus, ResultKind, State};
 pub const INDEX_FILE: &str = "index.sqlite";
 
 /// Version of the table's layout; another version is rebuilt.
-const LAYOUT: i64 = 1;
+const LAYOUT: i64 = 2;
 
 /// How long a writer waits for another one (a rebuild of a large store holds
 /// the lock for seconds; ordinary writes for microseconds).
@@ -43,6 +43,7 @@ pub struct Row {
     pub state: State,
     pub created_at_ms: u64,
     pub created_at: String,
+    pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
     pub updated_at_ms: u64,
     pub result: Option<ResultKind>,
@@ -70,6 +71,7 @@ impl Row {
             state: status.state,
             created_at_ms: spec.created_at_ms,
             created_at: spec.created_at.clone(),
+            started_at_ms: status.started_at_ms,
             finished_at_ms: status.finished_at_ms,
             updated_at_ms: status.updated_at_ms,
             result: outcome.map(|o| o.result),
@@ -95,6 +97,7 @@ impl Row {
                 state: State::Corrupt,
                 created_at_ms: 0,
                 created_at: String::new(),
+                started_at_ms: None,
                 finished_at_ms: None,
                 updated_at_ms: 0,
                 result: None,
@@ -118,6 +121,7 @@ impl Row {
 /// The state columns a state write changes.
 pub struct StateColumns<'a> {
     pub state: State,
+    pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
     pub updated_at_ms: u64,
     pub result: Option<ResultKind>,
@@ -254,7 +258,8 @@ impl Index {
                  policy TEXT NOT NULL,
                  bytes INTEGER NOT NULL,
                  reason TEXT,
-                 stamp TEXT NOT NULL
+                 stamp TEXT NOT NULL,
+                 started_at_ms INTEGER
              );
              CREATE INDEX jobs_newest ON jobs (created_at_ms DESC, id DESC);
              CREATE INDEX jobs_by_state ON jobs (state, created_at_ms DESC, id DESC);
@@ -288,7 +293,7 @@ impl Index {
             .execute(
                 "UPDATE jobs SET state = ?2, finished_at_ms = ?3, updated_at_ms = ?4,
                      result = ?5, exit_code = ?6, duration_ms = ?7, bytes = ?8,
-                     reason = NULL, stamp = ?9
+                     reason = NULL, stamp = ?9, started_at_ms = ?10
                  WHERE id = ?1",
                 params![
                     id,
@@ -300,6 +305,7 @@ impl Index {
                     s.duration_ms.map(to_sql),
                     to_sql(s.bytes),
                     s.stamp,
+                    s.started_at_ms.map(to_sql),
                 ],
             )
             .map(drop)
@@ -402,7 +408,9 @@ impl Index {
             args.push(Box::new(state.as_str()));
         }
         if let Some(cwd) = &filter.cwd {
-            sql.push_str(" AND cwd = ?");
+            // A job whose definition cannot be read belongs to no directory
+            // it could be left out of: it shows in every one.
+            sql.push_str(" AND (cwd = ? OR (state = 'corrupt' AND cwd = ''))");
             args.push(Box::new(cwd.clone()));
         }
         if let Some((created, id)) = after {
@@ -499,12 +507,12 @@ impl Index {
 }
 
 const COLUMNS: &str = "id, state, created_at_ms, created_at, finished_at_ms, updated_at_ms, \
-     result, exit_code, duration_ms, argv, cwd, tags, policy, bytes, reason, stamp";
+     result, exit_code, duration_ms, argv, cwd, tags, policy, bytes, reason, stamp, started_at_ms";
 
 fn insert(conn: &Connection, row: &Row) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO jobs ({COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
     ))?;
     stmt.execute(params![
         row.id,
@@ -523,6 +531,7 @@ fn insert(conn: &Connection, row: &Row) -> rusqlite::Result<()> {
         to_sql(row.bytes),
         row.reason,
         row.stamp,
+        row.started_at_ms.map(to_sql),
     ])
     .map(drop)
 }
@@ -563,6 +572,7 @@ fn read_row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
         bytes: from_sql(r.get(13)?),
         reason: r.get(14)?,
         stamp: text(15)?,
+        started_at_ms: r.get::<_, Option<i64>>(16)?.map(from_sql),
     })
 }
 
@@ -638,6 +648,7 @@ mod tests {
             state,
             created_at_ms: created,
             created_at: String::new(),
+            started_at_ms: None,
             finished_at_ms: None,
             updated_at_ms: created,
             result: None,

@@ -60,6 +60,8 @@ pub struct Sweep {
     pub freed_bytes: u64,
     /// False when a bound stopped the collection before the end.
     pub complete: bool,
+    /// Jobs judged.
+    pub scanned: usize,
 }
 
 struct Bound {
@@ -149,6 +151,7 @@ fn judge(
     let index = store.index_for_reading()?;
     let mut now = settle(store, &index, !dry_run)?;
     let rows = index.all().map_err(|e| store.index_error(e))?;
+    sweep.scanned = rows.len();
     let cutoff = now_ms().saturating_sub(retention.older_than_ms);
     let (mut kept_jobs, mut kept_bytes) = (0usize, 0u64);
     let mut doomed: Vec<(Row, String)> = Vec::new();

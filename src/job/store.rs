@@ -449,6 +449,7 @@ impl Store {
             id,
             &StateColumns {
                 state: status.state,
+                started_at_ms: status.started_at_ms,
                 finished_at_ms: status.finished_at_ms,
                 updated_at_ms: status.updated_at_ms,
                 result: outcome.map(|o| o.result),

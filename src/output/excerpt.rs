@@ -17,6 +17,9 @@ pub struct Excerpt {
     pub truncated: bool,
     /// Size of the log file when read.
     pub log_bytes: u64,
+    /// The bytes of the log the excerpt spans, `[first, end)` (a head and
+    /// tail excerpt spans the whole log and leaves out a middle).
+    pub range: [u64; 2],
 }
 
 /// Head and tail of the log within `max_bytes` (marker excluded).
@@ -41,6 +44,7 @@ pub fn head_and_tail(
             text: String::from_utf8_lossy(&bytes).into_owned(),
             truncated: false,
             log_bytes: len,
+            range: [0, len],
         });
     }
     let head_len = max_bytes / 2;
@@ -57,6 +61,7 @@ pub fn head_and_tail(
         text,
         truncated: true,
         log_bytes: len,
+        range: [0, len],
     })
 }
 
@@ -83,6 +88,7 @@ pub fn from_offset(path: &Path, offset: u64, max_bytes: u64) -> io::Result<(Exce
             text: String::from_utf8_lossy(cut).into_owned(),
             truncated: next < len,
             log_bytes: len,
+            range: [start, next],
         },
         next,
     ))
@@ -131,6 +137,7 @@ fn last_lines(
         text,
         truncated: omitted > 0,
         log_bytes: len,
+        range: [len - kept.len() as u64, len],
     })
 }
 

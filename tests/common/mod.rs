@@ -416,7 +416,7 @@ impl Env {
 
     /// The ids of every job in this store (to prove a refused run made none).
     pub fn job_ids(&self) -> Vec<String> {
-        let v = self.ok(&["list"]);
+        let v = self.ok(&["list", "--all"]);
         v["jobs"]
             .as_array()
             .expect("jobs")
