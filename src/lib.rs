@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod diag;
 pub mod doctor;
 pub mod frontends;
 pub mod job;

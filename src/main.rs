@@ -14,13 +14,25 @@ fn main() {
     if agent_exec::sandbox::init::is_init(argv.first().map(|a| a.as_os_str())) {
         agent_exec::sandbox::init::main(argv);
     }
+    // `COMPLETE=bash agent-exec …`: the shell asks for completions.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
+    let mut yaml = false;
     let reply = match Cli::try_parse() {
         // stdout is the protocol's: nothing else is printed there.
         Ok(Cli {
             command: Command::Mcp,
             root,
-        }) => std::process::exit(agent_exec::frontends::mcp::serve(root)),
-        Ok(cli) => dispatch(cli),
+            verbose,
+            ..
+        }) => {
+            agent_exec::diag::set_level(verbose);
+            std::process::exit(agent_exec::frontends::mcp::serve(root))
+        }
+        Ok(cli) => {
+            agent_exec::diag::set_level(cli.verbose);
+            yaml = cli.yaml;
+            dispatch(cli)
+        }
         Err(e) => match e.kind() {
             clap::error::ErrorKind::DisplayHelp
             | clap::error::ErrorKind::DisplayVersion
@@ -35,7 +47,11 @@ fn main() {
         },
     };
     // One write: stdout's line buffer would split a long answer in two.
-    let (text, code) = reply.into_output();
+    let (text, code) = if yaml {
+        reply.into_yaml()
+    } else {
+        reply.into_output()
+    };
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(&text);
     let _ = out.flush();

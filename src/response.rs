@@ -618,7 +618,43 @@ pub enum AnyResponse {
     Policy(PolicyResponse),
     Doctor(DoctorResponse),
     OrphanKill(OrphanKillResponse),
+    TagSet(TagSetResponse),
+    Done(DoneResponse),
     Error(ErrorResponse),
+}
+
+/// `tag set`: the job's tags now.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct TagSetResponse {
+    pub schema_version: SchemaVersion,
+    pub ok: Const<true>,
+    #[serde(rename = "type")]
+    pub kind: TagSetType,
+    pub job_id: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TagSetType {
+    TagSet,
+}
+
+/// `install-skills` and `completions`: what was written where.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DoneResponse {
+    pub schema_version: SchemaVersion,
+    pub ok: Const<true>,
+    #[serde(rename = "type")]
+    pub kind: DoneType,
+    /// Files written.
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DoneType {
+    InstallSkills,
 }
 
 /// `kill` of a job whose record is gone (its directory was removed) but

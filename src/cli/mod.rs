@@ -6,6 +6,12 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::ArgValueCandidates;
+
+/// Completion of job ids, from the store when the shell asks.
+fn job_ids() -> ArgValueCandidates {
+    ArgValueCandidates::new(crate::commands::job_id_candidates)
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,6 +24,14 @@ pub struct Cli {
     /// Job store root (default: $AGENT_EXEC_ROOT, else $XDG_STATE_HOME/agent-exec, else ~/.local/state/agent-exec).
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
+
+    /// Print the answer as YAML instead of JSON.
+    #[arg(long, global = true)]
+    pub yaml: bool,
+
+    /// Say on stderr what the command decides (-v: each step, -vv: more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 
     #[command(subcommand)]
     pub command: Command,
@@ -43,7 +57,8 @@ pub enum Command {
     List(ListArgs),
     /// List running jobs of this directory (all with --all).
     Ps(ListArgs),
-    /// Remove a terminal job and its logs.
+    /// Remove a terminal job and its logs (or, with --all, every ended job of this directory).
+    #[command(visible_alias = "rm")]
     Delete(DeleteArgs),
     /// Remove terminal jobs older than a retention window.
     Gc(GcArgs),
@@ -57,10 +72,42 @@ pub enum Command {
     /// Run or check a pipeline file: `exec` phases as a DAG of sandboxed jobs.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// Replace a job's tags.
+    #[command(subcommand)]
+    Tag(TagCommand),
+    /// Print a completion script for a shell (job ids are completed from the store).
+    Completions {
+        /// bash, zsh, fish or powershell.
+        shell: String,
+    },
+    /// Install the skill file that teaches an agent to use agent-exec.
+    InstallSkills(InstallSkillsArgs),
     /// Serve these operations to an agent as an MCP server over stdio.
     Mcp,
     /// Serve these operations as an HTTP API (loopback, bearer token).
     Serve(ServeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagCommand {
+    /// Replace the tags of a job (no --tag: remove them all).
+    Set {
+        #[arg(add = job_ids())]
+        job_id: String,
+        /// A tag (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tag: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InstallSkillsArgs {
+    /// Into the home directory instead of the current one.
+    #[arg(long)]
+    pub global: bool,
+    /// Into `.claude/skills` (Claude Code) instead of `.agents/skills`.
+    #[arg(long)]
+    pub claude: bool,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +213,9 @@ pub struct Observe {
     /// Answer as soon as the job has started.
     #[arg(long)]
     pub no_wait: bool,
+    /// `--wait=false` is `--no-wait`; `--wait` or `--wait=true` observes (the default).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub wait: Option<bool>,
     #[command(flatten)]
     pub excerpt: ExcerptArgs,
     /// Exit like timeout(1) once the job has ended: its code, 124 timeout, 128+N signal, 125 runner failure, 126/127 exec.
@@ -199,6 +249,7 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
+    #[arg(add = job_ids())]
     pub job_id: String,
     #[command(flatten)]
     pub observe: Observe,
@@ -206,6 +257,7 @@ pub struct StartArgs {
 
 #[derive(Debug, Args)]
 pub struct JobArg {
+    #[arg(add = job_ids())]
     pub job_id: String,
     #[command(flatten)]
     pub excerpt: ExcerptArgs,
@@ -213,6 +265,7 @@ pub struct JobArg {
 
 #[derive(Debug, Args)]
 pub struct WaitArgs {
+    #[arg(add = job_ids())]
     pub job_id: String,
     /// Observe at most this long (default 30s). The job keeps running when it passes.
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
@@ -229,6 +282,7 @@ pub struct WaitArgs {
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
+    #[arg(add = job_ids())]
     pub job_id: String,
     /// Only the last N lines of each log (default 50 unless --offset is given).
     #[arg(long, visible_alias = "tail-lines", value_name = "N")]
@@ -252,6 +306,7 @@ pub struct TailArgs {
 
 #[derive(Debug, Args)]
 pub struct KillArgs {
+    #[arg(add = job_ids())]
     pub job_id: String,
     /// Signal sent to every process of the job (name or number; default TERM).
     #[arg(long, default_value = "TERM")]
@@ -285,7 +340,15 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    pub job_id: String,
+    /// The job (not with --all).
+    #[arg(required_unless_present = "all", conflicts_with = "all", add = job_ids())]
+    pub job_id: Option<String>,
+    /// Every ended job of this directory (created and running ones stay).
+    #[arg(long)]
+    pub all: bool,
+    /// Say what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

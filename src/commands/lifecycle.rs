@@ -25,6 +25,12 @@ pub fn run(store: &Store, args: &RunArgs) -> Result<Reply, AppError> {
     let answer = Answer::from_observe(&args.observe, JobResponseType::Run, began)?;
     let defined = define(&job_request(&args.def)?, store)?;
     store.create(&defined.spec, None, defined.stdin.as_deref())?;
+    crate::diag!(
+        1,
+        "job {} in {}",
+        defined.spec.job_id,
+        store.job_dir(&defined.spec.job_id).display()
+    );
     store.claim_start(&defined.spec.job_id)?;
     start_and_observe(
         store,
@@ -110,11 +116,20 @@ impl Answer {
         began: Instant,
     ) -> Result<Answer, AppError> {
         let until = observation(observe.forever, observe.until.as_deref(), DEFAULT_RUN_UNTIL)?;
+        let no_wait = match (observe.no_wait, observe.wait) {
+            (true, Some(true)) => {
+                return Err(AppError::invalid("--no-wait and --wait=true contradict"))
+            }
+            (_, Some(false)) if observe.forever => {
+                return Err(AppError::invalid("--wait=false and --forever contradict"))
+            }
+            (no_wait, wait) => no_wait || wait == Some(false),
+        };
         Ok(Answer {
             kind,
             budget: ExcerptBudget::from_args(&observe.excerpt)?,
             exit_status: observe.exit_status,
-            no_wait: observe.no_wait,
+            no_wait,
             began,
             until,
         })

@@ -173,52 +173,121 @@ fn tag_matches(pattern: &str, tag: &str) -> bool {
 }
 
 pub fn delete(store: &Store, args: &DeleteArgs) -> Result<Reply, AppError> {
-    let id = store.resolve(&args.job_id)?;
-    let readable = store.read_spec(&id).and_then(|_| store.read_status(&id));
+    let mut entries = Vec::new();
+    match &args.job_id {
+        Some(prefix) => {
+            let id = store.resolve(prefix)?;
+            let state = deletable(store, &id)?;
+            entries.push(remove_one(store, id, state, args.dry_run)?);
+        }
+        None => {
+            // Every job of this directory: the ended ones go, the others
+            // are listed as skipped with why.
+            let cwd = std::env::current_dir()
+                .and_then(|c| c.canonicalize())
+                .map_err(|e| AppError::invalid(format!("the current directory: {e}")))?;
+            let index = store.index_for_reading()?;
+            settle(store, &index, !args.dry_run)?;
+            let filter = Filter {
+                state: None,
+                cwd: Some(cwd.to_string_lossy().into_owned()),
+            };
+            let rows = index
+                .page(&filter, None, usize::MAX)
+                .map_err(|e| store.index_error(e))?;
+            for row in rows {
+                let Some(row) = store.checked(&index, row) else {
+                    continue;
+                };
+                match deletable(store, &row.id) {
+                    Ok(state) => match remove_one(store, row.id.clone(), state, args.dry_run) {
+                        Ok(entry) => entries.push(entry),
+                        // Deleted by another caller meanwhile.
+                        Err(AppError { .. }) if !store.job_dir(&row.id).exists() => {}
+                        Err(e) => return Err(e),
+                    },
+                    Err(_) => entries.push(CleanupEntry {
+                        job_id: row.id,
+                        state: row.state,
+                        action: "skipped".into(),
+                        reason: Some(format!(
+                            "{}: kill it first, or wait for it to end",
+                            row.state.as_str()
+                        )),
+                        bytes: 0,
+                    }),
+                }
+            }
+        }
+    }
+    let deleted = entries.iter().filter(|e| e.action == "deleted").count();
+    let skipped = entries.iter().filter(|e| e.action == "skipped").count();
+    Ok(Reply::json(&CleanupResponse {
+        schema_version: SchemaVersion,
+        ok: Const,
+        kind: CleanupType::Delete,
+        root: store.root().to_string_lossy().into_owned(),
+        dry_run: args.dry_run,
+        older_than: None,
+        older_than_source: None,
+        scanned_dirs: None,
+        candidate_count: None,
+        deleted,
+        skipped,
+        freed_bytes: entries
+            .iter()
+            .filter(|e| e.action != "skipped")
+            .map(|e| e.bytes)
+            .sum(),
+        jobs: entries,
+    }))
+}
+
+/// The state of a job that may be deleted: ended, never started, or
+/// damaged with nothing running in its cgroup.
+fn deletable(store: &Store, id: &str) -> Result<State, AppError> {
+    let readable = store.read_spec(id).and_then(|_| store.read_status(id));
     let status = match readable {
-        Ok(status) => reconcile(store, &id, status)?,
+        Ok(status) => reconcile(store, id, status)?,
         // A record that cannot be read can still be deleted, unless its
         // cgroup shows the job running.
-        Err(StoreError::Corrupt { .. }) if !store.cgroup_populated(&id) => {
+        Err(StoreError::Corrupt { .. }) if !store.cgroup_populated(id) => {
             let mut status = JobStatus::created(0);
             status.state = State::Corrupt;
             status
         }
         Err(e) => return Err(e.into()),
     };
-    let started_not_done = !status.state.is_terminal()
-        && (status.state == State::Running || store.has_start_lock(&id));
+    let started_not_done =
+        !status.state.is_terminal() && (status.state == State::Running || store.has_start_lock(id));
     if started_not_done {
         return Err(invalid_state(
-            &id,
+            id,
             status.state,
             "delete",
             "kill it first, or wait for it to end",
         ));
     }
+    Ok(status.state)
+}
+
+fn remove_one(
+    store: &Store,
+    id: String,
+    state: State,
+    dry_run: bool,
+) -> Result<CleanupEntry, AppError> {
     let bytes = store.kept_bytes(&id);
-    store.delete(&id)?;
-    Ok(Reply::json(&CleanupResponse {
-        schema_version: SchemaVersion,
-        ok: Const,
-        kind: CleanupType::Delete,
-        root: store.root().to_string_lossy().into_owned(),
-        dry_run: false,
-        older_than: None,
-        older_than_source: None,
-        scanned_dirs: None,
-        candidate_count: None,
-        deleted: 1,
-        skipped: 0,
-        freed_bytes: bytes,
-        jobs: vec![CleanupEntry {
-            job_id: id,
-            state: status.state,
-            action: "deleted".into(),
-            reason: None,
-            bytes,
-        }],
-    }))
+    if !dry_run {
+        store.delete(&id)?;
+    }
+    Ok(CleanupEntry {
+        job_id: id,
+        state,
+        action: if dry_run { "would_delete" } else { "deleted" }.into(),
+        reason: None,
+        bytes,
+    })
 }
 
 pub fn gc(store: &Store, args: &GcArgs) -> Result<Reply, AppError> {

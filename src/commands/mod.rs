@@ -1,6 +1,7 @@
 //! One function per CLI command: validate, act on the store, build the response.
 
 mod errors;
+mod extras;
 mod host;
 mod lifecycle;
 mod logs;
@@ -10,6 +11,7 @@ pub mod request;
 mod view;
 
 pub use errors::{config_error, policy_error};
+pub use extras::job_id_candidates;
 
 use std::io::Write;
 
@@ -52,6 +54,17 @@ impl Reply {
         Reply {
             json: serde_json::Value::Null,
             exit_code: 0,
+        }
+    }
+
+    /// The same answer as YAML (`--yaml`).
+    pub fn into_yaml(self) -> (Vec<u8>, i32) {
+        if self.json.is_null() {
+            return (Vec::new(), self.exit_code);
+        }
+        match serde_saphyr::to_string(&self.json) {
+            Ok(text) => (text.into_bytes(), self.exit_code),
+            Err(_) => self.into_output(),
         }
     }
 
@@ -108,15 +121,23 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
     match &cli.command {
         Command::Policy(p) => return host::policy(p),
         Command::Doctor => return Ok(host::doctor()),
+        Command::InstallSkills(a) => return extras::install_skills(a),
+        Command::Completions { shell } => return extras::completions(shell),
         _ => {}
     }
     let mut store = Store::open(Store::default_root(cli.root.as_deref()))?;
+    crate::diag!(1, "job store: {}", store.root().display());
     let launches = matches!(
         cli.command,
         Command::Run(_) | Command::Start(_) | Command::Pipeline(PipelineCommand::Run(_))
     );
     if launches {
         let config = Config::load().map_err(config_error)?;
+        crate::diag!(
+            1,
+            "config: {}",
+            Config::path().map_or("none".into(), |p| p.display().to_string())
+        );
         if config.gc.auto {
             store.collect_after_jobs(config.gc.retention().map_err(AppError::invalid)?);
         }
@@ -135,10 +156,15 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
         Command::Gc(a) => manage::gc(&store, a),
         Command::Pipeline(PipelineCommand::Run(a)) => pipeline::run(&store, a),
         Command::Serve(a) => serve(&cli, &store, a),
+        Command::Tag(crate::cli::TagCommand::Set { job_id, tag }) => {
+            extras::tag_set(&store, job_id, tag)
+        }
         Command::Schema
         | Command::Policy(_)
         | Command::Doctor
         | Command::Mcp
+        | Command::InstallSkills(_)
+        | Command::Completions { .. }
         | Command::Pipeline(PipelineCommand::Validate { .. }) => Err(AppError::new(
             ErrorCode::Internal,
             "this command is dispatched before the store is opened",

@@ -366,6 +366,7 @@ fn resolve_policy(req: &JobRequest, vars: &PathVars) -> Result<(Policy, Policy),
     let sources = PolicySources::from_env();
     let name = req.policy.as_deref().unwrap_or("default");
     let policy = policy::resolve(name, &sources).map_err(DefineError::Policy)?;
+    crate::diag!(1, "policy: {name}");
     let mut overrides = req.overrides.clone();
     for (flag, list) in [
         ("--allow-read", &mut overrides.allow_read),

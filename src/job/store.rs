@@ -197,6 +197,17 @@ impl Store {
         })
     }
 
+    /// Opens a store that exists already (never makes one).
+    pub fn open_existing(root: PathBuf) -> StoreResult<Store> {
+        if !root.is_dir() {
+            return Err(StoreError::NotFound {
+                prefix: String::new(),
+                root,
+            });
+        }
+        Store::open(root)
+    }
+
     /// Supervisors of jobs launched through this store collect by `retention` after their job.
     pub fn collect_after_jobs(&mut self, retention: super::retention::Retention) {
         self.auto_collect = Some(retention);
@@ -345,6 +356,21 @@ impl Store {
             }
         }
         true
+    }
+
+    /// Replaces a job's tags: its definition is rewritten (atomically, as
+    /// every record) and its row with it.
+    pub fn set_tags(&self, id: &str, tags: Vec<String>) -> StoreResult<()> {
+        let path = self.job_dir(id).join(JOB_FILE);
+        let mut spec = self.read_spec(id)?;
+        spec.tags = tags;
+        write_json(&path, &spec, 0o600)?;
+        if let Some(row) = self.row_from_files(id) {
+            if let Ok(index) = self.index() {
+                let _ = index.put(&row);
+            }
+        }
+        Ok(())
     }
 
     /// Resolves a full id or an unambiguous prefix.

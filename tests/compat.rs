@@ -1,0 +1,191 @@
+//! What tumf/agent-exec's users call besides the lifecycle: tag set,
+//! delete --all and rm, run --wait=BOOL, install-skills, completions,
+//! --yaml and -v.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn tags_are_replaced_and_listed_by_the_new_ones() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let id = job_id(&env.ok(&["run", "--tag", "old", "--", "true"]));
+    let v = env.ok(&["tag", "set", &id[..8], "--tag", "proj.b", "--tag", "proj.a"]);
+    assert_eq!(v["type"], "tag_set");
+    assert_eq!(v["tags"], serde_json::json!(["proj.a", "proj.b"]));
+    assert_eq!(env.ok(&["status", &id])["tags"], v["tags"]);
+    assert_eq!(env.ok(&["list", "--tag", "proj.*"])["count"], 1);
+    assert_eq!(env.ok(&["list", "--tag", "old"])["count"], 0);
+    env.err(
+        &["tag", "set", &id, "--tag", "bad tag!"],
+        "invalid_argument",
+    );
+    let cleared = env.ok(&["tag", "set", &id]);
+    assert_eq!(cleared["tags"], serde_json::json!([]));
+}
+
+#[test]
+fn delete_all_removes_the_ended_jobs_of_this_directory_only() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let ended = job_id(&env.ok(&["run", "--", "true"]));
+    let failed = job_id(&env.ok(&["run", "--", "false"]));
+    let running = job_id(&env.ok(&["run", "--no-wait", "--", "sleep", "30"]));
+    launched(&env, &running);
+    let elsewhere = env.scratch();
+    let other = job_id(&env.ok(&["run", "--cwd", elsewhere.to_str().unwrap(), "--", "true"]));
+
+    let dry = env.ok(&["delete", "--all", "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["deleted"], 0);
+    assert_eq!(dry["skipped"], 1, "{dry:#}");
+    assert_eq!(env.job_ids().len(), 4, "a dry run removes nothing");
+
+    let v = env.ok(&["rm", "--all"]);
+    assert_eq!(v["deleted"], 2, "{v:#}");
+    let skipped: Vec<&str> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["action"] == "skipped")
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped, [running.as_str()]);
+    for gone in [&ended, &failed] {
+        env.err(&["status", gone], "job_not_found");
+    }
+    env.ok(&["status", &other]);
+    for args in [&["delete"][..], &["delete", "--all", &other]] {
+        let (code, v) = env.run(args);
+        assert_eq!(
+            (code, v["error"]["code"].as_str()),
+            (2, Some("usage_error")),
+            "{v:#}"
+        );
+    }
+    env.ok(&["kill", "--grace", "0", &running]);
+    env.ok(&["rm", &other]);
+}
+
+#[test]
+fn run_wait_false_answers_at_once() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let v = env.ok(&["run", "--wait=false", "--", "sleep", "5"]);
+    assert_ne!(v["state"], "exited");
+    let id = job_id(&v);
+    let w = env.ok(&["run", "--wait", "--", "true"]);
+    assert_eq!(w["state"], "exited");
+    env.err(
+        &["run", "--no-wait", "--wait=true", "--", "true"],
+        "invalid_argument",
+    );
+    env.ok(&["kill", "--grace", "0", &id]);
+}
+
+#[test]
+fn install_skills_writes_the_skill_where_asked() {
+    let env = Env::new();
+    let dir = env.scratch();
+    let v = parse_one(
+        &env.cmd(&["install-skills"])
+            .current_dir(&dir)
+            .output()
+            .unwrap(),
+    )
+    .1;
+    assert_eq!(v["type"], "install_skills", "{v:#}");
+    let skill = dir.join(".agents/skills/agent-exec/SKILL.md");
+    let text = std::fs::read_to_string(&skill).unwrap();
+    assert!(text.starts_with("---\nname: agent-exec\n"), "{text}");
+    let home = env.scratch().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let v = parse_one(
+        &env.cmd(&["install-skills", "--global", "--claude"])
+            .env("HOME", &home)
+            .output()
+            .unwrap(),
+    )
+    .1;
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert!(home.join(".claude/skills/agent-exec/SKILL.md").is_file());
+}
+
+/// Each shell that is installed accepts its script; bash completes job
+/// ids from the store.
+#[test]
+fn completion_scripts_parse_and_job_ids_complete() {
+    let env = Env::new();
+    let mut checked = 0;
+    for (shell, check) in [
+        ("bash", &["-n"][..]),
+        ("zsh", &["-n"]),
+        ("fish", &["--no-execute"]),
+    ] {
+        let out = env.cmd(&["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        assert!(!out.stdout.is_empty(), "{shell}");
+        let Ok(mut child) = Command::new(shell)
+            .args(check)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+        else {
+            eprintln!("{shell} is not installed: its script is not checked");
+            continue;
+        };
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "{shell} -n rejects the script"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "bash at least checks its script");
+    env.err(&["completions", "tcsh"], "invalid_argument");
+
+    if !privileged() {
+        return;
+    }
+    let id = job_id(&env.ok(&["run", "--", "true"]));
+    let out = Command::new(bin())
+        .args(["--", "agent-exec", "status", ""])
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", "2")
+        .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+        .env("AGENT_EXEC_ROOT", env.root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&id), "{text}");
+}
+
+#[test]
+fn yaml_and_verbose_keep_stdout_one_answer() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let out = env
+        .cmd(&["--yaml", "-v", "run", "--", "echo", "hi"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("schema_version: \"1\"\nok: true\ntype: run\n"),
+        "{text}"
+    );
+    assert!(!text.contains('{'), "YAML, not JSON: {text}");
+    let said = String::from_utf8(out.stderr).unwrap();
+    assert!(said.contains("agent-exec: policy: default"), "{said}");
+    assert!(said.contains("agent-exec: job store: "), "{said}");
+}
