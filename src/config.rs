@@ -7,6 +7,12 @@
 //! older_than = "30d"     # finished jobs older than this go
 //! max_jobs = 10000       # keep at most this many finished jobs (newest)
 //! max_bytes = "4G"       # ... and at most this much of their files
+//!
+//! [shell]
+//! unix = ["sh", "-c"]    # what runs a command given as one string
+//!
+//! [compression]
+//! default = "off"        # the view answers inline (--compress)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -21,6 +27,43 @@ use crate::units::{parse_duration, parse_size};
 pub struct Config {
     #[serde(default)]
     pub gc: GcConfig,
+    #[serde(default)]
+    pub shell: ShellConfig,
+    #[serde(default)]
+    pub compression: CompressionConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShellConfig {
+    /// The program and flags that run a command given as one string.
+    pub unix: Vec<String>,
+    /// tumf/agent-exec's key for Windows; read and unused here.
+    pub windows: Vec<String>,
+}
+
+impl Default for ShellConfig {
+    fn default() -> ShellConfig {
+        ShellConfig {
+            unix: vec!["sh".into(), "-c".into()],
+            windows: vec!["cmd".into(), "/C".into()],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressionConfig {
+    /// The view answers inline when `--compress` is not given.
+    pub default: String,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> CompressionConfig {
+        CompressionConfig {
+            default: "off".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +157,14 @@ impl Config {
             let offset = text.find(key).unwrap_or(0);
             crate::policy::line_column(&text, offset)
         };
+        if let Err(e) = crate::output::views::check_mode(&config.compression.default) {
+            let (line, column) = at("default");
+            return Err(error(line, column, format!("compression.{e}")));
+        }
+        if config.shell.unix.is_empty() || config.shell.unix[0].is_empty() {
+            let (line, column) = at("unix");
+            return Err(error(line, column, "shell.unix: name a program".into()));
+        }
         if let Err(e) = config.gc.retention() {
             let key = if e.contains("older_than") {
                 "older_than"

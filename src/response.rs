@@ -303,6 +303,9 @@ pub struct JobResponse {
     pub observed_within_ms: Option<u64>,
     /// `wait`/`run` returned because the observation deadline passed, not because the job ended.
     pub deadline_reached: bool,
+    /// `--compress`: a view of the output (the excerpts above stay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<crate::output::views::Compression>,
 }
 
 /// `tail`: bounded excerpts of both logs.
@@ -332,6 +335,9 @@ pub struct TailResponse {
     pub stderr_next_offset: Option<u64>,
     pub stdout_log_path: String,
     pub stderr_log_path: String,
+    /// `--compress`: a view of the output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<crate::output::views::Compression>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, JsonSchema)]

@@ -189,3 +189,44 @@ fn yaml_and_verbose_keep_stdout_one_answer() {
     assert!(said.contains("agent-exec: policy: default"), "{said}");
     assert!(said.contains("agent-exec: job store: "), "{said}");
 }
+
+/// `--shell-wrapper` and the config's `[shell]` pick what runs a one-string
+/// command; `[compression] default` picks the view; a bad value names its
+/// line.
+#[test]
+fn the_shell_and_the_view_come_from_the_flag_else_the_config() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let v = env.ok(&["run", "--", "echo $0"]);
+    assert_eq!(v["stdout"], "sh\n");
+    assert!(v.get("compression").is_none(), "off by default: {v:#}");
+    let v = env.ok(&["run", "--shell-wrapper", "bash -c", "--", "echo $0"]);
+    assert_eq!(v["stdout"], "bash\n");
+
+    let config = env.config_home().join("agent-exec");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.toml"),
+        "[shell]\nunix = [\"bash\", \"-c\"]\n\n[compression]\ndefault = \"summary\"\n",
+    )
+    .unwrap();
+    let v = env.ok(&["run", "--", "echo $0"]);
+    assert_eq!(v["stdout"], "bash\n");
+    assert_eq!(v["compression"]["mode"], "summary", "{v:#}");
+    let v = env.ok(&["run", "--compress", "off", "--", "true"]);
+    assert!(v.get("compression").is_none());
+    env.err(
+        &["run", "--compress", "bogus", "--", "true"],
+        "invalid_argument",
+    );
+
+    std::fs::write(
+        config.join("config.toml"),
+        "[compression]\ndefault = \"bogus\"\n",
+    )
+    .unwrap();
+    let e = env.err(&["run", "--", "true"], "invalid_argument");
+    assert_eq!(e["error"]["location"]["line"], 2, "{e:#}");
+}

@@ -229,3 +229,56 @@ fn a_cache_is_never_made_through_a_link() {
     assert_eq!(v["result"], "success", "{v:#}");
     assert!(home.join("go/pkg").is_dir());
 }
+
+/// `--compress tests` (and `route`, which picks it for `cargo test`) reads
+/// a real failing `cargo test` into counts and the failing tests' first
+/// error lines.
+#[test]
+fn a_failing_cargo_test_is_read_into_counts_and_failures() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let fx = Fixture::new();
+    let cwd = fx.cwd();
+    write_file(
+        &cwd,
+        "calc/Cargo.toml",
+        "[package]\nname = \"calc\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    );
+    write_file(
+        &cwd,
+        "calc/src/lib.rs",
+        "#[test]\nfn passes() {}\n\
+         #[test]\nfn fails() { assert_eq!(1 + 1, 3, \"arithmetic broke\"); }\n\
+         #[test]\n#[ignore]\nfn slow() {}\n",
+    );
+    for mode in ["tests", "route"] {
+        let (code, v) = env.run(&[
+            "run",
+            "--forever",
+            "--compress",
+            mode,
+            "--cwd",
+            s(&cwd.join("calc")),
+            "--",
+            "cargo",
+            "test",
+            "--offline",
+        ]);
+        assert_eq!(code, 0, "{v:#}");
+        let c = &v["compression"];
+        assert_eq!(c["detected_kind"], "tests", "{mode}: {c:#}");
+        let t = &c["tests"];
+        assert_eq!(t["runner"], "cargo");
+        assert_eq!(
+            (t["passed"].as_u64(), t["failed"].as_u64()),
+            (Some(1), Some(1)),
+            "{t:#}"
+        );
+        assert_eq!(t["skipped"], 1);
+        assert_eq!(t["failures"][0]["name"], "fails");
+        let lines = t["failures"][0]["first_lines"].to_string();
+        assert!(lines.contains("arithmetic broke"), "{lines}");
+    }
+}

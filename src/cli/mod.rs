@@ -195,6 +195,9 @@ pub struct JobDefinition {
     /// Forward the host's 127.0.0.1:HOST_PORT (default: PORT; 0: any free one) to the job's port PORT (needs --net loopback; repeatable).
     #[arg(long, value_name = "PORT[:HOST_PORT]")]
     pub publish: Vec<String>,
+    /// What runs a command given as one string (default: config.toml [shell] unix, else "sh -c").
+    #[arg(long, value_name = "PROG FLAGS")]
+    pub shell_wrapper: Option<String>,
     /// The command and its arguments (best after `--`). Everything from the
     /// first word that is not an option of ours belongs to the command.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
@@ -231,6 +234,9 @@ pub struct ExcerptArgs {
     /// Only the last N lines in each excerpt.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub tail_lines: Option<usize>,
+    /// Also answer with a view of the output: off, route (picks one), errors, tests, logs, git, json, summary (default: config.toml [compression], else off).
+    #[arg(long, visible_alias = "rtk", value_name = "MODE")]
+    pub compress: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -302,6 +308,9 @@ pub struct TailArgs {
     /// With --follow: stop after this long.
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub until: Option<String>,
+    /// Also answer with a view of the output (see `run --compress`).
+    #[arg(long, visible_alias = "rtk", value_name = "MODE")]
+    pub compress: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -45,10 +45,7 @@ pub fn create(store: &Store, args: &CreateArgs) -> Result<Reply, AppError> {
     let (spec, secrets, stdin) = define(&job_request(&args.def)?, store)?.for_later_start();
     store.create(&spec, secrets.as_ref(), stdin.as_deref())?;
     let status = store.read_status(&spec.job_id)?;
-    let budget = ExcerptBudget {
-        max_bytes: 0,
-        tail_lines: None,
-    };
+    let budget = ExcerptBudget::none();
     let obs = Observation {
         waited_ms: 0,
         deadline_reached: false,
@@ -312,6 +309,7 @@ pub fn kill(store: &Store, args: &KillArgs) -> Result<Reply, AppError> {
     let budget = ExcerptBudget {
         max_bytes: super::view::DEFAULT_MAX_BYTES,
         tail_lines: None,
+        compress: "off".into(),
     };
     if status.state == State::Created && !store.has_start_lock(&id) {
         return Err(invalid_state(

@@ -60,7 +60,9 @@ pub fn tail(store: &Store, args: &TailArgs) -> Result<Reply, AppError> {
         stderr_next_offset: None,
         stdout_log_path: out_path.to_string_lossy().into_owned(),
         stderr_log_path: err_path.to_string_lossy().into_owned(),
+        compression: None,
     };
+    let compress = super::view::compress_mode(args.compress.as_deref())?;
     let io = |e: std::io::Error| {
         AppError::new(
             crate::response::ErrorCode::IoError,
@@ -113,6 +115,9 @@ pub fn tail(store: &Store, args: &TailArgs) -> Result<Reply, AppError> {
             response.stderr_total_bytes = o.stderr.total_bytes;
         }
     }
+    let spec = store.read_spec(&id)?;
+    response.compression =
+        crate::output::views::compress(&compress, &spec.argv, &out_path, &err_path);
     Ok(Reply::json(&response))
 }
 

@@ -83,8 +83,25 @@ pub fn job_request(def: &JobDefinition) -> Result<JobRequest, AppError> {
     } else {
         None
     };
+    let shell: Vec<String> = match &def.shell_wrapper {
+        Some(w) => {
+            let words: Vec<String> = w.split_whitespace().map(str::to_string).collect();
+            if words.is_empty() {
+                return Err(AppError::invalid(
+                    "--shell-wrapper: name a program and its flags, such as \"bash -lc\"",
+                ));
+            }
+            words
+        }
+        None => {
+            crate::config::Config::load()
+                .map_err(super::config_error)?
+                .shell
+                .unix
+        }
+    };
     Ok(JobRequest {
-        argv: command_argv(&def.command),
+        argv: command_argv(&def.command, &shell),
         cwd: def.cwd.clone(),
         env,
         inherit_env,
@@ -132,10 +149,11 @@ fn publish(text: &str) -> Result<crate::job::model::Publish, AppError> {
 
 /// A single argument after `--` is a shell command line, as with
 /// tumf/agent-exec (`run -- "make && make test"`), and runs through
-/// `sh -c`; two or more are the program and its arguments. A single plain
+/// `shell` (`sh -c` unless `--shell-wrapper` or the config's `[shell]`
+/// say otherwise); two or more are the program and its arguments. A single plain
 /// word (no character a shell would treat specially) runs directly: the
 /// shell would only exec it.
-fn command_argv(command: &[String]) -> Vec<String> {
+fn command_argv(command: &[String], shell: &[String]) -> Vec<String> {
     let plain = |word: &str| {
         !word.is_empty()
             && word
@@ -143,7 +161,11 @@ fn command_argv(command: &[String]) -> Vec<String> {
                 .all(|c| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c))
     };
     match command {
-        [line] if !plain(line) => vec!["sh".into(), "-c".into(), line.clone()],
+        [line] if !plain(line) => {
+            let mut argv = shell.to_vec();
+            argv.push(line.clone());
+            argv
+        }
         _ => command.to_vec(),
     }
 }
@@ -401,8 +423,12 @@ mod tests {
 
     #[test]
     fn one_argument_is_a_shell_line_unless_it_is_a_plain_word() {
-        let argv =
-            |words: &[&str]| command_argv(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>());
+        let argv = |words: &[&str]| {
+            command_argv(
+                &words.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+                &["sh".to_string(), "-c".to_string()],
+            )
+        };
         assert_eq!(
             argv(&["make && make test"]),
             ["sh", "-c", "make && make test"]

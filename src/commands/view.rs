@@ -19,6 +19,8 @@ pub const ENCODING: &str = "utf-8-lossy";
 pub struct ExcerptBudget {
     pub max_bytes: u64,
     pub tail_lines: Option<usize>,
+    /// The `--compress` view (`off`: none).
+    pub compress: String,
 }
 
 impl ExcerptBudget {
@@ -30,8 +32,33 @@ impl ExcerptBudget {
         Ok(ExcerptBudget {
             max_bytes,
             tail_lines: args.tail_lines,
+            compress: compress_mode(args.compress.as_deref())?,
         })
     }
+
+    /// No excerpt, no view.
+    pub fn none() -> ExcerptBudget {
+        ExcerptBudget {
+            max_bytes: 0,
+            tail_lines: None,
+            compress: "off".into(),
+        }
+    }
+}
+
+/// `--compress`, else the config's `[compression] default`.
+pub fn compress_mode(flag: Option<&str>) -> Result<String, AppError> {
+    let mode = match flag {
+        Some(m) => m.to_string(),
+        None => {
+            crate::config::Config::load()
+                .map_err(super::config_error)?
+                .compression
+                .default
+        }
+    };
+    crate::output::views::check_mode(&mode).map_err(AppError::invalid)?;
+    Ok(mode)
 }
 
 pub struct Observation {
@@ -138,6 +165,11 @@ pub fn job_response(
         signal_sent: None,
         observed_within_ms: None,
         deadline_reached: obs.deadline_reached,
+        compression: if status.state == State::Created {
+            None
+        } else {
+            crate::output::views::compress(&budget.compress, &spec.argv, &stdout_path, &stderr_path)
+        },
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod excerpt;
 pub mod mask;
 pub mod pump;
+pub mod views;
 
 use serde::{Deserialize, Serialize};
 
