@@ -197,6 +197,7 @@ pub enum JobResponseType {
     Run,
     Create,
     Start,
+    Restart,
     Status,
     Wait,
     Kill,

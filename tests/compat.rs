@@ -230,3 +230,43 @@ fn the_shell_and_the_view_come_from_the_flag_else_the_config() {
     let e = env.err(&["run", "--", "true"], "invalid_argument");
     assert_eq!(e["error"]["location"]["line"], 2, "{e:#}");
 }
+
+/// `restart` runs the same job again under its id, with fresh logs; a
+/// running job is stopped first; one whose masked values are gone is
+/// refused.
+#[test]
+fn restart_runs_the_same_job_again() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.scratch();
+    let script = "echo run >> runs.txt; wc -l < runs.txt; exit 3";
+    let v = env.ok(&["run", "--cwd", dir.to_str().unwrap(), "--", script]);
+    assert_eq!(
+        (v["exit_code"].as_i64(), v["stdout"].as_str()),
+        (Some(3), Some("1\n"))
+    );
+    let id = job_id(&v);
+    let again = env.ok(&["restart", &id[..10]]);
+    assert_eq!(again["type"], "restart");
+    assert_eq!(again["job_id"], id.as_str());
+    assert_eq!(again["state"], "exited");
+    assert_eq!(again["stdout"], "2\n", "fresh logs: {again:#}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("runs.txt")).unwrap(),
+        "run\nrun\n"
+    );
+
+    let slow = job_id(&env.ok(&["run", "--no-wait", "--", "sleep", "30"]));
+    let first = launched(&env, &slow);
+    let v = env.ok(&["restart", "--no-wait", &slow]);
+    assert_eq!(v["job_id"], slow.as_str());
+    let second = launched(&env, &slow);
+    assert_eq!(second["state"], "running", "{second:#}");
+    assert_ne!(second["pid"], first["pid"], "a new process");
+    env.ok(&["kill", "--grace", "0", &slow]);
+
+    let secret = job_id(&env.ok(&["run", "--env", "K=v4lue", "--mask", "K", "--", "true"]));
+    env.err(&["restart", &secret], "invalid_state");
+}

@@ -45,6 +45,8 @@ pub enum Command {
     Create(CreateArgs),
     /// Start a created job.
     Start(StartArgs),
+    /// Run an ended job again under the same id (a running one is stopped first).
+    Restart(RestartArgs),
     /// Current state of a job; the full result once it has ended.
     Status(JobArg),
     /// Bounded excerpt of a job's stdout/stderr.
@@ -257,6 +259,17 @@ pub struct CreateArgs {
 pub struct StartArgs {
     #[arg(add = job_ids())]
     pub job_id: String,
+    #[command(flatten)]
+    pub observe: Observe,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    #[arg(add = job_ids())]
+    pub job_id: String,
+    /// Signal that stops the job first if it runs (default TERM; KILL after 5 s).
+    #[arg(long, default_value = "TERM")]
+    pub signal: String,
     #[command(flatten)]
     pub observe: Observe,
 }

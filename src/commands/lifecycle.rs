@@ -1,11 +1,14 @@
 //! run, create, start, status, wait, kill: the life of one job.
 
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use super::request::{duration, job_request};
 use super::view::{exit_status_of, job_response, ExcerptBudget, Observation};
 use super::Reply;
-use crate::cli::{CreateArgs, JobArg, KillArgs, Observe, RunArgs, StartArgs, WaitArgs};
+use crate::cli::{
+    CreateArgs, JobArg, KillArgs, Observe, RestartArgs, RunArgs, StartArgs, WaitArgs,
+};
 use crate::job::define::define;
 use crate::job::liveness::{mark_lost, pidfd_of, reconcile, supervisor_of};
 use crate::job::model::{JobSpec, JobStatus, ResultKind, Secrets, State};
@@ -93,6 +96,79 @@ pub fn start(store: &Store, args: &StartArgs) -> Result<Reply, AppError> {
         Secrets::default()
     };
     start_and_observe(store, &spec, &secrets, &answer, Unclaim::ReleaseClaim)
+}
+
+/// `restart`: the same job again, under its id. A running job is stopped
+/// first (`--signal`, then KILL after the grace); a job whose masked
+/// values were given is refused (they are not kept once it started).
+pub fn restart(store: &Store, args: &RestartArgs) -> Result<Reply, AppError> {
+    let began = Instant::now();
+    let answer = Answer::from_observe(&args.observe, JobResponseType::Restart, began)?;
+    let id = store.resolve(&args.job_id)?;
+    let spec = store.read_spec(&id)?;
+    if spec.has_secrets {
+        let status = store.read_status(&id)?;
+        return Err(invalid_state(
+            &id,
+            status.state,
+            "restart",
+            "its masked values are not kept once it started; run it again with them",
+        ));
+    }
+    let status = reconcile(store, &id, store.read_status(&id)?)?;
+    let started = status.state == State::Running || store.has_start_lock(&id);
+    if !status.state.is_terminal() && started {
+        kill(
+            store,
+            &KillArgs {
+                job_id: id.clone(),
+                signal: args.signal.clone(),
+                grace: None,
+                no_wait: false,
+            },
+        )?;
+        let now = reconcile(store, &id, store.read_status(&id)?)?;
+        if !now.state.is_terminal() {
+            return Err(invalid_state(
+                &id,
+                now.state,
+                "restart",
+                "it did not stop; kill it, then restart it",
+            ));
+        }
+    }
+    // Its supervisor removes the job's cgroups after the result: the new
+    // run makes cgroups of the same name.
+    let ended = store.read_status(&id)?;
+    if let Some(pidfd) = ended
+        .supervisor
+        .as_ref()
+        .and_then(crate::job::liveness::pidfd_of)
+    {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(10_000u16));
+    }
+    store.claim_start(&id).map_err(|e| match e {
+        crate::job::store::StoreError::AlreadyStarted { .. } => invalid_state(
+            &id,
+            State::Running,
+            "restart",
+            "another caller started it meanwhile",
+        ),
+        other => other.into(),
+    })?;
+    if let Err(e) = store.reset_for_restart(&id) {
+        let _ = store.release_start(&id);
+        return Err(e.into());
+    }
+    start_and_observe(
+        store,
+        &spec,
+        &Secrets::default(),
+        &answer,
+        Unclaim::ReleaseClaim,
+    )
 }
 
 /// What a `run` or `start` answers with, and when it began.

@@ -129,7 +129,10 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
     crate::diag!(1, "job store: {}", store.root().display());
     let launches = matches!(
         cli.command,
-        Command::Run(_) | Command::Start(_) | Command::Pipeline(PipelineCommand::Run(_))
+        Command::Run(_)
+            | Command::Start(_)
+            | Command::Restart(_)
+            | Command::Pipeline(PipelineCommand::Run(_))
     );
     if launches {
         let config = Config::load().map_err(config_error)?;
@@ -146,6 +149,7 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
         Command::Run(a) => lifecycle::run(&store, a),
         Command::Create(a) => lifecycle::create(&store, a),
         Command::Start(a) => lifecycle::start(&store, a),
+        Command::Restart(a) => lifecycle::restart(&store, a),
         Command::Status(a) => lifecycle::status(&store, a),
         Command::Wait(a) => lifecycle::wait(&store, a),
         Command::Kill(a) => lifecycle::kill(&store, a),

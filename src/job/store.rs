@@ -373,6 +373,33 @@ impl Store {
         Ok(())
     }
 
+    /// Makes an ended job, whose start the caller has claimed, a created
+    /// one again: empty logs, its `$TMPDIR` and `$JOB_DIR` back, no kill
+    /// request, the `created` state.
+    pub fn reset_for_restart(&self, id: &str) -> StoreResult<()> {
+        let dir = self.job_dir(id);
+        for log in [STDOUT_LOG, STDERR_LOG] {
+            let path = dir.join(log);
+            OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| StoreError::io("write", &path, e))?;
+        }
+        let _ = fs::remove_file(dir.join(crate::supervisor::KILL_REQUEST));
+        for sub in [TMP_DIR, FILES_DIR] {
+            let path = dir.join(sub);
+            match fs::DirBuilder::new().mode(0o700).create(&path) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(StoreError::io("write", &path, e))
+                }
+                _ => {}
+            }
+        }
+        self.write_status(id, &JobStatus::created(crate::timefmt::now_ms()))
+    }
+
     /// Resolves a full id or an unambiguous prefix.
     pub fn resolve(&self, prefix: &str) -> StoreResult<String> {
         let prefix = prefix.trim();
