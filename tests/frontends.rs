@@ -115,16 +115,24 @@ fn a_real_mcp_client_runs_observes_and_kills_jobs() {
         .unwrap()
         .contains("fed through stdin"));
 
+    // Values reach the job exactly as asked, quotes and spaces included.
+    assert_eq!(
+        v["env_exact"]["json"]["stdout"], "'single'|\"double\"| spaced ",
+        "{v:#}"
+    );
+    // A pipeline comes as text: the server reads no file for its caller.
+    assert!(!v["no_file_read"].to_string().contains("root:"), "{v:#}");
     for (step, code) in [
         ("bad_arguments", "invalid_argument"),
         ("missing_job", "job_not_found"),
         ("validate", "pipeline_invalid"),
+        ("no_file_read", "invalid_argument"),
     ] {
         assert_eq!(v[step]["is_error"], true, "{step}: {v:#}");
         assert_eq!(v[step]["json"]["error"]["code"], code, "{step}: {v:#}");
     }
-    // Nothing of the bad request ran: three runs and the slow job only.
-    assert_eq!(env.ok(&["list", "--all"])["count"], 4);
+    // Nothing of the bad requests ran: four runs and the slow job only.
+    assert_eq!(env.ok(&["list", "--all"])["count"], 5);
 }
 
 /// Closing the transport ends the server, never a job.
@@ -259,4 +267,24 @@ fn the_http_api_runs_nothing_without_its_token() {
     );
     let (code, v) = http(&served, "GET", "/list?limit=5", Some(token), None);
     assert_eq!((code, v["count"].as_u64()), (200, Some(1)), "{v:#}");
+
+    // The API's own token is not its jobs' to read, even where the policy
+    // passes the whole environment on.
+    let body = serde_json::json!({
+        "command": ["sh", "-c", "printf '%s' \"$AGENT_EXEC_SERVE_TOKEN\""],
+        "policy": "permissive",
+    })
+    .to_string();
+    let (code, v) = http(&served, "POST", "/exec", Some(token), Some(&body));
+    assert_eq!((code, v["stdout"].as_str()), (200, Some("")), "{v:#}");
+    // A pipeline comes as text; no file is read for the caller.
+    let (code, v) = http(
+        &served,
+        "POST",
+        "/pipeline/validate",
+        Some(token),
+        Some("{\"file\": \"/etc/shadow\"}"),
+    );
+    assert_eq!(code, 400, "{v:#}");
+    assert!(!v.to_string().contains("root:"), "{v:#}");
 }

@@ -56,7 +56,21 @@ async def round_trip(session, workdir):
     out["bad_arguments"] = structured(await session.call_tool("run", {"command": ["true"], "bogus": 1}))
     out["missing_job"] = structured(await session.call_tool("status", {"job_id": "0123456789abcdef"}))
     out["validate"] = structured(
-        await session.call_tool("pipeline_validate", {"file": workdir + "/no-such-pipeline.yaml"})
+        await session.call_tool("pipeline_validate", {"yaml": "phases:\n  - name: [oops\n"})
+    )
+    out["no_file_read"] = structured(
+        await session.call_tool("pipeline_validate", {"file": "/etc/shadow"})
+    )
+    quoted = "'single'"
+    out["env_exact"] = structured(
+        await session.call_tool(
+            "run",
+            {
+                "command": ["sh", "-c", 'printf "%s|%s|%s" "$A" "$B" "$C"'],
+                "cwd": workdir,
+                "env": {"A": quoted, "B": '"double"', "C": " spaced "},
+            },
+        )
     )
     return out
 

@@ -844,3 +844,21 @@ fn policies_come_from_the_command_the_phase_the_file_or_the_command_line() {
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(policy_of(&env, result(&v, "p", "x")), "default");
 }
+
+/// A pipeline file is a regular file of at most 1 MiB: a device or a FIFO
+/// is refused at once, never read without end.
+#[test]
+fn a_pipeline_file_that_is_not_a_regular_file_is_refused() {
+    let env = Env::new();
+    for path in ["/dev/zero", "/dev/stdin"] {
+        let began = std::time::Instant::now();
+        let (code, v) = env.run(&["pipeline", "validate", path]);
+        assert_eq!(code, 1, "{v:#}");
+        assert_eq!(v["error"]["code"], "pipeline_invalid", "{v:#}");
+        assert!(began.elapsed() < std::time::Duration::from_secs(5));
+    }
+    let big = env.scratch().join("big.yaml");
+    std::fs::write(&big, vec![b'#'; (1 << 20) + 1]).unwrap();
+    let (_, v) = env.run(&["pipeline", "validate", big.to_str().unwrap()]);
+    assert!(v.to_string().contains("larger than"), "{v:#}");
+}

@@ -146,6 +146,10 @@ pub struct JobDefinition {
     /// Read KEY=VALUE lines from a file (repeatable; # comments and blank lines ignored).
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
+    /// A JSON object of variables, taken exactly (what the MCP server and
+    /// the HTTP API hand their child; not for people).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub env_json: Option<PathBuf>,
     /// Start from the caller's environment (the default).
     #[arg(long, overrides_with = "no_inherit_env")]
     pub inherit_env: bool,

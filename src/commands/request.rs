@@ -69,6 +69,9 @@ pub fn job_request(def: &JobDefinition) -> Result<JobRequest, AppError> {
     for file in &def.env_file {
         env.extend(read_env_file(file)?);
     }
+    if let Some(file) = &def.env_json {
+        env.extend(read_env_json(file)?);
+    }
     for entry in &def.env {
         env.push(parse_env_entry(entry).ok_or_else(|| {
             AppError::invalid(format!(
@@ -237,6 +240,28 @@ fn parse_env_entry(entry: &str) -> Option<(String, String)> {
         return None;
     }
     Some((k.to_string(), v.to_string()))
+}
+
+/// A JSON object of string values, taken as they are. A bad key is named;
+/// a value never appears in an error (it may be a secret).
+fn read_env_json(path: &Path) -> Result<Vec<(String, String)>, AppError> {
+    let bytes = read_regular_file("--env-json", path, ENV_FILE_MAX_BYTES)?
+        .map_err(|limit| AppError::invalid(format!("--env-json: larger than {limit} bytes")))?;
+    let map: std::collections::BTreeMap<String, String> = serde_json::from_slice(&bytes)
+        .map_err(|_| AppError::invalid("--env-json: not a JSON object of strings"))?;
+    for (k, v) in &map {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(AppError::invalid(format!(
+                "env: {k:?} is not a variable name"
+            )));
+        }
+        if v.contains('\0') {
+            return Err(AppError::invalid(format!(
+                "env: the value of {k} holds a NUL"
+            )));
+        }
+    }
+    Ok(map.into_iter().collect())
 }
 
 /// `KEY=VALUE` lines; `export ` prefixes, blank lines and `#` comments are accepted;

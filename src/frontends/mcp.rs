@@ -257,20 +257,24 @@ fn tools() -> Vec<Tool> {
         ),
         Tool::new(
             "pipeline_run",
-            "Run a pipeline file (phases as a DAG of sandboxed jobs) to its end and answer with its report.",
+            "Run a pipeline (phases as a DAG of sandboxed jobs) to its end and answer with its report.",
             schema(
                 json!({
-                    "file": {"type": "string", "description": "The pipeline YAML file."},
+                    "yaml": {"type": "string", "description": "The pipeline, as YAML text."},
+                    "cwd": {"type": "string", "description": "Where its relative paths start (default: the server's directory)."},
                     "policy": {"type": "string", "description": "Default policy of every command."},
                     "max_parallel": {"type": "integer", "minimum": 1},
                 }),
-                &["file"],
+                &["yaml"],
             ),
         ),
         Tool::new(
             "pipeline_validate",
-            "Check a pipeline file without running it; errors name file, line and column.",
-            schema(json!({"file": {"type": "string"}}), &["file"]),
+            "Check a pipeline without running it; errors name line and column.",
+            schema(
+                json!({"yaml": {"type": "string", "description": "The pipeline, as YAML text."}}),
+                &["yaml"],
+            ),
         ),
     ]
 }

@@ -64,6 +64,8 @@ impl UntilBounds {
     }
 
     fn clamp(&self, asked: Option<f64>, default: f64) -> f64 {
+        // NaN, infinite or negative asks are taken as the default.
+        let asked = asked.filter(|a| a.is_finite() && *a >= 0.0);
         asked.unwrap_or(default).min(self.max)
     }
 }
@@ -77,6 +79,10 @@ pub struct Invocation {
     pub env: Vec<(String, String)>,
     /// The job's stdin, handed over in a private file.
     pub stdin: Option<String>,
+    /// A pipeline's YAML, handed over in a private file (its path goes last).
+    pub pipeline: Option<String>,
+    /// The directory the child runs in (a pipeline's relative paths).
+    pub cwd: Option<String>,
 }
 
 /// Seconds, as a number, or a duration in the CLI's words (`500ms`, `5m`).
@@ -237,6 +243,7 @@ impl Run {
             args,
             env,
             stdin: self.stdin.clone(),
+            ..Invocation::default()
         })
     }
 }
@@ -388,11 +395,17 @@ impl List {
     }
 }
 
-/// `pipeline run`: every phase of a pipeline file, then one report.
+/// `pipeline run`: every phase of a pipeline, then one report.
+///
+/// The pipeline comes as its text, never as a path: the front end reads no
+/// file for its caller (the caller's jobs are sandboxed; a file the server
+/// read for it would not be, and its errors quote what they read).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineRun {
-    pub file: String,
+    pub yaml: String,
+    /// The directory relative paths of the pipeline start from.
+    pub cwd: Option<String>,
     pub policy: Option<String>,
     pub max_parallel: Option<u64>,
 }
@@ -406,30 +419,28 @@ impl PipelineRun {
         if let Some(n) = self.max_parallel {
             args.push(format!("--max-parallel={n}"));
         }
-        args.extend(["--".into(), self.file.clone()]);
+        args.push("--".into());
         Invocation {
             args,
+            pipeline: Some(self.yaml.clone()),
+            cwd: self.cwd.clone(),
             ..Invocation::default()
         }
     }
 }
 
-/// `pipeline validate`: check a pipeline file without running it.
+/// `pipeline validate`: check a pipeline without running it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineValidate {
-    pub file: String,
+    pub yaml: String,
 }
 
 impl PipelineValidate {
     pub fn invocation(&self) -> Invocation {
         Invocation {
-            args: vec![
-                "pipeline".into(),
-                "validate".into(),
-                "--".into(),
-                self.file.clone(),
-            ],
+            args: vec!["pipeline".into(), "validate".into(), "--".into()],
+            pipeline: Some(self.yaml.clone()),
             ..Invocation::default()
         }
     }

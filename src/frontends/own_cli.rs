@@ -50,7 +50,16 @@ impl OwnCli {
         }
         // The job's environment and stdin go in files only we can read:
         // a command line is public to every local user.
-        let private = if invocation.env.is_empty() && invocation.stdin.is_none() {
+        if invocation.args.iter().any(|a| a.contains('\0')) {
+            return Ok(failure(
+                ErrorCode::InvalidArgument,
+                "a value holds a NUL byte".into(),
+            ));
+        }
+        let private = if invocation.env.is_empty()
+            && invocation.stdin.is_none()
+            && invocation.pipeline.is_none()
+        {
             None
         } else {
             Some(PrivateDir::new().map_err(|e| format!("cannot make a private directory: {e}"))?)
@@ -63,26 +72,41 @@ impl OwnCli {
         if let Some(dir) = &private {
             let mut extra: Vec<OsString> = Vec::new();
             if !invocation.env.is_empty() {
-                // Each value quoted once: the env-file reader strips one pair.
-                let text: String = invocation
+                // JSON: every key and value exactly as asked.
+                let map: serde_json::Map<String, Value> = invocation
                     .env
                     .iter()
-                    .map(|(k, v)| format!("{k}=\"{v}\"\n"))
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                     .collect();
-                let path = dir.write("env", text.as_bytes())?;
-                extra.extend(["--env-file".into(), path.into_os_string()]);
+                let path = dir.write("env.json", Value::Object(map).to_string().as_bytes())?;
+                extra.extend(["--env-json".into(), path.into_os_string()]);
             }
             if let Some(stdin) = &invocation.stdin {
                 let path = dir.write("stdin", stdin.as_bytes())?;
                 extra.extend(["--stdin-file".into(), path.into_os_string()]);
             }
-            // After the subcommand's name, before its other flags.
-            let at = 1.min(inv_args.len());
-            inv_args.splice(at..at, extra);
+            if let Some(yaml) = &invocation.pipeline {
+                let path = dir.write("pipeline.yaml", yaml.as_bytes())?;
+                extra.push(path.into_os_string());
+            }
+            // A pipeline file is the last argument (after `--`); the rest
+            // go after the subcommand's name, before its other flags.
+            if invocation.pipeline.is_some() {
+                inv_args.extend(extra);
+            } else {
+                let at = 1.min(inv_args.len());
+                inv_args.splice(at..at, extra);
+            }
         }
         args.extend(inv_args);
-        let output = tokio::process::Command::new(&self.exe)
+        let mut command = tokio::process::Command::new(&self.exe);
+        if let Some(cwd) = &invocation.cwd {
+            command.current_dir(cwd);
+        }
+        let output = command
             .args(&args)
+            // The API's secret is not its jobs' to inherit.
+            .env_remove("AGENT_EXEC_SERVE_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

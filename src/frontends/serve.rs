@@ -32,6 +32,9 @@ use crate::response::{AppError, ErrorCode};
 /// Largest request body: a command with its environment fits many times.
 const BODY_LIMIT: usize = 1 << 20;
 
+/// How long requests under way may still answer once the server is told to stop.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 struct App {
     cli: OwnCli,
     token: String,
@@ -103,10 +106,18 @@ pub fn serve(
             .route("/pipeline/validate", post(pipeline_validate))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .with_state(app);
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stopped())
-            .await
-            .map_err(|e| AppError::new(ErrorCode::IoError, e.to_string()))
+        // On SIGINT/SIGTERM: no new connection, and the requests under
+        // way get a moment to answer; a long `wait` does not hold the
+        // server up (its job goes on; dropping the request removes its
+        // private files).
+        let server = axum::serve(listener, router).with_graceful_shutdown(stopped());
+        tokio::select! {
+            served = server => served.map_err(|e| AppError::new(ErrorCode::IoError, e.to_string())),
+            _ = async {
+                stopped().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => Ok(()),
+        }
     })
 }
 
@@ -173,7 +184,9 @@ fn authorized(app: &App, headers: &HeaderMap) -> bool {
     let Some(given) = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
     else {
         return false;
     };

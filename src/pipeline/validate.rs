@@ -14,7 +14,7 @@ use super::yaml::{parse_document, Pos};
 /// sorted by position (a YAML syntax error stops the check: nothing after it is reliable).
 pub fn validate(path: &Path) -> Result<ValidatedPipeline, Vec<PipelineError>> {
     let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    match read_capped(path) {
         Ok(text) => validate_str(&file, &text),
         Err(e) => Err(vec![PipelineError {
             file,
@@ -24,6 +24,33 @@ pub fn validate(path: &Path) -> Result<ValidatedPipeline, Vec<PipelineError>> {
             message: format!("cannot read the pipeline file: {e}"),
         }]),
     }
+}
+
+/// Largest pipeline file: a pipeline is a page of YAML, not data.
+const MAX_PIPELINE_BYTES: u64 = 1 << 20;
+
+/// The file's text: a regular file (never a FIFO or a device, which could
+/// block or never end) of at most [`MAX_PIPELINE_BYTES`].
+fn read_capped(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_PIPELINE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_PIPELINE_BYTES} bytes"
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_PIPELINE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// Validates pipeline `text`; `file` is only used to label errors and the result.
