@@ -626,6 +626,7 @@ pub enum AnyResponse {
     Doctor(DoctorResponse),
     OrphanKill(OrphanKillResponse),
     TagSet(TagSetResponse),
+    NotifySet(NotifySetResponse),
     Done(DoneResponse),
     Error(ErrorResponse),
 }
@@ -645,6 +646,24 @@ pub struct TagSetResponse {
 #[serde(rename_all = "snake_case")]
 pub enum TagSetType {
     TagSet,
+}
+
+/// `notify set`: the sinks of the job's completion event now.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct NotifySetResponse {
+    pub schema_version: SchemaVersion,
+    pub ok: Const<true>,
+    #[serde(rename = "type")]
+    pub kind: NotifySetType,
+    pub job_id: String,
+    /// `notify_command`, `notify_file` (absent when not set).
+    pub notification: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+pub enum NotifySetType {
+    #[serde(rename = "notify.set")]
+    NotifySet,
 }
 
 /// `install-skills` and `completions`: what was written where.

@@ -270,3 +270,67 @@ fn restart_runs_the_same_job_again() {
     let secret = job_id(&env.ok(&["run", "--env", "K=v4lue", "--mask", "K", "--", "true"]));
     env.err(&["restart", &secret], "invalid_state");
 }
+
+/// The end of a job is told to the command and the file the caller set,
+/// at launch or later with `notify set`; what was delivered is recorded.
+#[test]
+fn a_jobs_end_is_told_to_its_sinks() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.scratch();
+    let events = dir.join("events.ndjson");
+    let seen = dir.join("seen.json");
+    let v = env.ok(&[
+        "run",
+        "--notify-file",
+        events.to_str().unwrap(),
+        "--notify-command",
+        &format!(
+            "cat > {}; echo \"$AGENT_EXEC_JOB_ID\" >> {}",
+            seen.display(),
+            seen.display()
+        ),
+        "--",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    let id = job_id(&v);
+    eventually(
+        "both sinks told",
+        std::time::Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&seen).is_ok_and(|s| s.ends_with(&format!("{id}\n")))
+                && events.exists()
+        },
+    );
+    let line = std::fs::read_to_string(&events).unwrap();
+    let event: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(event["event_type"], "job.finished");
+    assert_eq!(
+        (event["job_id"].as_str(), event["exit_code"].as_i64()),
+        (Some(id.as_str()), Some(4))
+    );
+    let recorded: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.root().join(&id).join("completion_event.json")).unwrap(),
+    )
+    .unwrap();
+    let results = recorded["delivery_results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{recorded:#}");
+    assert!(results.iter().all(|r| r["success"] == true), "{recorded:#}");
+
+    // Set on a running job: told when it ends.
+    let slow = job_id(&env.ok(&["run", "--no-wait", "--", "sleep", "2"]));
+    let later = dir.join("later.ndjson");
+    let s = env.ok(&["notify", "set", &slow, "--file", later.to_str().unwrap()]);
+    assert_eq!(s["type"], "notify.set");
+    eventually(
+        "told at its end",
+        std::time::Duration::from_secs(10),
+        || later.exists(),
+    );
+    let cleared = env.ok(&["notify", "set", &slow, "--clear"]);
+    assert_eq!(cleared["notification"], serde_json::json!({}));
+}

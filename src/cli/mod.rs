@@ -77,6 +77,9 @@ pub enum Command {
     /// Replace a job's tags.
     #[command(subcommand)]
     Tag(TagCommand),
+    /// Set what a job's end is told to (a command, a file).
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Print a completion script for a shell (job ids are completed from the store).
     Completions {
         /// bash, zsh, fish or powershell.
@@ -99,6 +102,24 @@ pub enum TagCommand {
         /// A tag (repeatable).
         #[arg(long = "tag", value_name = "TAG")]
         tag: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Set the sinks of a job's completion event (given ones replace; others stay).
+    Set {
+        #[arg(add = job_ids())]
+        job_id: String,
+        /// Run this shell command with the event on its stdin.
+        #[arg(long, value_name = "CMD")]
+        command: Option<String>,
+        /// Append the event as one JSON line to this file.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Remove every sink.
+        #[arg(long, conflicts_with_all = ["command", "file"])]
+        clear: bool,
     },
 }
 
@@ -168,6 +189,12 @@ pub struct JobDefinition {
     /// Tag the job (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
     pub tag: Vec<String>,
+    /// When the job ends, run this shell command with the event (JSON) on its stdin.
+    #[arg(long, value_name = "CMD")]
+    pub notify_command: Option<String>,
+    /// When the job ends, append the event (one JSON line) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub notify_file: Option<PathBuf>,
     /// Sandbox policy: a built-in (default, untrusted, ci, permissive), a host policy name, or a path to a TOML file.
     #[arg(long, value_name = "NAME|PATH")]
     pub policy: Option<String>,

@@ -34,6 +34,49 @@ pub fn tag_set(store: &Store, job_id: &str, tags: &[String]) -> Result<Reply, Ap
     }))
 }
 
+/// `notify set`: given sinks replace, others stay; `--clear` removes all.
+pub fn notify_set(
+    store: &Store,
+    job_id: &str,
+    command: Option<&str>,
+    file: Option<&std::path::Path>,
+    clear: bool,
+) -> Result<Reply, AppError> {
+    use crate::supervisor::notify;
+    let id = store.resolve(job_id)?;
+    let mut sinks = if clear {
+        notify::Sinks::default()
+    } else {
+        notify::get(store, &id)
+    };
+    if let Some(c) = command {
+        sinks.notify_command = (!c.trim().is_empty()).then(|| c.to_string());
+    }
+    if let Some(f) = file {
+        sinks.notify_file = Some(absolute(f)?);
+    }
+    notify::set(store, &id, &sinks)?;
+    Ok(Reply::json(&crate::response::NotifySetResponse {
+        schema_version: SchemaVersion,
+        ok: Const,
+        kind: crate::response::NotifySetType::NotifySet,
+        job_id: id,
+        notification: serde_json::to_value(&sinks).unwrap_or_default(),
+    }))
+}
+
+/// A sink file as the supervisor will find it (it runs in `/`).
+pub fn absolute(path: &std::path::Path) -> Result<String, AppError> {
+    let full = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| AppError::invalid(format!("the current directory: {e}")))?
+            .join(path)
+    };
+    Ok(full.to_string_lossy().into_owned())
+}
+
 /// `install-skills`: `SKILL.md` under `.agents/skills/agent-exec/` (or
 /// `.claude/skills/…`) of the current directory, or of the home with
 /// `--global`. An existing file is replaced: the skill follows the binary.

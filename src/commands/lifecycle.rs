@@ -28,6 +28,7 @@ pub fn run(store: &Store, args: &RunArgs) -> Result<Reply, AppError> {
     let answer = Answer::from_observe(&args.observe, JobResponseType::Run, began)?;
     let defined = define(&job_request(&args.def)?, store)?;
     store.create(&defined.spec, None, defined.stdin.as_deref())?;
+    set_sinks(store, &defined.spec.job_id, &args.def)?;
     crate::diag!(
         1,
         "job {} in {}",
@@ -47,6 +48,7 @@ pub fn run(store: &Store, args: &RunArgs) -> Result<Reply, AppError> {
 pub fn create(store: &Store, args: &CreateArgs) -> Result<Reply, AppError> {
     let (spec, secrets, stdin) = define(&job_request(&args.def)?, store)?.for_later_start();
     store.create(&spec, secrets.as_ref(), stdin.as_deref())?;
+    set_sinks(store, &spec.job_id, &args.def)?;
     let status = store.read_status(&spec.job_id)?;
     let budget = ExcerptBudget::none();
     let obs = Observation {
@@ -96,6 +98,25 @@ pub fn start(store: &Store, args: &StartArgs) -> Result<Reply, AppError> {
         Secrets::default()
     };
     start_and_observe(store, &spec, &secrets, &answer, Unclaim::ReleaseClaim)
+}
+
+/// `--notify-command`/`--notify-file`: kept with the job before it starts.
+fn set_sinks(store: &Store, id: &str, def: &crate::cli::JobDefinition) -> Result<(), AppError> {
+    let sinks = crate::supervisor::notify::Sinks {
+        notify_command: def.notify_command.clone(),
+        notify_file: def
+            .notify_file
+            .as_deref()
+            .map(super::absolute)
+            .transpose()?,
+    };
+    if sinks.is_empty() {
+        return Ok(());
+    }
+    crate::supervisor::notify::set(store, id, &sinks).map_err(|e| {
+        let _ = store.delete(id);
+        AppError::from(e)
+    })
 }
 
 /// `restart`: the same job again, under its id. A running job is stopped

@@ -11,6 +11,7 @@ pub mod request;
 mod view;
 
 pub use errors::{config_error, policy_error};
+pub(crate) use extras::absolute;
 pub use extras::job_id_candidates;
 
 use std::io::Write;
@@ -163,6 +164,12 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
         Command::Tag(crate::cli::TagCommand::Set { job_id, tag }) => {
             extras::tag_set(&store, job_id, tag)
         }
+        Command::Notify(crate::cli::NotifyCommand::Set {
+            job_id,
+            command,
+            file,
+            clear,
+        }) => extras::notify_set(&store, job_id, command.as_deref(), file.as_deref(), *clear),
         Command::Schema
         | Command::Policy(_)
         | Command::Doctor

@@ -13,6 +13,7 @@ mod denials;
 mod event_loop;
 mod job_dir;
 mod launch;
+pub mod notify;
 mod process;
 mod proxy;
 mod publish;

@@ -273,6 +273,7 @@ pub(super) fn supervise(
     let _ = std::fs::remove_dir(store.files_dir(id));
     // The index, the store's retention and upkeep, now that nobody waits on us.
     store.record_status(id, &status);
+    super::notify::deliver(store, spec, &status);
     if let Some(retention) = store.auto_collect() {
         let _ = crate::job::retention::collect_automatically(store, retention);
     }

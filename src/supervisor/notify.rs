@@ -1,0 +1,179 @@
+//! Completion events: once a job's result is recorded (and its caller
+//! answered), its supervisor tells the sinks the caller set with
+//! `run --notify-command/--notify-file` or `notify set`: a command that
+//! reads the event on stdin, a file that gets one NDJSON line. What was
+//! delivered is kept in the job's `completion_event.json`.
+//!
+//! The sinks run as the caller, outside the sandbox: the caller set them,
+//! in the store, which no job can see. They never delay the job's answer.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::job::model::{JobSpec, JobStatus};
+use crate::job::store::{write_json, Store, STDERR_LOG, STDOUT_LOG};
+use crate::timefmt::{now_ms, rfc3339};
+
+/// Where the sinks are kept, in the job's directory.
+pub const NOTIFY_FILE: &str = "notify.json";
+/// What was sent and how each sink fared.
+pub const EVENT_FILE: &str = "completion_event.json";
+
+/// How long a notify command may run before it is killed.
+const COMMAND_TIME: Duration = Duration::from_secs(30);
+
+/// The sinks of a job.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sinks {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_file: Option<String>,
+}
+
+impl Sinks {
+    pub fn is_empty(&self) -> bool {
+        self.notify_command.is_none() && self.notify_file.is_none()
+    }
+}
+
+/// Records the sinks of job `id` (none: removes them).
+pub fn set(store: &Store, id: &str, sinks: &Sinks) -> Result<(), crate::job::store::StoreError> {
+    let path = store.job_dir(id).join(NOTIFY_FILE);
+    if sinks.is_empty() {
+        let _ = std::fs::remove_file(&path);
+        return Ok(());
+    }
+    write_json(&path, sinks, 0o600)
+}
+
+/// The sinks of job `id`, if any.
+pub fn get(store: &Store, id: &str) -> Sinks {
+    std::fs::read(store.job_dir(id).join(NOTIFY_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Tells the job's sinks it ended. Best effort: a sink that fails is
+/// recorded as failed, never retried.
+pub fn deliver(store: &Store, spec: &JobSpec, status: &JobStatus) {
+    let sinks = get(store, &spec.job_id);
+    if sinks.is_empty() {
+        return;
+    }
+    let dir = store.job_dir(&spec.job_id);
+    let outcome = status.outcome.as_ref();
+    let event = json!({
+        "schema_version": "1",
+        "event_type": "job.finished",
+        "job_id": spec.job_id,
+        "state": status.state,
+        "command": spec.argv,
+        "cwd": spec.cwd,
+        "started_at": status.started_at_ms.map(rfc3339),
+        "finished_at": status.finished_at_ms.map(rfc3339),
+        "duration_ms": outcome.map(|o| o.duration_ms),
+        "exit_code": outcome.and_then(|o| o.exit_code),
+        "signal": outcome.and_then(|o| o.signal.clone()),
+        "stdout_log_path": dir.join(STDOUT_LOG),
+        "stderr_log_path": dir.join(STDERR_LOG),
+    });
+    let event_path = dir.join(EVENT_FILE);
+    // Written first, so a command reading $AGENT_EXEC_EVENT_PATH finds it.
+    let _ = write_json(&event_path, &event, 0o600);
+    let mut results = Vec::new();
+    if let Some(file) = &sinks.notify_file {
+        results.push(result("file", file, append_line(Path::new(file), &event)));
+    }
+    if let Some(command) = &sinks.notify_command {
+        let ran = run_command(command, &event, &event_path, spec);
+        results.push(result("command", command, ran));
+    }
+    let mut recorded = event;
+    recorded["delivery_results"] = Value::Array(results);
+    let _ = write_json(&event_path, &recorded, 0o600);
+}
+
+fn result(sink: &str, target: &str, outcome: Result<(), String>) -> Value {
+    json!({
+        "sink_type": sink,
+        "target": target,
+        "success": outcome.is_ok(),
+        "error": outcome.err(),
+        "attempted_at": rfc3339(now_ms()),
+    })
+}
+
+/// One NDJSON line, appended in one write (lines of concurrent jobs do not mix).
+fn append_line(path: &Path, event: &Value) -> Result<(), String> {
+    let mut line = event.to_string();
+    line.push('\n');
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `sh -c COMMAND` in the job's directory, the event on its stdin.
+fn run_command(
+    command: &str,
+    event: &Value,
+    event_path: &Path,
+    spec: &JobSpec,
+) -> Result<(), String> {
+    let mut child = Command::new("sh")
+        .args(["-c", command])
+        .current_dir(&spec.cwd)
+        .env("AGENT_EXEC_EVENT_PATH", event_path)
+        .env("AGENT_EXEC_JOB_ID", &spec.job_id)
+        .env("AGENT_EXEC_EVENT_TYPE", "job.finished")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run sh: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(event.to_string().as_bytes());
+    }
+    // Readable once the command has exited.
+    if let Some(pidfd) = crate::job::liveness::pidfd_open(child.id() as i32) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let deadline = Instant::now() + COMMAND_TIME;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32)
+                .unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, ms) {
+                Ok(0) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "still running after {}s: killed",
+                        COMMAND_TIME.as_secs()
+                    ));
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                _ => break,
+            }
+        }
+    }
+    match child.wait() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("exited with {s}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
