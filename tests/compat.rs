@@ -334,3 +334,100 @@ fn a_jobs_end_is_told_to_its_sinks() {
     let cleared = env.ok(&["notify", "set", &slow, "--clear"]);
     assert_eq!(cleared["notification"], serde_json::json!({}));
 }
+
+/// Each output line that matches is an event, as the log holds it (masked
+/// values masked); a pattern that cannot be used creates nothing.
+#[test]
+fn matching_output_lines_are_events() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.scratch();
+    let events = dir.join("matches.ndjson");
+    let v = env.ok(&[
+        "run",
+        "--env",
+        "S=hunter22",
+        "--mask",
+        "S",
+        "--output-pattern",
+        "ERROR",
+        "--output-file",
+        events.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo ok; echo \"ERROR one $S\"; echo fine; echo 'ERROR two' >&2",
+    ]);
+    let id = job_id(&v);
+    eventually(
+        "both matches told",
+        std::time::Duration::from_secs(10),
+        || std::fs::read_to_string(&events).is_ok_and(|t| t.lines().count() == 2),
+    );
+    let text = std::fs::read_to_string(&events).unwrap();
+    assert!(!text.contains("hunter22"), "{text}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut seen: Vec<(String, String)> = lines
+        .iter()
+        .map(|e| {
+            (
+                e["stream"].as_str().unwrap().into(),
+                e["line"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("stderr".to_string(), "ERROR two".to_string()),
+            ("stdout".to_string(), "ERROR one ***".to_string())
+        ]
+    );
+    assert_eq!(lines[0]["event_type"], "job.output.matched");
+    let recorded =
+        std::fs::read_to_string(env.root().join(&id).join("notification_events.ndjson")).unwrap();
+    assert_eq!(recorded.lines().count(), 2);
+
+    let regex_events = dir.join("regex.ndjson");
+    env.ok(&[
+        "run",
+        "--output-pattern",
+        r"^E\w+ two$",
+        "--output-match-type",
+        "regex",
+        "--output-stream",
+        "stdout",
+        "--output-file",
+        regex_events.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo 'ERROR two'; echo 'ERROR two' >&2; echo 'ERROR three'",
+    ]);
+    eventually(
+        "the regex match told",
+        std::time::Duration::from_secs(10),
+        || std::fs::read_to_string(&regex_events).is_ok_and(|t| t.lines().count() == 1),
+    );
+
+    let before = env.job_ids().len();
+    env.err(
+        &[
+            "run",
+            "--output-pattern",
+            "(",
+            "--output-match-type",
+            "regex",
+            "--",
+            "true",
+        ],
+        "invalid_argument",
+    );
+    assert_eq!(env.job_ids().len(), before, "nothing created");
+}

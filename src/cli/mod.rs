@@ -117,10 +117,32 @@ pub enum NotifyCommand {
         /// Append the event as one JSON line to this file.
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
+        #[command(flatten)]
+        output_match: OutputMatchArgs,
         /// Remove every sink.
-        #[arg(long, conflicts_with_all = ["command", "file"])]
+        #[arg(long, conflicts_with_all = ["command", "file", "output_pattern"])]
         clear: bool,
     },
+}
+
+/// `--output-*`: events for matching lines of output.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OutputMatchArgs {
+    /// Send an event for each output line that holds this text (or matches it, with --output-match-type regex).
+    #[arg(long, value_name = "PATTERN")]
+    pub output_pattern: Option<String>,
+    /// How --output-pattern matches: contains (default) or regex.
+    #[arg(long, value_name = "TYPE", requires = "output_pattern")]
+    pub output_match_type: Option<String>,
+    /// Which output --output-pattern reads: stdout, stderr or either (default).
+    #[arg(long, value_name = "STREAM", requires = "output_pattern")]
+    pub output_stream: Option<String>,
+    /// Run this shell command for each match (the event, JSON, on its stdin).
+    #[arg(long, value_name = "CMD", requires = "output_pattern")]
+    pub output_command: Option<String>,
+    /// Append each match's event as one JSON line to this file.
+    #[arg(long, value_name = "FILE", requires = "output_pattern")]
+    pub output_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +217,8 @@ pub struct JobDefinition {
     /// When the job ends, append the event (one JSON line) to this file.
     #[arg(long, value_name = "FILE")]
     pub notify_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub output_match: OutputMatchArgs,
     /// Sandbox policy: a built-in (default, untrusted, ci, permissive), a host policy name, or a path to a TOML file.
     #[arg(long, value_name = "NAME|PATH")]
     pub policy: Option<String>,

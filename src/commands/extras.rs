@@ -40,6 +40,7 @@ pub fn notify_set(
     job_id: &str,
     command: Option<&str>,
     file: Option<&std::path::Path>,
+    output_match: &crate::cli::OutputMatchArgs,
     clear: bool,
 ) -> Result<Reply, AppError> {
     use crate::supervisor::notify;
@@ -55,6 +56,9 @@ pub fn notify_set(
     if let Some(f) = file {
         sinks.notify_file = Some(absolute(f)?);
     }
+    if let Some(m) = output_match_of(output_match)? {
+        sinks.on_output_match = Some(m);
+    }
     notify::set(store, &id, &sinks)?;
     Ok(Reply::json(&crate::response::NotifySetResponse {
         schema_version: SchemaVersion,
@@ -63,6 +67,30 @@ pub fn notify_set(
         job_id: id,
         notification: serde_json::to_value(&sinks).unwrap_or_default(),
     }))
+}
+
+/// The `--output-*` flags, checked; `None` without `--output-pattern`.
+pub fn output_match_of(
+    args: &crate::cli::OutputMatchArgs,
+) -> Result<Option<crate::supervisor::notify::OutputMatch>, AppError> {
+    let Some(pattern) = &args.output_pattern else {
+        return Ok(None);
+    };
+    let m = crate::supervisor::notify::OutputMatch {
+        pattern: pattern.clone(),
+        match_type: args
+            .output_match_type
+            .clone()
+            .unwrap_or_else(|| "contains".into()),
+        stream: args
+            .output_stream
+            .clone()
+            .unwrap_or_else(|| "either".into()),
+        command: args.output_command.clone(),
+        file: args.output_file.as_deref().map(absolute).transpose()?,
+    };
+    m.check().map_err(AppError::invalid)?;
+    Ok(Some(m))
 }
 
 /// A sink file as the supervisor will find it (it runs in `/`).

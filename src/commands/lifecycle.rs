@@ -26,6 +26,7 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 pub fn run(store: &Store, args: &RunArgs) -> Result<Reply, AppError> {
     let began = Instant::now();
     let answer = Answer::from_observe(&args.observe, JobResponseType::Run, began)?;
+    super::output_match_of(&args.def.output_match)?;
     let defined = define(&job_request(&args.def)?, store)?;
     store.create(&defined.spec, None, defined.stdin.as_deref())?;
     set_sinks(store, &defined.spec.job_id, &args.def)?;
@@ -46,6 +47,7 @@ pub fn run(store: &Store, args: &RunArgs) -> Result<Reply, AppError> {
 }
 
 pub fn create(store: &Store, args: &CreateArgs) -> Result<Reply, AppError> {
+    super::output_match_of(&args.def.output_match)?;
     let (spec, secrets, stdin) = define(&job_request(&args.def)?, store)?.for_later_start();
     store.create(&spec, secrets.as_ref(), stdin.as_deref())?;
     set_sinks(store, &spec.job_id, &args.def)?;
@@ -109,6 +111,7 @@ fn set_sinks(store: &Store, id: &str, def: &crate::cli::JobDefinition) -> Result
             .as_deref()
             .map(super::absolute)
             .transpose()?,
+        on_output_match: super::output_match_of(&def.output_match)?,
     };
     if sinks.is_empty() {
         return Ok(());

@@ -11,8 +11,8 @@ pub mod request;
 mod view;
 
 pub use errors::{config_error, policy_error};
-pub(crate) use extras::absolute;
 pub use extras::job_id_candidates;
+pub(crate) use extras::{absolute, output_match_of};
 
 use std::io::Write;
 
@@ -168,8 +168,16 @@ fn execute(cli: Cli) -> Result<Reply, AppError> {
             job_id,
             command,
             file,
+            output_match,
             clear,
-        }) => extras::notify_set(&store, job_id, command.as_deref(), file.as_deref(), *clear),
+        }) => extras::notify_set(
+            &store,
+            job_id,
+            command.as_deref(),
+            file.as_deref(),
+            output_match,
+            *clear,
+        ),
         Command::Schema
         | Command::Policy(_)
         | Command::Doctor

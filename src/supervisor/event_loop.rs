@@ -122,6 +122,7 @@ fn run(
         kill_at = Some(at);
     }
 
+    let mut watch = super::notify::OutputWatch::new(store, spec);
     loop {
         let main_done = end.wait_status.is_some();
         if main_done && pumps.iter().all(|p| !p.is_open()) {
@@ -159,12 +160,17 @@ fn run(
         // SAFETY: fds is a valid array of pollfd of the given length.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
 
+        let mut pumped = false;
         for (pump, slot) in pump_slots {
             let revents = fds[slot].revents;
             if revents != 0 {
                 // At Eof the job (or all its processes) closed the pipe.
                 let _ = pumps[pump].pump();
+                pumped = true;
             }
+        }
+        if pumped {
+            watch.scan(store);
         }
 
         let now = Instant::now();
@@ -221,6 +227,8 @@ fn run(
             drain_until = Some(Instant::now() + DRAIN_GRACE);
         }
     }
+    // The last lines, stored as the pipes closed.
+    watch.scan(store);
     end.stdout = pumps[0].stats().clone();
     end.stderr = pumps[1].stats().clone();
     end

@@ -36,12 +36,232 @@ pub struct Sinks {
     pub notify_command: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_output_match: Option<OutputMatch>,
 }
 
 impl Sinks {
     pub fn is_empty(&self) -> bool {
-        self.notify_command.is_none() && self.notify_file.is_none()
+        self.notify_command.is_none()
+            && self.notify_file.is_none()
+            && self.on_output_match.is_none()
     }
+}
+
+/// An event for each line of output that matches.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputMatch {
+    pub pattern: String,
+    /// `contains` or `regex`.
+    pub match_type: String,
+    /// `stdout`, `stderr` or `either`.
+    pub stream: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+impl OutputMatch {
+    /// Checks the fields; the error names the flag.
+    pub fn check(&self) -> Result<(), String> {
+        if self.pattern.is_empty() {
+            return Err("--output-pattern: give a pattern".into());
+        }
+        match self.match_type.as_str() {
+            "contains" => {}
+            "regex" => {
+                regex::Regex::new(&self.pattern)
+                    .map_err(|e| format!("--output-pattern: not a regular expression: {e}"))?;
+            }
+            other => {
+                return Err(format!(
+                    "--output-match-type {other:?}: expected contains or regex"
+                ))
+            }
+        }
+        if !["stdout", "stderr", "either"].contains(&self.stream.as_str()) {
+            return Err(format!(
+                "--output-stream {:?}: expected stdout, stderr or either",
+                self.stream
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where the output-match events of a job are recorded, one JSON line each.
+pub const MATCH_EVENTS_FILE: &str = "notification_events.ndjson";
+/// At most this many output-match events per job.
+const MAX_MATCH_EVENTS: u64 = 1000;
+/// How often the watcher looks at the sinks again (`notify set` while it runs).
+const RELOAD_EVERY: Duration = Duration::from_millis(200);
+/// Longest line matched (a longer one is matched on its first part).
+const MAX_LINE: usize = 64 << 10;
+
+/// Matches the job's output, line by line, against its `on_output_match`,
+/// as the logs grow (so masked values are never in an event). Does
+/// nothing while the job has no such sink.
+pub struct OutputWatch {
+    id: String,
+    dir: std::path::PathBuf,
+    cwd: String,
+    config: Option<(OutputMatch, Option<regex::Regex>)>,
+    loaded_at: Option<Instant>,
+    offsets: [u64; 2],
+    partial: [Vec<u8>; 2],
+    sent: u64,
+}
+
+impl OutputWatch {
+    pub fn new(store: &Store, spec: &JobSpec) -> OutputWatch {
+        OutputWatch {
+            id: spec.job_id.clone(),
+            dir: store.job_dir(&spec.job_id),
+            cwd: spec.cwd.clone(),
+            config: None,
+            loaded_at: None,
+            offsets: [0, 0],
+            partial: [Vec::new(), Vec::new()],
+            sent: 0,
+        }
+    }
+
+    /// Reads what the logs gained and sends an event per matching line.
+    pub fn scan(&mut self, store: &Store) {
+        if self.loaded_at.is_none_or(|t| t.elapsed() >= RELOAD_EVERY) {
+            self.loaded_at = Some(Instant::now());
+            let sinks = get(store, &self.id);
+            let changed = self.config.as_ref().map(|(c, _)| c) != sinks.on_output_match.as_ref();
+            if changed {
+                self.config = sinks
+                    .on_output_match
+                    .filter(|m| m.check().is_ok())
+                    .map(|m| {
+                        let re = (m.match_type == "regex")
+                            .then(|| regex::Regex::new(&m.pattern).ok())
+                            .flatten();
+                        (m, re)
+                    });
+            }
+        }
+        let Some((config, _)) = &self.config else {
+            return;
+        };
+        let streams: &[usize] = match config.stream.as_str() {
+            "stdout" => &[0],
+            "stderr" => &[1],
+            _ => &[0, 1],
+        };
+        for &i in streams {
+            self.scan_stream(i);
+        }
+    }
+
+    fn scan_stream(&mut self, i: usize) {
+        use std::io::{Read, Seek, SeekFrom};
+        let name = [STDOUT_LOG, STDERR_LOG][i];
+        let Ok(mut log) = std::fs::File::open(self.dir.join(name)) else {
+            return;
+        };
+        if log.seek(SeekFrom::Start(self.offsets[i])).is_err() {
+            return;
+        }
+        let mut fresh = Vec::new();
+        let Ok(n) = log.take(4 << 20).read_to_end(&mut fresh) else {
+            return;
+        };
+        self.offsets[i] += n as u64;
+        self.partial[i].extend_from_slice(&fresh);
+        let mut lines = Vec::new();
+        while let Some(end) = self.partial[i].iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial[i].drain(..=end).collect();
+            lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+        }
+        if self.partial[i].len() > MAX_LINE {
+            let line: Vec<u8> = self.partial[i].drain(..).collect();
+            lines.push(String::from_utf8_lossy(&line[..MAX_LINE]).into_owned());
+        }
+        for line in lines {
+            if self.sent >= MAX_MATCH_EVENTS {
+                return;
+            }
+            let Some((config, re)) = &self.config else {
+                return;
+            };
+            let matched = match re {
+                Some(re) => re.is_match(&line),
+                None => line.contains(&config.pattern),
+            };
+            if matched {
+                self.sent += 1;
+                let (config, stream) = (config.clone(), ["stdout", "stderr"][i]);
+                self.send(&config, stream, &line);
+            }
+        }
+    }
+
+    fn send(&self, config: &OutputMatch, stream: &str, line: &str) {
+        let event = json!({
+            "schema_version": "1",
+            "event_type": "job.output.matched",
+            "job_id": self.id,
+            "pattern": config.pattern,
+            "match_type": config.match_type,
+            "stream": stream,
+            "line": line,
+            "stdout_log_path": self.dir.join(STDOUT_LOG),
+            "stderr_log_path": self.dir.join(STDERR_LOG),
+        });
+        let events_path = self.dir.join(MATCH_EVENTS_FILE);
+        let mut results = Vec::new();
+        if let Some(file) = &config.file {
+            results.push(result("file", file, append_line(Path::new(file), &event)));
+        }
+        if let Some(command) = &config.command {
+            // Not waited for: the job's output must keep flowing. The
+            // supervisor reaps it with the job's orphans.
+            let spawned = spawn_command(
+                command,
+                &event,
+                &events_path,
+                &self.id,
+                &self.cwd,
+                "job.output.matched",
+            );
+            results.push(result("command", command, spawned));
+        }
+        let mut record = event;
+        record["delivery_results"] = Value::Array(results);
+        let _ = append_line(&events_path, &record);
+    }
+}
+
+/// `sh -c COMMAND`, the event on its stdin, not waited for.
+fn spawn_command(
+    command: &str,
+    event: &Value,
+    event_path: &Path,
+    id: &str,
+    cwd: &str,
+    kind: &str,
+) -> Result<(), String> {
+    let mut child = Command::new("sh")
+        .args(["-c", command])
+        .current_dir(cwd)
+        .env("AGENT_EXEC_EVENT_PATH", event_path)
+        .env("AGENT_EXEC_JOB_ID", id)
+        .env("AGENT_EXEC_EVENT_TYPE", kind)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run sh: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(event.to_string().as_bytes());
+    }
+    Ok(())
 }
 
 /// Records the sinks of job `id` (none: removes them).
