@@ -173,6 +173,16 @@ pub fn restart(store: &Store, args: &RestartArgs) -> Result<Reply, AppError> {
         let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
         let _ = poll(&mut fds, PollTimeout::from(10_000u16));
     }
+    // A job that failed to launch, or was found lost, keeps the claim of
+    // its dead supervisor: ended, it is nobody's.
+    let ended = reconcile(store, &id, store.read_status(&id)?)?;
+    let supervisor_gone = ended
+        .supervisor
+        .as_ref()
+        .is_none_or(|s| !crate::job::liveness::is_alive(s));
+    if ended.state.is_terminal() && supervisor_gone && store.has_start_lock(&id) {
+        let _ = store.release_start(&id);
+    }
     store.claim_start(&id).map_err(|e| match e {
         crate::job::store::StoreError::AlreadyStarted { .. } => invalid_state(
             &id,

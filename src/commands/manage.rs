@@ -188,9 +188,10 @@ pub fn delete(store: &Store, args: &DeleteArgs) -> Result<Reply, AppError> {
                 .map_err(|e| AppError::invalid(format!("the current directory: {e}")))?;
             let index = store.index_for_reading()?;
             settle(store, &index, !args.dry_run)?;
+            let here = cwd.to_string_lossy().into_owned();
             let filter = Filter {
                 state: None,
-                cwd: Some(cwd.to_string_lossy().into_owned()),
+                cwd: Some(here.clone()),
             };
             let rows = index
                 .page(&filter, None, usize::MAX)
@@ -199,6 +200,22 @@ pub fn delete(store: &Store, args: &DeleteArgs) -> Result<Reply, AppError> {
                 let Some(row) = store.checked(&index, row) else {
                     continue;
                 };
+                // Only this directory's (a damaged job of unknown directory
+                // is listed everywhere, but deleted only by its id), and
+                // never one not started yet.
+                if row.cwd != here {
+                    continue;
+                }
+                if row.state == State::Created {
+                    entries.push(CleanupEntry {
+                        job_id: row.id,
+                        state: row.state,
+                        action: "skipped".into(),
+                        reason: Some("created: not started; delete it by its id".into()),
+                        bytes: 0,
+                    });
+                    continue;
+                }
                 match deletable(store, &row.id) {
                     Ok(state) => match remove_one(store, row.id.clone(), state, args.dry_run) {
                         Ok(entry) => entries.push(entry),

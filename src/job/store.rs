@@ -25,7 +25,7 @@ use std::rc::Rc;
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::index::{self, Index, Row, StateColumns, INDEX_FILE};
+use super::index::{self, Index, Row, INDEX_FILE};
 use super::model::{is_valid_prefix, JobSpec, JobStatus, ProcRef, Secrets};
 
 pub const JOB_FILE: &str = "job.json";
@@ -481,7 +481,7 @@ impl Store {
     /// records it in the index ([`Self::record_status`]).
     pub fn write_status(&self, id: &str, status: &JobStatus) -> StoreResult<()> {
         self.write_status_file(id, status)?;
-        self.record_status(id, status);
+        self.record_status(id);
         Ok(())
     }
 
@@ -490,32 +490,19 @@ impl Store {
     /// the row no longer matches the record and read the record. A
     /// supervisor records its job's states once its answer is given: a
     /// reader meanwhile reads the record (the row's stamp is stale).
-    pub fn record_status(&self, id: &str, status: &JobStatus) {
+    pub fn record_status(&self, id: &str) {
         let Ok(index) = self.index() else {
             return;
         };
         if self.record_if_new(&index, id) {
             return;
         }
-        let outcome = status.outcome.as_ref();
-        let _ = index.update_state(
-            id,
-            &StateColumns {
-                state: status.state,
-                started_at_ms: status.started_at_ms,
-                finished_at_ms: status.finished_at_ms,
-                updated_at_ms: status.updated_at_ms,
-                result: outcome.map(|o| o.result),
-                exit_code: outcome.and_then(|o| o.exit_code),
-                duration_ms: outcome.map(|o| o.duration_ms),
-                bytes: if status.state.is_terminal() {
-                    self.kept_bytes(id)
-                } else {
-                    0
-                },
-                stamp: &index::stamp(&self.job_dir(id)),
-            },
-        );
+        // The row as the records are now, with their stamp taken first: a
+        // state written since `status` (a restart) is never hidden under
+        // an older one's stamp.
+        if let Some(row) = self.row_from_files(id) {
+            let _ = index.put(&row);
+        }
     }
 
     /// Replaces `state.json` atomically. On a full disk the temporary copy

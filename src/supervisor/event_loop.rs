@@ -228,7 +228,7 @@ fn run(
         }
     }
     // The last lines, stored as the pipes closed.
-    watch.scan(store);
+    watch.finish(store);
     end.stdout = pumps[0].stats().clone();
     end.stderr = pumps[1].stats().clone();
     end

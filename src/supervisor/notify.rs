@@ -128,6 +128,29 @@ impl OutputWatch {
         }
     }
 
+    /// The last scan, once the pipes are closed: everything the logs
+    /// gained, and a last line without its newline.
+    pub fn finish(&mut self, store: &Store) {
+        self.loaded_at = None;
+        self.scan(store);
+        if self.config.is_none() {
+            return;
+        }
+        for i in 0..2 {
+            // A backlog larger than one read (a `notify set` come late).
+            for _ in 0..64 {
+                if !self.scan_stream(i) {
+                    break;
+                }
+            }
+            if !self.partial[i].is_empty() {
+                let last: Vec<u8> = std::mem::take(&mut self.partial[i]);
+                let line = String::from_utf8_lossy(&last[..last.len().min(MAX_LINE)]).into_owned();
+                self.consider(i, line);
+            }
+        }
+    }
+
     /// Reads what the logs gained and sends an event per matching line.
     pub fn scan(&mut self, store: &Store) {
         if self.loaded_at.is_none_or(|t| t.elapsed() >= RELOAD_EVERY) {
@@ -159,46 +182,73 @@ impl OutputWatch {
         }
     }
 
-    fn scan_stream(&mut self, i: usize) {
+    /// Reads up to 4 MiB more of log `i`; whether it read anything.
+    fn scan_stream(&mut self, i: usize) -> bool {
+        let wanted = match self.config.as_ref().map(|(c, _)| c.stream.as_str()) {
+            Some("stdout") => i == 0,
+            Some("stderr") => i == 1,
+            Some(_) => true,
+            None => false,
+        };
+        if !wanted {
+            return false;
+        }
         use std::io::{Read, Seek, SeekFrom};
         let name = [STDOUT_LOG, STDERR_LOG][i];
         let Ok(mut log) = std::fs::File::open(self.dir.join(name)) else {
-            return;
+            return false;
         };
         if log.seek(SeekFrom::Start(self.offsets[i])).is_err() {
-            return;
+            return false;
         }
         let mut fresh = Vec::new();
         let Ok(n) = log.take(4 << 20).read_to_end(&mut fresh) else {
-            return;
+            return false;
         };
-        self.offsets[i] += n as u64;
-        self.partial[i].extend_from_slice(&fresh);
-        let mut lines = Vec::new();
-        while let Some(end) = self.partial[i].iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial[i].drain(..=end).collect();
-            lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+        if n == 0 {
+            return false;
         }
-        if self.partial[i].len() > MAX_LINE {
-            let line: Vec<u8> = self.partial[i].drain(..).collect();
-            lines.push(String::from_utf8_lossy(&line[..MAX_LINE]).into_owned());
+        self.offsets[i] += n as u64;
+        let mut buf = std::mem::take(&mut self.partial[i]);
+        buf.extend_from_slice(&fresh);
+        // One pass over the bytes: each line is a slice, the rest kept.
+        let mut start = 0;
+        let mut lines = Vec::new();
+        for (at, b) in buf.iter().enumerate() {
+            if *b == b'\n' {
+                let line = &buf[start..at];
+                lines.push(String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)]).into_owned());
+                start = at + 1;
+            }
+        }
+        let rest = &buf[start..];
+        if rest.len() > MAX_LINE {
+            lines.push(String::from_utf8_lossy(&rest[..MAX_LINE]).into_owned());
+        } else {
+            self.partial[i] = rest.to_vec();
         }
         for line in lines {
-            if self.sent >= MAX_MATCH_EVENTS {
-                return;
-            }
-            let Some((config, re)) = &self.config else {
-                return;
-            };
-            let matched = match re {
-                Some(re) => re.is_match(&line),
-                None => line.contains(&config.pattern),
-            };
-            if matched {
-                self.sent += 1;
-                let (config, stream) = (config.clone(), ["stdout", "stderr"][i]);
-                self.send(&config, stream, &line);
-            }
+            self.consider(i, line);
+        }
+        true
+    }
+
+    /// Sends an event if `line` of stream `i` matches.
+    fn consider(&mut self, i: usize, line: String) {
+        if self.sent >= MAX_MATCH_EVENTS {
+            return;
+        }
+        let Some((config, re)) = &self.config else {
+            return;
+        };
+        let matched = match re {
+            Some(re) => re.is_match(&line),
+            None => line.contains(&config.pattern),
+        };
+        if matched {
+            self.sent += 1;
+            let (config, stream) = (config.clone(), ["stdout", "stderr"][i]);
+            self.send(&config, stream, &line);
         }
     }
 
@@ -247,21 +297,31 @@ fn spawn_command(
     cwd: &str,
     kind: &str,
 ) -> Result<(), String> {
-    let mut child = Command::new("sh")
+    // The event in a file of its own, as the command's stdin (a pipe it
+    // does not read would block the job's output); gone once opened.
+    let own = event_path.with_file_name(format!(".match-event-{}", std::process::id()));
+    let _ = std::fs::remove_file(&own);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&own)
+        .and_then(|mut f| f.write_all(event.to_string().as_bytes()))
+        .map_err(|e| format!("{}: {e}", own.display()))?;
+    let stdin = event_stdin(&own);
+    let _ = std::fs::remove_file(&own);
+    Command::new("sh")
         .args(["-c", command])
         .current_dir(cwd)
         .env("AGENT_EXEC_EVENT_PATH", event_path)
         .env("AGENT_EXEC_JOB_ID", id)
         .env("AGENT_EXEC_EVENT_TYPE", kind)
-        .stdin(Stdio::piped())
+        .stdin(stdin?)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot run sh: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(event.to_string().as_bytes());
-    }
-    Ok(())
+        .map(drop)
+        .map_err(|e| format!("cannot run sh: {e}"))
 }
 
 /// Records the sinks of job `id` (none: removes them).
@@ -314,7 +374,7 @@ pub fn deliver(store: &Store, spec: &JobSpec, status: &JobStatus) {
         results.push(result("file", file, append_line(Path::new(file), &event)));
     }
     if let Some(command) = &sinks.notify_command {
-        let ran = run_command(command, &event, &event_path, spec);
+        let ran = run_command(command, &event_path, spec);
         results.push(result("command", command, ran));
     }
     let mut recorded = event;
@@ -340,33 +400,26 @@ fn append_line(path: &Path, event: &Value) -> Result<(), String> {
         .append(true)
         .create(true)
         .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
+        // A FIFO nobody reads fails at once instead of blocking us.
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
         .and_then(|mut f| f.write_all(line.as_bytes()))
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `sh -c COMMAND` in the job's directory, the event on its stdin.
-fn run_command(
-    command: &str,
-    event: &Value,
-    event_path: &Path,
-    spec: &JobSpec,
-) -> Result<(), String> {
+fn run_command(command: &str, event_path: &Path, spec: &JobSpec) -> Result<(), String> {
     let mut child = Command::new("sh")
         .args(["-c", command])
         .current_dir(&spec.cwd)
         .env("AGENT_EXEC_EVENT_PATH", event_path)
         .env("AGENT_EXEC_JOB_ID", &spec.job_id)
         .env("AGENT_EXEC_EVENT_TYPE", "job.finished")
-        .stdin(Stdio::piped())
+        .stdin(event_stdin(event_path)?)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot run sh: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(event.to_string().as_bytes());
-    }
     // Readable once the command has exited.
     if let Some(pidfd) = crate::job::liveness::pidfd_open(child.id() as i32) {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -390,10 +443,28 @@ fn run_command(
                 _ => break,
             }
         }
+    } else {
+        // No pidfd: look now and then, within the same time.
+        let deadline = Instant::now() + COMMAND_TIME;
+        while matches!(child.try_wait(), Ok(None)) {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     match child.wait() {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(format!("exited with {s}")),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The event as a command's stdin: the file it was written to, so that a
+/// command that does not read it never blocks us on a full pipe.
+fn event_stdin(path: &Path) -> Result<Stdio, String> {
+    std::fs::File::open(path)
+        .map(Stdio::from)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -272,7 +272,7 @@ pub(super) fn supervise(
     // An empty $JOB_DIR is not kept: nothing to read, a block and an inode saved.
     let _ = std::fs::remove_dir(store.files_dir(id));
     // The index, the store's retention and upkeep, now that nobody waits on us.
-    store.record_status(id, &status);
+    store.record_status(id);
     super::notify::deliver(store, spec, &status);
     if let Some(retention) = store.auto_collect() {
         let _ = crate::job::retention::collect_automatically(store, retention);
