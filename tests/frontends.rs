@@ -106,6 +106,7 @@ fn a_real_mcp_client_runs_observes_and_kills_jobs() {
 
     let secret_run = v["env"].to_string();
     assert!(!secret_run.contains("hunter2-from-mcp"), "{secret_run}");
+    assert!(!secret_run.contains("literal-xyz-secret"), "{secret_run}");
     assert!(
         v["env"]["json"]["stdout"].as_str().unwrap().contains("***"),
         "{v:#}"

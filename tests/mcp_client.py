@@ -43,10 +43,10 @@ async def round_trip(session, workdir):
         await session.call_tool(
             "run",
             {
-                "command": ["sh", "-c", 'printf "%s" "$SECRET_TOKEN"'],
+                "command": ["sh", "-c", 'printf "%s literal-xyz-secret" "$SECRET_TOKEN"'],
                 "cwd": workdir,
                 "env": {"SECRET_TOKEN": "hunter2-from-mcp"},
-                "mask": ["SECRET_TOKEN"],
+                "mask": ["SECRET_TOKEN", "literal-xyz-secret"],
             },
         )
     )

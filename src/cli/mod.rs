@@ -193,6 +193,10 @@ pub struct JobDefinition {
     /// the HTTP API hand their child; not for people).
     #[arg(long, value_name = "FILE", hide = true)]
     pub env_json: Option<PathBuf>,
+    /// A JSON list of --mask values (what the front ends hand their child,
+    /// a literal secret kept off its command line; not for people).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub mask_json: Option<PathBuf>,
     /// Start from the caller's environment (the default).
     #[arg(long, overrides_with = "no_inherit_env")]
     pub inherit_env: bool,

@@ -108,7 +108,13 @@ pub fn job_request(def: &JobDefinition) -> Result<JobRequest, AppError> {
         cwd: def.cwd.clone(),
         env,
         inherit_env,
-        masks: def.mask.clone(),
+        masks: {
+            let mut masks = def.mask.clone();
+            if let Some(file) = &def.mask_json {
+                masks.extend(read_mask_json(file)?);
+            }
+            masks
+        },
         stdin: read_stdin(def)?,
         tags: def.tag.clone(),
         policy: def.policy.clone(),
@@ -240,6 +246,14 @@ fn parse_env_entry(entry: &str) -> Option<(String, String)> {
         return None;
     }
     Some((k.to_string(), v.to_string()))
+}
+
+/// A JSON list of strings: more `--mask` values. None appears in an error.
+fn read_mask_json(path: &Path) -> Result<Vec<String>, AppError> {
+    let bytes = read_regular_file("--mask-json", path, ENV_FILE_MAX_BYTES)?
+        .map_err(|limit| AppError::invalid(format!("--mask-json: larger than {limit} bytes")))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| AppError::invalid("--mask-json: not a JSON list of strings"))
 }
 
 /// A JSON object of string values, taken as they are. A bad key is named;

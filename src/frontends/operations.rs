@@ -79,6 +79,8 @@ pub struct Invocation {
     pub env: Vec<(String, String)>,
     /// The job's stdin, handed over in a private file.
     pub stdin: Option<String>,
+    /// `--mask` values (a literal secret among them), in a private file.
+    pub masks: Vec<String>,
     /// A pipeline's YAML, handed over in a private file (its path goes last).
     pub pipeline: Option<String>,
     /// The directory the child runs in (a pipeline's relative paths).
@@ -193,9 +195,7 @@ impl Run {
         for tag in &self.tags {
             flag(&mut args, "tag", tag.clone());
         }
-        for m in &self.mask {
-            flag(&mut args, "mask", m.clone());
-        }
+        // Masks go in a private file: one may be a literal secret.
         if let Some(p) = &self.policy {
             flag(&mut args, "policy", p.clone());
         }
@@ -243,6 +243,7 @@ impl Run {
             args,
             env,
             stdin: self.stdin.clone(),
+            masks: self.mask.clone(),
             ..Invocation::default()
         })
     }
@@ -471,6 +472,7 @@ mod tests {
             "policy": "default",
             "allow_domain": ["example.com"],
             "env": {"TOKEN": "s3cret"},
+            "mask": ["TOKEN", "literal-s3cret"],
             "timeout": 1.5,
             "until": 600
         }))
@@ -491,6 +493,7 @@ mod tests {
         );
         assert_eq!(inv.env, [("TOKEN".to_string(), "s3cret".to_string())]);
         assert!(!inv.args.iter().any(|a| a.contains("s3cret")));
+        assert_eq!(inv.masks, ["TOKEN", "literal-s3cret"]);
     }
 
     #[test]

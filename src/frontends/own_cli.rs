@@ -58,6 +58,7 @@ impl OwnCli {
         }
         let private = if invocation.env.is_empty()
             && invocation.stdin.is_none()
+            && invocation.masks.is_empty()
             && invocation.pipeline.is_none()
         {
             None
@@ -80,6 +81,11 @@ impl OwnCli {
                     .collect();
                 let path = dir.write("env.json", Value::Object(map).to_string().as_bytes())?;
                 extra.extend(["--env-json".into(), path.into_os_string()]);
+            }
+            if !invocation.masks.is_empty() {
+                let list = serde_json::to_vec(&invocation.masks).unwrap_or_default();
+                let path = dir.write("masks.json", &list)?;
+                extra.extend(["--mask-json".into(), path.into_os_string()]);
             }
             if let Some(stdin) = &invocation.stdin {
                 let path = dir.write("stdin", stdin.as_bytes())?;
