@@ -290,14 +290,10 @@ async fn tail(
     UrlPath(id): UrlPath<String>,
     uri: Uri,
 ) -> Response {
-    if !authorized(&app, &headers) {
-        return unauthorized();
-    }
-    let q = match query::<TailQuery>(&uri) {
-        Ok(q) => q,
-        Err(message) => return reply(failure(ErrorCode::InvalidArgument, message)),
-    };
+    // The query is read once the request is authorized.
+    let q = || query::<TailQuery>(&uri);
     run_checked(&app, &headers, || {
+        let q = q()?;
         Ok(operations::Tail {
             job_id: id,
             lines: q.lines,
@@ -322,15 +318,11 @@ async fn wait(
     UrlPath(id): UrlPath<String>,
     uri: Uri,
 ) -> Response {
-    if !authorized(&app, &headers) {
-        return unauthorized();
-    }
-    let q = match query::<WaitQuery>(&uri) {
-        Ok(q) => q,
-        Err(message) => return reply(failure(ErrorCode::InvalidArgument, message)),
-    };
+    // The query is read once the request is authorized.
+    let q = || query::<WaitQuery>(&uri);
     let bounds = app.bounds;
     run_checked(&app, &headers, || {
+        let q = q()?;
         Ok(operations::Wait {
             job_id: id,
             until: q.until,
@@ -354,14 +346,10 @@ async fn kill(
     UrlPath(id): UrlPath<String>,
     uri: Uri,
 ) -> Response {
-    if !authorized(&app, &headers) {
-        return unauthorized();
-    }
-    let q = match query::<KillQuery>(&uri) {
-        Ok(q) => q,
-        Err(message) => return reply(failure(ErrorCode::InvalidArgument, message)),
-    };
+    // The query is read once the request is authorized.
+    let q = || query::<KillQuery>(&uri);
     run_checked(&app, &headers, || {
+        let q = q()?;
         operations::Kill {
             job_id: id,
             signal: q.signal,
@@ -383,14 +371,10 @@ struct ListQuery {
 }
 
 async fn list(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
-    if !authorized(&app, &headers) {
-        return unauthorized();
-    }
-    let q = match query::<ListQuery>(&uri) {
-        Ok(q) => q,
-        Err(message) => return reply(failure(ErrorCode::InvalidArgument, message)),
-    };
+    // The query is read once the request is authorized.
+    let q = || query::<ListQuery>(&uri);
     run_checked(&app, &headers, || {
+        let q = q()?;
         Ok(operations::List {
             state: q.state,
             cwd: q.cwd,

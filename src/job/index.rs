@@ -118,19 +118,6 @@ impl Row {
     }
 }
 
-/// The state columns a state write changes.
-pub struct StateColumns<'a> {
-    pub state: State,
-    pub started_at_ms: Option<u64>,
-    pub finished_at_ms: Option<u64>,
-    pub updated_at_ms: u64,
-    pub result: Option<ResultKind>,
-    pub exit_code: Option<i32>,
-    pub duration_ms: Option<u64>,
-    pub bytes: u64,
-    pub stamp: &'a str,
-}
-
 /// Which rows a listing walks, newest first.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
@@ -284,32 +271,6 @@ impl Index {
             insert(&tx, row).map_err(|e| self.io(e))?;
         }
         tx.commit().map_err(|e| self.io(e))
-    }
-
-    /// Records a state write; a job the index does not hold yet is left
-    /// for whoever records it whole.
-    pub fn update_state(&self, id: &str, s: &StateColumns) -> io::Result<()> {
-        self.conn
-            .execute(
-                "UPDATE jobs SET state = ?2, finished_at_ms = ?3, updated_at_ms = ?4,
-                     result = ?5, exit_code = ?6, duration_ms = ?7, bytes = ?8,
-                     reason = NULL, stamp = ?9, started_at_ms = ?10
-                 WHERE id = ?1",
-                params![
-                    id,
-                    s.state.as_str(),
-                    s.finished_at_ms.map(to_sql),
-                    to_sql(s.updated_at_ms),
-                    s.result.map(result_text),
-                    s.exit_code,
-                    s.duration_ms.map(to_sql),
-                    to_sql(s.bytes),
-                    s.stamp,
-                    s.started_at_ms.map(to_sql),
-                ],
-            )
-            .map(drop)
-            .map_err(|e| self.io(e))
     }
 
     pub fn remove(&self, id: &str) -> io::Result<()> {

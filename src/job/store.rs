@@ -343,21 +343,6 @@ impl Store {
         }
     }
 
-    /// Writes the row of one job marked new (its supervisor's first
-    /// state); whether it was marked.
-    fn record_if_new(&self, index: &Index, id: &str) -> bool {
-        let mark = self.root.join(NEW_DIR).join(id);
-        if fs::symlink_metadata(&mark).is_err() {
-            return false;
-        }
-        if let Some(row) = self.row_from_files(id) {
-            if index.put(&row).is_ok() {
-                let _ = fs::remove_file(&mark);
-            }
-        }
-        true
-    }
-
     /// Replaces a job's tags: its definition is rewritten (atomically, as
     /// every record) and its row with it.
     pub fn set_tags(&self, id: &str, tags: Vec<String>) -> StoreResult<()> {
@@ -365,11 +350,7 @@ impl Store {
         let mut spec = self.read_spec(id)?;
         spec.tags = tags;
         write_json(&path, &spec, 0o600)?;
-        if let Some(row) = self.row_from_files(id) {
-            if let Ok(index) = self.index() {
-                let _ = index.put(&row);
-            }
-        }
+        self.record_status(id);
         Ok(())
     }
 
@@ -485,8 +466,8 @@ impl Store {
         Ok(())
     }
 
-    /// Records a state written to `state.json` in the job's row: the whole
-    /// row if the job is still marked new. Should that fail, readers notice
+    /// Records a state written to `state.json` in the job's row (written
+    /// whole, from the records). Should that fail, readers notice
     /// the row no longer matches the record and read the record. A
     /// supervisor records its job's states once its answer is given: a
     /// reader meanwhile reads the record (the row's stamp is stale).
@@ -494,14 +475,13 @@ impl Store {
         let Ok(index) = self.index() else {
             return;
         };
-        if self.record_if_new(&index, id) {
-            return;
-        }
         // The row as the records are now, with their stamp taken first: a
-        // state written since `status` (a restart) is never hidden under
-        // an older one's stamp.
+        // state written since (a restart) is never hidden under an older
+        // one's stamp. Its mark, if it was new, goes once the row is in.
         if let Some(row) = self.row_from_files(id) {
-            let _ = index.put(&row);
+            if index.put(&row).is_ok() {
+                let _ = fs::remove_file(self.root.join(NEW_DIR).join(id));
+            }
         }
     }
 
