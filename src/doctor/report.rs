@@ -195,7 +195,8 @@ fn probe_cgroup() -> CgroupProbe {
         }
     };
     let name = format!("doctor-{}", std::process::id());
-    let (kill, freeze, detail) = match JobCgroup::create(&layout, &name, &Limits::default()) {
+    let (kill, freeze, detail) = match JobCgroup::create(&layout, &name, &Limits::default(), false)
+    {
         Ok(c) => {
             let kill = c.v2_dir().join("cgroup.kill").exists();
             let freeze = c.v2_dir().join("cgroup.freeze").exists();

@@ -147,6 +147,7 @@ impl JobSpec {
             policy_file: self.policy_file.as_deref(),
             landlock: s.landlock,
             enforcement: s.enforcement,
+            cgroup: s.cgroup,
             seccomp: s.seccomp,
             namespaces: [
                 s.user_ns,
@@ -188,14 +189,28 @@ pub struct ProcRef {
     pub start_time: u64,
 }
 
+/// Where a job's resource figures come from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Accounting {
+    Cgroup,
+    Processes,
+}
+
 /// Resource accounting of a finished job.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct Resources {
-    /// CPU time in user mode of every process the job ran (from the cgroup).
+    /// Where the figures come from: `cgroup` (every process the job ran,
+    /// exactly) or `processes` (no cgroup for the job: CPU of every process
+    /// reaped in its pid namespace, memory peak of its largest process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounting: Option<Accounting>,
+    /// CPU time in user mode of every process the job ran.
     pub cpu_user_ms: Option<u64>,
-    /// CPU time in kernel mode of every process the job ran (from the cgroup).
+    /// CPU time in kernel mode of every process the job ran.
     pub cpu_system_ms: Option<u64>,
-    /// Peak memory charged to the job's cgroup.
+    /// Peak memory charged to the job's cgroup (without one: the largest
+    /// process's resident set).
     pub memory_peak_bytes: Option<u64>,
     /// Peak number of processes in the job's cgroup; null where the kernel does not count it.
     pub pids_peak: Option<u64>,

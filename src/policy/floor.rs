@@ -20,6 +20,8 @@
 //! writable = ["/home", "/tmp", "/var/tmp"]  # every write path must lie within one
 //! require_seccomp = true             # refuse seccomp.profile = "none"
 //! require_enforcement = "strict"     # refuse best_effort
+//! require_cgroup = true              # refuse cgroup = "optional"; a best_effort
+//!                                    #   job too needs its cgroup to start
 //! require_namespaces = ["user", "pid", "mount"]
 //! job_uid = 2000000000               # who a root caller's jobs are on the host
 //! job_gid = 2000000000               #   (never root; this is the default)
@@ -35,8 +37,8 @@ use serde::Serialize;
 
 use super::error::{PolicyError, PolicyErrorKind};
 use super::model::{
-    duration_ms, format_duration, format_opt_duration, format_opt_size, Enforcement, NetMode,
-    Policy, PolicySource, SeccompProfile,
+    duration_ms, format_duration, format_opt_duration, format_opt_size, CgroupNeed, Enforcement,
+    NetMode, Policy, PolicySource, SeccompProfile,
 };
 use super::parse::NS_FLAGS;
 use super::paths::{check_template, ExpandedFilesystem};
@@ -70,6 +72,8 @@ pub struct Floor {
     pub max_output: Option<u64>,
     pub require_seccomp: bool,
     pub require_enforcement: Option<Enforcement>,
+    /// Whether every job must have a cgroup of its own.
+    pub require_cgroup: bool,
     pub require_namespaces: Vec<String>,
     /// The unprivileged host user a root caller's jobs run as.
     pub job_identity: HostIdentity,
@@ -84,6 +88,7 @@ pub struct FloorSubject<'a> {
     pub policy_file: Option<&'a Path>,
     pub landlock: bool,
     pub enforcement: Enforcement,
+    pub cgroup: CgroupNeed,
     pub seccomp: SeccompProfile,
     /// user, pid, mount, ipc, uts, cgroup (the order of `NS_FLAGS`).
     pub namespaces: [bool; 6],
@@ -113,6 +118,7 @@ impl<'a> FloorSubject<'a> {
             },
             landlock: fs.landlock,
             enforcement: p.enforcement,
+            cgroup: p.cgroup,
             seccomp: p.seccomp.profile,
             namespaces: [ns.user, ns.pid, ns.mount, ns.ipc, ns.uts, ns.cgroup],
             network: p.network.mode,
@@ -149,6 +155,7 @@ impl Default for Floor {
             max_output: None,
             require_seccomp: false,
             require_enforcement: None,
+            require_cgroup: false,
             require_namespaces: Vec::new(),
             job_identity: HostIdentity {
                 uid: DEFAULT_JOB_ID,
@@ -197,6 +204,7 @@ const FLOOR_KEYS: &[&str] = &[
     "max_output_bytes",
     "require_seccomp",
     "require_enforcement",
+    "require_cgroup",
     "require_namespaces",
     "job_uid",
     "job_gid",
@@ -271,6 +279,9 @@ impl Floor {
         }
         if let Some(i) = get("require_seccomp") {
             f.require_seccomp = i.bool()?;
+        }
+        if let Some(i) = get("require_cgroup") {
+            f.require_cgroup = i.bool()?;
         }
         if let Some(i) = get("require_enforcement") {
             f.require_enforcement = Some(match i.choice(&["strict", "best_effort"])?.as_str() {
@@ -350,6 +361,13 @@ impl Floor {
                     format!("only {}", required.as_str()),
                 );
             }
+        }
+        if self.require_cgroup && j.cgroup == CgroupNeed::Optional {
+            return deny(
+                "cgroup",
+                "optional".into(),
+                "only required (the floor requires every job to have a cgroup)".into(),
+            );
         }
         if self.require_seccomp && j.seccomp == SeccompProfile::None {
             return deny(

@@ -13,7 +13,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Serialize, Serializer};
 
-pub use crate::sandbox::{Enforcement, NetMode, NetModeError, SeccompProfile};
+pub use crate::sandbox::{CgroupNeed, Enforcement, NetMode, NetModeError, SeccompProfile};
 
 /// A fully merged, validated policy.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
@@ -26,6 +26,8 @@ pub struct Policy {
     pub inherits: Vec<String>,
     pub description: String,
     pub enforcement: Enforcement,
+    /// Whether a job may run without a cgroup of its own (`cgroup`).
+    pub cgroup: CgroupNeed,
     pub limits: Limits,
     pub filesystem: Filesystem,
     pub network: Network,
@@ -193,6 +195,7 @@ impl Policy {
             inherits: Vec::new(),
             description: String::new(),
             enforcement: Enforcement::Strict,
+            cgroup: CgroupNeed::Required,
             limits: Limits {
                 timeout: None,
                 kill_after: Some(Duration::from_secs(5)),

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::PolicyError;
-use super::model::{Enforcement, NetMode, Policy, SeccompProfile};
+use super::model::{CgroupNeed, Enforcement, NetMode, Policy, SeccompProfile};
 use super::paths::check_template;
 use super::reader::{Doc, Item, Section};
 
@@ -27,6 +27,7 @@ pub(crate) struct PolicyFile {
     pub extends: Option<(String, Range<usize>)>,
     pub description: Option<String>,
     pub enforcement: Option<Enforcement>,
+    pub cgroup: Option<CgroupNeed>,
     pub limits: LimitsPatch,
     pub filesystem: FilesystemPatch,
     pub network: NetworkPatch,
@@ -94,6 +95,7 @@ pub(crate) struct SeccompPatch {
 const TOP_KEYS: &[&str] = &[
     "description",
     "enforcement",
+    "cgroup",
     "extends",
     "limits",
     "filesystem",
@@ -180,6 +182,12 @@ pub(crate) fn parse_policy(doc: &Doc<'_>) -> Result<PolicyFile, PolicyError> {
         Ok(match i.choice(&["strict", "best_effort"])?.as_str() {
             "strict" => Enforcement::Strict,
             _ => Enforcement::BestEffort,
+        })
+    })?;
+    file.cgroup = read(&top, "cgroup", spans, |i| {
+        Ok(match i.choice(&["required", "optional"])?.as_str() {
+            "optional" => CgroupNeed::Optional,
+            _ => CgroupNeed::Required,
         })
     })?;
 
@@ -445,6 +453,9 @@ impl PolicyFile {
         p.description = self.description.clone().unwrap_or_default();
         if let Some(e) = self.enforcement {
             p.enforcement = e;
+        }
+        if let Some(c) = self.cgroup {
+            p.cgroup = c;
         }
 
         let l = &self.limits;

@@ -20,6 +20,7 @@ impl Policy {
         let ns = &self.namespaces;
         SandboxSpec {
             enforcement: self.enforcement,
+            cgroup: self.cgroup,
             user_ns: ns.user,
             pid_ns: ns.pid,
             mount_ns: ns.mount,

@@ -228,7 +228,7 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
         }
 
         // While we are still the caller's identity, which the sysctl wants.
-        if layers.namespaces.pid {
+        if layers.memfd_sysctl {
             step(
                 args,
                 Stage::MemfdNoexec,

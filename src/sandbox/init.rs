@@ -30,8 +30,8 @@ pub(super) const COMMAND_PID: i32 = 2;
 /// it) and the init's argument vector.
 pub(super) struct InitImage<'a> {
     exe: BorrowedFd<'a>,
-    argv: [CString; 3],
-    argv_ptrs: [*const libc::c_char; 4],
+    argv: [CString; 4],
+    argv_ptrs: [*const libc::c_char; 5],
     envp_ptrs: [*const libc::c_char; 1],
 }
 
@@ -46,19 +46,28 @@ pub fn open_exe() -> std::io::Result<OwnedFd> {
 }
 
 impl<'a> InitImage<'a> {
-    /// The init's argv: its name, the status pipe and the hold pipe.
-    pub(super) fn new(exe: BorrowedFd<'a>, status: RawFd, hold: RawFd) -> InitImage<'a> {
+    /// The init's argv: its name, the status pipe, the hold pipe, and
+    /// whether it forwards signals to its namespace (`forward`: the job has
+    /// no cgroup through which the supervisor reaches every process).
+    pub(super) fn new(
+        exe: BorrowedFd<'a>,
+        status: RawFd,
+        hold: RawFd,
+        forward: bool,
+    ) -> InitImage<'a> {
         let number = |fd: RawFd| CString::new(fd.to_string()).unwrap_or_default();
         let argv = [
             CString::new(NAME).unwrap_or_default(),
             number(status),
             number(hold),
+            CString::from(if forward { c"forward" } else { c"-" }),
         ];
         // The CStrings' heap buffers do not move when the image does.
         let argv_ptrs = [
             argv[0].as_ptr(),
             argv[1].as_ptr(),
             argv[2].as_ptr(),
+            argv[3].as_ptr(),
             std::ptr::null(),
         ];
         InitImage {
@@ -121,6 +130,12 @@ pub fn main(args: Vec<OsString>) -> ! {
             eprintln!("{NAME} is agent-exec's init inside a job; it is not run by hand");
             libc::_exit(2);
         };
+        // Without a cgroup the supervisor reaches the job only through us.
+        // The kernel delivers a signal from outside the namespace to its
+        // init only where the init has a handler for it.
+        if args.get(3).is_some_and(|a| a == "forward") {
+            forward_signals();
+        }
         // The job keeps its stdio; the init holds nothing but its status pipe.
         for stdio in 0..3 {
             libc::close(stdio);
@@ -145,6 +160,46 @@ pub fn main(args: Vec<OsString>) -> ! {
                 libc::_exit(0);
             }
         }
+    }
+}
+
+/// Signals that are requests (not faults of our own, not the child
+/// notices we wait for) are passed on to every process of the namespace.
+///
+/// # Safety
+/// For the init only: it changes the process's signal dispositions.
+unsafe fn forward_signals() {
+    extern "C" fn forward(signal: libc::c_int) {
+        // SAFETY: kill is async-signal-safe; -1 from a namespace's init
+        // reaches every other process of the namespace.
+        unsafe { libc::kill(-1, signal) };
+    }
+    for signal in [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGTERM,
+        libc::SIGCONT,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGURG,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGWINCH,
+        libc::SIGPOLL,
+        libc::SIGPWR,
+    ] {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = forward as extern "C" fn(libc::c_int) as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, std::ptr::null_mut());
     }
 }
 

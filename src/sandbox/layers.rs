@@ -54,6 +54,9 @@ pub struct Layers {
     /// Mounts made by the child need their own rules (rules follow inodes).
     pub landlock_child_rules: Vec<(CString, PathAccess)>,
     pub seccomp: Option<SeccompProgram>,
+    /// Whether the child sets `vm.memfd_noexec` for the job's pid namespace
+    /// (root callers; for others seccomp seals every memfd).
+    pub memfd_sysctl: bool,
     pub strict: bool,
     /// Where the job may execute programs (real paths), when the filesystem
     /// is confined; `None`: anywhere. The program lookup skips what lies
@@ -77,10 +80,32 @@ impl ExecPlaces {
     }
 }
 
+/// The job's cgroup as the report shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CgroupReport {
+    /// Its own cgroup on a pure cgroup v2 host.
+    V2,
+    /// Its own cgroups on a hybrid host (v1 controllers, v2 for the tree).
+    Hybrid,
+    /// None: the caller may not create one and the policy lets the job run
+    /// without (`cgroup = "optional"`, or best effort).
+    None,
+}
+
+impl From<LayoutKind> for CgroupReport {
+    fn from(kind: LayoutKind) -> CgroupReport {
+        match kind {
+            LayoutKind::V2 => CgroupReport::V2,
+            LayoutKind::Hybrid => CgroupReport::Hybrid,
+        }
+    }
+}
+
 /// What the job's `sandbox` field says: the layers as applied.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SandboxReport {
-    pub cgroup: LayoutKind,
+    pub cgroup: CgroupReport,
     pub namespaces: Vec<&'static str>,
     /// Landlock ABI and how much of the ruleset the kernel enforces.
     pub landlock: LandlockReport,
@@ -158,13 +183,25 @@ impl Layers {
         spec: &SandboxSpec,
         cwd: &Path,
         limits: LimitsReport,
-        cgroup: LayoutKind,
+        cgroup: Option<LayoutKind>,
         job_identity: HostIdentity,
     ) -> Result<Layers, Unavailable> {
         let mut not_applied = Vec::new();
         let net_ns = spec.network.own_namespace();
+        let caller = HostIdentity::caller();
+        // Only root may create the other namespaces outside a user
+        // namespace: a caller without root gets them inside one of its own,
+        // where it maps nobody but itself.
+        let user_ns = spec.user_ns
+            || (caller.uid != 0
+                && (spec.pid_ns
+                    || spec.mount_ns
+                    || spec.ipc_ns
+                    || spec.uts_ns
+                    || spec.cgroup_ns
+                    || net_ns));
         let namespaces = NamespaceSet {
-            user: spec.user_ns,
+            user: user_ns,
             pid: spec.pid_ns,
             mount: spec.mount_ns,
             ipc: spec.ipc_ns,
@@ -177,7 +214,6 @@ impl Layers {
         let new_root = spec.mount_ns && spec.landlock;
         // A root caller's job with a new root runs as an unprivileged host
         // user, working in the caller's trees through idmapped mounts.
-        let caller = HostIdentity::caller();
         let unprivileged = caller.uid == 0 && new_root;
         let host = if unprivileged { job_identity } else { caller };
         let idmap = if unprivileged {
@@ -188,10 +224,8 @@ impl Layers {
         } else {
             None
         };
-        let id_map = spec
-            .user_ns
-            .then_some((INSIDE_UID, INSIDE_GID, host.uid, host.gid));
-        let switch_ids = unprivileged.then_some(if spec.user_ns {
+        let id_map = user_ns.then_some((INSIDE_UID, INSIDE_GID, host.uid, host.gid));
+        let switch_ids = unprivileged.then_some(if user_ns {
             (INSIDE_UID, INSIDE_GID)
         } else {
             (host.uid, host.gid)
@@ -199,9 +233,11 @@ impl Layers {
         let root = if new_root {
             let userns = idmap.as_ref().map(|u| u.0.as_fd());
             Some(
-                RootPlan::prepare(spec, userns, host).map_err(|e| Unavailable {
-                    layer: "new root",
-                    message: e.to_string(),
+                RootPlan::prepare(spec, userns, host, caller.uid != 0).map_err(|e| {
+                    Unavailable {
+                        layer: "new root",
+                        message: e.to_string(),
+                    }
                 })?,
             )
         } else {
@@ -363,10 +399,28 @@ impl Layers {
             None
         };
 
+        // vm.memfd_noexec is the host root's to set, even for the job's own
+        // pid namespace: for any other caller, seccomp makes every memfd
+        // sealed against exec instead (what the sysctl would do).
+        let memfd_sysctl = spec.pid_ns && caller.uid == 0;
+        let seal_memfds = spec.pid_ns && caller.uid != 0;
+        if seal_memfds && spec.seccomp == SeccompProfile::None {
+            let message = "vm.memfd_noexec: only root may set it, and seccomp, which would \
+                           refuse executable memfds instead, is off (seccomp.profile = none)";
+            if spec.strict() {
+                return Err(Unavailable {
+                    layer: "no executable memfds",
+                    message: message.into(),
+                });
+            }
+            not_applied.push(message.into());
+        }
         let seccomp =
-            seccomp::build(spec.seccomp, &spec.seccomp_deny).map_err(|e| Unavailable {
-                layer: "seccomp",
-                message: e.to_string(),
+            seccomp::build(spec.seccomp, &spec.seccomp_deny, seal_memfds).map_err(|e| {
+                Unavailable {
+                    layer: "seccomp",
+                    message: e.to_string(),
+                }
             })?;
 
         let caps = CapDropPlan::detect().map_err(|e| Unavailable {
@@ -382,15 +436,15 @@ impl Layers {
             },
         };
         let report = SandboxReport {
-            cgroup,
+            cgroup: cgroup.map_or(CgroupReport::None, CgroupReport::from),
             namespaces: namespaces.names(),
             landlock: landlock_report,
             seccomp: spec.seccomp,
             no_new_privs: true,
             capabilities: "none",
             network: spec.network,
-            uid: if spec.user_ns { INSIDE_UID } else { host.uid },
-            gid: if spec.user_ns { INSIDE_GID } else { host.gid },
+            uid: if user_ns { INSIDE_UID } else { host.uid },
+            gid: if user_ns { INSIDE_GID } else { host.gid },
             host_uid: host.uid,
             host_gid: host.gid,
             hostname: if spec.uts_ns {
@@ -432,6 +486,7 @@ impl Layers {
             landlock,
             landlock_child_rules,
             seccomp,
+            memfd_sysctl,
             strict: spec.strict(),
             exec_places: spec.landlock.then(|| ExecPlaces {
                 granted: spec.exec.clone(),

@@ -24,7 +24,7 @@ mod test_fork;
 pub mod view;
 
 pub use net_rules::ProxyRules;
-pub use spec::{Enforcement, NetMode, NetModeError, SandboxSpec, SeccompProfile};
+pub use spec::{CgroupNeed, Enforcement, NetMode, NetModeError, SandboxSpec, SeccompProfile};
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -94,6 +94,9 @@ pub struct Launched {
     /// `net = proxy`: the socket listening in the job's network, for the
     /// supervisor to serve.
     pub proxy_listener: Option<OwnedFd>,
+    /// The root of `$JOB_DIR`'s tmpfs where the child made it (a caller
+    /// without root).
+    pub job_dir: Option<OwnedFd>,
 }
 
 impl LaunchPlan {
@@ -229,7 +232,13 @@ fn resolve_program(
 }
 
 /// Launches the job: the one place that shows the order of the layers.
-pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Launched, LaunchError> {
+/// Without a cgroup (a caller the host delegates none to) the job's init
+/// forwards the signals it is sent to its whole pid namespace.
+pub fn spawn(
+    plan: &LaunchPlan,
+    stdio: Stdio,
+    cgroup: Option<&JobCgroup>,
+) -> Result<Launched, LaunchError> {
     let ns_flags = plan.layers.namespaces.clone_flags();
     // 0. A job that is not to be root keeps none of root's groups.
     if plan.layers.switch_ids.is_some() {
@@ -261,19 +270,22 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
             exe.as_fd(),
             status_write.as_raw_fd(),
             hold_write.as_raw_fd(),
+            cgroup.is_none(),
         )
     });
     //    The v1 controllers' `tasks` files, for the child to move itself
     //    (see `SelfJoin` for why the parent does not move it).
     let self_join = cgroup
-        .open_self_join()
+        .map(JobCgroup::open_self_join)
+        .transpose()
         .map_err(|e| LaunchError::runner(format!("cannot open the job's v1 cgroups: {e}")))?;
-    let cgroup_dir = std::fs::File::open(cgroup.v2_dir()).map_err(|e| {
-        LaunchError::runner(format!(
-            "cannot open cgroup {}: {e}",
-            cgroup.v2_dir().display()
-        ))
-    })?;
+    let cgroup_dir = cgroup
+        .map(|c| {
+            std::fs::File::open(c.v2_dir()).map_err(|e| {
+                LaunchError::runner(format!("cannot open cgroup {}: {e}", c.v2_dir().display()))
+            })
+        })
+        .transpose()?;
 
     // 2. Clone straight into the job's v2 cgroup: the child never runs a
     //    single instruction outside it, so it cannot fork its way out first.
@@ -288,15 +300,18 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         hold_read: hold_read.as_raw_fd(),
         hold_write: hold_write.as_raw_fd(),
         parent_pid,
-        join_fds: self_join.raw_fds(),
+        join_fds: self_join.as_ref().map_or(&[], |j| j.raw_fds()),
         proxy_channel: proxy_channel
             .as_ref()
             .map_or(-1, |(_, theirs)| theirs.as_raw_fd()),
     };
     //    The namespaces the policy asks for are created by the same call.
     let mut into_cgroup = true;
-    let mut pid = clone3(CLONE_INTO_CGROUP | ns_flags, Some(cgroup_dir.as_raw_fd()));
-    if pid == Err(libc::ENOSYS) || pid == Err(libc::E2BIG) {
+    let mut pid = match &cgroup_dir {
+        Some(dir) => clone3(CLONE_INTO_CGROUP | ns_flags, Some(dir.as_raw_fd())),
+        None => clone3(ns_flags, None),
+    };
+    if cgroup_dir.is_some() && (pid == Err(libc::ENOSYS) || pid == Err(libc::E2BIG)) {
         // Kernels before 5.7: clone plainly, then move the child before it may go on.
         into_cgroup = false;
         pid = clone3(ns_flags, None);
@@ -338,7 +353,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
     //    uid/gid maps of the user namespace (only a process outside it may
     //    write them). The child has joined its v1 cgroups itself by now.
     let joined = (|| {
-        if !into_cgroup {
+        if let (false, Some(cgroup)) = (into_cgroup, cgroup) {
             cgroup.join_v2(pid)?;
         }
         if let Some((in_uid, in_gid, out_uid, out_gid)) = plan.layers.id_map {
@@ -373,6 +388,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
         landlock: None,
         not_applied: Vec::new(),
         proxy_listener: None,
+        job_dir: None,
     };
     // Records until EOF: notes about layers, or one fatal failure.
     loop {
@@ -402,6 +418,21 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
             }
         }
     }
+    if let Some(channel) = plan
+        .layers
+        .root
+        .as_ref()
+        .and_then(|r| r.job_dir_channel.as_ref())
+    {
+        // Sent before the exec that just succeeded, like the proxy's socket.
+        launched.job_dir = namespaces::receive_descriptor(channel.as_raw_fd());
+        if launched.job_dir.is_none() {
+            kill_and_reap(pid);
+            return Err(LaunchError::runner(
+                "the job's $JOB_DIR did not reach the supervisor".into(),
+            ));
+        }
+    }
     if let Some(channel) = proxy_channel {
         // Sent before the exec that just succeeded: it is there, or the
         // job would run without its way out.
@@ -417,7 +448,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: &JobCgroup) -> Result<Laun
 }
 
 /// A connected pair of unix stream sockets, close-on-exec.
-fn socket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn socket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds has room for the two descriptors.
     let rc = unsafe {

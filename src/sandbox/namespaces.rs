@@ -316,7 +316,10 @@ pub fn hand_over_proxy_listener(port: u16, channel: std::os::fd::RawFd) -> Resul
 }
 
 /// Sends `fd` over the unix socket `channel` with one byte of data.
-fn send_descriptor(channel: std::os::fd::RawFd, fd: std::os::fd::RawFd) -> Result<(), Errno> {
+pub(crate) fn send_descriptor(
+    channel: std::os::fd::RawFd,
+    fd: std::os::fd::RawFd,
+) -> Result<(), Errno> {
     const SPACE: usize = 64;
     let mut byte = [1u8];
     let mut iov = libc::iovec {

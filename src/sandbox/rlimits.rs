@@ -34,6 +34,10 @@ pub struct RlimitPlan {
     pub address_space: Option<u64>,
     /// `RLIMIT_MEMLOCK`: bytes of memory the job may lock.
     pub locked_memory: Option<u64>,
+    /// `RLIMIT_NPROC`: the job's `pids` limit where it has no pids cgroup.
+    /// In the job's own user namespace the kernel counts it per namespace:
+    /// the tasks of the job, not every process of the caller.
+    pub processes: Option<u64>,
 }
 
 impl Default for RlimitPlan {
@@ -47,6 +51,7 @@ impl Default for RlimitPlan {
             cpu_seconds: None,
             address_space: None,
             locked_memory: None,
+            processes: None,
         }
     }
 }
@@ -87,6 +92,7 @@ pub fn apply(plan: &RlimitPlan) -> Result<(), RlimitError> {
         ("cpu_seconds", libc::RLIMIT_CPU, plan.cpu_seconds),
         ("address_space", libc::RLIMIT_AS, plan.address_space),
         ("locked_memory", libc::RLIMIT_MEMLOCK, plan.locked_memory),
+        ("processes", libc::RLIMIT_NPROC, plan.processes),
     ];
     for (resource, which, value) in entries {
         if let Some(value) = value {

@@ -199,12 +199,17 @@ impl SeccompProgram {
 /// Returns `Ok(None)` for [`SeccompProfile::None`] without extra denies. With extra denies,
 /// `None` still yields a filter: the policy asked for those syscalls to be refused, and dropping
 /// that request silently would widen the sandbox.
+/// `seal_memfds`: refuse memfds not sealed against exec (see
+/// [`rules::UNSEALED_MEMFD`]); only with a profile.
 pub fn build(
     profile: SeccompProfile,
     extra_deny: &[String],
+    seal_memfds: bool,
 ) -> Result<Option<SeccompProgram>, SeccompError> {
     let mut denies: BTreeMap<u32, Option<Vec<ArgCondition>>> = BTreeMap::new();
-    for rule in profile_rules(profile) {
+    let sealing =
+        (seal_memfds && profile != SeccompProfile::None).then_some(&rules::UNSEALED_MEMFD);
+    for rule in profile_rules(profile).chain(sealing) {
         let nr = resolve(rule.syscall)?;
         add_deny(&mut denies, nr, rule.when);
     }

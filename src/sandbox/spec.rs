@@ -39,6 +39,31 @@ impl Enforcement {
     }
 }
 
+/// Whether a job may run without a cgroup of its own (a caller without
+/// root on a host that delegates none). Ordered: `Required` is stronger.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CgroupNeed {
+    /// Run without one: the pid namespace kills the tree, accounting comes
+    /// from the processes, and each limit that needs a cgroup is reported
+    /// as not applied.
+    Optional,
+    /// Refuse to start without one (under strict enforcement).
+    #[default]
+    Required,
+}
+
+impl CgroupNeed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupNeed::Optional => "optional",
+            CgroupNeed::Required => "required",
+        }
+    }
+}
+
 /// Network reach of a job. Ordered from narrowest to widest, so that
 /// `a > b` means "a is looser than b".
 #[derive(
@@ -121,6 +146,9 @@ pub struct SandboxSpec {
     /// Read also from `strict: bool`, as jobs recorded by earlier versions have it.
     #[serde(alias = "strict", deserialize_with = "enforcement_or_strict")]
     pub enforcement: Enforcement,
+    /// Jobs recorded by earlier versions needed one.
+    #[serde(default)]
+    pub cgroup: CgroupNeed,
     pub user_ns: bool,
     pub pid_ns: bool,
     pub mount_ns: bool,
@@ -210,6 +238,11 @@ impl SandboxSpec {
     pub fn strict(&self) -> bool {
         self.enforcement == Enforcement::Strict
     }
+
+    /// Whether the job may start without a cgroup of its own.
+    pub fn cgroup_optional(&self) -> bool {
+        self.cgroup == CgroupNeed::Optional || !self.strict()
+    }
 }
 
 #[cfg(test)]
@@ -221,6 +254,7 @@ mod tests {
     fn enforcement_reads_the_strict_flag_of_earlier_versions() {
         let spec = SandboxSpec {
             enforcement: Enforcement::Strict,
+            cgroup: CgroupNeed::Required,
             user_ns: true,
             pid_ns: true,
             mount_ns: true,

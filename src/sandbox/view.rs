@@ -9,6 +9,13 @@
 //! `nodev`. The same descriptors give Landlock its rules, so what is
 //! checked is what is mounted. The standard devices are cloned the same way.
 //!
+//! A caller without root cannot clone mounts of the host's namespace: for
+//! it the parent opens the grants all the same, and the child, root of its
+//! own user and mount namespaces, clones them there ([`Item::Bind`]),
+//! reopening each path without symlinks and refusing it unless it is the
+//! very inode the parent opened. `$JOB_DIR`'s tmpfs is then made by the
+//! child, which hands its root to the supervisor over a socket.
+//!
 //! Child side, before `pivot_root` ([`build`], raw syscalls only): a tmpfs
 //! becomes the root; the detached trees are moved into it, parents first;
 //! a fresh `/proc`, a minimal `/dev`, private tmpfs for `/tmp` and
@@ -95,6 +102,25 @@ enum Item {
         fd: OwnedFd,
         noexec: bool,
     },
+    /// A caller without root: a grant the child clones in its own mount
+    /// namespace. `source` is the parent's `O_PATH` descriptor of it, which
+    /// the child's own lookup of `path` must reach again; `tree` is where the
+    /// child keeps its clone (it clones every grant before it covers the old
+    /// `/tmp` with the new root).
+    Bind {
+        source: OwnedFd,
+        path: CString,
+        attrs: u64,
+        is_dir: bool,
+        tree: std::cell::Cell<RawFd>,
+    },
+    /// A caller without root: `$JOB_DIR`'s tmpfs, made by the child, which
+    /// sends its root directory to the supervisor on `channel`.
+    OwnTmpfs {
+        data: CString,
+        noexec: bool,
+        channel: OwnedFd,
+    },
 }
 
 struct Place {
@@ -125,6 +151,9 @@ pub struct RootPlan {
     /// The root of `$JOB_DIR`'s tmpfs, for the supervisor to copy into the
     /// store when the job ends.
     pub job_dir: Option<OwnedFd>,
+    /// Where that root arrives from the child, when the child makes it (a
+    /// caller without root).
+    pub job_dir_channel: Option<OwnedFd>,
 }
 
 /// Why the view cannot be prepared.
@@ -211,6 +240,40 @@ fn detached_tree(fd: BorrowedFd<'_>, attrs: u64, path: &Path) -> Result<OwnedFd,
     Ok(tree)
 }
 
+/// What the view mounts of the host object `fd`: a detached copy made now,
+/// or (`rootless`) one the child makes in its own namespace.
+fn host_item(
+    fd: BorrowedFd<'_>,
+    attrs: u64,
+    path: &Path,
+    is_dir: bool,
+    rootless: bool,
+) -> Result<Item, ViewError> {
+    if !rootless {
+        let tree = detached_tree(fd, attrs, path)?;
+        return Ok(Item::Tree { tree, is_dir });
+    }
+    let source = fd
+        .try_clone_to_owned()
+        .map_err(|e| ViewError::Io("duplicate the descriptor of", path.to_path_buf(), e))?;
+    Ok(Item::Bind {
+        source,
+        path: cstring(path),
+        attrs,
+        is_dir,
+        tree: std::cell::Cell::new(-1),
+    })
+}
+
+/// Sets the idmap on a tree the parent made (root callers only: the
+/// child's clones never carry one).
+fn idmap_item(item: &Item, userns: BorrowedFd<'_>) -> io::Result<()> {
+    match item {
+        Item::Tree { tree, .. } => set_attr(tree, MOUNT_ATTR_IDMAP, Some(userns)),
+        _ => Ok(()),
+    }
+}
+
 /// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy.
 fn clone_tree(fd: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, ViewError> {
     // SAFETY: an empty path with AT_EMPTY_PATH names `fd` itself.
@@ -277,10 +340,12 @@ impl RootPlan {
     /// `idmap`, the caller's own trees (`spec.own_trees`) are mounted
     /// through it.
     /// `job` is who the job is on the host (the owner of its own directories).
+    /// `rootless`: the caller has no root, so the child clones the grants.
     pub fn prepare(
         spec: &SandboxSpec,
         idmap: Option<BorrowedFd<'_>>,
         job: HostIdentity,
+        rootless: bool,
     ) -> Result<RootPlan, ViewError> {
         // What each granted path may do, inherited down the tree.
         let mut flags: BTreeMap<PathBuf, (bool, bool)> = BTreeMap::new();
@@ -349,16 +414,16 @@ impl RootPlan {
                 if !exec {
                     attrs |= MOUNT_ATTR_NOEXEC;
                 }
-                let tree = detached_tree(fd.as_fd(), attrs, path)?;
+                let item = host_item(fd.as_fd(), attrs, path, is_dir, rootless)?;
                 if let (true, Some(userns)) = (own_tree, idmap) {
-                    if let Err(e) = set_attr(&tree, MOUNT_ATTR_IDMAP, Some(userns)) {
+                    if let Err(e) = idmap_item(&item, userns) {
                         if spec.strict() {
                             return Err(ViewError::Idmap(path.clone(), e));
                         }
                         not_idmapped.push((path.clone(), e));
                     }
                 }
-                places.push(place(path, Item::Tree { tree, is_dir }));
+                places.push(place(path, item));
                 mounted.push(path.clone());
             }
             grants.push(Grant {
@@ -373,14 +438,9 @@ impl RootPlan {
         for name in DEVICES {
             let host = Path::new("/dev").join(name);
             if let Some((fd, _)) = open_grant(&host)? {
-                let tree = detached_tree(fd.as_fd(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, &host)?;
-                places.push(place(
-                    &host,
-                    Item::Tree {
-                        tree,
-                        is_dir: false,
-                    },
-                ));
+                let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC;
+                let item = host_item(fd.as_fd(), attrs, &host, false, rootless)?;
+                places.push(place(&host, item));
             }
         }
         if spec.pid_ns {
@@ -400,7 +460,22 @@ impl RootPlan {
         }
         // $JOB_DIR: a tmpfs made here, whose content the supervisor keeps.
         let mut job_dir = None;
-        if flags.contains_key(&spec.files) {
+        let mut job_dir_channel = None;
+        if flags.contains_key(&spec.files) && rootless {
+            let noexec = !effective(&spec.files).1;
+            let (ours, theirs) = super::socket_pair()
+                .map_err(|e| ViewError::Io("make the channel of", spec.files.clone(), e))?;
+            let data = format!("{size}mode=0700");
+            places.push(place(
+                &spec.files,
+                Item::OwnTmpfs {
+                    data: CString::new(data).unwrap_or_default(),
+                    noexec,
+                    channel: theirs,
+                },
+            ));
+            job_dir_channel = Some(ours);
+        } else if flags.contains_key(&spec.files) {
             let noexec = !effective(&spec.files).1;
             let (fd, root) = job_dir_tmpfs(spec.disk, job, noexec)
                 .map_err(|e| ViewError::Io("make the tmpfs of", spec.files.clone(), e))?;
@@ -438,14 +513,8 @@ impl RootPlan {
                         | MOUNT_ATTR_NOSUID
                         | MOUNT_ATTR_NODEV
                         | MOUNT_ATTR_NOEXEC;
-                    let tree = detached_tree(fd.as_fd(), attrs, path)?;
-                    places.push(place(
-                        path,
-                        Item::Tree {
-                            tree,
-                            is_dir: false,
-                        },
-                    ));
+                    let item = host_item(fd.as_fd(), attrs, null, false, rootless)?;
+                    places.push(place(path, item));
                     covered.push(path.clone());
                 }
             }
@@ -462,12 +531,12 @@ impl RootPlan {
             if !effective(path).1 {
                 attrs |= MOUNT_ATTR_NOEXEC;
             }
-            let tree = detached_tree(fd.as_fd(), attrs, path)?;
+            let item = host_item(fd.as_fd(), attrs, path, is_dir, rootless)?;
             if let (true, Some(userns)) = (idmapped(path), idmap) {
                 // As the tree around it: a failure there was reported already.
-                let _ = set_attr(&tree, MOUNT_ATTR_IDMAP, Some(userns));
+                let _ = idmap_item(&item, userns);
             }
-            places.push(place(path, Item::Tree { tree, is_dir }));
+            places.push(place(path, item));
             covered.push(path.clone());
         }
 
@@ -507,12 +576,12 @@ impl RootPlan {
                 if !exec {
                     attrs |= MOUNT_ATTR_NOEXEC;
                 }
-                let tree = detached_tree(fd.as_fd(), attrs, &dir)?;
+                let item = host_item(fd.as_fd(), attrs, &dir, true, rootless)?;
                 if let (true, Some(userns)) = (idmapped(&dir), idmap) {
                     // As the tree around it: a failure there was reported already.
-                    let _ = set_attr(&tree, MOUNT_ATTR_IDMAP, Some(userns));
+                    let _ = idmap_item(&item, userns);
                 }
-                places.push(place(&dir, Item::Tree { tree, is_dir: true }));
+                places.push(place(&dir, item));
                 mounted.push(dir);
             }
         }
@@ -533,6 +602,7 @@ impl RootPlan {
             not_idmapped,
             unprotected,
             job_dir,
+            job_dir_channel,
         })
     }
 
@@ -550,7 +620,9 @@ impl RootPlan {
         let mut out = vec![(CString::from(c"/"), PathAccess::List)];
         for p in &self.places {
             match p.item {
-                Item::Tmpfs { noexec, .. } | Item::Mount { noexec, .. } => {
+                Item::Tmpfs { noexec, .. }
+                | Item::Mount { noexec, .. }
+                | Item::OwnTmpfs { noexec, .. } => {
                     out.push((absolute(&p.rel), PathAccess::Write));
                     // Where the policy grants exec, the mount allows it, and
                     // so must Landlock.
@@ -694,6 +766,20 @@ pub fn build(plan: &RootPlan, scratch: &std::ffi::CStr) -> Result<(), Errno> {
     // SAFETY (whole function): plain syscalls on C strings and descriptors
     // the parent prepared; nothing is allocated.
     unsafe {
+        // A caller without root: the grants are cloned here, in our own
+        // namespace, before the new root covers the old `/tmp`.
+        for place in &plan.places {
+            if let Item::Bind {
+                source,
+                path,
+                attrs,
+                tree,
+                ..
+            } = &place.item
+            {
+                tree.set(clone_checked(source.as_raw_fd(), path, *attrs)?);
+            }
+        }
         let data = root_tmpfs_data();
         check(libc::mount(
             c"tmpfs".as_ptr(),
@@ -722,6 +808,51 @@ pub fn build(plan: &RootPlan, scratch: &std::ffi::CStr) -> Result<(), Errno> {
                         place.rel.as_ptr(),
                         MOVE_MOUNT_F_EMPTY_PATH,
                     ))?;
+                }
+                Item::Bind { tree, is_dir, .. } => {
+                    if *is_dir {
+                        make_dir(&place.rel, 0o755)?;
+                    } else {
+                        make_file(&place.rel)?;
+                    }
+                    let rc = libc::syscall(
+                        libc::SYS_move_mount,
+                        tree.get(),
+                        c"".as_ptr(),
+                        libc::AT_FDCWD,
+                        place.rel.as_ptr(),
+                        MOVE_MOUNT_F_EMPTY_PATH,
+                    );
+                    libc::close(tree.get());
+                    check_long(rc)?;
+                }
+                Item::OwnTmpfs {
+                    data,
+                    noexec,
+                    channel,
+                } => {
+                    make_dir(&place.rel, 0o755)?;
+                    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+                    if *noexec {
+                        flags |= libc::MS_NOEXEC;
+                    }
+                    check(libc::mount(
+                        c"tmpfs".as_ptr(),
+                        place.rel.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        flags,
+                        data.as_ptr().cast(),
+                    ))?;
+                    // The supervisor keeps its root, to copy what the job
+                    // left there once the job's namespace is gone.
+                    let root = libc::open(
+                        place.rel.as_ptr(),
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    );
+                    check(root)?;
+                    let sent = super::namespaces::send_descriptor(channel.as_raw_fd(), root);
+                    libc::close(root);
+                    sent?;
                 }
                 Item::Mount { fd, .. } => {
                     make_dir(&place.rel, 0o755)?;
@@ -806,6 +937,70 @@ pub fn build(plan: &RootPlan, scratch: &std::ffi::CStr) -> Result<(), Errno> {
         check(libc::chdir(c"/".as_ptr()))?;
     }
     Ok(())
+}
+
+/// Child side, a caller without root: clones the host object at `path`,
+/// looked up again without symlinks, into a detached tree with `attrs`,
+/// unless the lookup reaches another inode than `source`, the one the
+/// parent opened and checked (a path swapped since: `ESTALE`).
+unsafe fn clone_checked(source: RawFd, path: &std::ffi::CStr, attrs: u64) -> Result<RawFd, Errno> {
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    let fd = libc::syscall(
+        libc::SYS_openat2,
+        libc::AT_FDCWD,
+        path.as_ptr(),
+        &how as *const OpenHow,
+        std::mem::size_of::<OpenHow>(),
+    );
+    check_long(fd)?;
+    let fd = fd as RawFd;
+    let mut ours: libc::stat = std::mem::zeroed();
+    let mut theirs: libc::stat = std::mem::zeroed();
+    if libc::fstat(fd, &mut ours) != 0 || libc::fstat(source, &mut theirs) != 0 {
+        let e = Errno::last();
+        libc::close(fd);
+        return Err(e);
+    }
+    if (ours.st_dev, ours.st_ino) != (theirs.st_dev, theirs.st_ino) {
+        libc::close(fd);
+        return Err(Errno::ESTALE);
+    }
+    let tree = libc::syscall(
+        libc::SYS_open_tree,
+        fd,
+        c"".as_ptr(),
+        OPEN_TREE_CLONE
+            | OPEN_TREE_CLOEXEC
+            | libc::AT_EMPTY_PATH as u32
+            | libc::AT_RECURSIVE as u32,
+    );
+    libc::close(fd);
+    check_long(tree)?;
+    let tree = tree as RawFd;
+    let attr = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let rc = libc::syscall(
+        libc::SYS_mount_setattr,
+        tree,
+        c"".as_ptr(),
+        (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as u32,
+        &attr as *const MountAttr,
+        std::mem::size_of::<MountAttr>(),
+    );
+    if rc < 0 {
+        let e = Errno::last();
+        libc::close(tree);
+        return Err(e);
+    }
+    Ok(tree)
 }
 
 /// `size=…,mode=0755` for the root's tmpfs, on the stack.

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use super::tree::JobTree;
 use super::KillRequest;
-use crate::job::model::{JobSpec, Outcome, Resources, ResultKind, StreamStats};
+use crate::job::model::{Accounting, JobSpec, Outcome, Resources, ResultKind, StreamStats};
 use crate::job::store::Store;
 use crate::output::pump::Pump;
-use crate::sandbox::cgroup::{JobCgroup, Usage};
+use crate::sandbox::cgroup::Usage;
 
 /// How long to keep reading output after the main process ended and its leftovers were killed.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -38,7 +39,11 @@ pub(crate) fn handled_signals() -> SigSet {
 /// What the loop saw; turned into an [`Outcome`] once the cgroup is measured.
 pub(super) struct End {
     wait_status: Option<i32>,
+    /// The main process's rusage: itself and every descendant it (or, as
+    /// init of a pid namespace, the kernel for it) reaped.
     max_rss_bytes: Option<u64>,
+    cpu_user_usec: Option<u64>,
+    cpu_system_usec: Option<u64>,
     timed_out: bool,
     kill_requested: bool,
     leftover_killed: u64,
@@ -60,12 +65,12 @@ impl End {
 pub(super) fn run_with_init(
     store: &Store,
     spec: &JobSpec,
-    cgroup: &JobCgroup,
+    tree: &JobTree,
     main_pid: i32,
     pumps: [Pump; 2],
     init_status: Option<std::os::fd::OwnedFd>,
 ) -> End {
-    let mut end = run(store, spec, cgroup, main_pid, pumps);
+    let mut end = run(store, spec, tree, main_pid, pumps);
     if let Some(fd) = init_status {
         // Our init wrote the command's own wait status before it exited.
         let mut msg = [0u8; 8];
@@ -85,17 +90,13 @@ pub(super) fn run_with_init(
     end
 }
 
-fn run(
-    store: &Store,
-    spec: &JobSpec,
-    cgroup: &JobCgroup,
-    main_pid: i32,
-    mut pumps: [Pump; 2],
-) -> End {
+fn run(store: &Store, spec: &JobSpec, tree: &JobTree, main_pid: i32, mut pumps: [Pump; 2]) -> End {
     let started = Instant::now();
     let mut end = End {
         wait_status: None,
         max_rss_bytes: None,
+        cpu_user_usec: None,
+        cpu_system_usec: None,
         timed_out: false,
         kill_requested: false,
         leftover_killed: 0,
@@ -117,7 +118,7 @@ fn run(
     .ok();
     // A `kill` that came while we were still launching may have found no
     // supervisor recorded to signal; its request waits in the store.
-    if let Some(at) = honour_kill_request(store, &spec.job_id, cgroup) {
+    if let Some(at) = honour_kill_request(store, &spec.job_id, tree) {
         end.kill_requested = true;
         kill_at = Some(at);
     }
@@ -178,12 +179,12 @@ fn run(
             timeout_at = None;
             if end.wait_status.is_none() {
                 end.timed_out = true;
-                kill_at = Some(terminate(cgroup, Signal::SIGTERM, kill_after));
+                kill_at = Some(terminate(tree, Signal::SIGTERM, kill_after));
             }
         }
         if kill_at.is_some_and(|t| now >= t) {
             kill_at = None;
-            cgroup.kill_all();
+            tree.kill_all();
         }
         if drain_until.is_some_and(|t| now >= t) {
             // Something outside the cgroup holds a pipe: stop waiting for it.
@@ -199,7 +200,7 @@ fn run(
                 match Signal::try_from(info.ssi_signo as i32) {
                     Ok(Signal::SIGCHLD) => got_sigchld = true,
                     Ok(Signal::SIGUSR1) => {
-                        if let Some(at) = honour_kill_request(store, &spec.job_id, cgroup) {
+                        if let Some(at) = honour_kill_request(store, &spec.job_id, tree) {
                             end.kill_requested = true;
                             kill_at = Some(at);
                         }
@@ -209,7 +210,7 @@ fn run(
                         end.kill_requested = true;
                         end.message =
                             Some("the supervisor was asked to stop; the job was killed".into());
-                        kill_at = Some(terminate(cgroup, Signal::SIGTERM, kill_after));
+                        kill_at = Some(terminate(tree, Signal::SIGTERM, kill_after));
                     }
                     _ => {} // SIGHUP: we have no terminal; ignore
                 }
@@ -217,11 +218,7 @@ fn run(
         }
         if got_sigchld && reap(main_pid, &mut end) {
             // The main process is gone: whatever it left behind dies now.
-            let left = cgroup.pids();
-            if !left.is_empty() {
-                end.leftover_killed = left.len() as u64;
-                cgroup.kill_all();
-            }
+            end.leftover_killed = tree.kill_leftovers();
             timeout_at = None;
             kill_at = None;
             drain_until = Some(Instant::now() + DRAIN_GRACE);
@@ -243,22 +240,22 @@ fn pollfd(fd: i32) -> libc::pollfd {
 }
 
 /// Sends `signal` to every process of the job; returns when to escalate to a kill.
-fn terminate(cgroup: &JobCgroup, signal: Signal, grace: Duration) -> Instant {
+fn terminate(tree: &JobTree, signal: Signal, grace: Duration) -> Instant {
     if signal == Signal::SIGKILL || grace.is_zero() {
-        cgroup.kill_all();
+        tree.kill_all();
     } else {
-        cgroup.signal_all(signal);
+        tree.signal_all(signal);
     }
     Instant::now() + grace
 }
 
 /// Carries out the request `agent-exec kill` left in the store, if any;
 /// returns when to escalate to SIGKILL.
-fn honour_kill_request(store: &Store, id: &str, cgroup: &JobCgroup) -> Option<Instant> {
+fn honour_kill_request(store: &Store, id: &str, tree: &JobTree) -> Option<Instant> {
     let bytes = std::fs::read(store.job_dir(id).join(super::KILL_REQUEST)).ok()?;
     let req: KillRequest = serde_json::from_slice(&bytes).ok()?;
     let sig = Signal::try_from(req.signal).unwrap_or(Signal::SIGTERM);
-    Some(terminate(cgroup, sig, Duration::from_millis(req.grace_ms)))
+    Some(terminate(tree, sig, Duration::from_millis(req.grace_ms)))
 }
 
 /// Reaps every child that exited. We are a subreaper, so orphans of the job
@@ -293,6 +290,9 @@ fn reap(main_pid: i32, end: &mut End) -> bool {
             if got == main_pid {
                 end.wait_status = Some(status);
                 end.max_rss_bytes = Some(usage.ru_maxrss as u64 * 1024);
+                let usec = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+                end.cpu_user_usec = Some(usec(usage.ru_utime));
+                end.cpu_system_usec = Some(usec(usage.ru_stime));
                 main_reaped = true;
             }
         } else {
@@ -304,7 +304,7 @@ fn reap(main_pid: i32, end: &mut End) -> bool {
 }
 
 impl End {
-    pub(super) fn into_outcome(self, usage: Usage, duration_ms: u64) -> Outcome {
+    pub(super) fn into_outcome(self, usage: Usage, cgroup: bool, duration_ms: u64) -> Outcome {
         let status = self.wait_status.unwrap_or(0);
         let oom = usage.oom_kills > 0;
         let (result, exit_code, signal) = if libc::WIFEXITED(status) {
@@ -346,10 +346,21 @@ impl End {
             timed_out: self.timed_out,
             oom_killed: oom,
             duration_ms,
+            // Without a cgroup (or its memory controller) the processes
+            // tell: CPU of every process reaped below the main one, and
+            // the largest of them for the memory peak.
             resources: Resources {
-                cpu_user_ms: usage.cpu_user_usec.map(|u| u / 1000),
-                cpu_system_ms: usage.cpu_system_usec.map(|u| u / 1000),
-                memory_peak_bytes: usage.memory_peak_bytes,
+                accounting: Some(if cgroup {
+                    Accounting::Cgroup
+                } else {
+                    Accounting::Processes
+                }),
+                cpu_user_ms: usage.cpu_user_usec.or(self.cpu_user_usec).map(|u| u / 1000),
+                cpu_system_ms: usage
+                    .cpu_system_usec
+                    .or(self.cpu_system_usec)
+                    .map(|u| u / 1000),
+                memory_peak_bytes: usage.memory_peak_bytes.or(self.max_rss_bytes),
                 pids_peak: usage.pids_peak,
                 max_rss_bytes: self.max_rss_bytes,
                 leftover_processes_killed: self.leftover_killed,

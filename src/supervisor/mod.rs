@@ -19,6 +19,7 @@ mod proxy;
 mod publish;
 mod relay;
 mod supervise;
+mod tree;
 
 pub use denials::Denial;
 pub use launch::{launch, SpawnError, Supervisor, Waiting};

@@ -10,6 +10,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 
 use super::event_loop;
+use super::tree::JobTree;
 
 /// What `$JOB_DIR`'s copy may write when the policy sets no `limits.disk`.
 const DEFAULT_JOB_DIR_COPY: u64 = 256 << 20;
@@ -21,7 +22,7 @@ use crate::job::store::{Store, SECRETS_FILE, STDERR_LOG, STDOUT_LOG};
 use crate::output::mask::Masker;
 use crate::output::pump::{Pump, PIPE_SIZE};
 use crate::sandbox::cgroup::{JobCgroup, Layout, Limits};
-use crate::sandbox::layers::{Layers, LimitsReport};
+use crate::sandbox::layers::{CgroupReport, Layers, LimitsReport};
 use crate::sandbox::{self, LaunchPlan, Stdio};
 use crate::timefmt::now_ms;
 
@@ -63,8 +64,12 @@ pub(super) fn supervise(
         }
     };
 
+    // May the job run without a cgroup of its own? Its policy says; the
+    // host floor may insist.
+    let cgroup_optional = spec.sandbox.cgroup_optional() && !floor.require_cgroup;
     let layout = match Layout::detect() {
-        Ok(l) => l,
+        Ok(l) => Ok(l),
+        Err(e) if cgroup_optional => Err(e.to_string()),
         Err(e) => return fail(format!("cgroups unavailable: {e}"), 125, true),
     };
     // Everything the child needs is prepared before the cgroup exists, so a
@@ -90,7 +95,7 @@ pub(super) fn supervise(
         &spec.sandbox,
         cwd,
         limits_report,
-        layout.kind,
+        layout.as_ref().ok().map(|l| l.kind),
         floor.job_identity,
     ) {
         Ok(l) => l,
@@ -103,7 +108,7 @@ pub(super) fn supervise(
         }
     };
     layers.rlimits.open_files_soft = callers_soft_nofile;
-    let plan = match LaunchPlan::new(argv, &env, cwd, layers) {
+    let mut plan = match LaunchPlan::new(argv, &env, cwd, layers) {
         Ok(p) => p,
         Err(e) => return fail(e.message, e.exit_code, e.unavailable),
     };
@@ -112,15 +117,53 @@ pub(super) fn supervise(
         pids: spec.limits.pids,
         cpus: spec.limits.cpus,
     };
-    let cgroup = match JobCgroup::create(&layout, id, &limits) {
-        Ok(c) => c,
-        Err(e) => return fail(format!("cannot set up the job's cgroup: {e}"), 125, true),
+    // The job's cgroup, or, where the caller may not have one and the
+    // policy lets the job run without, none (and the report says so).
+    let cgroup = match layout
+        .as_ref()
+        .map(|l| JobCgroup::create(l, id, &limits, cgroup_optional))
+    {
+        Ok(Ok(c)) => Some(c),
+        Ok(Err(e)) if cgroup_optional && e.is_denied() => {
+            without_cgroup(&mut plan.layers, &limits, &e.to_string());
+            None
+        }
+        Err(why) => {
+            without_cgroup(&mut plan.layers, &limits, why);
+            None
+        }
+        Ok(Err(e)) if e.is_denied() => {
+            return fail(
+                format!(
+                    "cannot set up the job's cgroup: {e}. The policy needs one \
+                     (cgroup = \"required\"): run agent-exec from a cgroup you own \
+                     (systemd: systemd-run --user --scope -p Delegate=yes agent-exec …), \
+                     or use a policy with cgroup = \"optional\" such as default or ci; \
+                     agent-exec doctor says what this host gives"
+                ),
+                125,
+                true,
+            )
+        }
+        Ok(Err(e)) => return fail(format!("cannot set up the job's cgroup: {e}"), 125, true),
+    };
+    if let Some(c) = &cgroup {
+        for (limit, line) in c.not_applied() {
+            if !(*limit == "limits.pids" && pids_by_rlimit(&mut plan.layers, &limits)) {
+                plan.layers.report.not_applied.push(line.clone());
+            }
+        }
+    }
+    let remove_cgroup = || {
+        if let Some(c) = &cgroup {
+            c.remove();
+        }
     };
 
     let io = match open_io(store, spec) {
         Ok(io) => io,
         Err(e) => {
-            cgroup.remove();
+            remove_cgroup();
             return fail(e, 125, false);
         }
     };
@@ -137,18 +180,29 @@ pub(super) fn supervise(
         Ok(l) => l,
         Err(e) => {
             drop(pumps);
-            cgroup.remove();
+            remove_cgroup();
             return fail(e, 125, false);
         }
     };
-    let launched = sandbox::spawn(&plan, io.child, &cgroup);
+    let launched = sandbox::spawn(&plan, io.child, cgroup.as_ref());
     let child = match launched {
         Ok(c) => c,
         Err(e) => {
             drop(pumps);
-            cgroup.remove();
+            remove_cgroup();
             return fail(e.message, e.exit_code, e.unavailable);
         }
+    };
+    let tree = match cgroup {
+        Some(c) => JobTree::Cgroup(c),
+        None if plan.layers.namespaces.pid => JobTree::Namespace {
+            init: child.pid,
+            reaped: Default::default(),
+        },
+        None => JobTree::Group {
+            leader: child.pid,
+            reaped: Default::default(),
+        },
     };
 
     // Clear-text secrets are no longer needed on disk once the job runs.
@@ -177,7 +231,10 @@ pub(super) fn supervise(
     report.record_child(child.landlock, &child.not_applied);
     let sandbox_report = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
     let mut plan = plan;
-    let job_dir = plan.layers.root.as_mut().and_then(|r| r.job_dir.take());
+    let job_dir = child
+        .job_dir
+        .take()
+        .or_else(|| plan.layers.root.as_mut().and_then(|r| r.job_dir.take()));
     drop(plan);
     drop(env);
     let mut status = JobStatus::created(spec.created_at_ms);
@@ -198,7 +255,7 @@ pub(super) fn supervise(
     let _ = store.write_status_file(id, &status);
 
     let mut end =
-        event_loop::run_with_init(store, spec, &cgroup, child.pid, pumps, child.init_status);
+        event_loop::run_with_init(store, spec, &tree, child.pid, pumps, child.init_status);
 
     // What the job left in its $JOB_DIR is kept with its record, in place
     // before the result says the job is over.
@@ -216,11 +273,10 @@ pub(super) fn supervise(
 
     // The last process is gone: read the counters (the cgroup goes once the
     // result is recorded).
-    cgroup.wait_empty(std::time::Duration::from_secs(5));
-    let usage = cgroup.usage();
+    let usage = tree.usage();
 
     let finished = now_ms();
-    let mut outcome = end.into_outcome(usage, finished.saturating_sub(started));
+    let mut outcome = end.into_outcome(usage, tree.has_cgroup(), finished.saturating_sub(started));
     // What the proxy refused is known exactly, so it comes first.
     if let Some(proxy) = &proxy {
         outcome.network = Some(proxy.report());
@@ -267,7 +323,7 @@ pub(super) fn supervise(
     // What only a running job needed goes once nobody waits on us: removing
     // a directory frees a block, and a file system mounted with `discard`
     // waits for the device.
-    cgroup.remove();
+    tree.remove();
     let _ = std::fs::remove_dir_all(&spec.sandbox.tmpdir);
     // An empty $JOB_DIR is not kept: nothing to read, a block and an inode saved.
     let _ = std::fs::remove_dir(store.files_dir(id));
@@ -281,6 +337,45 @@ pub(super) fn supervise(
         let _ = index.fold_log();
     }
     code
+}
+
+/// A job that runs without a cgroup of its own: each limit that needed
+/// one is reported, and what holds the tree together instead.
+fn without_cgroup(layers: &mut Layers, limits: &Limits, why: &str) {
+    layers.report.cgroup = CgroupReport::None;
+    let pids = pids_by_rlimit(layers, limits);
+    for (name, set) in [
+        ("limits.memory", limits.memory_bytes.is_some()),
+        ("limits.pids", limits.pids.is_some() && !pids),
+        ("limits.cpu", limits.cpus.is_some()),
+    ] {
+        if set {
+            layers
+                .report
+                .not_applied
+                .push(format!("{name}: needs a cgroup for the job ({why})"));
+        }
+    }
+    if !layers.namespaces.pid {
+        layers.report.not_applied.push(
+            "tree kill: without a cgroup or a pid namespace, processes that leave the job's \
+             process group are not stopped with it"
+                .into(),
+        );
+    }
+}
+
+/// Without a pids cgroup, `limits.pids` is RLIMIT_NPROC where the job has
+/// a user namespace of its own: there the kernel counts the tasks of the
+/// job's user in that namespace, which are the job's. Returns whether it is.
+fn pids_by_rlimit(layers: &mut Layers, limits: &Limits) -> bool {
+    match limits.pids {
+        Some(pids) if layers.namespaces.user => {
+            layers.rlimits.processes = Some(pids);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The job's environment: the caller's (all of it, or only what the policy's

@@ -133,37 +133,71 @@ pub fn join_self(fds: &[RawFd]) -> Result<(), i32> {
     Ok(())
 }
 
+/// A limit left out because its controller was not the caller's to use:
+/// the limit's policy name (`limits.pids`) and the report's line.
+pub type Unapplied = (&'static str, String);
+
+/// Whether an error means "not yours to use": no permission (a caller
+/// without root in a cgroup it does not own) or a read-only hierarchy.
+pub(crate) fn is_denied(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)
+    )
+}
+
+impl CgroupError {
+    /// Whether the caller may not create cgroups here at all (as opposed to
+    /// a cgroup that exists but failed): the case a job may run without one.
+    pub fn is_denied(&self) -> bool {
+        match self {
+            CgroupError::Create(_, e) => is_denied(e),
+            _ => false,
+        }
+    }
+}
+
 /// The cgroup(s) of one job.
 pub struct JobCgroup {
     layout_kind: LayoutKind,
     v2_dir: PathBuf,
     controllers: Box<dyn Controllers>,
+    /// Limits left out because their controller was not ours to use: the
+    /// limit's policy name and the `not_applied` line.
+    not_applied: Vec<Unapplied>,
 }
 
 impl JobCgroup {
-    /// Creates `<own>/agent-exec-<name>` in every hierarchy the layout uses and applies `limits`.
-    pub fn create(layout: &Layout, name: &str, limits: &Limits) -> Result<JobCgroup, CgroupError> {
+    /// Creates `<own>/agent-exec-<name>` in every hierarchy the layout uses
+    /// and applies `limits`. With `optional` (the job may run without a
+    /// cgroup), a controller the caller may not use leaves its limits out,
+    /// listed by [`JobCgroup::not_applied`]; otherwise that is an error.
+    pub fn create(
+        layout: &Layout,
+        name: &str,
+        limits: &Limits,
+        optional: bool,
+    ) -> Result<JobCgroup, CgroupError> {
         let v2_dir = create_under(&layout.v2_own, name)?;
-        let controllers: Box<dyn Controllers> = match layout.kind {
-            LayoutKind::V2 => match v2::V2Controllers::new(&layout.v2_own, &v2_dir, limits) {
-                Ok(c) => Box::new(c),
-                Err(e) => {
-                    let _ = fs::remove_dir(&v2_dir);
-                    return Err(e);
-                }
-            },
-            LayoutKind::Hybrid => match v1::V1Controllers::create(&layout.v1_own, name, limits) {
-                Ok(c) => Box::new(c),
-                Err(e) => {
-                    let _ = fs::remove_dir(&v2_dir);
-                    return Err(e);
-                }
-            },
+        type Made = (Box<dyn Controllers>, Vec<Unapplied>);
+        let made: Result<Made, CgroupError> = match layout.kind {
+            LayoutKind::V2 => v2::V2Controllers::new(&layout.v2_own, &v2_dir, limits, optional)
+                .map(|(c, n)| (Box::new(c) as Box<dyn Controllers>, n)),
+            LayoutKind::Hybrid => v1::V1Controllers::create(&layout.v1_own, name, limits, optional)
+                .map(|(c, n)| (Box::new(c) as Box<dyn Controllers>, n)),
+        };
+        let (controllers, not_applied) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                let _ = fs::remove_dir(&v2_dir);
+                return Err(e);
+            }
         };
         let cgroup = JobCgroup {
             layout_kind: layout.kind,
             v2_dir,
             controllers,
+            not_applied,
         };
         if let Err(e) = cgroup.controllers.apply(limits) {
             cgroup.remove();
@@ -183,7 +217,14 @@ impl JobCgroup {
                 )),
                 LayoutKind::Hybrid => Box::new(v1::V1Controllers::existing(&layout.v1_own, name)),
             },
+            not_applied: Vec::new(),
         }
+    }
+
+    /// Limits left out because their controller was not the caller's to
+    /// use: the limit's policy name (`limits.pids`) and the report's line.
+    pub fn not_applied(&self) -> &[Unapplied] {
+        &self.not_applied
     }
 
     pub fn layout_kind(&self) -> LayoutKind {

@@ -13,7 +13,7 @@ fn unique(what: &str) -> String {
 fn a_child_joins_its_v1_controllers_by_itself() {
     let layout = Layout::detect().expect("cgroups on the test host");
     let name = unique("selfjoin");
-    let cgroup = JobCgroup::create(&layout, &name, &Limits::default()).unwrap();
+    let cgroup = JobCgroup::create(&layout, &name, &Limits::default(), false).unwrap();
     let join = cgroup.open_self_join().unwrap();
     if layout.kind == LayoutKind::V2 {
         assert!(
@@ -58,7 +58,7 @@ fn joining_a_removed_cgroup_reports_the_errno() {
         return; // nothing to join on pure v2
     }
     let name = unique("gone");
-    let cgroup = JobCgroup::create(&layout, &name, &Limits::default()).unwrap();
+    let cgroup = JobCgroup::create(&layout, &name, &Limits::default(), false).unwrap();
     let join = cgroup.open_self_join().unwrap();
     cgroup.remove();
     let fds = join.raw_fds().to_vec();
@@ -97,7 +97,7 @@ fn removing_a_job_cgroup_leaves_its_parent_alone() {
         v2_own,
         v1_own,
     };
-    let cgroup = JobCgroup::create(&layout, &unique("child"), &Limits::default()).unwrap();
+    let cgroup = JobCgroup::create(&layout, &unique("child"), &Limits::default(), false).unwrap();
     cgroup.remove();
     for parent in &parents {
         assert!(parent.is_dir(), "{} was removed", parent.display());

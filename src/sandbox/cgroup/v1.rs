@@ -10,7 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use super::{create_under, dir_name, read_keyed, read_u64, remove_dir_retrying, write_limit};
-use super::{CgroupError, Controllers, Limits, Usage};
+use super::{CgroupError, Controllers, Limits, Unapplied, Usage};
 
 /// memory and pids always (their peaks are part of every result); cpu only when limited.
 pub(crate) struct V1Controllers {
@@ -18,11 +18,16 @@ pub(crate) struct V1Controllers {
 }
 
 impl V1Controllers {
+    /// Creates the job's directory in each controller it uses. With
+    /// `optional`, a controller the caller may not use (not mounted, or not
+    /// delegated to a caller without root) is left out, and each limit it
+    /// would have applied is returned as not applied.
     pub(crate) fn create(
         own: &BTreeMap<String, PathBuf>,
         name: &str,
         limits: &Limits,
-    ) -> Result<V1Controllers, CgroupError> {
+        optional: bool,
+    ) -> Result<(V1Controllers, Vec<Unapplied>), CgroupError> {
         let mut wanted: Vec<&'static str> = vec!["memory", "pids"];
         if limits.cpus.is_some() {
             wanted.push("cpu");
@@ -30,14 +35,15 @@ impl V1Controllers {
         let mut created = V1Controllers {
             dirs: BTreeMap::new(),
         };
+        let mut not_applied = Vec::new();
         for controller in wanted {
+            let limited = match controller {
+                "memory" => limits.memory_bytes.is_some(),
+                "pids" => limits.pids.is_some(),
+                _ => true,
+            };
             let Some(own_dir) = own.get(controller) else {
-                let limited = match controller {
-                    "memory" => limits.memory_bytes.is_some(),
-                    "pids" => limits.pids.is_some(),
-                    _ => true,
-                };
-                if limited {
+                if limited && !optional {
                     created.remove();
                     return Err(CgroupError::Unsupported(match controller {
                         "memory" => "the v1 memory controller is not mounted: cannot limit memory",
@@ -45,11 +51,25 @@ impl V1Controllers {
                         _ => "the v1 cpu controller is not mounted: cannot limit cpus",
                     }));
                 }
+                if limited {
+                    not_applied.push(unapplied_limit(
+                        controller,
+                        "its v1 controller is not mounted",
+                    ));
+                }
                 continue;
             };
             match create_under(own_dir, name) {
                 Ok(dir) => {
                     created.dirs.insert(controller, dir);
+                }
+                Err(CgroupError::Create(path, e)) if optional && super::is_denied(&e) => {
+                    if limited {
+                        not_applied.push(unapplied_limit(
+                            controller,
+                            &format!("cannot create {}: {e}", path.display()),
+                        ));
+                    }
                 }
                 Err(e) => {
                     created.remove();
@@ -57,7 +77,7 @@ impl V1Controllers {
                 }
             }
         }
-        Ok(created)
+        Ok((created, not_applied))
     }
 
     pub(crate) fn existing(own: &BTreeMap<String, PathBuf>, name: &str) -> V1Controllers {
@@ -72,6 +92,20 @@ impl V1Controllers {
         }
         V1Controllers { dirs }
     }
+}
+
+/// A limit its controller could not give: the limit's policy name and the
+/// `not_applied` line.
+pub(crate) fn unapplied_limit(controller: &str, why: &str) -> Unapplied {
+    let limit = match controller {
+        "memory" => "limits.memory",
+        "pids" => "limits.pids",
+        _ => "limits.cpu",
+    };
+    (
+        limit,
+        format!("{limit}: no {controller} cgroup for the job ({why})"),
+    )
 }
 
 impl Controllers for V1Controllers {

@@ -10,18 +10,22 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{read_keyed, read_u64, write_limit};
-use super::{CgroupError, Controllers, Limits, Usage};
+use super::{CgroupError, Controllers, Limits, Unapplied, Usage};
 
 pub(crate) struct V2Controllers {
     dir: PathBuf,
 }
 
 impl V2Controllers {
+    /// With `optional`, a controller that cannot be enabled leaves its
+    /// limit out, returned as not applied.
     pub(crate) fn new(
         own: &Path,
         job_dir: &Path,
         limits: &Limits,
-    ) -> Result<V2Controllers, CgroupError> {
+        optional: bool,
+    ) -> Result<(V2Controllers, Vec<Unapplied>), CgroupError> {
+        let mut not_applied = Vec::new();
         let wanted: Vec<&str> = [
             ("memory", true),
             ("pids", true),
@@ -38,7 +42,15 @@ impl V2Controllers {
         };
         for controller in wanted {
             if let Err(source) = enable(own, controller) {
-                if needs(controller) {
+                if needs(controller) && optional {
+                    not_applied.push(super::v1::unapplied_limit(
+                        controller,
+                        &format!(
+                            "cannot enable it in {}: {source}",
+                            own.join("cgroup.subtree_control").display()
+                        ),
+                    ));
+                } else if needs(controller) {
                     return Err(CgroupError::Limit {
                         what: match controller {
                             "memory" => "memory",
@@ -52,9 +64,12 @@ impl V2Controllers {
                 // accounting only: the peak will read as unknown
             }
         }
-        Ok(V2Controllers {
-            dir: job_dir.to_path_buf(),
-        })
+        Ok((
+            V2Controllers {
+                dir: job_dir.to_path_buf(),
+            },
+            not_applied,
+        ))
     }
 
     pub(crate) fn existing(dir: &Path) -> V2Controllers {

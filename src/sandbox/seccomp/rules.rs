@@ -77,6 +77,21 @@ const fn when(
 
 /// `memfd_create`'s flag for an executable memfd (linux/memfd.h; not in every libc yet).
 const MFD_EXEC: u32 = 0x10;
+/// `memfd_create`'s flag for a memfd sealed against ever being executable.
+const MFD_NOEXEC_SEAL: u32 = 0x08;
+
+/// For a caller without root, who cannot set `vm.memfd_noexec` for the
+/// job's pid namespace (the sysctl file is the host root's): every memfd
+/// must be made sealed against exec, which is what the sysctl would do.
+pub(crate) const UNSEALED_MEMFD: DenyRule = when(
+    "memfd_create",
+    &[ArgCondition {
+        index: 1,
+        mask: MFD_NOEXEC_SEAL,
+        value: 0,
+    }],
+    "memfd_create(without MFD_NOEXEC_SEAL)",
+);
 
 // The constants are small positive values; `as u32` keeps their bit pattern.
 const CLONE_NAMESPACE_FLAGS: [ArgCondition; 8] = [

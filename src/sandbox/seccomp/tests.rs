@@ -86,7 +86,7 @@ fn cmd(request: libc::Ioctl) -> u64 {
 
 fn built(profile: SeccompProfile, extra: &[&str]) -> SeccompProgram {
     let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    build(profile, &extra).unwrap().expect("a program")
+    build(profile, &extra, false).unwrap().expect("a program")
 }
 
 #[test]
@@ -103,6 +103,31 @@ fn prefix_kills_foreign_arch_and_redirects_clone3() {
         native(&program, libc::SYS_getpid | 0x4000_0000, [0; 6]),
         libc::SECCOMP_RET_KILL_PROCESS
     );
+}
+
+/// A caller without root cannot set vm.memfd_noexec: its jobs may only
+/// make memfds sealed against exec, as the sysctl would make them.
+#[test]
+fn sealing_refuses_memfds_that_could_be_executed() {
+    const MFD_CLOEXEC: u64 = 0x1;
+    const MFD_NOEXEC_SEAL: u64 = 0x8;
+    const MFD_EXEC: u64 = 0x10;
+    let memfd = table::number("memfd_create").unwrap();
+    let sealed = build(SeccompProfile::Default, &[], true).unwrap().unwrap();
+    let plain = built(SeccompProfile::Default, &[]);
+    let flags = |f: u64| with_arg(1, f);
+    assert_eq!(native(&sealed, memfd, flags(MFD_CLOEXEC)), RET_EPERM);
+    assert_eq!(native(&sealed, memfd, flags(0)), RET_EPERM);
+    assert_eq!(native(&sealed, memfd, flags(MFD_EXEC)), RET_EPERM);
+    assert_eq!(
+        native(&sealed, memfd, flags(MFD_CLOEXEC | MFD_NOEXEC_SEAL)),
+        RET_ALLOW
+    );
+    // The control: without sealing only MFD_EXEC is refused.
+    assert_eq!(native(&plain, memfd, flags(MFD_CLOEXEC)), RET_ALLOW);
+    assert_eq!(native(&plain, memfd, flags(MFD_EXEC)), RET_EPERM);
+    // Never without a profile.
+    assert!(build(SeccompProfile::None, &[], true).unwrap().is_none());
 }
 
 #[test]
@@ -199,7 +224,7 @@ fn extra_deny_is_unconditional_and_overrides_conditional_rules() {
 
 #[test]
 fn none_profile_is_no_filter_unless_extra_denies_are_given() {
-    assert!(build(SeccompProfile::None, &[]).unwrap().is_none());
+    assert!(build(SeccompProfile::None, &[], false).unwrap().is_none());
     let p = built(SeccompProfile::None, &["ptrace"]);
     assert_eq!(native(&p, libc::SYS_ptrace, [0; 6]), RET_EPERM);
     assert_eq!(native(&p, libc::SYS_mount, [0; 6]), RET_ALLOW);
@@ -211,12 +236,13 @@ fn unknown_syscall_name_is_an_error_naming_it() {
     let err = build(
         SeccompProfile::Default,
         &["getpid".into(), "frobnicate".into()],
+        false,
     )
     .unwrap_err();
     assert!(matches!(&err, SeccompError::UnknownSyscall { name, .. } if name == "frobnicate"));
     assert!(err.to_string().contains("\"frobnicate\""), "{err}");
     // The libc spelling is not accepted either: names are bare.
-    assert!(build(SeccompProfile::None, &["SYS_ptrace".into()]).is_err());
+    assert!(build(SeccompProfile::None, &["SYS_ptrace".into()], false).is_err());
 }
 
 #[test]
