@@ -6,8 +6,11 @@ use serde::Serialize;
 
 use super::identity::{probe_identity, IdentityProbe};
 use super::probe::{probe_host, HostProbe};
-use crate::policy::{self, NetMode, Policy, PolicySources, SeccompProfile};
+use crate::policy::{
+    self, CgroupNeed, Enforcement, NetMode, Policy, PolicySources, SeccompProfile,
+};
 use crate::sandbox::cgroup::{dir_name, JobCgroup, Layout, LayoutKind, Limits};
+use crate::sandbox::identity::HostIdentity;
 
 /// What the cgroup side of this host offers.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -36,15 +39,30 @@ pub struct PolicyVerdict {
     pub enforcement: String,
     /// Every layer the policy asks for is available here.
     pub enforceable: bool,
-    /// Layers the policy asks for that this host lacks.
+    /// Layers the policy asks for that this host lacks, without which a
+    /// strict policy does not start.
     pub missing: Vec<String>,
+    /// What a job under this policy reports as not applied here, and
+    /// starts without (a policy with `cgroup = "optional"` on a host that
+    /// gives the caller no cgroup).
+    pub not_applied: Vec<String>,
     /// The policy file could not be used at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
+/// Who asks: jobs of a caller without root run as the caller, in user
+/// namespaces of its own, with the cgroup the host delegates to it, if any.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CallerProbe {
+    pub uid: u32,
+    pub gid: u32,
+    pub root: bool,
+}
+
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DoctorReport {
+    pub caller: CallerProbe,
     pub cgroup: CgroupProbe,
     pub host: HostProbe,
     /// Who a job is on the host, and which of the caller's trees can be
@@ -53,6 +71,8 @@ pub struct DoctorReport {
     pub policies: Vec<PolicyVerdict>,
     /// The `default` policy can be fully enforced (the exit status says the same).
     pub default_enforceable: bool,
+    /// How to get what this host does not give the caller now.
+    pub advice: Vec<String>,
 }
 
 pub fn diagnose(sources: &PolicySources) -> DoctorReport {
@@ -72,6 +92,7 @@ pub fn diagnose(sources: &PolicySources) -> DoctorReport {
                 enforcement: "unknown".into(),
                 enforceable: false,
                 missing: Vec::new(),
+                not_applied: Vec::new(),
                 error: Some(e.to_string()),
             }),
         }
@@ -79,13 +100,90 @@ pub fn diagnose(sources: &PolicySources) -> DoctorReport {
     let default_enforceable = policies
         .iter()
         .any(|p| p.name == "default" && p.enforceable);
+    let me = HostIdentity::caller();
+    let caller = CallerProbe {
+        uid: me.uid,
+        gid: me.gid,
+        root: me.uid == 0,
+    };
+    let advice = advice(&caller, &host, &cgroup);
     DoctorReport {
+        caller,
         cgroup,
         host,
         identity,
         policies,
         default_enforceable,
+        advice,
     }
+}
+
+/// What to do about each layer the caller lacks, in the words of the
+/// setting that gives it.
+fn advice(caller: &CallerProbe, host: &HostProbe, cgroup: &CgroupProbe) -> Vec<String> {
+    let mut out = Vec::new();
+    let userns = &host.namespaces.user;
+    if !userns.available {
+        let mut how = vec![];
+        if userns.max_user_namespaces == Some(0) {
+            how.push("sysctl -w user.max_user_namespaces=15000");
+        }
+        if userns.unprivileged_userns_clone == Some(0) {
+            how.push("sysctl -w kernel.unprivileged_userns_clone=1");
+        }
+        if userns.apparmor_restrict_unprivileged_userns == Some(1) {
+            how.push(
+                "an AppArmor profile that allows `userns,` for agent-exec \
+                 (/etc/apparmor.d/agent-exec: `abi <abi/4.0>, profile agent-exec \
+                 /usr/local/bin/agent-exec flags=(unconfined) { userns, }`), or \
+                 sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
+            );
+        }
+        if how.is_empty() {
+            how.push("a kernel and container runtime that allow unprivileged user namespaces");
+        }
+        out.push(format!(
+            "user namespaces: {} (every namespace, the new root and the fresh init of a \
+             caller without root come from one); to allow them, as root: {}",
+            userns.detail,
+            how.join("; or ")
+        ));
+    }
+    if !cgroup.available || cgroup.memory.is_none() || cgroup.pids.is_none() {
+        let what = if cgroup.available {
+            let lacking: Vec<&str> = [("memory", &cgroup.memory), ("pids", &cgroup.pids)]
+                .into_iter()
+                .filter(|(_, c)| c.is_none())
+                .map(|(n, _)| n)
+                .collect();
+            format!(
+                "the {} controller of your cgroup is not yours",
+                lacking.join(" and ")
+            )
+        } else {
+            format!("no cgroup of your own ({})", cgroup.detail)
+        };
+        let how = if caller.root {
+            "mount cgroup2 (mount -t cgroup2 none /sys/fs/cgroup) and enable the memory, \
+             pids and cpu controllers"
+                .to_string()
+        } else {
+            "run agent-exec from a cgroup you own: on systemd hosts `systemd-run --user \
+             --scope -p Delegate=yes agent-exec …`, or a user service with Delegate=yes; \
+             elsewhere root can delegate one, as systemd does, by giving you a cgroup \
+             directory with its cgroup.procs, cgroup.subtree_control and (hybrid hosts) \
+             the same directory in the memory and pids hierarchies, and starting your \
+             session in it"
+                .to_string()
+        };
+        out.push(format!(
+            "cgroups: {what}. Policies with cgroup = \"optional\" (default, ci) run without: \
+             the pid namespace kills the job's tree, CPU and the memory peak come from its \
+             processes, pids becomes RLIMIT_NPROC, and the memory and cpu limits are not \
+             applied; cgroup = \"required\" (untrusted) refuses. To get one: {how}"
+        ));
+    }
+    out
 }
 
 fn verdict(
@@ -108,17 +206,38 @@ fn verdict(
             }
         }
     }
+    // Without its cgroup (or one of its controllers) a policy that may go
+    // without still runs, and its jobs say what was not applied.
+    let may_go_without =
+        p.cgroup == CgroupNeed::Optional || p.enforcement == Enforcement::BestEffort;
+    let mut not_applied = Vec::new();
+    let mut lacks = |what: String| {
+        if may_go_without {
+            not_applied.push(what);
+        } else {
+            missing.push(what);
+        }
+    };
     if !cgroup.available {
-        missing.push("cgroup v2".to_string());
+        lacks("a cgroup of its own (tree kill and accounting through the pid namespace)".into());
     }
-    if p.limits.memory.is_some() && cgroup.memory.is_none() {
-        missing.push("memory controller (memory limit)".into());
-    }
-    if p.limits.pids.is_some() && cgroup.pids.is_none() {
-        missing.push("pids controller (pids limit)".into());
-    }
-    if p.limits.cpu.is_some() && cgroup.cpu.is_none() {
-        missing.push("cpu controller (cpu limit)".into());
+    // In the job's own user namespace a pids limit holds without a cgroup.
+    let ns = &p.namespaces;
+    let any_namespace = ns.pid || ns.mount || ns.ipc || ns.uts || ns.cgroup;
+    let pids_by_rlimit = ns.user
+        || (HostIdentity::caller().uid != 0 && (any_namespace || p.network.mode != NetMode::Host));
+    for (limited, controller, name) in [
+        (p.limits.memory.is_some(), &cgroup.memory, "memory"),
+        (
+            p.limits.pids.is_some() && !pids_by_rlimit,
+            &cgroup.pids,
+            "pids",
+        ),
+        (p.limits.cpu.is_some(), &cgroup.cpu, "cpu"),
+    ] {
+        if limited && (!cgroup.available || controller.is_none()) {
+            lacks(format!("{name} controller ({name} limit)"));
+        }
     }
     let ns = &host.namespaces;
     for (wanted, probe, name) in [
@@ -172,6 +291,7 @@ fn verdict(
         // best_effort policies start anyway, but "enforceable" means every layer is there.
         enforceable: missing.is_empty(),
         missing,
+        not_applied,
         error: None,
     }
 }
@@ -195,24 +315,37 @@ fn probe_cgroup() -> CgroupProbe {
         }
     };
     let name = format!("doctor-{}", std::process::id());
-    let (kill, freeze, detail) = match JobCgroup::create(&layout, &name, &Limits::default(), false)
-    {
-        Ok(c) => {
-            let kill = c.v2_dir().join("cgroup.kill").exists();
-            let freeze = c.v2_dir().join("cgroup.freeze").exists();
-            c.remove();
-            (
-                kill,
-                freeze,
-                format!(
+    // Every controller asked for, each allowed to be missing: what is left
+    // out is what a job could not have (a controller not delegated to us).
+    let probe_limits = Limits {
+        memory_bytes: Some(1 << 40),
+        pids: Some(1 << 20),
+        cpus: Some(1024.0),
+    };
+    let (kill, freeze, detail, unusable) =
+        match JobCgroup::create(&layout, &name, &probe_limits, true) {
+            Ok(c) => {
+                let kill = c.v2_dir().join("cgroup.kill").exists();
+                let freeze = c.v2_dir().join("cgroup.freeze").exists();
+                let unusable: Vec<&str> = c.not_applied().iter().map(|(limit, _)| *limit).collect();
+                c.remove();
+                let detail = format!(
                     "job cgroups are created as {}",
                     layout.v2_own.join(dir_name("<job id>")).display()
-                ),
-            )
-        }
-        Err(e) => (false, false, format!("cannot create a job cgroup: {e}")),
-    };
+                );
+                (kill, freeze, detail, unusable)
+            }
+            Err(e) => (
+                false,
+                false,
+                format!("cannot create a job cgroup: {e}"),
+                vec!["limits.memory", "limits.pids", "limits.cpu"],
+            ),
+        };
     let controller = |name: &str| -> Option<String> {
+        if unusable.contains(&format!("limits.{name}").as_str()) {
+            return None;
+        }
         match layout.kind {
             LayoutKind::Hybrid => layout.v1_own.get(name).map(|p| p.display().to_string()),
             LayoutKind::V2 => std::fs::read_to_string(layout.v2_own.join("cgroup.controllers"))

@@ -29,8 +29,8 @@ pub(crate) use error::line_column;
 pub use error::{PolicyError, PolicyErrorKind};
 pub use floor::{Floor, FloorError, FloorSubject};
 pub use model::{
-    Enforcement, EnvPolicy, Filesystem, Limits, Namespaces, NetMode, NetModeError, Network,
-    OverridePermissions, Policy, PolicySource, Seccomp, SeccompProfile,
+    CgroupNeed, Enforcement, EnvPolicy, Filesystem, Limits, Namespaces, NetMode, NetModeError,
+    Network, OverridePermissions, Policy, PolicySource, Seccomp, SeccompProfile,
 };
 pub use overrides::{OverrideError, Overrides};
 pub use paths::{ExpandError, ExpandedFilesystem, PathVars, PATH_VARS};

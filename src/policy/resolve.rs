@@ -52,7 +52,7 @@ impl PolicySources {
         Self::from_vars(
             std::env::var_os("AGENT_EXEC_POLICY_DIR"),
             std::env::var_os("AGENT_EXEC_FLOOR"),
-            Path::new(Self::DEFAULT_FLOOR).exists(),
+            may_exist(Path::new(Self::DEFAULT_FLOOR)),
         )
     }
 
@@ -74,6 +74,13 @@ impl PolicySources {
             floor_path: pick(floor, Self::DEFAULT_FLOOR),
         }
     }
+}
+
+/// Whether a file may be there: only "no such file" says it is not. A
+/// floor the caller may not even look at (a directory it cannot search)
+/// is there, and reading it then fails: an error, never "no floor".
+pub(crate) fn may_exist(path: &Path) -> bool {
+    !matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == ErrorKind::NotFound)
 }
 
 /// One row of `policy list`.

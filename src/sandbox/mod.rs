@@ -20,7 +20,7 @@ pub mod rlimits;
 pub mod seccomp;
 mod spec;
 #[cfg(test)]
-mod test_fork;
+pub(crate) mod test_fork;
 pub mod view;
 
 pub use net_rules::ProxyRules;

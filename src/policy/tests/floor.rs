@@ -286,3 +286,55 @@ fn writable_paths_must_lie_within_the_floor() {
         .unwrap_err();
     assert_eq!(e.requested, "/ (filesystem.landlock = false)");
 }
+
+#[test]
+fn require_cgroup_refuses_policies_that_may_go_without() {
+    let fx = Fx::new();
+    let f = floor(&fx, "require_cgroup = true\n");
+    assert!(f.require_cgroup);
+    // `default` (and `ci`, which extends it) may run without a cgroup.
+    let err = check(&f, &fx.builtin("default")).unwrap_err();
+    assert_eq!(err.field, "cgroup");
+    check(&f, &fx.builtin("untrusted")).unwrap();
+    // The control: without the key the same policy passes.
+    check(&floor(&fx, "max_pids = 4096\n"), &fx.builtin("default")).unwrap();
+    let err = Floor::parse("floor.toml", "require_cgroup = \"yes\"\n").unwrap_err();
+    assert_eq!((err.line, err.column), (1, 18), "{err}");
+}
+
+/// A caller who may not even look into the floor's directory must not be
+/// told "no floor" (and so be free to point AGENT_EXEC_FLOOR elsewhere).
+#[test]
+fn a_floor_the_caller_cannot_see_is_not_absent() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fx::new();
+    let private = fx.dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(private.join("floor.toml"), "max_pids = 1\n").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(fx.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hidden = private.join("floor.toml");
+    let absent = fx.dir.path().join("absent.toml");
+    crate::sandbox::test_fork::assert_child_ok(|| {
+        // SAFETY: plain syscalls in the forked child.
+        if unsafe { libc::setresgid(65534, 65534, 65534) | libc::setresuid(65534, 65534, 65534) }
+            != 0
+        {
+            return Err("cannot become nobody".into());
+        }
+        if std::fs::symlink_metadata(&hidden).is_ok() {
+            return Err("nobody could see the private floor: the test proves nothing".into());
+        }
+        if !crate::policy::resolve::may_exist(&hidden) {
+            return Err("a floor nobody may look at counted as absent".into());
+        }
+        if crate::policy::resolve::may_exist(&absent) {
+            return Err("a missing floor counted as present".into());
+        }
+        let err = Floor::load(&hidden).map(|_| ()).unwrap_err();
+        if !err.to_string().contains("Permission denied") {
+            return Err(format!("unexpected error: {err}"));
+        }
+        Ok(())
+    });
+}
