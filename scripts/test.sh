@@ -10,10 +10,13 @@ cd "$(dirname "$0")/.."
 
 # The MCP tests drive `agent-exec mcp` with a real client from another
 # ecosystem: the Python MCP SDK from PyPI, in a virtual environment of ours.
+# The rootless tests put a stand-in for a user's systemd on a real D-Bus
+# bus with dbus-fast.
 venv=target/test-venv
-if ! "$venv/bin/python" -c 'import mcp' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import mcp, dbus_fast' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'mcp>=1.20,<2'
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        'mcp>=1.20,<2' 'dbus-fast>=2,<3'
 fi
 
 cargo fmt --check

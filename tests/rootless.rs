@@ -32,8 +32,13 @@ struct User {
     /// Home, binary and the user's files; removed at the end.
     base: tempfile::TempDir,
     bin: PathBuf,
-    /// Cgroup directories delegated to the user (removed at the end).
+    /// Cgroup directories delegated to the user: its commands start there.
     delegated: Vec<PathBuf>,
+    /// Cgroup directories to remove at the end, last first (the delegated
+    /// ones, and the scopes a service manager made).
+    cgroups: Vec<PathBuf>,
+    /// `DBUS_SESSION_BUS_ADDRESS` of its commands.
+    bus: Option<String>,
 }
 
 impl User {
@@ -77,6 +82,8 @@ impl User {
             base,
             bin: copy,
             delegated: Vec::new(),
+            cgroups: Vec::new(),
+            bus: None,
         };
         user.mkdir("proj");
         user
@@ -147,12 +154,14 @@ impl User {
                     std::os::unix::fs::chown(&path, Some(self.uid), Some(self.gid)).unwrap();
                 }
             }
-            self.delegated.push(dir);
+            self.delegated.push(dir.clone());
+            self.cgroups.push(dir);
         }
     }
 
     /// `agent-exec ARGS` as the user, in its project, with an environment
-    /// like a real user's: a version manager's shims first on PATH.
+    /// like a real user's: a version manager's shims first on PATH (and
+    /// its user bus, when it has one).
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("sh");
         // Into the delegated cgroups first (root may move its own child),
@@ -183,6 +192,9 @@ impl User {
             )
             .current_dir(self.project())
             .stdin(Stdio::null());
+        if let Some(bus) = &self.bus {
+            c.env("DBUS_SESSION_BUS_ADDRESS", bus);
+        }
         c
     }
 
@@ -255,7 +267,7 @@ impl Drop for User {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        for dir in self.delegated.iter().rev() {
+        for dir in self.cgroups.iter().rev() {
             for _ in 0..100 {
                 match std::fs::remove_dir(dir) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -458,10 +470,18 @@ fn without_a_cgroup_the_pid_namespace_kills_the_whole_tree() {
         "{:?}",
         not_applied(&v)
     );
+    let mut seen = Vec::new();
+    for _ in 0..250 {
+        seen = processes_matching(marker);
+        if seen.len() == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
-        processes_matching(marker).len(),
+        seen.len(),
         1,
-        "the setsid'd sleep outlived the job"
+        "the setsid'd sleep outlives the job: {seen:?}"
     );
 }
 
@@ -779,4 +799,171 @@ fn a_floor_the_user_cannot_read_stops_every_job() {
     let (code, v) = parse_one(&cmd.output().unwrap());
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["result"], "success");
+}
+
+/// A real bus daemon with a stand-in for the user's systemd on it
+/// (tests/fake_systemd.py): it makes delegated scopes under the test's own
+/// cgroup, as systemd makes them under the user's manager.
+struct ServiceManager {
+    daemon: std::process::Child,
+    manager: std::process::Child,
+    log: PathBuf,
+}
+
+impl ServiceManager {
+    fn start(user: &mut User) -> ServiceManager {
+        let dir = user.base.path().join("bus");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.join("bus");
+        let config = dir.join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let daemon = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .arg("--nofork")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (Debian package dbus-daemon)");
+        eventually("the bus listens", Duration::from_secs(5), || {
+            socket.exists()
+        });
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let address = format!("unix:path={}", socket.display());
+        let layout = Layout::detect().unwrap();
+        let log = dir.join("calls.ndjson");
+        let python = std::env::var_os("AGENT_EXEC_TEST_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python")
+            });
+        let mut manager = Command::new(&python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fake_systemd.py"
+            ))
+            .arg(&address)
+            .arg(&layout.v2_own)
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the test venv's python (scripts/test.sh installs dbus-fast there)");
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(manager.stdout.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(
+            ready.trim(),
+            "ready",
+            "the stand-in for systemd did not start"
+        );
+        user.bus = Some(address);
+        ServiceManager {
+            daemon,
+            manager,
+            log,
+        }
+    }
+
+    /// The calls the manager got, one JSON object each.
+    fn calls(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for ServiceManager {
+    fn drop(&mut self) {
+        let _ = self.manager.kill();
+        let _ = self.manager.wait();
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// A login shell's cgroup is root's; the user's service manager hands out
+/// delegated scopes. The supervisor asks for one over D-Bus and the job
+/// gets a cgroup of its own in it.
+#[test]
+fn a_user_without_a_cgroup_gets_a_delegated_scope_from_its_service_manager() {
+    if !privileged() {
+        return;
+    }
+    let mut user = User::new();
+    let manager = ServiceManager::start(&mut user);
+    let layout = Layout::detect().unwrap();
+    let marker = "1000.2626";
+    let script =
+        format!("trap '' TERM; setsid sh -c \"trap '' TERM; sleep {marker}\" & sleep {marker}");
+    let v = user.job("default", &["--timeout", "1", "--kill-after", "1"], &script);
+    let calls = manager.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let call = &calls[0];
+    let unit = call["name"].as_str().unwrap().to_string();
+    // Clean up the scope and the supervisor's leaf in it at the end.
+    user.cgroups.push(layout.v2_own.join(&unit));
+    user.cgroups
+        .push(layout.v2_own.join(&unit).join("supervisor"));
+    assert_eq!(unit, format!("agent-exec-{}.scope", job_id(&v)));
+    assert_eq!(call["properties"]["Delegate"], true, "{call}");
+    assert_eq!(
+        call["properties"]["PIDs"],
+        serde_json::json!([v["supervisor_pid"]]),
+        "{call}"
+    );
+    // The job had a cgroup, and the tree died through it.
+    let expected = match layout.kind {
+        LayoutKind::V2 => "v2",
+        LayoutKind::Hybrid => "hybrid",
+    };
+    assert_eq!(v["sandbox"]["cgroup"], expected, "{v:#}");
+    assert_eq!(v["resources"]["accounting"], "cgroup");
+    assert_eq!(v["result"], "timeout");
+    assert!(processes_matching(marker).is_empty());
+    // The job's cgroup went; the supervisor's leaf is all that is left.
+    eventually("the job cgroup is removed", Duration::from_secs(5), || {
+        !layout
+            .v2_own
+            .join(&unit)
+            .join(format!("agent-exec-{}", job_id(&v)))
+            .exists()
+    });
+
+    // The control: without a bus there is no scope, and no cgroup.
+    user.bus = None;
+    let v = user.job("default", &[], "true");
+    assert_eq!(v["sandbox"]["cgroup"], "none", "{v:#}");
+    assert!(
+        not_applied(&v)
+            .iter()
+            .any(|m| m.contains("no delegated scope from systemd")),
+        "{:?}",
+        not_applied(&v)
+    );
+    assert_eq!(manager.calls().len(), 1);
 }

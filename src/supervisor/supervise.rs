@@ -121,7 +121,7 @@ pub(super) fn supervise(
     // policy lets the job run without, none (and the report says so).
     let cgroup = match layout
         .as_ref()
-        .map(|l| JobCgroup::create(l, id, &limits, cgroup_optional))
+        .map(|l| JobCgroup::create_or_ask_systemd(l, id, &limits, cgroup_optional))
     {
         Ok(Ok(c)) => Some(c),
         Ok(Err(e)) if cgroup_optional && e.is_denied() => {

@@ -8,6 +8,7 @@
 //! directories that the child joins before it runs any code of its own.
 
 mod layout;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -55,6 +56,11 @@ pub enum CgroupError {
         source: io::Error,
     },
     Unsupported(&'static str),
+    /// No cgroup of ours to use, and the service manager gave no scope.
+    NoScope {
+        denied: Box<CgroupError>,
+        systemd: String,
+    },
 }
 
 impl std::fmt::Display for CgroupError {
@@ -70,6 +76,12 @@ impl std::fmt::Display for CgroupError {
                 )
             }
             CgroupError::Unsupported(what) => write!(f, "{what}"),
+            CgroupError::NoScope { denied, systemd } => {
+                write!(
+                    f,
+                    "{denied}; and no delegated scope from systemd: {systemd}"
+                )
+            }
         }
     }
 }
@@ -152,6 +164,7 @@ impl CgroupError {
     pub fn is_denied(&self) -> bool {
         match self {
             CgroupError::Create(_, e) => is_denied(e),
+            CgroupError::NoScope { .. } => true,
             _ => false,
         }
     }
@@ -204,6 +217,38 @@ impl JobCgroup {
             return Err(e);
         }
         Ok(cgroup)
+    }
+
+    /// [`JobCgroup::create`]; where a caller without root may not create
+    /// one under its own cgroup (a login session's scope is root's), it
+    /// asks its service manager for a delegated scope of its own first
+    /// (see [`systemd`]) and creates the job's cgroup in that.
+    pub fn create_or_ask_systemd(
+        layout: &Layout,
+        name: &str,
+        limits: &Limits,
+        optional: bool,
+    ) -> Result<JobCgroup, CgroupError> {
+        let denied = match JobCgroup::create(layout, name, limits, optional) {
+            Err(e)
+                if e.is_denied() && crate::sandbox::identity::HostIdentity::caller().uid != 0 =>
+            {
+                e
+            }
+            other => return other,
+        };
+        let scoped = systemd::start_scope(name).and_then(|_| {
+            let scoped = Layout::detect().map_err(io::Error::other)?;
+            systemd::leave_scope_root(&scoped.v2_own)?;
+            Ok(scoped)
+        });
+        match scoped {
+            Ok(scoped) => JobCgroup::create(&scoped, name, limits, optional),
+            Err(e) => Err(CgroupError::NoScope {
+                denied: Box::new(denied),
+                systemd: e.to_string(),
+            }),
+        }
     }
 
     /// Re-attaches to the cgroup of a job whose supervisor is gone, to kill and remove it.
