@@ -609,6 +609,25 @@ fn a_users_job_cannot_reach_what_its_policy_does_not_grant() {
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
     }
     assert!(listener.accept().is_err(), "nothing connected");
+    // A published port would be a port nobody relays (the relay enters the
+    // job's network, which takes root): refused, never reported as open.
+    let (code, v) = user.run(&[
+        "run",
+        "--net",
+        "loopback",
+        "--publish",
+        "18125",
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--publish needs root"),
+        "{v:#}"
+    );
     // The control: without the walls every attack works.
     let v = user.job("permissive", &[], &attack);
     let out = format!(
@@ -625,9 +644,8 @@ fn a_users_job_cannot_reach_what_its_policy_does_not_grant() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "owned\n");
 }
 
-/// A user's job cannot run code that never was a file under its exec
-/// rules: root sets vm.memfd_noexec for the job, a user's job gets memfds
-/// sealed against exec from seccomp instead.
+/// A user's job cannot execute a memfd: root sets vm.memfd_noexec for the
+/// job, a user's job gets memfds sealed against exec from seccomp instead.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn a_users_job_cannot_execute_a_memfd() {
@@ -790,6 +808,23 @@ fn a_floor_the_user_cannot_read_stops_every_job() {
             .as_str()
             .unwrap()
             .contains("Permission denied"),
+        "{v:#}"
+    );
+    // A floor that caps memory needs a cgroup to hold the cap: without one
+    // a user's job is refused rather than run uncapped.
+    let capping = user.base.path().join("capping.toml");
+    std::fs::write(&capping, "max_memory = \"2G\"\n").unwrap();
+    std::fs::set_permissions(&capping, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = user.cmd(&["run", "--", "true"]);
+    cmd.env("AGENT_EXEC_FLOOR", &capping);
+    let (code, v) = parse_one(&cmd.output().unwrap());
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["error"]["code"], "sandbox_unavailable", "{v:#}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("host floor requires"),
         "{v:#}"
     );
     // The control: readable, the same floor lets the job run.

@@ -183,10 +183,13 @@ fn fs_hint(path: &Path, error: &str, spec: &SandboxSpec) -> Option<String> {
         Err(_) => return None,
     };
     if spec.deny.iter().any(|d| real.starts_with(d)) {
-        return Some(format!(
-            "filesystem.deny hides it; --allow-read {} shows it",
-            real.display()
-        ));
+        // No flag offered: what a job prints is the job's to choose, and a
+        // hint to show a credential would be advice to hand it over.
+        return Some(
+            "filesystem.deny hides it: the policy keeps it from jobs on purpose (a \
+             credential or a history); a policy of your own can grant it"
+                .into(),
+        );
     }
     let readable = under(&spec.read) || under(&spec.write) || under(&spec.exec);
     if !readable {

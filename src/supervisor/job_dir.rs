@@ -121,7 +121,14 @@ fn copy_dir(
             }
             libc::S_IFREG => {
                 use std::io::Read;
-                let src = File::from(open_at(from, &name, libc::O_RDONLY, 0)?);
+                // A leftover of the job may have swapped in a FIFO since
+                // the stat: open without waiting, and copy only what is
+                // still a regular file.
+                let src = File::from(open_at(from, &name, libc::O_RDONLY | libc::O_NONBLOCK, 0)?);
+                if !src.metadata()?.is_file() {
+                    copied.skipped += 1;
+                    continue;
+                }
                 let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
                 let mut dst = File::from(open_at(to, &name, flags, mode)?);
                 let n = io::copy(&mut src.take(budget.bytes), &mut dst)?;
@@ -227,6 +234,52 @@ mod tests {
         let link = std::fs::symlink_metadata(t.join("link")).unwrap();
         assert!(link.file_type().is_symlink());
         assert!(!t.join("fifo").exists());
+    }
+
+    /// A leftover of the job swapping a FIFO in for a file between the
+    /// copy's stat and its open must not hang the supervisor for good.
+    #[test]
+    fn a_fifo_swapped_in_for_a_file_never_blocks_the_copy() {
+        let from = tempfile::tempdir().unwrap();
+        let file = cstring(from.path().join("x").as_os_str().as_bytes()).unwrap();
+        let fifo = cstring(from.path().join("y").as_os_str().as_bytes()).unwrap();
+        std::fs::write(from.path().join("x"), "data").unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let stop = stop.clone();
+            let (file, fifo) = (file.clone(), fifo.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // SAFETY: renameat2(RENAME_EXCHANGE) of two paths we made.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_renameat2,
+                            libc::AT_FDCWD,
+                            file.as_ptr(),
+                            libc::AT_FDCWD,
+                            fifo.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        )
+                    };
+                }
+            })
+        };
+        let (done, finished) = std::sync::mpsc::channel();
+        let source = from.path().to_path_buf();
+        std::thread::spawn(move || {
+            for _ in 0..2000 {
+                let to = tempfile::tempdir().unwrap();
+                let root = File::open(&source).unwrap();
+                let _ = copy_out(&OwnedFd::from(root), to.path(), 1 << 20);
+            }
+            let _ = done.send(());
+        });
+        let result = finished.recv_timeout(std::time::Duration::from_secs(60));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert!(result.is_ok(), "a copy blocked on a FIFO");
     }
 
     #[test]

@@ -65,8 +65,25 @@ pub(super) fn supervise(
     };
 
     // May the job run without a cgroup of its own? Its policy says; the
-    // host floor may insist.
-    let cgroup_optional = spec.sandbox.cgroup_optional() && !floor.require_cgroup;
+    // host floor may insist, and does when it caps what only a cgroup
+    // enforces (pids hold without one in the job's own user namespace).
+    let sandbox = &spec.sandbox;
+    let own_user_ns = sandbox.user_ns
+        || sandbox.pid_ns
+        || sandbox.mount_ns
+        || sandbox.ipc_ns
+        || sandbox.uts_ns
+        || sandbox.network.own_namespace();
+    let floor_caps = floor.max_memory.is_some()
+        || floor.max_cpu.is_some()
+        || (floor.max_pids.is_some() && !own_user_ns);
+    let cgroup_optional = sandbox.cgroup_optional() && !floor.require_cgroup && !floor_caps;
+    let why_required = if floor.require_cgroup || floor_caps {
+        "the host floor requires one (require_cgroup, or a max_memory, max_cpu or max_pids \
+         that only a cgroup enforces)"
+    } else {
+        "the policy needs one (cgroup = \"required\")"
+    };
     let layout = match Layout::detect() {
         Ok(l) => Ok(l),
         Err(e) if cgroup_optional => Err(e.to_string()),
@@ -135,11 +152,10 @@ pub(super) fn supervise(
         Ok(Err(e)) if e.is_denied() => {
             return fail(
                 format!(
-                    "cannot set up the job's cgroup: {e}. The policy needs one \
-                     (cgroup = \"required\"): run agent-exec from a cgroup you own \
-                     (systemd: systemd-run --user --scope -p Delegate=yes agent-exec …), \
-                     or use a policy with cgroup = \"optional\" such as default or ci; \
-                     agent-exec doctor says what this host gives"
+                    "cannot set up the job's cgroup: {e}. {why_required}: run agent-exec \
+                     from a cgroup you own (systemd: systemd-run --user --scope -p \
+                     Delegate=yes agent-exec …), or use a policy with cgroup = \"optional\" \
+                     such as default or ci; agent-exec doctor says what this host gives"
                 ),
                 125,
                 true,
@@ -174,6 +190,23 @@ pub(super) fn supervise(
         Pump::new(io.stderr_read, io.stderr_log, Masker::new(masks), cap),
     ];
 
+    // A published port is relayed by entering the job's network namespace,
+    // which takes capabilities over the host's user namespace: root's.
+    if !spec.publish.is_empty()
+        && spec.sandbox.network.own_namespace()
+        && crate::sandbox::identity::HostIdentity::caller().uid != 0
+    {
+        drop(pumps);
+        remove_cgroup();
+        return fail(
+            "--publish needs root: relaying a port into the job's own network takes \
+             capabilities over the host; use --net host, or the proxy for the other \
+             direction"
+                .into(),
+            125,
+            true,
+        );
+    }
     // Published ports are bound before the job starts: a port in use fails
     // the launch, not the job.
     let listeners = match super::publish::Listeners::bind(&spec.publish) {
@@ -295,7 +328,7 @@ pub(super) fn supervise(
     if outcome.result != ResultKind::Success && outcome.message.is_none() {
         if let Some(first) = outcome.denials.first() {
             outcome.message = Some(format!(
-                "the sandbox refused what the job tried ({} {}: {}); see denials",
+                "the job's output reports what the sandbox refuses ({} {}: {}); see denials",
                 first.kind, first.target, first.hint
             ));
         }
