@@ -321,10 +321,18 @@ fn a_jobs_end_is_told_to_its_sinks() {
         (event["job_id"].as_str(), event["exit_code"].as_i64()),
         (Some(id.as_str()), Some(4))
     );
-    let recorded: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(env.root().join(&id).join("completion_event.json")).unwrap(),
-    )
-    .unwrap();
+    // The record of the deliveries is written once both are done.
+    let record = env.root().join(&id).join("completion_event.json");
+    let read_record = || -> Option<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).ok()?).ok()?;
+        (v["delivery_results"].as_array()?.len() == 2).then_some(v)
+    };
+    eventually(
+        "the deliveries recorded",
+        std::time::Duration::from_secs(10),
+        || read_record().is_some(),
+    );
+    let recorded = read_record().unwrap();
     let results = recorded["delivery_results"].as_array().unwrap();
     assert_eq!(results.len(), 2, "{recorded:#}");
     assert!(results.iter().all(|r| r["success"] == true), "{recorded:#}");

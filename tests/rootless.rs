@@ -32,11 +32,9 @@ struct User {
     /// Home, binary and the user's files; removed at the end.
     base: tempfile::TempDir,
     bin: PathBuf,
-    /// Cgroup directories delegated to the user: its commands start there.
+    /// Cgroup directories delegated to the user: its commands start there
+    /// (removed at the end).
     delegated: Vec<PathBuf>,
-    /// Cgroup directories to remove at the end, last first (the delegated
-    /// ones, and the scopes a service manager made).
-    cgroups: Vec<PathBuf>,
     /// `DBUS_SESSION_BUS_ADDRESS` of its commands.
     bus: Option<String>,
 }
@@ -82,7 +80,6 @@ impl User {
             base,
             bin: copy,
             delegated: Vec::new(),
-            cgroups: Vec::new(),
             bus: None,
         };
         user.mkdir("proj");
@@ -154,8 +151,7 @@ impl User {
                     std::os::unix::fs::chown(&path, Some(self.uid), Some(self.gid)).unwrap();
                 }
             }
-            self.delegated.push(dir.clone());
-            self.cgroups.push(dir);
+            self.delegated.push(dir);
         }
     }
 
@@ -267,7 +263,7 @@ impl Drop for User {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        for dir in self.cgroups.iter().rev() {
+        for dir in self.delegated.iter().rev() {
             for _ in 0..100 {
                 match std::fs::remove_dir(dir) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -357,6 +353,9 @@ fn a_user_without_a_cgroup_gets_the_walls_and_an_honest_report() {
         !missing.iter().any(|m| m.starts_with("limits.pids")),
         "{missing:?}"
     );
+    // What is not in force is not shown as a limit; pids is.
+    assert!(sandbox["limits"]["memory_bytes"].is_null(), "{sandbox:#}");
+    assert_eq!(sandbox["limits"]["pids"], 512);
     assert_eq!(v["resources"]["accounting"], "processes");
     assert!(v["resources"]["pids_peak"].is_null());
     // The store is the user's XDG state directory.
@@ -843,6 +842,8 @@ struct ServiceManager {
     daemon: std::process::Child,
     manager: std::process::Child,
     log: PathBuf,
+    /// Where it makes scopes (removed at the end, as systemd would).
+    parent: PathBuf,
 }
 
 impl ServiceManager {
@@ -919,6 +920,7 @@ impl ServiceManager {
             daemon,
             manager,
             log,
+            parent: layout.v2_own,
         }
     }
 
@@ -938,6 +940,21 @@ impl Drop for ServiceManager {
         let _ = self.manager.wait();
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
+        // systemd removes a scope once its processes are gone: the leaf the
+        // supervisor moved into, then the scope.
+        for call in self.calls() {
+            let scope = self.parent.join(call["name"].as_str().unwrap_or("-"));
+            for dir in [scope.join("supervisor"), scope] {
+                for _ in 0..100 {
+                    match std::fs::remove_dir(&dir) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            std::thread::sleep(Duration::from_millis(20))
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -955,16 +972,19 @@ fn a_user_without_a_cgroup_gets_a_delegated_scope_from_its_service_manager() {
     let marker = "1000.2626";
     let script =
         format!("trap '' TERM; setsid sh -c \"trap '' TERM; sleep {marker}\" & sleep {marker}");
-    let v = user.job("default", &["--timeout", "1", "--kill-after", "1"], &script);
+    let v = user.job(
+        "default",
+        &["--timeout", "1", "--kill-after", "1", "--memory", "64M"],
+        &script,
+    );
     let calls = manager.calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     let call = &calls[0];
     let unit = call["name"].as_str().unwrap().to_string();
-    // Clean up the scope and the supervisor's leaf in it at the end.
-    user.cgroups.push(layout.v2_own.join(&unit));
-    user.cgroups
-        .push(layout.v2_own.join(&unit).join("supervisor"));
-    assert_eq!(unit, format!("agent-exec-{}.scope", job_id(&v)));
+    assert!(
+        unit.starts_with(&format!("agent-exec-{}-", job_id(&v))),
+        "{unit}"
+    );
     assert_eq!(call["properties"]["Delegate"], true, "{call}");
     assert_eq!(
         call["properties"]["PIDs"],
@@ -979,6 +999,20 @@ fn a_user_without_a_cgroup_gets_a_delegated_scope_from_its_service_manager() {
     assert_eq!(v["sandbox"]["cgroup"], expected, "{v:#}");
     assert_eq!(v["resources"]["accounting"], "cgroup");
     assert_eq!(v["result"], "timeout");
+    // The memory limit holds where the scope has the controller (systemd
+    // delegates only the v2 hierarchy): either it is in force, or it is out
+    // of `sandbox.limits` and named in `not_applied`.
+    let unapplied = not_applied(&v)
+        .iter()
+        .any(|m| m.starts_with("limits.memory"));
+    assert_eq!(
+        v["sandbox"]["limits"]["memory_bytes"].is_null(),
+        unapplied,
+        "{v:#}"
+    );
+    if layout.kind == LayoutKind::Hybrid {
+        assert!(unapplied, "{v:#}");
+    }
     assert!(processes_matching(marker).is_empty());
     // The job's cgroup went; the supervisor's leaf is all that is left.
     eventually("the job cgroup is removed", Duration::from_secs(5), || {
@@ -988,6 +1022,20 @@ fn a_user_without_a_cgroup_gets_a_delegated_scope_from_its_service_manager() {
             .join(format!("agent-exec-{}", job_id(&v)))
             .exists()
     });
+
+    // doctor finds the same way to a cgroup.
+    let out = user.cmd(&["doctor"]).output().unwrap();
+    let (code, doctor) = parse_one(&out);
+    assert_eq!(code, 0, "{doctor:#}");
+    assert_eq!(doctor["cgroup"]["available"], true, "{doctor:#}");
+    assert!(
+        doctor["cgroup"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("delegated scope"),
+        "{doctor:#}"
+    );
+    assert_eq!(manager.calls().len(), 2);
 
     // The control: without a bus there is no scope, and no cgroup.
     user.bus = None;
@@ -1000,5 +1048,5 @@ fn a_user_without_a_cgroup_gets_a_delegated_scope_from_its_service_manager() {
         "{:?}",
         not_applied(&v)
     );
-    assert_eq!(manager.calls().len(), 1);
+    assert_eq!(manager.calls().len(), 2);
 }

@@ -104,7 +104,7 @@ pub fn diagnose(sources: &PolicySources) -> DoctorReport {
     let caller = CallerProbe {
         uid: me.uid,
         gid: me.gid,
-        root: me.uid == 0,
+        root: crate::sandbox::identity::caller_is_host_root(),
     };
     let advice = advice(&caller, &host, &cgroup);
     DoctorReport {
@@ -208,8 +208,9 @@ fn verdict(
     }
     // Without its cgroup (or one of its controllers) a policy that may go
     // without still runs, and its jobs say what was not applied.
-    let may_go_without =
-        p.cgroup == CgroupNeed::Optional || p.enforcement == Enforcement::BestEffort;
+    let host_root = crate::sandbox::identity::caller_is_host_root();
+    let may_go_without = !host_root
+        && (p.cgroup == CgroupNeed::Optional || p.enforcement == Enforcement::BestEffort);
     let mut not_applied = Vec::new();
     let mut lacks = |what: String| {
         if may_go_without {
@@ -223,9 +224,9 @@ fn verdict(
     }
     // In the job's own user namespace a pids limit holds without a cgroup.
     let ns = &p.namespaces;
-    let any_namespace = ns.pid || ns.mount || ns.ipc || ns.uts || ns.cgroup;
-    let pids_by_rlimit = ns.user
-        || (HostIdentity::caller().uid != 0 && (any_namespace || p.network.mode != NetMode::Host));
+    let any_namespace =
+        ns.pid || ns.mount || ns.ipc || ns.uts || ns.cgroup || p.network.mode.own_namespace();
+    let pids_by_rlimit = ns.user || (!host_root && any_namespace);
     for (limited, controller, name) in [
         (p.limits.memory.is_some(), &cgroup.memory, "memory"),
         (
@@ -322,17 +323,28 @@ fn probe_cgroup() -> CgroupProbe {
         pids: Some(1 << 20),
         cpus: Some(1024.0),
     };
+    // As a job's supervisor does: under our own cgroup, or (a caller
+    // without root whose cgroup is root's) in a scope from its systemd,
+    // which this process then stays in until it exits.
     let (kill, freeze, detail, unusable) =
-        match JobCgroup::create(&layout, &name, &probe_limits, true) {
+        match JobCgroup::create_or_ask_systemd(&layout, &name, &probe_limits, true) {
             Ok(c) => {
                 let kill = c.v2_dir().join("cgroup.kill").exists();
                 let freeze = c.v2_dir().join("cgroup.freeze").exists();
                 let unusable: Vec<&str> = c.not_applied().iter().map(|(limit, _)| *limit).collect();
+                let detail = if c.v2_dir().parent() == Some(layout.v2_own.as_path()) {
+                    format!(
+                        "job cgroups are created as {}",
+                        layout.v2_own.join(dir_name("<job id>")).display()
+                    )
+                } else {
+                    format!(
+                        "job cgroups are created in a delegated scope from your systemd, \
+                         as {}",
+                        c.v2_dir().display()
+                    )
+                };
                 c.remove();
-                let detail = format!(
-                    "job cgroups are created as {}",
-                    layout.v2_own.join(dir_name("<job id>")).display()
-                );
                 (kill, freeze, detail, unusable)
             }
             Err(e) => (

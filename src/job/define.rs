@@ -199,6 +199,15 @@ pub fn define(req: &JobRequest, store: &Store) -> Result<Defined, DefineError> {
             sandbox.network
         )));
     }
+    // The relay enters the job's network, which takes capabilities over
+    // the host (checked again at launch, on the record).
+    if !req.publish.is_empty() && !crate::sandbox::identity::caller_is_host_root() {
+        return Err(DefineError::Invalid(
+            "--publish needs root: relaying a port into the job's own network takes \
+             capabilities over the host; use --net host, or the proxy for the other direction"
+                .into(),
+        ));
+    }
     sandbox.store = store.root().to_path_buf();
 
     let mut tags = Vec::new();

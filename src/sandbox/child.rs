@@ -381,6 +381,7 @@ pub(super) fn run(args: &ChildArgs<'_>) -> ! {
                     fail(args, Stage::Init, errno());
                 }
             }
+            super::init::hold_forwarded_signals();
             let e = init.exec();
             fail(args, Stage::Init, e);
         }

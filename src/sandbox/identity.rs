@@ -40,6 +40,23 @@ impl HostIdentity {
     }
 }
 
+/// Whether the caller is root of the host: uid 0 in the initial user
+/// namespace. uid 0 of a container's own user namespace (rootless podman,
+/// a CI runner in an unprivileged container) has no more power over the
+/// host than any user, and takes the same path as one.
+pub fn caller_is_host_root() -> bool {
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| {
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        // The initial namespace maps every id onto itself.
+        let initial = std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| {
+            map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
+        });
+        uid == 0 && initial
+    })
+}
+
 /// A user namespace that maps the caller's ids to the job's host ids: the
 /// idmap of the caller's trees (`MOUNT_ATTR_IDMAP`).
 pub struct IdmapUserns(pub OwnedFd);

@@ -11,7 +11,8 @@
 //! init is up) and execs this binary again under the name [`NAME`] with an
 //! empty environment. The init makes itself non-dumpable before the command
 //! may go on, so nothing in `/proc/1` but its command line
-//! (`agent-exec-init` and two descriptor numbers) is readable to the job, and
+//! (`agent-exec-init`, two descriptor numbers and whether it forwards
+//! signals) is readable to the job, and
 //! it keeps only its status pipe, which the job never holds.
 
 use std::ffi::{CString, OsStr, OsString};
@@ -136,6 +137,10 @@ pub fn main(args: Vec<OsString>) -> ! {
         if args.get(3).is_some_and(|a| a == "forward") {
             forward_signals();
         }
+        // What was held for us until now arrives (see hold_forwarded_signals).
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         // The job keeps its stdio; the init holds nothing but its status pipe.
         for stdio in 0..3 {
             libc::close(stdio);
@@ -164,7 +169,46 @@ pub fn main(args: Vec<OsString>) -> ! {
 }
 
 /// Signals that are requests (not faults of our own, not the child
-/// notices we wait for) are passed on to every process of the namespace.
+/// notices we wait for, not SIGPIPE of our status pipe).
+const FORWARDED: [libc::c_int; 19] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGTERM,
+    libc::SIGCONT,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    libc::SIGURG,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGWINCH,
+    libc::SIGPOLL,
+    libc::SIGPWR,
+];
+
+/// Child side, before the init's exec: the signals it may forward wait
+/// (blocked signals stay pending across exec) until its handlers are in
+/// place, so that a `kill` in the first instants is not lost.
+///
+/// # Safety
+/// Raw syscalls only; for the cloned child.
+pub(super) unsafe fn hold_forwarded_signals() {
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    for signal in FORWARDED {
+        libc::sigaddset(&mut set, signal);
+    }
+    libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+}
+
+/// The signals the init is sent are passed on to every process of the
+/// namespace.
 ///
 /// # Safety
 /// For the init only: it changes the process's signal dispositions.
@@ -174,27 +218,7 @@ unsafe fn forward_signals() {
         // reaches every other process of the namespace.
         unsafe { libc::kill(-1, signal) };
     }
-    for signal in [
-        libc::SIGHUP,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGALRM,
-        libc::SIGTERM,
-        libc::SIGCONT,
-        libc::SIGTSTP,
-        libc::SIGTTIN,
-        libc::SIGTTOU,
-        libc::SIGURG,
-        libc::SIGXCPU,
-        libc::SIGXFSZ,
-        libc::SIGVTALRM,
-        libc::SIGPROF,
-        libc::SIGWINCH,
-        libc::SIGPOLL,
-        libc::SIGPWR,
-    ] {
+    for signal in FORWARDED {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = forward as extern "C" fn(libc::c_int) as usize;
         action.sa_flags = libc::SA_RESTART;

@@ -189,17 +189,11 @@ impl Layers {
         let mut not_applied = Vec::new();
         let net_ns = spec.network.own_namespace();
         let caller = HostIdentity::caller();
+        let host_root = super::identity::caller_is_host_root();
         // Only root may create the other namespaces outside a user
         // namespace: a caller without root gets them inside one of its own,
         // where it maps nobody but itself.
-        let user_ns = spec.user_ns
-            || (caller.uid != 0
-                && (spec.pid_ns
-                    || spec.mount_ns
-                    || spec.ipc_ns
-                    || spec.uts_ns
-                    || spec.cgroup_ns
-                    || net_ns));
+        let user_ns = spec.has_user_ns(host_root);
         let namespaces = NamespaceSet {
             user: user_ns,
             pid: spec.pid_ns,
@@ -214,7 +208,7 @@ impl Layers {
         let new_root = spec.mount_ns && spec.landlock;
         // A root caller's job with a new root runs as an unprivileged host
         // user, working in the caller's trees through idmapped mounts.
-        let unprivileged = caller.uid == 0 && new_root;
+        let unprivileged = host_root && new_root;
         let host = if unprivileged { job_identity } else { caller };
         let idmap = if unprivileged {
             Some(IdmapUserns::new(caller, host).map_err(|e| Unavailable {
@@ -233,11 +227,9 @@ impl Layers {
         let root = if new_root {
             let userns = idmap.as_ref().map(|u| u.0.as_fd());
             Some(
-                RootPlan::prepare(spec, userns, host, caller.uid != 0).map_err(|e| {
-                    Unavailable {
-                        layer: "new root",
-                        message: e.to_string(),
-                    }
+                RootPlan::prepare(spec, userns, host, !host_root).map_err(|e| Unavailable {
+                    layer: "new root",
+                    message: e.to_string(),
                 })?,
             )
         } else {
@@ -402,8 +394,8 @@ impl Layers {
         // vm.memfd_noexec is the host root's to set, even for the job's own
         // pid namespace: for any other caller, seccomp makes every memfd
         // sealed against exec instead (what the sysctl would do).
-        let memfd_sysctl = spec.pid_ns && caller.uid == 0;
-        let seal_memfds = spec.pid_ns && caller.uid != 0;
+        let memfd_sysctl = spec.pid_ns && host_root;
+        let seal_memfds = spec.pid_ns && !host_root;
         if seal_memfds && spec.seccomp == SeccompProfile::None {
             let message = "vm.memfd_noexec: only root may set it, and seccomp, which would \
                            refuse executable memfds instead, is off (seccomp.profile = none)";

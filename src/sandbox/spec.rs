@@ -39,8 +39,9 @@ impl Enforcement {
     }
 }
 
-/// Whether a job may run without a cgroup of its own (a caller without
-/// root on a host that delegates none). Ordered: `Required` is stronger.
+/// Whether a job of a caller other than the host's root, who may have no
+/// cgroup to give it, may run without one (root's jobs always have one).
+/// Ordered: `Required` is stronger.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
@@ -239,9 +240,25 @@ impl SandboxSpec {
         self.enforcement == Enforcement::Strict
     }
 
-    /// Whether the job may start without a cgroup of its own.
-    pub fn cgroup_optional(&self) -> bool {
-        self.cgroup == CgroupNeed::Optional || !self.strict()
+    /// Whether the job may start without a cgroup of its own: never for
+    /// the host's root, who can always make one; for any other caller
+    /// where the policy says so (or is best effort).
+    pub fn cgroup_optional(&self, host_root: bool) -> bool {
+        !host_root && (self.cgroup == CgroupNeed::Optional || !self.strict())
+    }
+
+    /// Whether the job gets a user namespace of its own: where the policy
+    /// asks, and for a caller other than the host's root wherever it asks
+    /// for any other namespace (only root may make those outside one).
+    pub fn has_user_ns(&self, host_root: bool) -> bool {
+        self.user_ns
+            || (!host_root
+                && (self.pid_ns
+                    || self.mount_ns
+                    || self.ipc_ns
+                    || self.uts_ns
+                    || self.cgroup_ns
+                    || self.network.own_namespace()))
     }
 }
 

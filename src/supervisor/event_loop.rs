@@ -346,9 +346,9 @@ impl End {
             timed_out: self.timed_out,
             oom_killed: oom,
             duration_ms,
-            // Without a cgroup (or its memory controller) the processes
-            // tell: CPU of every process reaped below the main one, and
-            // the largest of them for the memory peak.
+            // Without a cgroup the processes tell: CPU of every process
+            // reaped below the main one, and the largest of them for the
+            // memory peak.
             resources: Resources {
                 accounting: Some(if cgroup {
                     Accounting::Cgroup
@@ -360,7 +360,11 @@ impl End {
                     .cpu_system_usec
                     .or(self.cpu_system_usec)
                     .map(|u| u / 1000),
-                memory_peak_bytes: usage.memory_peak_bytes.or(self.max_rss_bytes),
+                memory_peak_bytes: if cgroup {
+                    usage.memory_peak_bytes
+                } else {
+                    self.max_rss_bytes
+                },
                 pids_peak: usage.pids_peak,
                 max_rss_bytes: self.max_rss_bytes,
                 leftover_processes_killed: self.leftover_killed,

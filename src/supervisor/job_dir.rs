@@ -124,7 +124,20 @@ fn copy_dir(
                 // A leftover of the job may have swapped in a FIFO since
                 // the stat: open without waiting, and copy only what is
                 // still a regular file.
-                let src = File::from(open_at(from, &name, libc::O_RDONLY | libc::O_NONBLOCK, 0)?);
+                let src = match open_at(from, &name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
+                    Ok(fd) => File::from(fd),
+                    // Swapped for a symlink, a socket, or gone: not a file now.
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::ELOOP) | Some(libc::ENXIO) | Some(libc::ENOENT)
+                        ) =>
+                    {
+                        copied.skipped += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 if !src.metadata()?.is_file() {
                     copied.skipped += 1;
                     continue;

@@ -22,7 +22,7 @@ use crate::job::store::{Store, SECRETS_FILE, STDERR_LOG, STDOUT_LOG};
 use crate::output::mask::Masker;
 use crate::output::pump::{Pump, PIPE_SIZE};
 use crate::sandbox::cgroup::{JobCgroup, Layout, Limits};
-use crate::sandbox::layers::{CgroupReport, Layers, LimitsReport};
+use crate::sandbox::layers::{CgroupReport, Layers, LimitsReport, SandboxReport};
 use crate::sandbox::{self, LaunchPlan, Stdio};
 use crate::timefmt::now_ms;
 
@@ -67,17 +67,26 @@ pub(super) fn supervise(
     // May the job run without a cgroup of its own? Its policy says; the
     // host floor may insist, and does when it caps what only a cgroup
     // enforces (pids hold without one in the job's own user namespace).
+    let host_root = crate::sandbox::identity::caller_is_host_root();
     let sandbox = &spec.sandbox;
-    let own_user_ns = sandbox.user_ns
-        || sandbox.pid_ns
-        || sandbox.mount_ns
-        || sandbox.ipc_ns
-        || sandbox.uts_ns
-        || sandbox.network.own_namespace();
     let floor_caps = floor.max_memory.is_some()
         || floor.max_cpu.is_some()
-        || (floor.max_pids.is_some() && !own_user_ns);
-    let cgroup_optional = sandbox.cgroup_optional() && !floor.require_cgroup && !floor_caps;
+        || (floor.max_pids.is_some() && !sandbox.has_user_ns(host_root));
+    let cgroup_optional =
+        sandbox.cgroup_optional(host_root) && !floor.require_cgroup && !floor_caps;
+    // The job's own network is relayed into by entering it, which takes
+    // capabilities over the host's user namespace: root's (a record edited
+    // since `create` is judged here too).
+    if !spec.publish.is_empty() && sandbox.network.own_namespace() && !host_root {
+        return fail(
+            "--publish needs root: relaying a port into the job's own network takes \
+             capabilities over the host; use --net host, or the proxy for the other \
+             direction"
+                .into(),
+            125,
+            true,
+        );
+    }
     let why_required = if floor.require_cgroup || floor_caps {
         "the host floor requires one (require_cgroup, or a max_memory, max_cpu or max_pids \
          that only a cgroup enforces)"
@@ -166,7 +175,7 @@ pub(super) fn supervise(
     if let Some(c) = &cgroup {
         for (limit, line) in c.not_applied() {
             if !(*limit == "limits.pids" && pids_by_rlimit(&mut plan.layers, &limits)) {
-                plan.layers.report.not_applied.push(line.clone());
+                unapplied(&mut plan.layers.report, limit, line.clone());
             }
         }
     }
@@ -190,23 +199,6 @@ pub(super) fn supervise(
         Pump::new(io.stderr_read, io.stderr_log, Masker::new(masks), cap),
     ];
 
-    // A published port is relayed by entering the job's network namespace,
-    // which takes capabilities over the host's user namespace: root's.
-    if !spec.publish.is_empty()
-        && spec.sandbox.network.own_namespace()
-        && crate::sandbox::identity::HostIdentity::caller().uid != 0
-    {
-        drop(pumps);
-        remove_cgroup();
-        return fail(
-            "--publish needs root: relaying a port into the job's own network takes \
-             capabilities over the host; use --net host, or the proxy for the other \
-             direction"
-                .into(),
-            125,
-            true,
-        );
-    }
     // Published ports are bound before the job starts: a port in use fails
     // the launch, not the job.
     let listeners = match super::publish::Listeners::bind(&spec.publish) {
@@ -383,10 +375,8 @@ fn without_cgroup(layers: &mut Layers, limits: &Limits, why: &str) {
         ("limits.cpu", limits.cpus.is_some()),
     ] {
         if set {
-            layers
-                .report
-                .not_applied
-                .push(format!("{name}: needs a cgroup for the job ({why})"));
+            let line = format!("{name}: needs a cgroup for the job ({why})");
+            unapplied(&mut layers.report, name, line);
         }
     }
     if !layers.namespaces.pid {
@@ -396,6 +386,17 @@ fn without_cgroup(layers: &mut Layers, limits: &Limits, why: &str) {
                 .into(),
         );
     }
+}
+
+/// A limit that is not in force: out of `sandbox.limits` (which shows
+/// only what holds) and into `not_applied`, with why.
+fn unapplied(report: &mut SandboxReport, limit: &str, line: String) {
+    match limit {
+        "limits.memory" => report.limits.memory_bytes = None,
+        "limits.pids" => report.limits.pids = None,
+        _ => report.limits.cpu = None,
+    }
+    report.not_applied.push(line);
 }
 
 /// Without a pids cgroup, `limits.pids` is RLIMIT_NPROC where the job has

@@ -49,7 +49,12 @@ impl JobTree {
             }
             // A process group outlives its leader while it has members, and
             // its id is not reused until then.
-            JobTree::Group { leader, .. } => {
+            JobTree::Group { leader, reaped } => {
+                // Once the leader is reaped and its group empty, the id may
+                // be anyone's.
+                if reaped.get() && group_members(*leader) == 0 {
+                    return;
+                }
                 // SAFETY: signalling the job's own process group.
                 unsafe { libc::kill(-*leader, signal as i32) };
             }

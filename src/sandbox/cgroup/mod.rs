@@ -149,6 +149,20 @@ pub fn join_self(fds: &[RawFd]) -> Result<(), i32> {
 /// the limit's policy name (`limits.pids`) and the report's line.
 pub type Unapplied = (&'static str, String);
 
+/// A limit its controller could not give: the limit's policy name and the
+/// `not_applied` line.
+pub(crate) fn unapplied_limit(controller: &str, why: &str) -> Unapplied {
+    let limit = match controller {
+        "memory" => "limits.memory",
+        "pids" => "limits.pids",
+        _ => "limits.cpu",
+    };
+    (
+        limit,
+        format!("{limit}: no {controller} cgroup for the job ({why})"),
+    )
+}
+
 /// Whether an error means "not yours to use": no permission (a caller
 /// without root in a cgroup it does not own) or a read-only hierarchy.
 pub(crate) fn is_denied(e: &io::Error) -> bool {
@@ -165,6 +179,19 @@ impl CgroupError {
         match self {
             CgroupError::Create(_, e) => is_denied(e),
             CgroupError::NoScope { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether a controller could not be enabled for the job's cgroup
+    /// because our own cgroup holds processes (cgroup v2's rule) or is not
+    /// ours to change.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            CgroupError::Limit { path, source, .. } => {
+                path.ends_with("cgroup.subtree_control")
+                    && (source.raw_os_error() == Some(libc::EBUSY) || is_denied(source))
+            }
             _ => false,
         }
     }
@@ -229,22 +256,34 @@ impl JobCgroup {
         limits: &Limits,
         optional: bool,
     ) -> Result<JobCgroup, CgroupError> {
-        let denied = match JobCgroup::create(layout, name, limits, optional) {
-            Err(e)
-                if e.is_denied() && crate::sandbox::identity::HostIdentity::caller().uid != 0 =>
-            {
-                e
-            }
-            other => return other,
+        if crate::sandbox::identity::caller_is_host_root() {
+            return JobCgroup::create(layout, name, limits, optional);
+        }
+        // Ours, and able to give the job every controller it needs: done.
+        // A cgroup of ours that cannot (on pure v2, one that also holds the
+        // caller's shell may not enable controllers for its children) is
+        // second best to a scope of our own.
+        let in_own = JobCgroup::create(layout, name, limits, optional);
+        let denied = match in_own {
+            Ok(c) if c.not_applied().is_empty() => return Ok(c),
+            Err(e) if !(e.is_denied() || e.is_busy()) => return Err(e),
+            other => other,
         };
         let scoped = systemd::start_scope(name).and_then(|_| {
             let scoped = Layout::detect().map_err(io::Error::other)?;
             systemd::leave_scope_root(&scoped.v2_own)?;
             Ok(scoped)
         });
-        match scoped {
-            Ok(scoped) => JobCgroup::create(&scoped, name, limits, optional),
-            Err(e) => Err(CgroupError::NoScope {
+        match (scoped, denied) {
+            (Ok(scoped), own) => {
+                if let Ok(c) = own {
+                    c.remove();
+                }
+                JobCgroup::create(&scoped, name, limits, optional)
+            }
+            // Without a scope, ours with some limits left out (optional).
+            (Err(_), Ok(c)) => Ok(c),
+            (Err(e), Err(denied)) => Err(CgroupError::NoScope {
                 denied: Box::new(denied),
                 systemd: e.to_string(),
             }),

@@ -25,18 +25,19 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// The leaf of the scope the supervisor moves into.
 pub const SUPERVISOR_LEAF: &str = "supervisor";
 
-/// Asks the caller's service manager for the scope `agent-exec-<name>.scope`
-/// holding this process, delegated to the caller; returns once this
-/// process is in it, with the scope's path in the v2 hierarchy (as
-/// `/proc/self/cgroup` shows it).
-pub fn start_scope(name: &str) -> io::Result<String> {
+/// Asks the caller's service manager for the scope
+/// `agent-exec-<name>-<pid>.scope` holding this process, delegated to the
+/// caller; returns once this process is in it.
+pub fn start_scope(name: &str) -> io::Result<()> {
     let address = bus_address().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,
             "no user bus (neither DBUS_SESSION_BUS_ADDRESS nor $XDG_RUNTIME_DIR/bus)",
         )
     })?;
-    let unit = format!("agent-exec-{name}.scope");
+    // The supervisor's pid in the name: a restarted job's new supervisor
+    // must not meet its predecessor's scope, which systemd collects later.
+    let unit = format!("agent-exec-{name}-{}.scope", std::process::id());
     let mut bus = Bus::connect(&address)?;
     bus.call(
         &Message::call(
@@ -74,8 +75,8 @@ pub fn start_scope(name: &str) -> io::Result<String> {
     // The reply names the start job; the move happens when it runs.
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        if let Some(path) = own_v2_path().filter(|p| p.ends_with(&format!("/{unit}"))) {
-            return Ok(path);
+        if own_v2_path().is_some_and(|p| p.ends_with(&format!("/{unit}"))) {
+            return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(io::Error::new(

@@ -52,7 +52,7 @@ impl V1Controllers {
                     }));
                 }
                 if limited {
-                    not_applied.push(unapplied_limit(
+                    not_applied.push(super::unapplied_limit(
                         controller,
                         "its v1 controller is not mounted",
                     ));
@@ -65,7 +65,7 @@ impl V1Controllers {
                 }
                 Err(CgroupError::Create(path, e)) if optional && super::is_denied(&e) => {
                     if limited {
-                        not_applied.push(unapplied_limit(
+                        not_applied.push(super::unapplied_limit(
                             controller,
                             &format!("cannot create {}: {e}", path.display()),
                         ));
@@ -92,20 +92,6 @@ impl V1Controllers {
         }
         V1Controllers { dirs }
     }
-}
-
-/// A limit its controller could not give: the limit's policy name and the
-/// `not_applied` line.
-pub(crate) fn unapplied_limit(controller: &str, why: &str) -> Unapplied {
-    let limit = match controller {
-        "memory" => "limits.memory",
-        "pids" => "limits.pids",
-        _ => "limits.cpu",
-    };
-    (
-        limit,
-        format!("{limit}: no {controller} cgroup for the job ({why})"),
-    )
 }
 
 impl Controllers for V1Controllers {

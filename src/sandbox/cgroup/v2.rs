@@ -14,6 +14,9 @@ use super::{CgroupError, Controllers, Limits, Unapplied, Usage};
 
 pub(crate) struct V2Controllers {
     dir: PathBuf,
+    /// The controllers enabled for the job's cgroup: only their files exist
+    /// in it, so only their limits are written and their peaks read.
+    enabled: Vec<&'static str>,
 }
 
 impl V2Controllers {
@@ -26,7 +29,7 @@ impl V2Controllers {
         optional: bool,
     ) -> Result<(V2Controllers, Vec<Unapplied>), CgroupError> {
         let mut not_applied = Vec::new();
-        let wanted: Vec<&str> = [
+        let wanted: Vec<&'static str> = [
             ("memory", true),
             ("pids", true),
             ("cpu", limits.cpus.is_some()),
@@ -40,33 +43,37 @@ impl V2Controllers {
             "pids" => limits.pids.is_some(),
             _ => limits.cpus.is_some(),
         };
+        let mut enabled = Vec::new();
         for controller in wanted {
-            if let Err(source) = enable(own, controller) {
-                if needs(controller) && optional {
-                    not_applied.push(super::v1::unapplied_limit(
-                        controller,
-                        &format!(
-                            "cannot enable it in {}: {source}",
-                            own.join("cgroup.subtree_control").display()
-                        ),
-                    ));
-                } else if needs(controller) {
-                    return Err(CgroupError::Limit {
-                        what: match controller {
-                            "memory" => "memory",
-                            "pids" => "pids",
-                            _ => "cpu",
-                        },
-                        path: own.join("cgroup.subtree_control"),
-                        source,
-                    });
+            let source = match enable(own, controller) {
+                Ok(()) => {
+                    enabled.push(controller);
+                    continue;
                 }
-                // accounting only: the peak will read as unknown
+                Err(source) => source,
+            };
+            let control_file = own.join("cgroup.subtree_control");
+            if needs(controller) && optional {
+                let why = format!("cannot enable it in {}: {source}", control_file.display());
+                not_applied.push(super::unapplied_limit(controller, &why));
+            } else if needs(controller) {
+                return Err(CgroupError::Limit {
+                    what: match controller {
+                        "memory" => "memory",
+                        "pids" => "pids",
+                        _ => "cpu",
+                    },
+                    path: control_file,
+                    source,
+                });
             }
+            // Accounting only: without the controller its peak reads as
+            // unknown.
         }
         Ok((
             V2Controllers {
                 dir: job_dir.to_path_buf(),
+                enabled,
             },
             not_applied,
         ))
@@ -75,7 +82,12 @@ impl V2Controllers {
     pub(crate) fn existing(dir: &Path) -> V2Controllers {
         V2Controllers {
             dir: dir.to_path_buf(),
+            enabled: vec!["memory", "pids", "cpu"],
         }
+    }
+
+    fn has(&self, controller: &str) -> bool {
+        self.enabled.contains(&controller)
     }
 }
 
@@ -92,17 +104,17 @@ fn enable(parent: &Path, controller: &str) -> io::Result<()> {
 
 impl Controllers for V2Controllers {
     fn apply(&self, limits: &Limits) -> Result<(), CgroupError> {
-        if let Some(bytes) = limits.memory_bytes {
+        if let (Some(bytes), true) = (limits.memory_bytes, self.has("memory")) {
             write_limit(self.dir.join("memory.max"), &bytes.to_string(), "memory")?;
             let swap = self.dir.join("memory.swap.max");
             if swap.exists() {
                 write_limit(swap, "0", "memory swap")?;
             }
         }
-        if let Some(pids) = limits.pids {
+        if let (Some(pids), true) = (limits.pids, self.has("pids")) {
             write_limit(self.dir.join("pids.max"), &pids.to_string(), "pids")?;
         }
-        if let Some(cpus) = limits.cpus {
+        if let (Some(cpus), true) = (limits.cpus, self.has("cpu")) {
             let period: u64 = 100_000;
             let quota = ((cpus * period as f64).round() as u64).max(1000);
             write_limit(
