@@ -46,15 +46,16 @@ impl HostIdentity {
 /// host than any user, and takes the same path as one.
 pub fn caller_is_host_root() -> bool {
     static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ROOT.get_or_init(|| {
-        // SAFETY: getuid has no preconditions.
-        let uid = unsafe { libc::getuid() };
-        // The initial namespace maps every id onto itself.
-        let initial = std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| {
-            map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
-        });
-        uid == 0 && initial
-    })
+    *ROOT.get_or_init(host_root_now)
+}
+
+fn host_root_now() -> bool {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    // The initial namespace maps every id onto itself.
+    let initial = std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|map| map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
+    uid == 0 && initial
 }
 
 /// A user namespace that maps the caller's ids to the job's host ids: the
@@ -148,4 +149,35 @@ pub unsafe fn become_ids(uid: u32, gid: u32) -> Result<(), i32> {
         return Err(errno());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// uid 0 of a user namespace of its own (a rootless container's root)
+    /// is not the host's root; the test runner (root, in CI) is.
+    #[test]
+    fn only_uid_0_of_the_initial_namespace_is_the_hosts_root() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        assert!(host_root_now());
+        crate::sandbox::test_fork::assert_child_ok(|| {
+            // SAFETY: raw syscalls in the forked child.
+            if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+                return Err("unshare(CLONE_NEWUSER)".into());
+            }
+            std::fs::write("/proc/self/uid_map", "0 0 1\n").map_err(|e| e.to_string())?;
+            // SAFETY: getuid has no preconditions.
+            if unsafe { libc::getuid() } != 0 {
+                return Err("not uid 0 in the new namespace".into());
+            }
+            if host_root_now() {
+                return Err("uid 0 of a namespace of its own counted as the host's root".into());
+            }
+            Ok(())
+        });
+    }
 }
