@@ -944,7 +944,23 @@ impl Drop for ServiceManager {
         // supervisor moved into, then the scope.
         for call in self.calls() {
             let scope = self.parent.join(call["name"].as_str().unwrap_or("-"));
-            for dir in [scope.join("supervisor"), scope] {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&scope)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect();
+            // What a failed test left in them is the test's own.
+            for dir in &dirs {
+                let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+                    // SAFETY: a process of a job this test started.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            dirs.push(scope);
+            for dir in dirs {
                 for _ in 0..100 {
                     match std::fs::remove_dir(&dir) {
                         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -1037,6 +1053,84 @@ fn a_user_without_a_cgroup_gets_a_delegated_scope_from_its_service_manager() {
     );
     assert_eq!(manager.calls().len(), 2);
 
+    // A supervisor killed mid-job: the next `status` finds the job's cgroup
+    // in the scope, where the supervisor recorded it, and kills what is
+    // left. The control: the same with the record's path removed leaves it.
+    for recorded in [true, false] {
+        let marker = if recorded { "1000.2727" } else { "1000.2828" };
+        let script = format!("setsid sleep {marker} & sleep {marker}");
+        let started = user.ok(&[
+            "run",
+            "--no-wait",
+            "--policy",
+            "permissive",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        let id = job_id(&started);
+        let sleeps = || {
+            processes_matching(marker)
+                .into_iter()
+                .filter(|(_, cmd)| cmd.starts_with("sleep"))
+                .count()
+        };
+        eventually("the job runs", Duration::from_secs(5), || sleeps() == 2);
+        let running = user.ok(&["status", &id]);
+        let supervisor = running["supervisor_pid"].as_i64().unwrap() as i32;
+        let state = user
+            .home()
+            .join(".local/state/agent-exec")
+            .join(&id)
+            .join("state.json");
+        let mut record: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+        assert!(record["cgroup"].is_string(), "{record:#}");
+        if !recorded {
+            record.as_object_mut().unwrap().remove("cgroup");
+            std::fs::write(&state, serde_json::to_vec(&record).unwrap()).unwrap();
+        }
+        // SAFETY: the supervisor of a job of the user this test made.
+        unsafe { libc::kill(supervisor, libc::SIGKILL) };
+        eventually("the supervisor is gone", Duration::from_secs(5), || {
+            // Gone, or a zombie waiting for the host's init.
+            let stat =
+                std::fs::read_to_string(format!("/proc/{supervisor}/stat")).unwrap_or_default();
+            stat.is_empty()
+                || stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+        });
+        let lost = user.ok(&["status", &id]);
+        assert_eq!(lost["state"], "lost", "{lost:#}");
+        if recorded {
+            assert!(
+                processes_matching(marker).is_empty(),
+                "{:?}",
+                processes_matching(marker)
+            );
+            assert!(
+                lost["resources"]["leftover_processes_killed"]
+                    .as_u64()
+                    .unwrap()
+                    >= 1
+            );
+        } else {
+            assert!(
+                !processes_matching(marker).is_empty(),
+                "the control found them anyway"
+            );
+            for (pid, _) in processes_matching(marker) {
+                // SAFETY: a leftover of the job this test started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let calls_so_far = manager.calls().len();
+
     // The control: without a bus there is no scope, and no cgroup.
     user.bus = None;
     let v = user.job("default", &[], "true");
@@ -1048,5 +1142,5 @@ fn a_user_without_a_cgroup_gets_a_delegated_scope_from_its_service_manager() {
         "{:?}",
         not_applied(&v)
     );
-    assert_eq!(manager.calls().len(), 2);
+    assert_eq!(manager.calls().len(), calls_so_far);
 }

@@ -112,7 +112,12 @@ pub fn last_known_alive_ms(store: &Store, id: &str, status: &JobStatus) -> u64 {
 pub fn mark_lost(store: &Store, id: &str, mut status: JobStatus) -> JobStatus {
     let mut killed = 0;
     if let Ok(layout) = Layout::detect() {
-        let cgroup = JobCgroup::reattach(&layout, id);
+        // Under our cgroup, or where the supervisor recorded it (a scope).
+        let cgroup = status
+            .cgroup
+            .as_deref()
+            .and_then(|dir| JobCgroup::reattach_at(&layout, id, dir))
+            .unwrap_or_else(|| JobCgroup::reattach(&layout, id));
         if cgroup.v2_dir().is_dir() {
             killed = cgroup.pids().len() as u64;
             cgroup.kill_all();

@@ -270,6 +270,10 @@ pub struct JobStatus {
     /// Where the job's published ports are reachable (while it runs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<Publish>,
+    /// The job's v2 cgroup when it is not under the caller's own (a scope
+    /// from the caller's systemd), for whoever finds its supervisor dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<std::path::PathBuf>,
 }
 
 impl JobStatus {
@@ -285,6 +289,7 @@ impl JobStatus {
             sandbox: None,
             kill_requested: false,
             published: Vec::new(),
+            cgroup: None,
         }
     }
 }

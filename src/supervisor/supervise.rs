@@ -270,6 +270,12 @@ pub(super) fn supervise(
     status.updated_at_ms = now_ms();
     status.sandbox = Some(sandbox_report);
     status.published = listeners.published();
+    status.cgroup = match (&tree, &layout) {
+        (JobTree::Cgroup(c), Ok(l)) if c.v2_dir().parent() != Some(l.v2_own.as_path()) => {
+            Some(c.v2_dir().to_path_buf())
+        }
+        _ => None,
+    };
     if let Err(e) = listeners.forward_into(child.pid) {
         status.published.clear();
         eprintln!("agent-exec: cannot forward the published ports: {e}");

@@ -311,6 +311,24 @@ impl JobCgroup {
         &self.not_applied
     }
 
+    /// Re-attaches to a job's cgroup recorded elsewhere than under ours (a
+    /// systemd scope): only a directory of the job's name in a cgroup2
+    /// hierarchy, so that a record pointing anywhere else reaches nothing.
+    pub fn reattach_at(layout: &Layout, name: &str, v2_dir: &Path) -> Option<JobCgroup> {
+        let named = v2_dir.file_name() == Some(std::ffi::OsStr::new(&dir_name(name)));
+        let in_cgroup2 =
+            nix::sys::statfs::statfs(v2_dir).is_ok_and(|s| s.filesystem_type().0 == 0x6367_7270);
+        if !(named && in_cgroup2 && v2_dir.is_absolute()) {
+            return None;
+        }
+        let mut cgroup = JobCgroup::reattach(layout, name);
+        cgroup.v2_dir = v2_dir.to_path_buf();
+        if layout.kind == LayoutKind::V2 {
+            cgroup.controllers = Box::new(v2::V2Controllers::existing(v2_dir));
+        }
+        Some(cgroup)
+    }
+
     pub fn layout_kind(&self) -> LayoutKind {
         self.layout_kind
     }
