@@ -19,7 +19,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// How long the manager may take to answer and to move us.
+/// How long the whole conversation with the bus may take, and then the
+/// move into the scope: a bus that stalls or chatters costs the launch
+/// this, never more.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The leaf of the scope the supervisor moves into.
@@ -131,6 +133,11 @@ fn bus_address() -> Option<Address> {
     path.exists().then_some(Address::Path(path))
 }
 
+/// What the bus says goes into the job's report: printable, and short.
+fn tame(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
 /// D-Bus addresses escape bytes as `%XX`.
 fn unescape(s: &str) -> String {
     let bytes = s.as_bytes();
@@ -161,6 +168,8 @@ struct Bus {
     serial: u32,
     /// Bytes read past the last message.
     pending: Vec<u8>,
+    /// When the conversation must be over.
+    deadline: Instant,
 }
 
 impl Bus {
@@ -173,12 +182,12 @@ impl Bus {
                 UnixStream::connect_addr(&addr)?
             }
         };
-        stream.set_read_timeout(Some(TIMEOUT))?;
         stream.set_write_timeout(Some(TIMEOUT))?;
         let mut bus = Bus {
             stream,
             serial: 0,
             pending: Vec::new(),
+            deadline: Instant::now() + TIMEOUT,
         };
         bus.authenticate()?;
         Ok(bus)
@@ -196,17 +205,30 @@ impl Bus {
         if !line.starts_with("OK ") {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
-                format!("the user bus refused us: {line}"),
+                format!("the user bus refused us: {}", tame(&line)),
             ));
         }
         self.stream.write_all(b"BEGIN\r\n")
+    }
+
+    /// Reads what is there, waiting at most until the deadline.
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the user bus did not answer in time",
+            ));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
     }
 
     fn read_line(&mut self) -> io::Result<String> {
         let mut line = Vec::new();
         let mut byte = [0u8; 1];
         while !line.ends_with(b"\r\n") {
-            if self.stream.read(&mut byte)? == 0 {
+            if self.read_some(&mut byte)? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
             line.push(byte[0]);
@@ -232,10 +254,10 @@ impl Bus {
                 2 => Ok(()),
                 3 => Err(io::Error::other(format!(
                     "{what}: {}{}",
-                    reply.error_name.unwrap_or_default(),
+                    tame(&reply.error_name.unwrap_or_default()),
                     reply
                         .error_message
-                        .map(|m| format!(": {m}"))
+                        .map(|m| format!(": {}", tame(&m)))
                         .unwrap_or_default()
                 ))),
                 _ => continue,
@@ -250,7 +272,7 @@ impl Bus {
                 return Ok(reply);
             }
             let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk)?;
+            let n = self.read_some(&mut chunk)?;
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
@@ -490,6 +512,41 @@ mod tests {
         });
         let len = u32::from_le_bytes(w.buf[4..8].try_into().unwrap());
         assert_eq!(len as usize, w.buf.len() - 8);
+    }
+
+    /// A bus that chatters without ever answering (or a hostile one) costs
+    /// the launch the deadline, never a hang.
+    #[test]
+    fn a_bus_that_never_answers_costs_the_deadline_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bus");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut byte = [0u8; 1];
+            let mut line = Vec::new();
+            // The NUL byte, then the AUTH line.
+            while !line.ends_with(b"\r\n") {
+                if peer.read(&mut byte).unwrap_or(0) == 0 {
+                    return;
+                }
+                line.push(byte[0]);
+            }
+            let _ = peer.write_all(b"OK 0123456789abcdef\r\n");
+            // Signals, forever: well-formed messages that answer nothing.
+            let mut signal = Message::call("x.y", "/x", "x.y", "Noise");
+            signal.body.string("noise");
+            signal.signature = "s";
+            let mut bytes = signal.encode(1);
+            bytes[1] = 4; // a signal
+            while peer.write_all(&bytes).is_ok() {}
+        });
+        let started = Instant::now();
+        let mut bus = Bus::connect(&Address::Path(path)).unwrap();
+        let hello = Message::call("a.b", "/a/b", "a.b", "Hello");
+        let err = bus.call(&hello, "Hello").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(started.elapsed() < TIMEOUT + Duration::from_secs(1));
     }
 
     #[test]
