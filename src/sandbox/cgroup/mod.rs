@@ -312,13 +312,22 @@ impl JobCgroup {
     }
 
     /// Re-attaches to a job's cgroup recorded elsewhere than under ours (a
-    /// systemd scope): only a directory of the job's name in a cgroup2
-    /// hierarchy, so that a record pointing anywhere else reaches nothing.
+    /// systemd scope): only the job's own directory in a scope of the job's
+    /// name, in a cgroup2 hierarchy, reached without a symlink, so that a
+    /// record pointing anywhere else (a link named like the job's cgroup)
+    /// reaches nothing.
     pub fn reattach_at(layout: &Layout, name: &str, v2_dir: &Path) -> Option<JobCgroup> {
         let named = v2_dir.file_name() == Some(std::ffi::OsStr::new(&dir_name(name)));
+        let scope_prefix = format!("{}-", dir_name(name));
+        let in_scope = v2_dir
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|s| s.to_str())
+            .is_some_and(|s| s.starts_with(&scope_prefix) && s.ends_with(".scope"));
+        let real = v2_dir.canonicalize().is_ok_and(|r| r == v2_dir);
         let in_cgroup2 =
             nix::sys::statfs::statfs(v2_dir).is_ok_and(|s| s.filesystem_type().0 == 0x6367_7270);
-        if !(named && in_cgroup2 && v2_dir.is_absolute()) {
+        if !(named && in_scope && real && in_cgroup2) {
             return None;
         }
         let mut cgroup = JobCgroup::reattach(layout, name);

@@ -158,6 +158,38 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Connects with the deadline already set: a blocking connect to a socket
+/// whose listener never accepts (a full backlog; an abstract name another
+/// user squats) waits for the send timeout, which std only lets us set
+/// after connecting.
+fn connect_within(address: &Address, timeout: Duration) -> io::Result<UnixStream> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let limit = nix::sys::time::TimeVal::new(timeout.as_secs() as _, 0);
+    socket::setsockopt(&fd, sockopt::SendTimeout, &limit)?;
+    let addr = match address {
+        Address::Path(path) => UnixAddr::new(path.as_path())?,
+        Address::Abstract(name) => UnixAddr::new_abstract(name.as_bytes())?,
+    };
+    socket::connect(fd.as_raw_fd(), &addr).map_err(|e| {
+        if e == nix::errno::Errno::EAGAIN {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the user bus did not accept in time",
+            )
+        } else {
+            io::Error::from(e)
+        }
+    })?;
+    Ok(UnixStream::from(fd))
+}
+
 enum Address {
     Path(PathBuf),
     Abstract(String),
@@ -174,15 +206,7 @@ struct Bus {
 
 impl Bus {
     fn connect(address: &Address) -> io::Result<Bus> {
-        let stream = match address {
-            Address::Path(path) => UnixStream::connect(path)?,
-            Address::Abstract(name) => {
-                use std::os::linux::net::SocketAddrExt;
-                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-                UnixStream::connect_addr(&addr)?
-            }
-        };
-        stream.set_write_timeout(Some(TIMEOUT))?;
+        let stream = connect_within(address, TIMEOUT)?;
         let mut bus = Bus {
             stream,
             serial: 0,
@@ -221,7 +245,16 @@ impl Bus {
             ));
         }
         self.stream.set_read_timeout(Some(left))?;
-        self.stream.read(buf)
+        self.stream.read(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the user bus did not answer in time",
+                )
+            } else {
+                e
+            }
+        })
     }
 
     fn read_line(&mut self) -> io::Result<String> {
@@ -547,6 +580,51 @@ mod tests {
         let err = bus.call(&hello, "Hello").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
         assert!(started.elapsed() < TIMEOUT + Duration::from_secs(1));
+    }
+
+    /// A listener that never accepts (its backlog full, or an abstract
+    /// name another user squats) costs the deadline, never a hang.
+    #[test]
+    fn a_bus_that_never_accepts_costs_the_deadline_only() {
+        use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bus");
+        let listener = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        socket::bind(
+            std::os::fd::AsRawFd::as_raw_fd(&listener),
+            &UnixAddr::new(path.as_path()).unwrap(),
+        )
+        .unwrap();
+        socket::listen(&listener, Backlog::new(0).unwrap()).unwrap();
+        // Fill the backlog: the next connect waits for an accept that
+        // never comes.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let fd = socket::socket(
+                AddressFamily::Unix,
+                SockType::Stream,
+                SockFlag::SOCK_NONBLOCK,
+                None,
+            )
+            .unwrap();
+            let _ = socket::connect(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                &UnixAddr::new(path.as_path()).unwrap(),
+            );
+            held.push(fd);
+        }
+        let started = Instant::now();
+        let err = connect_within(&Address::Path(path), Duration::from_secs(1))
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(started.elapsed() < Duration::from_secs(3));
     }
 
     #[test]

@@ -103,3 +103,38 @@ fn removing_a_job_cgroup_leaves_its_parent_alone() {
         assert!(parent.is_dir(), "{} was removed", parent.display());
     }
 }
+
+/// A record may name the job's cgroup in a systemd scope; a link named like
+/// it, pointing at any other cgroup, must reach nothing (`status` would
+/// kill everything in it).
+#[test]
+fn a_recorded_cgroup_is_only_the_jobs_own_in_its_scope_and_never_a_link() {
+    let Ok(layout) = Layout::detect() else {
+        return;
+    };
+    let id = unique("rec");
+    let scope = layout.v2_own.join(format!("{}-1.scope", dir_name(&id)));
+    std::fs::create_dir(&scope).unwrap();
+    let job = scope.join(dir_name(&id));
+    std::fs::create_dir(&job).unwrap();
+    let links = tempfile::tempdir().unwrap();
+    let link_scope = links.path().join(format!("{}-1.scope", dir_name(&id)));
+    std::fs::create_dir(&link_scope).unwrap();
+    let link = link_scope.join(dir_name(&id));
+    std::os::unix::fs::symlink(&layout.v2_own, &link).unwrap();
+    let found = JobCgroup::reattach_at(&layout, &id, &job).map(|c| c.v2_dir().to_path_buf());
+    let through_link = JobCgroup::reattach_at(&layout, &id, &link).is_some();
+    let other_job = JobCgroup::reattach_at(&layout, "someone-else", &job).is_some();
+    let _ = std::fs::remove_dir(&job);
+    let _ = std::fs::remove_dir(&scope);
+    assert_eq!(
+        found.as_deref(),
+        Some(job.as_path()),
+        "the control: the real one"
+    );
+    assert!(
+        !through_link,
+        "a link named like the job's cgroup was taken"
+    );
+    assert!(!other_job, "another job's cgroup was taken");
+}
