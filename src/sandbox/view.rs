@@ -309,20 +309,26 @@ fn set_attr(tree: &OwnedFd, attrs: u64, userns: Option<BorrowedFd<'_>>) -> io::R
         userns_fd: userns.map(|u| u.as_raw_fd() as u64).unwrap_or(0),
     };
     // SAFETY: a valid mount_attr of the size passed, on our detached tree.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as u32,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc < 0 {
+    if unsafe { set_attr_raw(tree.as_raw_fd(), &attr) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// `mount_setattr(AT_RECURSIVE)` on the detached tree `tree`, as a raw
+/// syscall (the child uses it too).
+///
+/// # Safety
+/// `tree` is a mount descriptor the caller owns.
+unsafe fn set_attr_raw(tree: RawFd, attr: &MountAttr) -> libc::c_long {
+    libc::syscall(
+        libc::SYS_mount_setattr,
+        tree,
+        c"".as_ptr(),
+        (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as u32,
+        attr as *const MountAttr,
+        std::mem::size_of::<MountAttr>(),
+    )
 }
 
 /// Whether `path`'s mount tree can be shown idmapped through `userns`, as a
@@ -831,18 +837,7 @@ pub fn build(plan: &RootPlan, scratch: &std::ffi::CStr) -> Result<(), Errno> {
                     noexec,
                     channel,
                 } => {
-                    make_dir(&place.rel, 0o755)?;
-                    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
-                    if *noexec {
-                        flags |= libc::MS_NOEXEC;
-                    }
-                    check(libc::mount(
-                        c"tmpfs".as_ptr(),
-                        place.rel.as_ptr(),
-                        c"tmpfs".as_ptr(),
-                        flags,
-                        data.as_ptr().cast(),
-                    ))?;
+                    mount_tmpfs(&place.rel, data, *noexec)?;
                     // The supervisor keeps its root, to copy what the job
                     // left there once the job's namespace is gone.
                     let root = libc::open(
@@ -866,18 +861,7 @@ pub fn build(plan: &RootPlan, scratch: &std::ffi::CStr) -> Result<(), Errno> {
                     ))?;
                 }
                 Item::Tmpfs { data, noexec } => {
-                    make_dir(&place.rel, 0o755)?;
-                    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
-                    if *noexec {
-                        flags |= libc::MS_NOEXEC;
-                    }
-                    check(libc::mount(
-                        c"tmpfs".as_ptr(),
-                        place.rel.as_ptr(),
-                        c"tmpfs".as_ptr(),
-                        flags,
-                        data.as_ptr().cast(),
-                    ))?;
+                    mount_tmpfs(&place.rel, data, *noexec)?;
                 }
                 Item::Proc => {
                     make_dir(&place.rel, 0o555)?;
@@ -939,6 +923,23 @@ pub fn build(plan: &RootPlan, scratch: &std::ffi::CStr) -> Result<(), Errno> {
     Ok(())
 }
 
+/// A private tmpfs at `rel` (`data`: its options), `nosuid`, `nodev`, and
+/// `noexec` unless exec is granted there.
+unsafe fn mount_tmpfs(rel: &std::ffi::CStr, data: &CString, noexec: bool) -> Result<(), Errno> {
+    make_dir(rel, 0o755)?;
+    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+    if noexec {
+        flags |= libc::MS_NOEXEC;
+    }
+    check(libc::mount(
+        c"tmpfs".as_ptr(),
+        rel.as_ptr(),
+        c"tmpfs".as_ptr(),
+        flags,
+        data.as_ptr().cast(),
+    ))
+}
+
 /// Child side, a caller without root: clones the host object at `path`,
 /// looked up again without symlinks, into a detached tree with `attrs`,
 /// unless the lookup reaches another inode than `source`, the one the
@@ -987,15 +988,7 @@ unsafe fn clone_checked(source: RawFd, path: &std::ffi::CStr, attrs: u64) -> Res
         propagation: 0,
         userns_fd: 0,
     };
-    let rc = libc::syscall(
-        libc::SYS_mount_setattr,
-        tree,
-        c"".as_ptr(),
-        (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as u32,
-        &attr as *const MountAttr,
-        std::mem::size_of::<MountAttr>(),
-    );
-    if rc < 0 {
+    if set_attr_raw(tree, &attr) < 0 {
         let e = Errno::last();
         libc::close(tree);
         return Err(e);
